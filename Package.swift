@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "udptun",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "udptun-client", targets: ["Client"]),
+        .executable(name: "udptun-relay", targets: ["Relay"]),
+        .executable(name: "udptun-sink", targets: ["Sink"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Kernel constants and the few syscalls Swift cannot import directly (mmsghdr, ifreq ioctls).
+        .target(name: "CLinux", path: "Sources/CLinux"),
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Shared"
+        ),
+        .executableTarget(
+            name: "Client",
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Client"
+        ),
+        .executableTarget(
+            name: "Relay",
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Relay"
+        ),
+        .executableTarget(
+            name: "Sink",
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Sink"
+        ),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Shared"], path: "Tests/EndToEndTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,57 @@
+// The kernel-facing layer: constants and thin wrappers for calls Swift cannot import as they are
+// (variadic ioctl, GNU-only mmsghdr). Everything above this header is Swift.
+#ifndef UDPTUN_CLINUX_H
+#define UDPTUN_CLINUX_H
+
+// No _GNU_SOURCE here: the header must see libc exactly as Swift's Glibc module does.
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <stdint.h>
+
+static const int CLINUX_IFNAMSIZ = 16;
+static const short CLINUX_IFF_TUN = 0x0001;
+static const short CLINUX_IFF_NO_PI = 0x1000;
+static const int CLINUX_IP_MTU = 14;
+static const int CLINUX_IPV6_MTU = 24;
+static const int CLINUX_IP_MTU_DISCOVER = 10;
+static const int CLINUX_IP_PMTUDISC_DONT = 0;
+
+/// Attaches `fd` (an open /dev/net/tun) to the device `name` (empty: the kernel picks one) with `flags`.
+/// Writes the resulting name to `name_out` (CLINUX_IFNAMSIZ bytes). Returns 0 or -errno.
+int clinux_tun_set_iff(int fd, const char *name, short flags, char *name_out);
+/// Returns the device's TUN flags (TUNGETIFF) or -errno.
+int clinux_tun_get_flags(int fd);
+/// Interface MTU: returns the MTU or -errno.
+int clinux_if_get_mtu(const char *name);
+int clinux_if_set_mtu(const char *name, int mtu);
+/// Sets IFF_UP (and IFF_RUNNING) on the interface. Returns 0 or -errno.
+int clinux_if_set_up(const char *name);
+/// Returns the interface index or 0 when there is none.
+unsigned clinux_if_index(const char *name);
+
+/// Batches of datagrams: mirrors struct mmsghdr so Swift can allocate arrays of it.
+typedef struct clinux_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+} clinux_mmsghdr;
+
+int clinux_recvmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
+int clinux_sendmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
+
+/// A non-blocking, close-on-exec eventfd (for waking threads blocked in poll). Returns fd or -errno.
+int clinux_eventfd(void);
+/// Names the calling thread (visible in top -H); truncated to 15 bytes.
+void clinux_set_thread_name(const char *name);
+
+/// Blocks SIGINT and SIGTERM in the calling thread (threads created later inherit the mask) and
+/// returns a non-blocking signalfd that becomes readable when one is pending, or -errno.
+int clinux_termination_signalfd(void);
+/// Reads one pending signal from that descriptor: its number, 0 if none, or -errno.
+int clinux_read_signal(int fd);
+
+/// errno is a thread-local macro; read it through a function.
+int clinux_errno(void);
+
+#endif

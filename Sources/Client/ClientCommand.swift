@@ -1,0 +1,180 @@
+import ArgumentParser
+import Logging
+import Shared
+
+@main
+struct ClientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udptun-client",
+        abstract: "Tunnel the IP packets routed into a TUN device to a udptun relay over UDP, and generate test traffic.",
+        discussion: """
+        Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet
+        per UDP datagram; datagrams coming back from the relay are validated and written to the device,
+        so traffic is tunnelled both ways. Route the far network into the device first, e.g.
+        ip route add 198.18.2.0/24 dev tun1.
+
+        The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into
+        the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which
+        udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
+
+        EXAMPLES
+          udptun-client --relay 198.18.1.2:8080
+          udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 --count 10000 --rate 5000
+          udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
+          udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 --exit-when-done
+
+        EXIT STATUS
+          0 stopped by SIGINT/SIGTERM or finished (--exit-when-done); 64 usage error; 78 configuration
+          to fix (permissions, device busy, address in use); 1 runtime failure.
+        """)
+
+    @Option(help: "The relay's UDP address (HOST:PORT; port 8080 when omitted).")
+    var relay: String?
+
+    @Option(help: "TUN device to attach to (created if it does not exist).")
+    var tun = "tun1"
+
+    @Option(help: ArgumentHelp(
+        "TUN MTU: a number, or 'auto' for the path MTU toward the relay minus the encapsulation overhead.",
+        valueName: "N|auto"))
+    var mtu = "auto"
+
+    @Option(help: "Local UDP address to send from (default: any address, a free port).")
+    var bind: String?
+
+    @Flag(help: "Run only the generator (no TUN device, no relay): a baseline without the tunnel.")
+    var noTunnel = false
+
+    @Option(help: ArgumentHelp("Send generator payloads to this UDP address.", valueName: "HOST:PORT"))
+    var generate: String?
+
+    @Option(help: "Generator: payloads to send (0 = until stopped or --duration).")
+    var count: UInt64 = 0
+
+    @Option(help: "Generator: payloads per second (0 = as fast as possible).")
+    var rate: Double = 1000
+
+    @Option(help: "Generator: UDP payload size in bytes (32 to 65507).")
+    var size = 512
+
+    @Option(help: "Generator: stop after this many seconds.")
+    var duration: Double?
+
+    @Option(help: "Generator: stream id (default: random, so restarts are told apart).")
+    var streamID: UInt32?
+
+    @Flag(help: "Exit once the generator has finished (after a short drain).")
+    var exitWhenDone = false
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        if noTunnel {
+            guard generate != nil else { throw ValidationError("--no-tunnel needs --generate") }
+        } else {
+            guard relay != nil else { throw ValidationError("--relay HOST:PORT is required (or --no-tunnel with --generate)") }
+        }
+        if mtu != "auto" {
+            guard let value = Int(mtu), (68...65535).contains(value) else {
+                throw ValidationError("--mtu must be 'auto' or a number from 68 to 65535")
+            }
+        }
+        guard (ProbePayload.headerLength...ProbePayload.maximumLength).contains(size) else {
+            throw ValidationError("--size must be \(ProbePayload.headerLength) to \(ProbePayload.maximumLength) bytes")
+        }
+        guard rate >= 0, rate.isFinite else { throw ValidationError("--rate must be 0 or more") }
+        if let duration { guard duration > 0 else { throw ValidationError("--duration must be positive") } }
+        if exitWhenDone {
+            guard generate != nil, count > 0 || duration != nil else {
+                throw ValidationError("--exit-when-done needs --generate with --count or --duration")
+            }
+        }
+    }
+
+    func run() throws {
+        try runReportingErrors(program: "udptun-client") { try runClient() }
+    }
+
+    private func runClient() throws {
+        let logger = common.makeLogger(label: "udptun.client")
+        let target = try generate.map { try AddressResolver.resolve($0, defaultPort: 8080) }
+        let signals = try SignalWaiter()
+        let lifecycle = try Lifecycle()
+        let counters = TunnelCounters()
+        let generatorCounters = ProbeGenerator.Counters()
+        var workers: [WorkerThread] = []
+
+        if !noTunnel, let relay {
+            let relayAddress = try AddressResolver.resolve(relay, defaultPort: 8080)
+            let encapsulation = RawEncapsulation()
+            let device = try TunDevice(name: tun)
+            let tunMTU = try chooseMTU(relay: relayAddress, overhead: encapsulation.overhead)
+            try device.setMTU(tunMTU)
+            try device.bringUp()
+            let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
+            let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
+                ?? SocketAddress(ip: anyAddress, port: 0)
+            let socket = try UDPSocket(for: local, bind: true)
+            logger.warning("encapsulation \(encapsulation.name) is unauthenticated")
+            logger.info("client tunnelling", metadata: [
+                "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
+                "local": "\(socket.localAddress.map(\.description) ?? "?")"])
+            let outbound = OutboundPipeline(
+                tun: device, socket: socket, encapsulation: encapsulation, route: .fixed(relayAddress), counters: counters)
+            let inbound = InboundPipeline(
+                socket: socket, tun: device, encapsulation: encapsulation,
+                policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU),
+                counters: counters, clients: nil)
+            workers.append(WorkerThread(name: "tun→udp") { outbound.run(lifecycle) })
+            workers.append(WorkerThread(name: "udp→tun") { inbound.run(lifecycle) })
+        }
+
+        if let target {
+            let generator = ProbeGenerator(
+                target: target, count: count, rate: rate, size: size, duration: duration,
+                streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
+            logger.info("generator starting", metadata: [
+                "target": "\(target)", "count": "\(count == 0 ? "unbounded" : String(count))",
+                "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
+            let exitWhenDone = exitWhenDone
+            workers.append(WorkerThread(name: "generator") {
+                generator.run(lifecycle, counters: generatorCounters, logger: logger)
+                if exitWhenDone, !lifecycle.isStopping {
+                    Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
+                    lifecycle.stop()
+                }
+            })
+        }
+
+        let report = TunnelReport(role: "client", json: common.json)
+        var previous = TunnelSnapshot()
+        try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
+            .run(workers: workers) { final, elapsed, sinceLast in
+                let now = counters.snapshot()
+                var extra: [(String, UInt64)] = []
+                if target != nil {
+                    extra = [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
+                }
+                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
+                                       now: now, previous: previous, extra: extra))
+                previous = now
+            }
+    }
+
+    /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.
+    private func chooseMTU(relay: SocketAddress, overhead: Int) throws -> Int {
+        if let fixed = Int(mtu) { return fixed }
+        guard let path = UDPSocket.pathMTU(toward: relay) else {
+            throw UserFacingError("--mtu auto: no route toward the relay \(relay); add one or give --mtu N",
+                                  exitCode: ExitStatus.configuration)
+        }
+        let headers = (relay.ip.isIPv4 ? 20 : 40) + 8 + overhead
+        let fitted = path - headers
+        guard fitted >= 68 else {
+            throw UserFacingError("--mtu auto: path MTU \(path) toward \(relay) leaves only \(fitted) bytes for packets; give --mtu N",
+                                  exitCode: ExitStatus.configuration)
+        }
+        if fitted < 1280 { Logger(label: "udptun.client").warning("TUN MTU \(fitted) is below 1280: inner IPv6 will not work") }
+        return fitted
+    }
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Logging
+import Shared
+
+@main
+struct RelayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udptun-relay",
+        abstract: "Receive IP packets tunnelled in UDP, validate them and forward them through a TUN device.",
+        discussion: """
+        Datagrams from sources inside an --allow prefix are decapsulated, validated and written to the
+        TUN device, so the kernel forwards the inner packets. Packets the kernel routes back into the
+        device are sent to the UDP endpoint their destination (a client's inner address) last sent from.
+
+        The kernel must forward: net.ipv4.ip_forward=1, and reverse-path filtering on the TUN device
+        must not be strict (the effective value is max(conf.all.rp_filter, conf.<tun>.rp_filter); it
+        must be 0 or 2). The relay checks these before it starts and prints the exact sysctl commands.
+
+        EXAMPLES
+          udptun-relay --allow 198.18.1.0/24
+          udptun-relay --listen [::]:8080 --tun tun2 --allow 198.18.1.0/24 --allow 2001:db8::/32 --ipv6
+          udptun-relay --check --tun tun2
+          udptun-relay --fix-sysctl --allow 198.18.1.1 --json
+
+        EXIT STATUS
+          0 stopped by SIGINT/SIGTERM, or --check passed; 64 usage error; 78 configuration to fix
+          (sysctls, permissions, device busy, address in use); 1 runtime failure.
+        """)
+
+    @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")
+    var listen = "0.0.0.0:8080"
+
+    @Option(help: "TUN device to attach to (created if it does not exist).")
+    var tun = "tun2"
+
+    @Option(name: .customLong("allow"), help: ArgumentHelp(
+        "Accept datagrams only from sources in this prefix (repeatable). 'any' accepts everyone.",
+        valueName: "CIDR"))
+    var allow: [String] = []
+
+    @Flag(help: "Forward inner IPv6 packets (requires net.ipv6.conf.all.forwarding=1).")
+    var ipv6 = false
+
+    @Option(help: "Set the TUN device's MTU (default: leave it as it is).")
+    var mtu: Int?
+
+    @Option(help: "Most client addresses remembered for the return path.")
+    var maxClients = 1024
+
+    @Flag(help: "Set the sysctls forwarding needs, logging each change, then start.")
+    var fixSysctl = false
+
+    @Flag(help: "Only check the sysctls, print the result and exit (0 when all pass, 78 otherwise).")
+    var check = false
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        if !check {
+            guard !allow.isEmpty else {
+                throw ValidationError("""
+                    no --allow given: the relay would inject packets from anyone who can reach its port. \
+                    Name the client prefixes (--allow 198.18.1.0/24), or pass --allow any to accept everyone
+                    """)
+            }
+        }
+        _ = try allowedSources()
+        if let mtu, !(68...65535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
+        guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
+    }
+
+    /// nil means any source.
+    func allowedSources() throws -> [IPPrefix]? {
+        if allow.contains(where: { $0.lowercased() == "any" }) { return nil }
+        return try allow.map { text in
+            guard let prefix = IPPrefix(text) else {
+                throw ValidationError("--allow '\(text)' is not a prefix such as 198.18.1.0/24 or 2001:db8::/32")
+            }
+            return prefix
+        }
+    }
+
+    func run() throws {
+        try runReportingErrors(program: "udptun-relay") { try runRelay() }
+    }
+
+    private func runRelay() throws {
+        let logger = common.makeLogger(label: "udptun.relay")
+        if check {
+            let findings = ForwardingCheck(tunName: tun, forwardIPv6: ipv6).failures()
+            for finding in findings { emitReport("FAIL \(finding)") }
+            if findings.isEmpty { emitReport("OK forwarding sysctls are ready for \(tun)") }
+            throw ExitCode(findings.isEmpty ? 0 : ExitStatus.configuration)
+        }
+        let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
+        let signals = try SignalWaiter()
+        let device = try TunDevice(name: tun)
+        if let mtu { try device.setMTU(mtu) }
+        try device.bringUp()
+
+        let forwarding = ForwardingCheck(tunName: device.name, forwardIPv6: ipv6)
+        if fixSysctl {
+            for change in try forwarding.fix() { logger.notice("sysctl changed: \(change)") }
+        }
+        let findings = forwarding.failures()
+        guard findings.isEmpty else {
+            let lines = findings.map { "  \($0)" }.joined(separator: "\n")
+            throw UserFacingError(
+                "the kernel is not set up to forward what this relay injects:\n\(lines)\n(or run with --fix-sysctl)",
+                exitCode: ExitStatus.configuration)
+        }
+
+        let socket = try UDPSocket(for: listenAddress, bind: true)
+        let sources = try allowedSources()
+        let encapsulation = RawEncapsulation()
+        let counters = TunnelCounters()
+        let clients = ClientTable(capacity: maxClients)
+        let lifecycle = try Lifecycle()
+
+        if sources == nil {
+            logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
+        }
+        logger.warning("encapsulation \(encapsulation.name) is unauthenticated: only --allow protects this relay")
+        logger.info("relay listening", metadata: [
+            "listen": "\(socket.localAddress ?? listenAddress)", "tun": "\(device.name)",
+            "mtu": "\(device.mtu.map(String.init) ?? "?")",
+            "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
+            "ipv6": "\(ipv6)"])
+
+        let inbound = InboundPipeline(
+            socket: socket, tun: device, encapsulation: encapsulation,
+            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
+                                  maximumPacketLength: device.mtu ?? 65535),
+            counters: counters, clients: clients)
+        let outbound = OutboundPipeline(
+            tun: device, socket: socket, encapsulation: encapsulation, route: .clients(clients), counters: counters)
+        let workers = [
+            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
+            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
+        ]
+        let report = TunnelReport(role: "relay", json: common.json)
+        var previous = TunnelSnapshot()
+        try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
+            .run(workers: workers) { final, elapsed, sinceLast in
+                let now = counters.snapshot()
+                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
+                                       now: now, previous: previous, extra: [("clients", UInt64(clients.count))]))
+                previous = now
+            }
+    }
+}

@@ -1,0 +1,47 @@
+/// Why a datagram or packet was not forwarded. Every drop is counted under exactly one reason.
+public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConvertible {
+    // Inner packet validation (codec).
+    case truncated
+    case badVersion
+    case badHeaderLength
+    case lengthMismatch
+    case badChecksum
+    case ttlExpired
+    case badFragment
+    case badAddress
+    case badTransportHeader
+    // Policy and routing.
+    case notAllowed
+    case unknownPeer
+    case noRoute
+    case ipv6Disabled
+    case oversize
+    // Output failures.
+    case tunWriteFailed
+    case sendFailed
+
+    /// Stable name used in logs and JSON reports.
+    public var description: String {
+        switch self {
+        case .truncated: "truncated"
+        case .badVersion: "bad_version"
+        case .badHeaderLength: "bad_header_length"
+        case .lengthMismatch: "length_mismatch"
+        case .badChecksum: "bad_checksum"
+        case .ttlExpired: "ttl_expired"
+        case .badFragment: "bad_fragment"
+        case .badAddress: "bad_address"
+        case .badTransportHeader: "bad_transport_header"
+        case .notAllowed: "not_allowed"
+        case .unknownPeer: "unknown_peer"
+        case .noRoute: "no_route"
+        case .ipv6Disabled: "ipv6_disabled"
+        case .oversize: "oversize"
+        case .tunWriteFailed: "tun_write_failed"
+        case .sendFailed: "send_failed"
+        }
+    }
+
+    /// True for reasons that mean the bytes themselves were not a valid IP packet.
+    public var isMalformed: Bool { rawValue <= DropReason.badTransportHeader.rawValue }
+}

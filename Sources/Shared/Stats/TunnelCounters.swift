@@ -1,0 +1,84 @@
+/// The counters of a tunnel endpoint (client or relay). Workers add to them once per batch from
+/// local tallies, so the hot path does no atomic operation per packet.
+public final class TunnelCounters: Sendable {
+    public let udpReceived = Counter()
+    public let udpReceivedBytes = Counter()
+    public let udpSent = Counter()
+    public let udpSentBytes = Counter()
+    public let tunRead = Counter()
+    public let tunReadBytes = Counter()
+    public let tunWritten = Counter()
+    public let tunWrittenBytes = Counter()
+    public let drops: [Counter] = DropReason.allCases.map { _ in Counter() }
+
+    public init() {}
+
+    public func add(_ tally: BatchTally) {
+        udpReceived.add(tally.udpReceived)
+        udpReceivedBytes.add(tally.udpReceivedBytes)
+        udpSent.add(tally.udpSent)
+        udpSentBytes.add(tally.udpSentBytes)
+        tunRead.add(tally.tunRead)
+        tunReadBytes.add(tally.tunReadBytes)
+        tunWritten.add(tally.tunWritten)
+        tunWrittenBytes.add(tally.tunWrittenBytes)
+        if tally.anyDrops {
+            for reason in DropReason.allCases { drops[reason.rawValue].add(tally.drops[reason.rawValue]) }
+        }
+    }
+
+    public func snapshot() -> TunnelSnapshot {
+        var snapshot = TunnelSnapshot()
+        snapshot.udpReceived = udpReceived.load
+        snapshot.udpReceivedBytes = udpReceivedBytes.load
+        snapshot.udpSent = udpSent.load
+        snapshot.udpSentBytes = udpSentBytes.load
+        snapshot.tunRead = tunRead.load
+        snapshot.tunReadBytes = tunReadBytes.load
+        snapshot.tunWritten = tunWritten.load
+        snapshot.tunWrittenBytes = tunWrittenBytes.load
+        snapshot.drops = drops.map(\.load)
+        return snapshot
+    }
+}
+
+/// One worker's counts for the batch in hand; a value type kept on the worker's stack.
+public struct BatchTally {
+    public var udpReceived = 0
+    public var udpReceivedBytes = 0
+    public var udpSent = 0
+    public var udpSentBytes = 0
+    public var tunRead = 0
+    public var tunReadBytes = 0
+    public var tunWritten = 0
+    public var tunWrittenBytes = 0
+    /// Indexed by `DropReason.rawValue`; inline so a tally never allocates.
+    public var drops = InlineArray<16, Int>(repeating: 0)
+    public private(set) var anyDrops = false
+
+    public init() {}
+
+    public mutating func drop(_ reason: DropReason, count: Int = 1) {
+        anyDrops = true
+        drops[reason.rawValue] += count
+    }
+}
+
+/// Counter values at one instant, for reports.
+public struct TunnelSnapshot: Sendable, Equatable {
+    public var udpReceived: UInt64 = 0
+    public var udpReceivedBytes: UInt64 = 0
+    public var udpSent: UInt64 = 0
+    public var udpSentBytes: UInt64 = 0
+    public var tunRead: UInt64 = 0
+    public var tunReadBytes: UInt64 = 0
+    public var tunWritten: UInt64 = 0
+    public var tunWrittenBytes: UInt64 = 0
+    public var drops: [UInt64] = DropReason.allCases.map { _ in 0 }
+
+    public init() {}
+
+    public var dropped: UInt64 { drops.reduce(0, +) }
+
+    public func drops(_ reason: DropReason) -> UInt64 { drops[reason.rawValue] }
+}

@@ -1,0 +1,37 @@
+import CLinux
+import Glibc
+
+/// Wakes threads blocked in `poll` so they notice shutdown at once (an eventfd that stays readable).
+public final class Waker: Sendable {
+    let fd: Int32
+
+    public init() throws(SystemError) {
+        let fd = clinux_eventfd()
+        guard fd >= 0 else { throw SystemError("eventfd", code: -fd) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func wake() {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
+    }
+}
+
+/// Readiness of one descriptor, interrupted by a waker.
+enum Readiness {
+    case ready
+    case timedOut
+    case woken
+}
+
+func waitFor(_ fd: Int32, events: Int16, waker: Waker?, timeoutMilliseconds: Int32) -> Readiness {
+    var fds = (pollfd(fd: fd, events: events, revents: 0), pollfd(fd: waker?.fd ?? -1, events: Int16(POLLIN), revents: 0))
+    let result = withUnsafeMutablePointer(to: &fds) { pointer in
+        pointer.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, timeoutMilliseconds) }
+    }
+    if result <= 0 { return .timedOut }
+    if fds.1.revents != 0 { return .woken }
+    return .ready
+}

@@ -1,0 +1,31 @@
+import CLinux
+import Glibc
+
+/// A named OS thread for a blocking IO loop; `join` waits for it. Workers are plain threads rather
+/// than tasks because they block in poll/recvmmsg and must never be scheduled away mid-batch.
+public final class WorkerThread: @unchecked Sendable {
+    // Set once in init, read only by join on the creating thread.
+    private var thread = pthread_t()
+
+    private final class Body {
+        let name: String
+        let run: @Sendable () -> Void
+        init(name: String, run: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.run = run
+        }
+    }
+
+    public init(name: String, _ run: @escaping @Sendable () -> Void) {
+        let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
+        let status = pthread_create(&thread, nil, { argument in
+            let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
+            clinux_set_thread_name(body.name)
+            body.run()
+            return nil
+        }, body)
+        precondition(status == 0, "pthread_create failed: \(status)")
+    }
+
+    public func join() { pthread_join(thread, nil) }
+}
