@@ -41,7 +41,7 @@ let package = Package(
             path: "Sources/Sink"
         ),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Shared"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Shared", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
     ],
     swiftLanguageModes: [.v6]
 )

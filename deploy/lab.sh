@@ -70,13 +70,15 @@ up() {
     ip -n "$NS_C" link set to-b up
 
     # A: persistent tun1 carrying traffic for C's network into the tunnel.
-    link_exists "$NS_A" tun1 || ip -n "$NS_A" tuntap add dev tun1 mode tun
+    # addrgenmode none: no IPv6 link-local address, so the kernel sends no router solicitations or
+    # MLD reports into the tunnel and the counters show only real traffic.
+    link_exists "$NS_A" tun1 || { ip -n "$NS_A" tuntap add dev tun1 mode tun && ip -n "$NS_A" link set tun1 addrgenmode none; }
     ip -n "$NS_A" link set tun1 mtu "$TUN_MTU" up
     ip -n "$NS_A" addr replace "$A_INNER/24" dev tun1
     ip -n "$NS_A" route replace "$C_NET" dev tun1 src "$A_INNER"
 
     # B: persistent tun2 for the clients' inner network; forwarding on, loose rp_filter on tun2.
-    link_exists "$NS_B" tun2 || ip -n "$NS_B" tuntap add dev tun2 mode tun
+    link_exists "$NS_B" tun2 || { ip -n "$NS_B" tuntap add dev tun2 mode tun && ip -n "$NS_B" link set tun2 addrgenmode none; }
     ip -n "$NS_B" link set tun2 mtu "$TUN_MTU" up
     ip -n "$NS_B" route replace "$INNER_NET" dev tun2
     in_ns "$NS_B" sysctl -qw net.ipv4.ip_forward=1

@@ -41,7 +41,7 @@ public func runReportingErrors(program: String, _ body: () throws -> Void) throw
     } catch let error as UDPSocket.Failure {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.configuration))
     } catch let error as AddressResolver.Failure {
-        exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.usage))
+        exitWithError(program, UserFacingError(error.description, exitCode: error.isMalformed ? ExitStatus.usage : ExitStatus.configuration))
     } catch let error as SystemError {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.runtime))
     }

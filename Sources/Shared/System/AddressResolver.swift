@@ -6,6 +6,8 @@ public enum AddressResolver {
         case malformed(String, why: String)
         case unresolvable(String, why: String)
 
+        public var isMalformed: Bool { if case .malformed = self { true } else { false } }
+
         public var description: String {
             switch self {
             case let .malformed(text, why): "malformed address '\(text)': \(why)"

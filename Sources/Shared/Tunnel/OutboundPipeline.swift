@@ -47,7 +47,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                 case let .failure(reason): destinations[slot] = nil; tally.drop(reason)
                 }
             }
-            let queue: (Int, SocketAddress?) -> Void = { slot, peer in
+            func queue(_ slot: Int, _ peer: SocketAddress?) {
                 guard let peer else { tally.drop(.noRoute); return }
                 let packet = batch.range(of: slot)
                 let payload = batch.withMutableSlot(slot) { encapsulation.encapsulate(&$0, packet: packet) }

@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// What a user sees when something is wrong: one line on stderr, a documented exit code, no trace.
+    @Suite("Command-line behaviour")
+    struct CommandLineTests {
+        func run(_ binary: String, _ arguments: [String]) -> Lab.Shell {
+            Lab.shell([Lab.binDirectory.appendingPathComponent(binary).path] + arguments, timeout: 20)
+        }
+
+        func expectCleanFailure(_ result: Lab.Shell, status: Int32, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(result.status == status, "exit \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+            #expect(result.stderr.contains(text), "stderr lacks '\(text)': \(result.stderr)", sourceLocation: sourceLocation)
+            for trace in ["Fatal error", "Stack dump", "Current stack trace", "backtrace"] {
+                #expect(!result.stderr.contains(trace), "stack trace printed: \(result.stderr)", sourceLocation: sourceLocation)
+            }
+        }
+
+        @Test(arguments: ["udptun-client", "udptun-relay", "udptun-sink"])
+        func helpHasExamplesAndExitCodes(binary: String) {
+            let result = run(binary, ["--help"])
+            #expect(result.status == 0)
+            #expect(result.stdout.contains("EXAMPLES"))
+            #expect(result.stdout.contains("EXIT STATUS"))
+            #expect(result.stdout.contains("--json"))
+        }
+
+        @Test func usageErrorsExit64() {
+            expectCleanFailure(run("udptun-relay", []), status: 64, mentioning: "--allow")
+            expectCleanFailure(run("udptun-relay", ["--allow", "198.18.0.0/99"]), status: 64, mentioning: "198.18.0.0/99")
+            expectCleanFailure(run("udptun-client", []), status: 64, mentioning: "--relay")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--mtu", "huge"]), status: 64, mentioning: "--mtu")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--size", "8"]), status: 64, mentioning: "--size")
+            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:99999"]), status: 64, mentioning: "malformed address")
+            expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
+        }
+
+        @Test func unresolvableHostExits78() {
+            expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "no-such-host.invalid:9", "--count", "1"]),
+                               status: 78, mentioning: "cannot resolve 'no-such-host.invalid'")
+        }
+
+        @Test func addressInUseExits78() throws {
+            let port = Int.random(in: 20000...60000)
+            let first = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--listen", "127.0.0.1:\(port)", "--interval", "0"],
+                                    logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(port)"))
+            defer { first.stop() }
+            try first.waitForLog("sink listening")
+            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port)"]), status: 78, mentioning: "already in use")
+        }
+
+        @Test(.enabled(if: Lab.isRoot, "needs root to create namespaces and drop privileges"))
+        func tunPermissionAndBusyExit78() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            // As an unprivileged user, opening /dev/net/tun fails: the message says what to do.
+            let denied = lab.run(.a, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                      lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "tun1"], timeout: 15)
+            expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device tun1")
+            // A single-queue TUN device takes one process.
+            _ = try lab.relay()
+            let busy = lab.run(.b, [lab.binary("udptun-relay"), "--listen", "\(Lab.addressB):8081", "--allow", "any"], timeout: 15)
+            expectCleanFailure(busy, status: 78, mentioning: "TUN device tun2 is busy")
+        }
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import Glibc
+import Shared
+import Synchronization
+import Testing
+
+/// Every end-to-end suite nests in here so they run one at a time: parallel labs would compete for the
+/// two cores and make loss-free assertions flaky.
+@Suite(.serialized) enum EndToEnd {}
+
+/// One lab of three namespaces (deploy/lab.sh) with a unique prefix, plus the processes a test starts
+/// in it. `tearDown` stops those processes (by pid, only ours) and deletes the namespaces; every test
+/// calls it on every exit path with `defer`.
+final class Lab: @unchecked Sendable {
+    enum Node: String { case a, b, c }
+
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let binDirectory: URL = {
+        if let override = ProcessInfo.processInfo.environment["UDPTUN_BIN"] { return URL(fileURLWithPath: override) }
+        return packageRoot.appendingPathComponent(".build/debug")
+    }()
+    static var isRoot: Bool { getuid() == 0 }
+    private static let counter = Atomic<Int>(0)
+    static let prefixStem = "ute2e"
+
+    static let addressA = "198.18.1.1"
+    static let addressB = "198.18.1.2"
+    static let addressC = "198.18.2.2"
+    static let innerA = "198.19.0.1"
+
+    let prefix: String
+    let directory: URL
+    private var processes: [Spawned] = []
+
+    init() throws {
+        Self.removeStaleLabs()
+        let serial = Self.counter.add(1, ordering: .relaxed).newValue
+        prefix = "\(Self.prefixStem)\(getpid())x\(serial)"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("udptun-\(prefix)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for binary in ["udptun-client", "udptun-relay", "udptun-sink"] {
+            let path = Self.binDirectory.appendingPathComponent(binary).path
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw LabError("\(path) is missing: run `swift build && swift test` (the README's test command)")
+            }
+        }
+        let up = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "up"],
+                            environment: ["LAB_PREFIX": prefix], timeout: 60)
+        guard up.status == 0 else {
+            tearDown()
+            throw LabError("lab.sh up failed (\(up.status)): \(up.stderr)")
+        }
+    }
+
+    func namespace(_ node: Node) -> String { "\(prefix)-\(node.rawValue)" }
+
+    func binary(_ name: String) -> String { Self.binDirectory.appendingPathComponent(name).path }
+
+    /// Starts `command` inside `node`'s namespace, stdout and stderr captured to files.
+    @discardableResult
+    func spawn(_ node: Node, _ command: [String], name: String) throws -> Spawned {
+        let spawned = try Spawned(arguments: ["ip", "netns", "exec", namespace(node)] + command,
+                                  logs: directory.appendingPathComponent(name))
+        processes.append(spawned)
+        return spawned
+    }
+
+    func relay(_ arguments: [String] = ["--allow", "\(addressA)/32"], in node: Node = .b, name: String = "relay") throws -> Spawned {
+        let relay = try spawn(node, [binary("udptun-relay"), "--json", "--interval", "0"] + arguments, name: name)
+        try relay.waitForLog("relay listening")
+        return relay
+    }
+
+    func sink(_ arguments: [String] = [], name: String = "sink") throws -> Spawned {
+        let sink = try spawn(.c, [binary("udptun-sink"), "--json", "--interval", "0", "--listen", "\(Self.addressC):8080"] + arguments, name: name)
+        try sink.waitForLog("sink listening")
+        return sink
+    }
+
+    func client(_ arguments: [String], name: String = "client") throws -> Spawned {
+        try spawn(.a, [binary("udptun-client"), "--json", "--interval", "0"] + arguments, name: name)
+    }
+
+    /// Runs a command inside `node` to completion (killed after `timeout` seconds).
+    @discardableResult
+    func run(_ node: Node, _ command: [String], timeout: Double = 30, input: URL? = nil) -> Shell {
+        Self.shell(["ip", "netns", "exec", namespace(node)] + command, timeout: timeout, input: input)
+    }
+
+    func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {
+        let result = run(node, ["sysctl", "-qw", "\(key)=\(value)"])
+        guard result.status == 0 else { throw LabError("sysctl \(key)=\(value) failed: \(result.stderr)") }
+    }
+
+    func tearDown() {
+        for process in processes { _ = process.stop() }
+        processes.removeAll()
+        _ = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
+                       environment: ["LAB_PREFIX": prefix], timeout: 60)
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Deletes labs left by earlier test runs whose process no longer exists (a crash skipped `defer`).
+    static func removeStaleLabs() {
+        let list = shell(["ip", "netns", "list"], timeout: 10).stdout
+        for line in list.split(separator: "\n") {
+            let name = String(line.split(separator: " ").first ?? "")
+            guard name.hasPrefix(prefixStem), let x = name.firstIndex(of: "x"),
+                  let pid = Int32(name[name.index(name.startIndex, offsetBy: prefixStem.count)..<x]),
+                  pid != getpid(), kill(pid, 0) != 0 else { continue }
+            _ = shell(["ip", "netns", "del", name], timeout: 10)
+        }
+    }
+
+    struct Shell {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func shell(_ arguments: [String], environment: [String: String] = [:], timeout: Double, input: URL? = nil) -> Shell {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("udptun-shell-\(UUID()).out")
+        let err = out.deletingPathExtension().appendingPathExtension("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        do {
+            process.standardOutput = try FileHandle(forWritingTo: out)
+            process.standardError = try FileHandle(forWritingTo: err)
+            if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
+            try process.run()
+        } catch {
+            return Shell(status: -1, stdout: "", stderr: "could not run \(arguments): \(error)")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return Shell(status: -9, stdout: read(out), stderr: read(err) + "\n(killed after \(timeout) s)")
+        }
+        process.waitUntilExit()
+        return Shell(status: process.terminationStatus, stdout: read(out), stderr: read(err))
+    }
+
+    static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+}
+
+struct LabError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A background process started by a test.
+final class Spawned: @unchecked Sendable {
+    let process = Process()
+    let stdoutURL: URL
+    let stderrURL: URL
+    let arguments: [String]
+
+    init(arguments: [String], logs: URL) throws {
+        self.arguments = arguments
+        stdoutURL = logs.appendingPathExtension("out")
+        stderrURL = logs.appendingPathExtension("err")
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var stdout: String { Lab.read(stdoutURL) }
+    var stderr: String { Lab.read(stderrURL) }
+    var isRunning: Bool { process.isRunning }
+
+    /// Waits for `text` on stderr (where the programs log). Throws with the logs if the process exits
+    /// or the time runs out first.
+    func waitForLog(_ text: String, timeout: Double = 15) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if stderr.contains(text) { return }
+            if !process.isRunning {
+                throw LabError("\(arguments.joined(separator: " ")) exited \(process.terminationStatus) before '\(text)':\n\(stderr)\(stdout)")
+            }
+            usleep(20_000)
+        }
+        throw LabError("no '\(text)' from \(arguments.joined(separator: " ")) within \(timeout) s:\n\(stderr)")
+    }
+
+    /// Waits for the process to exit by itself; nil if it is still running after `timeout`.
+    func wait(timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s. Returns the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            if wait(timeout: 5) == nil {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// The last JSON report line whose "event" is `event`.
+    func report(_ event: String = "final") -> [String: Any]? {
+        for line in stdout.split(separator: "\n").reversed() {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            if object["event"] as? String == event { return object }
+        }
+        return nil
+    }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    func int(_ key: String) -> Int { (self[key] as? NSNumber)?.intValue ?? -1 }
+    func drop(_ reason: String) -> Int { ((self["drops"] as? [String: Any])?[reason] as? NSNumber)?.intValue ?? -1 }
+}
+
+extension Lab {
+    /// Installs a Debian package when its command is missing, so the test command sets up a fresh machine.
+    static func ensureCommand(_ command: String, package: String) throws {
+        if shell(["sh", "-c", "command -v \(command)"], timeout: 10).status == 0 { return }
+        let install = shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \(package)"],
+                            timeout: 300)
+        guard install.status == 0 else { throw LabError("\(command) is missing and apt-get install \(package) failed: \(install.stderr)") }
+    }
+
+    /// Writes `bytes` to a file in the lab's directory.
+    func file(_ name: String, _ bytes: [UInt8]) throws -> URL {
+        let url = directory.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    /// Sends one UDP datagram with exactly `bytes` as payload from `node` (socat reads the file in one
+    /// read and sends it as one datagram).
+    func sendDatagram(_ bytes: [UInt8], from node: Node, to destination: String, bind: String? = nil) throws {
+        let url = try file("datagram-\(UUID())", bytes)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let target = "UDP-SENDTO:\(destination)" + (bind.map { ",bind=\($0)" } ?? "")
+        let result = run(node, ["socat", "-u", "OPEN:\(url.path)", target], timeout: 10)
+        guard result.status == 0 else { throw LabError("socat send failed: \(result.stderr)") }
+    }
+
+    static func randomBytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255) } }
+}

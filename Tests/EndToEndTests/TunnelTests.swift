@@ -1,0 +1,200 @@
+import Foundation
+import Shared
+import Testing
+
+extension EndToEnd {
+    /// The A → B → C path through real TUN devices in network namespaces. Needs root; skipped otherwise.
+    @Suite("End to end through namespaces", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    struct TunnelTests {
+        @Test("10,000 generated payloads arrive exactly once, intact, and the counters balance")
+        func tenThousandPayloads() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay()
+            let sink = try lab.sink(["--expect", "10000", "--timeout", "60"])
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                                         "--count", "10000", "--rate", "5000", "--size", "256"])
+            let sinkStatus = sink.wait(timeout: 70)
+            #expect(sinkStatus == 0, "sink: \(sink.stderr)")
+            // Let the last duplicates (if any were made) arrive before the sink's count is final.
+            _ = client.stop()
+            _ = relay.stop()
+            let sinkReport = try #require(sink.report(), "sink printed no final report: \(sink.stdout)")
+            #expect(sinkReport.int("received") == 10000)
+            #expect(sinkReport.int("lost") == 0)
+            #expect(sinkReport.int("corrupt") == 0)
+            #expect(sinkReport.int("duplicates") == 0)
+            #expect(sinkReport.int("unsequenced") == 0)
+            let clientReport = try #require(client.report(), "client printed no final report: \(client.stdout)\(client.stderr)")
+            let relayReport = try #require(relay.report(), "relay printed no final report: \(relay.stdout)\(relay.stderr)")
+            #expect(clientReport.int("generated") == 10000)
+            #expect(clientReport.int("sent") >= 10000)
+            // Hop by hop: what the client sent the relay received; the relay forwarded or counted a drop.
+            #expect(relayReport.int("received") == clientReport.int("sent"))
+            #expect(relayReport.int("received") == relayReport.int("forwarded") + relayReport.int("dropped"))
+            #expect(relayReport.int("forwarded") >= 10000)
+        }
+
+        @Test("TCP transfers cross the tunnel both ways, byte for byte")
+        func tcpBothWays() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            _ = try lab.relay()
+            try lab.client(["--relay", "\(Lab.addressB):8080"]).waitForLog("client tunnelling")
+            try TCPTransfer.bothWays(lab)
+        }
+
+        @Test("the relay refuses to start while the kernel would not forward, naming the key and the fix")
+        func sysctlRefusals() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = [lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32", "--interval", "0"]
+
+            try lab.setSysctl(.b, "net.ipv4.ip_forward", 0)
+            var result = lab.run(.b, relay, timeout: 15)
+            #expect(result.status == 78)
+            #expect(result.stderr.contains("net.ipv4.ip_forward = 0"))
+            #expect(result.stderr.contains("sysctl -w net.ipv4.ip_forward=1"))
+            result = lab.run(.b, [lab.binary("udptun-relay"), "--check"], timeout: 15)
+            #expect(result.status == 78)
+            #expect(result.stdout.contains("FAIL net.ipv4.ip_forward"))
+            try lab.setSysctl(.b, "net.ipv4.ip_forward", 1)
+
+            try lab.setSysctl(.b, "net.ipv4.conf.tun2.rp_filter", 1)
+            result = lab.run(.b, relay, timeout: 15)
+            #expect(result.status == 78)
+            #expect(result.stderr.contains("net.ipv4.conf.tun2.rp_filter = 1"))
+            #expect(!result.stderr.contains("ip_forward"))
+
+            // Strict through conf.all: the effective value is the larger of all and tun2.
+            try lab.setSysctl(.b, "net.ipv4.conf.tun2.rp_filter", 0)
+            try lab.setSysctl(.b, "net.ipv4.conf.all.rp_filter", 1)
+            result = lab.run(.b, relay, timeout: 15)
+            #expect(result.status == 78)
+            #expect(result.stderr.contains("net.ipv4.conf.all.rp_filter = 1"))
+            #expect(result.stderr.contains("sysctl -w net.ipv4.conf.tun2.rp_filter=2"))
+
+            // --fix-sysctl repairs it and starts; --check then passes.
+            let fixed = try lab.relay(["--allow", "\(Lab.addressA)/32", "--fix-sysctl"])
+            #expect(fixed.stderr.contains("net.ipv4.conf.tun2.rp_filter: 0 → 2"))
+            #expect(fixed.stop() == 0)
+            result = lab.run(.b, [lab.binary("udptun-relay"), "--check"], timeout: 15)
+            #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+            #expect(result.stdout.contains("OK"))
+        }
+
+        @Test("garbage datagrams are dropped by reason, reach nothing, and the relay keeps forwarding")
+        func garbageIsDropped() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay()
+            let sink = try lab.sink()
+            let relayAddress = "\(Lab.addressB):8080"
+            let source: UInt32 = 0xC613_0001, destination: UInt32 = 0xC612_0202
+            let valid = PacketBuilder.probePacket(source: source, destination: destination, destinationPort: 8080, sequence: 0, streamID: 77)
+
+            var truncated = Array(valid.prefix(30))
+            truncated[0] = 0x45
+            var wrongVersion = valid
+            wrongVersion[0] = 0x55
+            var lengthMismatch = valid
+            PacketBuilder.put16(&lengthMismatch, 2, UInt16(valid.count + 40))
+            PacketBuilder.refreshIPv4Checksum(&lengthMismatch)
+            var badChecksum = valid
+            badChecksum[10] ^= 0x5a
+            let garbage: [[UInt8]] = [Array(valid.prefix(12)), truncated, wrongVersion, lengthMismatch, badChecksum,
+                                      Array(valid.dropLast(3)), valid + [0, 0, 0]]
+                + (0..<20).map { _ in Lab.randomBytes(Int.random(in: 1...1400)) }
+            for datagram in garbage { try lab.sendDatagram(datagram, from: .a, to: relayAddress) }
+            // Positive control: a valid packet after all that still goes through.
+            try lab.sendDatagram(valid, from: .a, to: relayAddress)
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(relay.isRunning)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let relayReport = try #require(relay.report())
+            #expect(relayReport.int("received") == garbage.count + 1)
+            #expect(relayReport.int("forwarded") == 1)
+            #expect(relayReport.int("dropped") == garbage.count)
+            #expect(relayReport.drop("truncated") >= 1)  // 12 bytes: not even an IPv4 header
+            #expect(relayReport.drop("bad_version") >= 1)
+            #expect(relayReport.drop("length_mismatch") >= 4)  // cut at 30, cut by 3, padded by 3, length field +40
+            #expect(relayReport.drop("bad_checksum") >= 1)
+            let sinkReport = try #require(sink.report())
+            #expect(sinkReport.int("datagrams") == 1, "only the valid packet may reach C")
+            #expect(sinkReport.int("received") == 1)
+            #expect(sinkReport.int("corrupt") == 0)
+        }
+
+        @Test("datagrams from a source outside --allow are dropped; the same packet from inside is forwarded")
+        func allowListIsEnforced() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let outsider = "198.18.1.3"
+            #expect(lab.run(.a, ["ip", "addr", "add", "\(outsider)/24", "dev", "to-b"]).status == 0)
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+            let sink = try lab.sink()
+            let packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 0, streamID: 5)
+            for _ in 0..<5 { try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080", bind: outsider) }
+            try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080", bind: Lab.addressA)
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let relayReport = try #require(relay.report())
+            #expect(relayReport.drop("not_allowed") == 5)
+            #expect(relayReport.int("forwarded") == 1)
+            #expect(try #require(sink.report()).int("datagrams") == 1)
+        }
+
+        @Test("a relay that is down (ICMP port unreachable) does not stop the client; delivery starts when it comes up")
+        func clientSurvivesRelayDown() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let sink = try lab.sink()
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                                         "--rate", "500", "--duration", "20"])
+            try client.waitForLog("generator starting")
+            Thread.sleep(forTimeInterval: 1.5)  // ~750 datagrams meet a closed port: ICMP errors come back
+            #expect(client.isRunning, "client died while the relay was down: \(client.stderr)")
+            let relay = try lab.relay()
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(client.isRunning)
+            #expect(client.stop() == 0, "\(client.stderr)")
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let received = try #require(sink.report()).int("received")
+            #expect(received > 300, "delivery did not resume after the relay started (received \(received))")
+            #expect(try #require(sink.report()).int("corrupt") == 0)
+        }
+    }
+}
+
+/// Moves a few megabytes over TCP through the tunnel in each direction and compares the bytes.
+enum TCPTransfer {
+    static func bothWays(_ lab: Lab, size: Int = 4 << 20) throws {
+        try transfer(lab, from: .a, to: .c, listenAddress: Lab.addressC, port: 5001, size: size)
+        try transfer(lab, from: .c, to: .a, listenAddress: Lab.innerA, port: 5002, size: size)
+    }
+
+    static func transfer(_ lab: Lab, from sender: Lab.Node, to receiver: Lab.Node, listenAddress: String, port: Int, size: Int) throws {
+        let original = Lab.randomBytes(size)
+        let input = try lab.file("tcp-\(port).in", original)
+        let output = lab.directory.appendingPathComponent("tcp-\(port).out")
+        let listener = try lab.spawn(receiver, ["socat", "-u", "TCP-LISTEN:\(port),bind=\(listenAddress),reuseaddr",
+                                                "OPEN:\(output.path),creat,trunc"], name: "tcp-listen-\(port)")
+        var sent = Lab.Shell(status: -1, stdout: "", stderr: "")
+        for _ in 0..<50 {  // the listener needs a moment to bind
+            sent = lab.run(sender, ["socat", "-u", "OPEN:\(input.path)", "TCP:\(listenAddress):\(port),connect-timeout=5"], timeout: 30)
+            if sent.status == 0 { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(sent.status == 0, "TCP send \(sender) → \(receiver) failed: \(sent.stderr)")
+        #expect(listener.wait(timeout: 30) == 0, "listener: \(listener.stderr)")
+        let received = try Data(contentsOf: output)
+        #expect(received.count == original.count, "\(sender) → \(receiver): \(received.count) of \(original.count) bytes")
+        #expect(received == Data(original), "\(sender) → \(receiver): bytes differ")
+    }
+}

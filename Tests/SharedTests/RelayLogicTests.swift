@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+@testable import Shared
+
+@Suite("Relay policy, return routes and sysctl checks")
+struct RelayLogicTests {
+    /// A throwaway /proc/sys-like tree.
+    final class FakeSysctl {
+        let root: String
+        init(_ values: [SysctlKey: Int]) throws {
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("sysctl-\(UUID())").path
+            for (key, value) in values { try set(key, value) }
+        }
+        func set(_ key: SysctlKey, _ value: Int) throws {
+            let sysctl = Sysctl(root: root)
+            try FileManager.default.createDirectory(
+                atPath: (sysctl.path(of: key) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try sysctl.write(key, value)
+        }
+        func remove() { try? FileManager.default.removeItem(atPath: root) }
+    }
+
+    static let tunKey = SysctlKey.interface("ipv4", "tun2", "rp_filter")
+
+    func check(_ values: [SysctlKey: Int], ipv6: Bool = false) throws -> (FakeSysctl, ForwardingCheck) {
+        let fake = try FakeSysctl(values)
+        return (fake, ForwardingCheck(sysctl: Sysctl(root: fake.root), tunName: "tun2", forwardIPv6: ipv6))
+    }
+
+    @Test func passesWhenForwardingAndLooseFiltering() throws {
+        let (fakeForwarding, forwarding) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, Self.tunKey: 2])
+        defer { fakeForwarding.remove() }
+        #expect(forwarding.failures().isEmpty)
+        let (fakeAllloose, allLoose) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 2, Self.tunKey: 0])
+        defer { fakeAllloose.remove() }
+        #expect(allLoose.failures().isEmpty)
+    }
+
+    @Test func namesIPForwardWhenOff() throws {
+        let (fakeForwarding, forwarding) = try check([ForwardingCheck.ipForward: 0, ForwardingCheck.allRPFilter: 0, Self.tunKey: 0])
+        defer { fakeForwarding.remove() }
+        let failures = forwarding.failures()
+        #expect(failures.count == 1)
+        #expect(failures[0].key.description == "net.ipv4.ip_forward")
+        #expect(failures[0].fixCommand == "sysctl -w net.ipv4.ip_forward=1")
+        #expect(failures[0].description.contains("= 0, needs 1"))
+    }
+
+    @Test func strictFilteringOnTheDeviceOrAllIsRefused() throws {
+        let (fakeDevice, device) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, Self.tunKey: 1])
+        defer { fakeDevice.remove() }
+        #expect(device.failures().map(\.key.description) == ["net.ipv4.conf.tun2.rp_filter"])
+        #expect(device.failures().first?.fixCommand == "sysctl -w net.ipv4.conf.tun2.rp_filter=2")
+        // all=1 makes the effective value strict even though tun2 says 0; setting tun2 to 2 wins.
+        let (fake, all) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 1, Self.tunKey: 0])
+        defer { fake.remove() }
+        #expect(all.failures().map(\.key.description) == ["net.ipv4.conf.all.rp_filter"])
+        #expect(all.failures().first?.fixCommand == "sysctl -w net.ipv4.conf.tun2.rp_filter=2")
+        let changes = try all.fix()
+        #expect(changes == ["net.ipv4.conf.tun2.rp_filter: 0 → 2"])
+        #expect(all.failures().isEmpty)
+        #expect(Sysctl(root: fake.root).read(ForwardingCheck.allRPFilter) == 1)  // other interfaces untouched
+    }
+
+    @Test func missingDeviceFallsBackToDefault() throws {
+        let (fakeForwarding, forwarding) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, ForwardingCheck.defaultRPFilter: 1])
+        defer { fakeForwarding.remove() }
+        #expect(forwarding.failures().map(\.key.description) == ["net.ipv4.conf.default.rp_filter"])
+    }
+
+    @Test func ipv6ForwardingIsCheckedOnlyWhenAsked() throws {
+        let values = [ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, Self.tunKey: 0, ForwardingCheck.ipv6Forwarding: 0]
+        let (fakeWithout, without) = try check(values)
+        defer { fakeWithout.remove() }
+        #expect(without.failures().isEmpty)
+        let (fakeWith, with) = try check(values, ipv6: true)
+        defer { fakeWith.remove() }
+        #expect(with.failures().map(\.key.description) == ["net.ipv6.conf.all.forwarding"])
+    }
+
+    @Test func interfaceNamesWithDotsUseSlashes() {
+        #expect(SysctlKey.interface("ipv4", "eth0.100", "rp_filter").description == "net.ipv4.conf.eth0/100.rp_filter")
+        #expect(Sysctl(root: "/proc/sys").path(of: .interface("ipv4", "eth0.100", "rp_filter")) == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+    }
+
+    @Test func inboundPolicyRefusesOutsiders() throws {
+        let policy = InboundPolicy(allowedSources: [try #require(IPPrefix("198.18.1.0/24"))])
+        #expect(policy.refusal(for: SocketAddress(ip: try #require(IPAddress("198.18.1.9")), port: 1)) == nil)
+        #expect(policy.refusal(for: SocketAddress(ip: try #require(IPAddress("198.18.2.9")), port: 1)) == .notAllowed)
+        let client = InboundPolicy(onlyPeer: IPAddress("198.18.1.2"))
+        #expect(client.refusal(for: SocketAddress(ip: try #require(IPAddress("198.18.1.2")), port: 8080)) == nil)
+        #expect(client.refusal(for: SocketAddress(ip: try #require(IPAddress("198.18.1.3")), port: 8080)) == .unknownPeer)
+        #expect(InboundPolicy().refusal(for: SocketAddress(ip: .v4(1), port: 1)) == nil)
+    }
+
+    @Test func clientTableLearnsMovesAndStaysBounded() {
+        let table = ClientTable(capacity: 2)
+        let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)
+        let b = SocketAddress(ip: .v4(0xC612_0101), port: 2000)
+        #expect(table.learn(.v4(1), at: a, now: 1))
+        #expect(!table.learn(.v4(1), at: a, now: 2))
+        #expect(table.learn(.v4(1), at: b, now: 3))  // the client moved (NAT rebinding)
+        #expect(table.endpoint(for: .v4(1)) == b)
+        table.learn(.v4(2), at: a, now: 4)
+        table.learn(.v4(3), at: a, now: 5)  // evicts the entry refreshed longest ago: .v4(1)
+        #expect(table.count == 2)
+        #expect(table.endpoint(for: .v4(1)) == nil)
+        #expect(table.endpoint(for: .v4(3)) == a)
+    }
+
+    @Test func rawEncapsulationCarriesThePacketUnchanged() throws {
+        let raw = RawEncapsulation()
+        let packet = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [1, 2, 3]))
+        #expect(try raw.decapsulate(packet.span).get() == 0..<packet.count)
+        #expect(throws: DropReason.truncated) { try raw.decapsulate([UInt8]().span).get() }
+        var slot = packet
+        var span = slot.mutableSpan
+        #expect(raw.encapsulate(&span, packet: 0..<packet.count) == 0..<packet.count)
+        #expect(raw.overhead == 0 && !raw.isAuthenticated)
+    }
+
+    @Test func jsonLinesEscapeAndKeepOrder() {
+        var line = JSONLine()
+        line.add("event", "final")
+        line.add("n", 3)
+        line.add("text", "a\"b\\c\n\u{1}")
+        line.add("rate", 2.5)
+        line.add("none", nil as Double?)
+        #expect(line.description == #"{"event":"final","n":3,"text":"a\"b\\c\n\u0001","rate":2.5,"none":null}"#)
+    }
+
+    @Test func tunnelReportJSONHasTheDocumentedKeys() throws {
+        var snapshot = TunnelSnapshot()
+        snapshot.udpReceived = 10
+        snapshot.tunWritten = 8
+        snapshot.drops[DropReason.badChecksum.rawValue] = 2
+        let line = TunnelReport(role: "relay", json: true)
+            .line(event: "final", elapsed: 1, interval: 1, now: snapshot, previous: TunnelSnapshot())
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["event"] as? String == "final")
+        #expect(object["received"] as? Int == 10)
+        #expect(object["forwarded"] as? Int == 8)
+        #expect(object["dropped"] as? Int == 2)
+        #expect((object["drops"] as? [String: Int])?["bad_checksum"] == 2)
+    }
+}
