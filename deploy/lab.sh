@@ -27,6 +27,8 @@ A_INNER=198.19.0.1
 INNER_NET=198.19.0.0/24
 C_NET=198.18.2.0/24
 TUN_MTU=1472
+# host.sh records what to undo; a lab's namespaces vanish as a whole, so a scratch directory will do.
+STATE_DIR=/run/udptun-lab
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
@@ -69,23 +71,11 @@ up() {
     ip -n "$NS_B" link set to-c up
     ip -n "$NS_C" link set to-b up
 
-    # A: persistent tun1 carrying traffic for C's network into the tunnel.
-    # addrgenmode none: no IPv6 link-local address, so the kernel sends no router solicitations or
-    # MLD reports into the tunnel and the counters show only real traffic.
-    link_exists "$NS_A" tun1 || { ip -n "$NS_A" tuntap add dev tun1 mode tun && ip -n "$NS_A" link set tun1 addrgenmode none; }
-    ip -n "$NS_A" link set tun1 mtu "$TUN_MTU" up
-    ip -n "$NS_A" addr replace "$A_INNER/24" dev tun1
-    ip -n "$NS_A" route replace "$C_NET" dev tun1 src "$A_INNER"
-
-    # B: persistent tun2 for the clients' inner network; forwarding on, loose rp_filter on tun2.
-    link_exists "$NS_B" tun2 || { ip -n "$NS_B" tuntap add dev tun2 mode tun && ip -n "$NS_B" link set tun2 addrgenmode none; }
-    ip -n "$NS_B" link set tun2 mtu "$TUN_MTU" up
-    ip -n "$NS_B" route replace "$INNER_NET" dev tun2
-    in_ns "$NS_B" sysctl -qw net.ipv4.ip_forward=1
-    in_ns "$NS_B" sysctl -qw net.ipv4.conf.tun2.rp_filter=2
-
-    # C: replies to the inner network go back through B.
-    ip -n "$NS_C" route replace "$INNER_NET" via "$B_ADDR_C"
+    # Each namespace is prepared by the same script a real machine uses.
+    local host="$ROOT/deploy/host.sh"
+    in_ns "$NS_A" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU INNER_ADDR="$A_INNER/24" REMOTE_NETS="$C_NET" "$host" client up 2>/dev/null
+    in_ns "$NS_B" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU CLIENT_NETS="$INNER_NET" "$host" relay up 2>/dev/null
+    in_ns "$NS_C" env STATE_DIR="$STATE_DIR" CLIENT_NETS="$INNER_NET" RELAY_ADDR="$B_ADDR_C" "$host" sink up 2>/dev/null
     say "lab '$PREFIX' is up: $NS_A ($A_ADDR, tun1 $A_INNER) — $NS_B ($B_ADDR_A | $B_ADDR_C, tun2) — $NS_C ($C_ADDR)"
 }
 
@@ -97,6 +87,7 @@ down() {
             for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
             ip netns del "$ns"
         fi
+        rm -f "$STATE_DIR"/*-"$ns".state
     done
     say "lab '$PREFIX' is down"
 }
@@ -115,44 +106,50 @@ status() {
     fi
 }
 
+# Set by demo and read by its exit trap, so not local.
+DEMO_PIDS=()
+DEMO_LOGS=
+
+demo_cleanup() {
+    for pid in "${DEMO_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${DEMO_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    down >/dev/null 2>&1 || true
+    [ -n "$DEMO_LOGS" ] && rm -rf "$DEMO_LOGS"
+}
+
 demo() {
     need_root demo
     command -v swift >/dev/null || die "swift is not on PATH (the Swift 6 toolchain is needed to build udptun)"
     local seconds=${DEMO_SECONDS:-5} rate=${DEMO_RATE:-2000}
     local count=$((seconds * rate))
-    local pids=() logs
-    logs=$(mktemp -d /tmp/udptun-demo.XXXXXX)
-    cleanup() {
-        for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-        for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-        down >/dev/null 2>&1 || true
-        rm -rf "$logs"
-    }
-    trap cleanup EXIT
+    DEMO_LOGS=$(mktemp -d /tmp/udptun-demo.XXXXXX)
+    trap demo_cleanup EXIT
     trap 'exit 130' INT TERM
 
-    say "building release binaries (first build takes a minute or two)"
-    (cd "$ROOT" && swift build -c release 2>&1 | tail -n 3) >&2
+    say "building release binaries (the first build takes a minute or two)"
+    (cd "$ROOT" && swift build -c release 2>&1 | tail -n 1) >&2
     local bin="$ROOT/.build/release"
     up
 
-    in_ns "$NS_B" "$bin/udptun-relay" --allow "$A_ADDR/32" --interval 0 >"$logs/relay.out" 2>"$logs/relay.err" &
-    pids+=($!)
-    in_ns "$NS_C" "$bin/udptun-sink" --expect "$count" --timeout $((seconds + 5)) &
+    # `ip netns exec` execs the program, so $! is the program's own pid.
+    ip netns exec "$NS_B" "$bin/udptun-relay" --allow "$A_ADDR/32" --interval 0 >"$DEMO_LOGS/relay.out" 2>"$DEMO_LOGS/relay.err" &
+    DEMO_PIDS+=($!)
+    ip netns exec "$NS_C" "$bin/udptun-sink" --expect "$count" --timeout $((seconds + 10)) 2>"$DEMO_LOGS/sink.err" &
     local sink=$!
-    pids+=("$sink")
+    DEMO_PIDS+=("$sink")
     sleep 0.5
-    in_ns "$NS_A" "$bin/udptun-client" --relay "$B_ADDR_A:8080" --generate "$C_ADDR:8080" \
-        --count "$count" --rate "$rate" --size 512 --interval 0 >"$logs/client.out" 2>"$logs/client.err" &
-    pids+=($!)
-    say "client in $NS_A → relay in $NS_B → sink in $NS_C: $count payloads at $rate/s; the sink's counters:"
+    ip netns exec "$NS_A" "$bin/udptun-client" --relay "$B_ADDR_A:8080" --generate "$C_ADDR:8080" \
+        --count "$count" --rate "$rate" --size 512 --interval 0 >"$DEMO_LOGS/client.out" 2>"$DEMO_LOGS/client.err" &
+    DEMO_PIDS+=($!)
+    say "client in $NS_A → relay in $NS_B → sink in $NS_C: $count payloads at $rate/s. The sink's counters:"
     local status=0
     wait "$sink" || status=$?
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    echo "--- relay"; cat "$logs/relay.out"; echo "--- client"; cat "$logs/client.out"
+    for pid in "${DEMO_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${DEMO_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    echo "relay:  $(cat "$DEMO_LOGS/relay.out")"
+    echo "client: $(cat "$DEMO_LOGS/client.out")"
     if [ "$status" -ne 0 ]; then
-        echo "--- relay log"; cat "$logs/relay.err"; echo "--- client log"; cat "$logs/client.err"
+        for log in relay client sink; do echo "--- $log log"; cat "$DEMO_LOGS/$log.err"; done
         die "the sink did not receive all $count payloads (exit $status)"
     fi
     say "demo passed: all $count payloads crossed A → B → C"
