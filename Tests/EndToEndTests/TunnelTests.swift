@@ -149,6 +149,23 @@ extension EndToEnd {
             #expect(try #require(sink.report()).int("datagrams") == 1)
         }
 
+        @Test("a dual-stack relay on [::]:8080 serves IPv4 clients (v4-mapped peers) in both directions")
+        func dualStackListener() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--listen", "[::]:8080", "--allow", "\(Lab.addressA)/32"])
+            let sink = try lab.sink(["--expect", "500", "--timeout", "30"])
+            try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000"])
+                .waitForLog("client tunnelling")
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
+            try TCPTransfer.bothWays(lab, size: 1 << 20)
+            #expect(relay.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.drop("not_allowed") == 0)
+            #expect(report.int("sent") > 0, "return traffic left through the IPv6 socket")
+        }
+
         @Test("a relay that is down (ICMP port unreachable) does not stop the client; delivery starts when it comes up")
         func clientSurvivesRelayDown() throws {
             let lab = try Lab()
