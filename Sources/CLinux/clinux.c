@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <netinet/udp.h>
 
 _Static_assert(sizeof(clinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
 
@@ -109,5 +111,60 @@ int clinux_read_signal(int fd) {
     ssize_t n = read(fd, &info, sizeof(info));
     if (n == (ssize_t)sizeof(info)) return (int)info.ssi_signo;
     if (n < 0 && errno != EAGAIN) return -errno;
+    return 0;
+}
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+int clinux_tun_set_offload(int fd, unsigned flags) {
+    int size = CLINUX_VIRTIO_NET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) return -errno;
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) return -errno;
+    return 0;
+}
+
+long clinux_writev2(int fd, const void *header, unsigned long header_len, const void *packet, unsigned long packet_len) {
+    struct iovec iov[2] = {{(void *)header, header_len}, {(void *)packet, packet_len}};
+    ssize_t n = writev(fd, iov, 2);
+    return n < 0 ? -errno : (long)n;
+}
+
+int clinux_udp_enable_gro(int fd) {
+    int on = 1;
+    return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int clinux_udp_probe_gso(int fd) {
+    int size = 0;
+    socklen_t len = sizeof(size);
+    return getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &size, &len) < 0 ? -errno : 0;
+}
+
+unsigned long clinux_udp_control_space(void) { return CMSG_SPACE(sizeof(int)); }
+
+void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size) {
+    memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));
+    msg->msg_control = control;
+    msg->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+    struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
+    cm->cmsg_level = IPPROTO_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+}
+
+int clinux_msg_gro_size(const struct msghdr *msg) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+        if (cm->cmsg_level == IPPROTO_UDP && cm->cmsg_type == UDP_GRO) {
+            int size = 0;
+            memcpy(&size, CMSG_DATA(cm), sizeof(size));
+            return size;
+        }
+    }
     return 0;
 }

@@ -66,6 +66,8 @@ struct ClientCommand: ParsableCommand {
     @Flag(help: "Exit once the generator has finished (after a short drain).")
     var exitWhenDone = false
 
+    @OptionGroup var offloads: OffloadOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -107,7 +109,7 @@ struct ClientCommand: ParsableCommand {
         if !noTunnel, let relay {
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: 8080)
             let encapsulation = RawEncapsulation()
-            let device = try TunDevice(name: tun)
+            let device = try TunDevice(name: tun, offloads: offloads.enabled)
             let tunMTU = try chooseMTU(relay: relayAddress, overhead: encapsulation.overhead)
             try device.setMTU(tunMTU)
             try device.bringUp()
@@ -115,6 +117,7 @@ struct ClientCommand: ParsableCommand {
             let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
                 ?? SocketAddress(ip: anyAddress, port: 0)
             let socket = try UDPSocket(for: local, bind: true)
+            offloads.apply(to: socket, tun: device, logger: logger)
             logger.warning("encapsulation \(encapsulation.name) is unauthenticated")
             logger.info("client tunnelling", metadata: [
                 "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",

@@ -53,6 +53,8 @@ struct RelayCommand: ParsableCommand {
     @Flag(help: "Only check the sysctls, print the result and exit (0 when all pass, 78 otherwise).")
     var check = false
 
+    @OptionGroup var offloads: OffloadOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -94,7 +96,7 @@ struct RelayCommand: ParsableCommand {
         }
         let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
         let signals = try SignalWaiter()
-        let device = try TunDevice(name: tun)
+        let device = try TunDevice(name: tun, offloads: offloads.enabled)
         if let mtu { try device.setMTU(mtu) }
         try device.bringUp()
 
@@ -111,6 +113,7 @@ struct RelayCommand: ParsableCommand {
         }
 
         let socket = try UDPSocket(for: listenAddress, bind: true)
+        offloads.apply(to: socket, tun: device, logger: logger)
         let sources = try allowedSources()
         let encapsulation = RawEncapsulation()
         let counters = TunnelCounters()

@@ -13,6 +13,13 @@
 static const int CLINUX_IFNAMSIZ = 16;
 static const short CLINUX_IFF_TUN = 0x0001;
 static const short CLINUX_IFF_NO_PI = 0x1000;
+static const short CLINUX_IFF_VNET_HDR = 0x4000;
+/// TUNSETOFFLOAD flags: checksum offload and TCP segmentation offload for IPv4/IPv6.
+static const unsigned CLINUX_TUN_F_CSUM = 0x01;
+static const unsigned CLINUX_TUN_F_TSO4 = 0x02;
+static const unsigned CLINUX_TUN_F_TSO6 = 0x04;
+/// struct virtio_net_hdr (legacy, 10 bytes) that precedes every packet on an IFF_VNET_HDR device.
+static const int CLINUX_VIRTIO_NET_HDR_LEN = 10;
 static const int CLINUX_IP_MTU = 14;
 static const int CLINUX_IPV6_MTU = 24;
 static const int CLINUX_IP_MTU_DISCOVER = 10;
@@ -23,6 +30,22 @@ static const int CLINUX_IP_PMTUDISC_DONT = 0;
 int clinux_tun_set_iff(int fd, const char *name, short flags, char *name_out);
 /// Returns the device's TUN flags (TUNGETIFF) or -errno.
 int clinux_tun_get_flags(int fd);
+/// TUNSETVNETHDRSZ then TUNSETOFFLOAD. Returns 0 or -errno.
+int clinux_tun_set_offload(int fd, unsigned flags);
+/// Writes `header` then `packet` in one writev. Returns bytes written or -errno.
+long clinux_writev2(int fd, const void *header, unsigned long header_len, const void *packet, unsigned long packet_len);
+
+/// UDP segmentation (UDP_SEGMENT) and receive coalescing (UDP_GRO).
+int clinux_udp_enable_gro(int fd);
+/// Returns 0 if the kernel accepts UDP_SEGMENT on this socket, -errno otherwise.
+int clinux_udp_probe_gso(int fd);
+/// Bytes of control buffer one message needs for a UDP_SEGMENT or UDP_GRO cmsg.
+unsigned long clinux_udp_control_space(void);
+/// Fills `control` with a UDP_SEGMENT cmsg for `segment_size` and attaches it to `msg`.
+void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size);
+/// The UDP_GRO segment size a received message carries, or 0 when it is a single datagram.
+int clinux_msg_gro_size(const struct msghdr *msg);
+
 /// Interface MTU: returns the MTU or -errno.
 int clinux_if_get_mtu(const char *name);
 int clinux_if_set_mtu(const char *name, int mtu);

@@ -5,15 +5,7 @@ public struct InternetChecksum: Sendable {
     public init() {}
 
     /// Adds bytes that start at an even offset of the checksummed data (all callers sum whole headers).
-    public mutating func add(_ bytes: Span<UInt8>) {
-        var index = 0
-        let count = bytes.count
-        while index + 1 < count {
-            sum &+= UInt64(bytes[index]) << 8 | UInt64(bytes[index + 1])
-            index += 2
-        }
-        if index < count { sum &+= UInt64(bytes[index]) << 8 }
-    }
+    public mutating func add(_ bytes: Span<UInt8>) { sum &+= UInt64(FastChecksum.sum(bytes)) }
 
     public mutating func add(_ word: UInt16) { sum &+= UInt64(word) }
     public mutating func add(_ word: UInt32) { sum &+= UInt64(word >> 16) &+ UInt64(word & 0xffff) }
@@ -30,10 +22,14 @@ public struct InternetChecksum: Sendable {
 
     /// The folded, complemented 16-bit value to store in a header. Summing data that already holds a
     /// correct checksum gives 0.
-    public var value: UInt16 {
-        var folded = sum
-        while folded >> 16 != 0 { folded = (folded & 0xffff) &+ (folded >> 16) }
-        return ~UInt16(folded)
+    public var value: UInt16 { ~folded }
+
+    /// The folded sum without the final complement: what a CHECKSUM_PARTIAL header field holds
+    /// (the pseudo-header sum the kernel completes).
+    public var folded: UInt16 {
+        var value = sum
+        while value >> 16 != 0 { value = (value & 0xffff) &+ (value >> 16) }
+        return UInt16(value)
     }
 
     public static func of(_ bytes: Span<UInt8>) -> UInt16 {

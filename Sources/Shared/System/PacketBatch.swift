@@ -1,11 +1,11 @@
 import CLinux
 import Glibc
 
-/// A vector of packet buffers allocated once and reused for every batch, with the mmsghdr, iovec and
-/// sockaddr arrays that recvmmsg/sendmmsg need. One batch belongs to one worker thread.
+/// A vector of packet buffers allocated once and reused for every batch, with the mmsghdr, iovec,
+/// sockaddr and control arrays recvmmsg needs. One batch belongs to one worker thread.
 ///
-/// Each slot holds one packet in `range(of:)`. Receiving fills slots 0..<count; sending goes through
-/// an outgoing list built with `appendOutgoing`, so a worker can send any subset without copying.
+/// Each slot holds one packet (or, after a UDP GRO receive, several equal-sized datagrams) in
+/// `range(of:)`. Sending goes through a `SendQueue`, whose messages point into slots.
 public final class PacketBatch {
     public let slotCount: Int
     public let slotSize: Int
@@ -13,10 +13,12 @@ public final class PacketBatch {
 
     private let storage: UnsafeMutableRawPointer
     private let ranges: UnsafeMutablePointer<Range<Int>>
+    private let segmentSizes: UnsafeMutablePointer<Int>
     let messages: UnsafeMutablePointer<clinux_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private(set) var outgoingCount = 0
+    private let controls: UnsafeMutableRawPointer
+    private let controlSpace: Int
 
     public init(slotCount: Int, slotSize: Int) {
         precondition(slotCount > 0 && slotSize > 0)
@@ -27,20 +29,26 @@ public final class PacketBatch {
         storage = .allocate(byteCount: slotCount * slotSize, alignment: 4096)
         ranges = .allocate(capacity: slotCount)
         ranges.initialize(repeating: 0..<0, count: slotCount)
+        segmentSizes = .allocate(capacity: slotCount)
+        segmentSizes.initialize(repeating: 0, count: slotCount)
         messages = .allocate(capacity: slotCount)
         messages.initialize(repeating: clinux_mmsghdr(), count: slotCount)
         iovecs = .allocate(capacity: slotCount)
         iovecs.initialize(repeating: iovec(), count: slotCount)
         addresses = .allocate(capacity: slotCount)
         addresses.initialize(repeating: sockaddr_storage(), count: slotCount)
+        controlSpace = Int(clinux_udp_control_space())
+        controls = .allocate(byteCount: controlSpace * slotCount, alignment: 16)
     }
 
     deinit {
         storage.deallocate()
         ranges.deallocate()
+        segmentSizes.deallocate()
         messages.deallocate()
         iovecs.deallocate()
         addresses.deallocate()
+        controls.deallocate()
     }
 
     private func slotBytes(_ slot: Int) -> UnsafeMutableBufferPointer<UInt8> {
@@ -57,7 +65,7 @@ public final class PacketBatch {
         return try body(UnsafeBufferPointer(slotBytes(slot)).span.extracting(range))
     }
 
-    /// The whole slot, writable (encoders and in-place encapsulation).
+    /// The whole slot, writable (encoders, segmentation and in-place encapsulation).
     public func withMutableSlot<R>(_ slot: Int, _ body: (inout MutableSpan<UInt8>) throws -> R) rethrows -> R {
         var span = slotBytes(slot).mutableSpan
         return try body(&span)
@@ -69,6 +77,10 @@ public final class PacketBatch {
         precondition(range.lowerBound >= 0 && range.upperBound <= slotSize, "range outside slot")
         ranges[slot] = range
     }
+
+    /// For a slot filled by a UDP GRO receive: the size of each datagram in it (the last may be
+    /// shorter); 0 when the slot holds a single datagram.
+    public func segmentSize(of slot: Int) -> Int { segmentSizes[slot] }
 
     /// Marks `count` slots as filled (by a reader that is not a socket).
     public func setCount(_ newCount: Int) {
@@ -82,30 +94,11 @@ public final class PacketBatch {
         return SocketAddress(addresses + slot)
     }
 
-    /// Queues `slot` to be sent to `destination` by the next `UDPSocket.send`.
-    /// Returns false when the socket's family cannot reach `destination`.
-    @discardableResult
-    public func appendOutgoing(slot: Int, to destination: SocketAddress, family: Int32) -> Bool {
-        let index = outgoingCount
-        guard let length = destination.write(to: addresses + index, family: family) else { return false }
-        let range = ranges[slot]
-        iovecs[index] = iovec(iov_base: UnsafeMutableRawPointer(slotBytes(slot).baseAddress! + range.lowerBound),
-                              iov_len: range.count)
-        messages[index] = clinux_mmsghdr()
-        messages[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
-        messages[index].msg_hdr.msg_namelen = length
-        messages[index].msg_hdr.msg_iov = iovecs + index
-        messages[index].msg_hdr.msg_iovlen = 1
-        outgoingCount += 1
-        return true
-    }
+    // MARK: Syscall plumbing (used by UDPSocket, SendQueue and TunDevice)
 
-    public func clearOutgoing() { outgoingCount = 0 }
-
-    // MARK: Syscall plumbing (used by UDPSocket and TunDevice)
-
-    /// Points every message at its whole slot, ready for recvmmsg.
-    func prepareForReceive() {
+    /// Points every message at its whole slot, ready for recvmmsg; with `control`, room for a
+    /// UDP_GRO cmsg too.
+    func prepareForReceive(control: Bool) {
         for index in 0..<slotCount {
             iovecs[index] = iovec(iov_base: UnsafeMutableRawPointer(storage + index * slotSize), iov_len: slotSize)
             messages[index] = clinux_mmsghdr()
@@ -113,16 +106,22 @@ public final class PacketBatch {
             messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             messages[index].msg_hdr.msg_iov = iovecs + index
             messages[index].msg_hdr.msg_iovlen = 1
+            if control {
+                messages[index].msg_hdr.msg_control = controls + index * controlSpace
+                messages[index].msg_hdr.msg_controllen = controlSpace
+            }
         }
     }
 
     func finishReceive(count received: Int) {
         for index in 0..<received {
             let length = Int(messages[index].msg_len)
-            // MSG_TRUNC in msg_flags: the datagram was larger than the slot; report its real size so
-            // the codec sees a length mismatch instead of a silently cut packet.
             ranges[index] = 0..<min(length, slotSize)
+            // MSG_TRUNC: the datagram did not fit (impossible with 64 KiB slots); an empty range makes
+            // it a counted drop rather than a silently cut packet.
             if messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { ranges[index] = 0..<0 }
+            segmentSizes[index] = messages[index].msg_hdr.msg_control == nil
+                ? 0 : Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_gro_size($0) })
         }
         count = received
     }
@@ -130,10 +129,5 @@ public final class PacketBatch {
     func rawSlot(_ slot: Int, offset: Int) -> UnsafeMutableRawBufferPointer {
         let bytes = slotBytes(slot)
         return UnsafeMutableRawBufferPointer(start: bytes.baseAddress! + offset, count: slotSize - offset)
-    }
-
-    func rawPacket(_ slot: Int) -> UnsafeRawBufferPointer {
-        let range = ranges[slot]
-        return UnsafeRawBufferPointer(start: slotBytes(slot).baseAddress! + range.lowerBound, count: range.count)
     }
 }

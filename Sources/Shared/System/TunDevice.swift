@@ -2,9 +2,15 @@ import CLinux
 import Glibc
 
 /// A Linux TUN device in IFF_TUN | IFF_NO_PI mode: each read returns one IP packet, each write injects one.
+/// With offloads, the device also carries a virtio-net header per packet (IFF_VNET_HDR) and the kernel
+/// hands over TCP super-packets of up to 64 KiB (TSO) and packets with checksums left to finish.
 public final class TunDevice: Sendable {
     public let name: String
     let fd: Int32
+    /// True when every read and write starts with a `VirtioNetHeader`.
+    public let hasVirtioHeaders: Bool
+    /// Why offloads are off when they were asked for (for the log); nil when on or not asked for.
+    public let offloadRefusal: String?
 
     public enum Failure: Error, CustomStringConvertible, Sendable {
         case noTunDriver
@@ -12,6 +18,7 @@ public final class TunDevice: Sendable {
         case busy(String)
         case wrongKind(String)
         case badName(String)
+        case cannotConfigure(String, String)
         case system(SystemError)
 
         public var description: String {
@@ -24,6 +31,8 @@ public final class TunDevice: Sendable {
                 "TUN device \(name) is busy: another process has it open (stop it, or choose another --tun)"
             case let .wrongKind(name):
                 "\(name) exists but is not a single-queue TUN device (is it a TAP or multi-queue device? delete it: ip link del \(name))"
+            case let .cannotConfigure(name, what):
+                "no permission to \(what) on \(name) (needs CAP_NET_ADMIN): run as root, or prepare the device as root beforehand (deploy/host.sh does; ip link set \(name) mtu N up) and pass the same --mtu"
             case let .badName(name):
                 "invalid interface name '\(name)': 1 to 15 characters, no '/', ':' or spaces"
             case let .system(error):
@@ -41,7 +50,35 @@ public final class TunDevice: Sendable {
     }
 
     /// Attaches to the persistent device `name`, or creates it (it then disappears when we exit).
-    public init(name: String) throws(Failure) {
+    /// With `offloads`, asks for virtio-net headers with checksum and TCP segmentation offload, and
+    /// falls back to plain packets if the kernel refuses.
+    public init(name: String, offloads: Bool = false) throws(Failure) {
+        if offloads {
+            let fd = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | CLINUX_IFF_VNET_HDR)
+            let status = clinux_tun_set_offload(fd.fd, CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6)
+            if status == 0 {
+                self.fd = fd.fd
+                self.name = fd.name
+                hasVirtioHeaders = true
+                offloadRefusal = nil
+                return
+            }
+            close(fd.fd)
+            let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+            self.fd = plain
+            self.name = plainName
+            hasVirtioHeaders = false
+            offloadRefusal = "TUNSETOFFLOAD: \(SystemError("", code: -status).message)"
+            return
+        }
+        let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+        fd = plain
+        self.name = plainName
+        hasVirtioHeaders = false
+        offloadRefusal = nil
+    }
+
+    private static func attach(name: String, flags: Int16) throws(Failure) -> (fd: Int32, name: String) {
         guard !name.isEmpty, name.utf8.count < Int(CLINUX_IFNAMSIZ),
               !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) else { throw .badName(name) }
         let fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)
@@ -54,7 +91,7 @@ public final class TunDevice: Sendable {
             }
         }
         var actualName = [CChar](repeating: 0, count: Int(CLINUX_IFNAMSIZ))
-        let status = clinux_tun_set_iff(fd, name, CLINUX_IFF_TUN | CLINUX_IFF_NO_PI, &actualName)
+        let status = clinux_tun_set_iff(fd, name, flags, &actualName)
         if status < 0 {
             close(fd)
             switch -status {
@@ -64,8 +101,7 @@ public final class TunDevice: Sendable {
             default: throw .system(SystemError("TUNSETIFF \(name)", code: -status))
             }
         }
-        self.fd = fd
-        self.name = String(decoding: actualName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return (fd, String(decoding: actualName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 
     deinit { close(fd) }
@@ -75,14 +111,19 @@ public final class TunDevice: Sendable {
         return value > 0 ? Int(value) : nil
     }
 
-    public func setMTU(_ mtu: Int) throws(SystemError) {
+    /// Sets the MTU unless it already has that value (so an unprivileged process can use a
+    /// persistent device that was prepared for it).
+    public func setMTU(_ mtu: Int) throws(Failure) {
+        if self.mtu == mtu { return }
         let status = clinux_if_set_mtu(name, Int32(mtu))
-        if status < 0 { throw SystemError("set MTU \(mtu) on \(name)", code: -status) }
+        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "set its MTU to \(mtu)") }
+        if status < 0 { throw .system(SystemError("set MTU \(mtu) on \(name)", code: -status)) }
     }
 
-    public func bringUp() throws(SystemError) {
+    public func bringUp() throws(Failure) {
         let status = clinux_if_set_up(name)
-        if status < 0 { throw SystemError("bring \(name) up", code: -status) }
+        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "bring it up") }
+        if status < 0 { throw .system(SystemError("bring \(name) up", code: -status)) }
     }
 
     /// Reads packets into slots 0..<n (at `headroom` within each slot) until the device has no more or
@@ -112,15 +153,28 @@ public final class TunDevice: Sendable {
         return filled
     }
 
-    /// Writes one packet (the slot's range) to the kernel.
-    public func write(_ batch: PacketBatch, slot: Int) throws(SystemError) {
-        let packet = batch.rawPacket(slot)
+    /// Writes one packet to the kernel, preceded by `header` on a device with virtio-net headers.
+    public func write(_ packet: Span<UInt8>, header: VirtioNetHeader = .plain) throws(SystemError) {
+        var headerBytes: (UInt64, UInt16) = (0, 0)  // 10 bytes of stack storage
+        if hasVirtioHeaders, header != .plain {
+            withUnsafeMutableBytes(of: &headerBytes) { raw in
+                var span = raw.bindMemory(to: UInt8.self).mutableSpan
+                header.encode(into: &span)
+            }
+        }
         while true {
-            let written = Glibc.write(fd, packet.baseAddress, packet.count)
+            let written: Int = packet.withUnsafeBytes { bytes in
+                if hasVirtioHeaders {
+                    return withUnsafeBytes(of: &headerBytes) { head in
+                        clinux_writev2(fd, head.baseAddress, UInt(VirtioNetHeader.length), bytes.baseAddress, UInt(bytes.count))
+                    }
+                }
+                let count = Glibc.write(fd, bytes.baseAddress, bytes.count)
+                return count >= 0 ? count : -Int(clinux_errno())
+            }
             if written >= 0 { return }
-            let code = clinux_errno()
-            if code == EINTR { continue }
-            throw SystemError("write to \(name)", code: code)
+            if -written == Int(EINTR) { continue }
+            throw SystemError("write to \(name)", code: Int32(-written))
         }
     }
 }

@@ -1,11 +1,14 @@
 import CLinux
 import Glibc
+import Synchronization
 
 /// A non-blocking UDP socket with batch IO (recvmmsg/sendmmsg) over a `PacketBatch`.
 public final class UDPSocket: Sendable {
     let fd: Int32
     /// AF_INET or AF_INET6 (dual-stack when bound to `::`).
     public let family: Int32
+    private let segmentation = Atomic<Bool>(false)
+    private let coalescing = Atomic<Bool>(false)
 
     public enum Failure: Error, CustomStringConvertible, Sendable {
         case addressInUse(SocketAddress)
@@ -59,6 +62,26 @@ public final class UDPSocket: Sendable {
 
     deinit { close(fd) }
 
+    /// Turns on UDP GSO for sends if the kernel supports it. Returns whether it is on.
+    @discardableResult
+    public func enableSegmentation() -> Bool {
+        let supported = clinux_udp_probe_gso(fd) == 0
+        segmentation.store(supported, ordering: .relaxed)
+        return supported
+    }
+
+    /// Turns on UDP GRO: the kernel may hand over several datagrams of one flow in one receive.
+    @discardableResult
+    public func enableCoalescing() -> Bool {
+        let enabled = clinux_udp_enable_gro(fd) == 0
+        coalescing.store(enabled, ordering: .relaxed)
+        return enabled
+    }
+
+    /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
+    public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
+    public var coalescingEnabled: Bool { coalescing.load(ordering: .relaxed) }
+
     public var localAddress: SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -77,7 +100,7 @@ public final class UDPSocket: Sendable {
     /// Receives up to `batch.slotCount` datagrams, waiting up to `timeoutMilliseconds` for the first.
     /// Returns the number received (also `batch.count`); 0 on timeout or wake.
     public func receive(into batch: PacketBatch, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
-        batch.prepareForReceive()
+        batch.prepareForReceive(control: coalescingEnabled)
         while true {
             let received = clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
             if received >= 0 {
@@ -101,7 +124,7 @@ public final class UDPSocket: Sendable {
         }
     }
 
-    /// Outcome of sending a batch: how many datagrams left and how many the kernel refused.
+    /// Outcome of sending a queue: datagrams that left, and datagrams the kernel refused.
     public struct SendResult: Sendable {
         public var sent = 0
         public var sentBytes = 0
@@ -109,20 +132,23 @@ public final class UDPSocket: Sendable {
         public var lastError: SystemError?
     }
 
-    /// Sends the batch's outgoing list and clears it. Waits (bounded) for buffer space rather than
-    /// dropping under momentary pressure; a datagram the kernel rejects (ICMP-refused peer, no route)
-    /// is counted as failed and the rest still go.
-    public func send(_ batch: PacketBatch, waker: Waker?) -> SendResult {
+    /// Sends the queue and clears it. Waits (bounded) for buffer space rather than dropping under
+    /// momentary pressure; a message the kernel rejects (ICMP-refused peer, no route) is counted as
+    /// failed and the rest still go. EIO on a segmented send means the route cannot do UDP GSO:
+    /// segmentation is switched off for later sends.
+    public func send(_ queue: SendQueue, waker: Waker?) -> SendResult {
         var result = SendResult()
         var next = 0
-        let total = batch.outgoingCount
+        let total = queue.count
         var stalls = 0
         while next < total {
-            let sent = clinux_sendmmsg(fd, batch.messages + next, UInt32(total - next), 0)
+            let sent = clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0)
             if sent > 0 {
-                for index in next..<(next + Int(sent)) { result.sentBytes += Int(batch.messages[index].msg_len) }
+                for index in next..<(next + Int(sent)) {
+                    result.sentBytes += Int(queue.messages[index].msg_len)
+                    result.sent += queue.datagramCount(of: index)
+                }
                 next += Int(sent)
-                result.sent += Int(sent)
                 stalls = 0
                 continue
             }
@@ -133,12 +159,13 @@ public final class UDPSocket: Sendable {
                 if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
                 continue
             }
-            result.failed += 1
+            if code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+            result.failed += queue.datagramCount(of: next)
             result.lastError = SystemError("sendmmsg", code: code)
             next += 1
         }
-        result.failed += total - next
-        batch.clearOutgoing()
+        for index in next..<total { result.failed += queue.datagramCount(of: index) }
+        queue.clear()
         return result
     }
 

@@ -38,7 +38,7 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
     public static var refreshInterval: UInt64 { 1_000_000_000 }
 
     public init(socket: UDPSocket, tun: TunDevice, encapsulation: E, policy: InboundPolicy,
-                counters: TunnelCounters, clients: ClientTable?, batchSize: Int = 64) {
+                counters: TunnelCounters, clients: ClientTable?, batchSize: Int = 32) {
         self.socket = socket
         self.tun = tun
         self.encapsulation = encapsulation
@@ -48,9 +48,11 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
         self.batchSize = batchSize
     }
 
-    /// Runs until the lifecycle stops. Fatal socket errors end the process through `lifecycle.fail`.
+    /// Runs until the lifecycle stops. Fatal socket or device errors end the process through
+    /// `lifecycle.fail`.
     public func run(_ lifecycle: Lifecycle) {
         let batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
+        let writer = TunWriter(tun: tun, coalesce: true)
         // Worker-local memory of the last learned endpoint per client, so the shared table is locked
         // only when a client appears, moves, or is due for a refresh.
         var learned: [IPAddress: ClientTable.Entry] = [:]
@@ -66,27 +68,23 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
             if received == 0 { continue }
             var tally = BatchTally()
             let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
-            for slot in 0..<received {
-                tally.udpReceived += 1
-                tally.udpReceivedBytes += batch.range(of: slot).count
-                guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer); continue }
-                if let refusal = policy.refusal(for: peer) { tally.drop(refusal); continue }
-                let verdict = batch.withPacket(slot) { datagram -> Result<IPPacketInfo, DropReason> in
-                    switch encapsulation.decapsulate(datagram) {
-                    case let .failure(reason):
-                        return .failure(reason)
-                    case let .success(inner):
-                        let base = batch.range(of: slot).lowerBound
-                        batch.setRange((base + inner.lowerBound)..<(base + inner.upperBound), of: slot)
-                        return IPPacket.validate(datagram.extracting(inner))
-                    }
+            var deviceError: SystemError?
+
+            /// One datagram: decapsulate, validate, learn the sender, hand to the writer.
+            func deliver(_ datagram: Span<UInt8>, from peer: SocketAddress) {
+                let inner: Range<Int>
+                switch encapsulation.decapsulate(datagram) {
+                case let .success(range): inner = range
+                case let .failure(reason): tally.drop(reason); return
                 }
-                guard case let .success(info) = verdict else {
-                    if case let .failure(reason) = verdict { tally.drop(reason) }
-                    continue
+                let packet = datagram.extracting(inner)
+                let info: IPPacketInfo
+                switch IPPacket.validate(packet) {
+                case let .success(valid): info = valid
+                case let .failure(reason): tally.drop(reason); return
                 }
-                if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); continue }
-                if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); continue }
+                if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
+                if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
                 if let clients {
                     let known = learned[info.source]
                     if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > Self.refreshInterval {
@@ -95,20 +93,39 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
                         clients.learn(info.source, at: peer, now: now)
                     }
                 }
-                do {
-                    try tun.write(batch, slot: slot)
-                    tally.tunWritten += 1
-                    tally.tunWrittenBytes += info.totalLength
+                do throws(SystemError) {
+                    try writer.write(packet, info: info, tally: &tally)
                 } catch {
-                    tally.drop(.tunWriteFailed)
-                    if error.isDeviceGone, !lifecycle.isStopping {
-                        counters.add(tally)
-                        lifecycle.fail("TUN device \(tun.name) is gone: \(error)")
-                        return
-                    }
+                    deviceError = error
                 }
             }
+
+            for slot in 0..<received where deviceError == nil {
+                let range = batch.range(of: slot)
+                // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
+                let segmentSize = batch.segmentSize(of: slot) > 0 ? batch.segmentSize(of: slot) : max(range.count, 1)
+                let datagrams = max(1, (range.count + segmentSize - 1) / segmentSize)
+                tally.udpReceived += datagrams
+                tally.udpReceivedBytes += range.count
+                guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
+                if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
+                batch.withPacket(slot) { bytes in
+                    var offset = 0
+                    repeat {
+                        let end = min(offset + segmentSize, bytes.count)
+                        deliver(bytes.extracting(offset..<end), from: peer)
+                        offset = end
+                    } while offset < bytes.count && deviceError == nil
+                }
+            }
+            if deviceError == nil {
+                do throws(SystemError) { try writer.flush(tally: &tally) } catch { deviceError = error }
+            }
             counters.add(tally)
+            if let deviceError, !lifecycle.isStopping {
+                lifecycle.fail("TUN device \(tun.name) is gone: \(deviceError)")
+                return
+            }
         }
     }
 }

@@ -6,7 +6,8 @@ public enum OutboundRoute: Sendable {
 }
 
 /// TUN → UDP: reads packets the kernel routed into the TUN device, validates them, encapsulates them
-/// in place and sends the batch with one sendmmsg.
+/// and sends the batch with one sendmmsg. TCP super-packets (TUN TSO) are cut into MTU-sized
+/// segments that leave in one UDP GSO message per up to 64 datagrams.
 public struct OutboundPipeline<E: Encapsulation>: Sendable {
     public let tun: TunDevice
     public let socket: UDPSocket
@@ -14,9 +15,12 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
     public let route: OutboundRoute
     public let counters: TunnelCounters
     public let batchSize: Int
+    /// UDP GSO limits: 64 segments (UDP_MAX_SEGMENTS) and one IP datagram's worth of bytes.
+    static var maximumSegmentsPerSend: Int { 64 }
+    static var maximumBytesPerSend: Int { 65_000 }
 
     public init(tun: TunDevice, socket: UDPSocket, encapsulation: E, route: OutboundRoute,
-                counters: TunnelCounters, batchSize: Int = 64) {
+                counters: TunnelCounters, batchSize: Int = 32) {
         self.tun = tun
         self.socket = socket
         self.encapsulation = encapsulation
@@ -26,13 +30,19 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
     }
 
     public func run(_ lifecycle: Lifecycle) {
-        let batch = PacketBatch(slotCount: batchSize, slotSize: 65536 + encapsulation.headroom)
+        let virtioLength = tun.hasVirtioHeaders ? VirtioNetHeader.length : 0
+        let headroom = encapsulation.headroom
+        let readBatch = PacketBatch(slotCount: batchSize, slotSize: headroom + virtioLength + 65536)
+        // Segments of super-packets; only touched (resident) when the kernel sends super-packets.
+        let segments = PacketBatch(slotCount: batchSize, slotSize: 2 * 65536)
+        let queue = SendQueue(capacity: 4 * batchSize)
         var destinations = [IPAddress?](repeating: nil, count: batchSize)
+        var headers = [VirtioNetHeader](repeating: .plain, count: batchSize)
+        var resolved = [SocketAddress?](repeating: nil, count: batchSize)
         while !lifecycle.isStopping {
             let read: Int
             do {
-                read = try tun.read(into: batch, headroom: encapsulation.headroom, waker: lifecycle.waker,
-                                    timeoutMilliseconds: 500)
+                read = try tun.read(into: readBatch, headroom: headroom, waker: lifecycle.waker, timeoutMilliseconds: 500)
             } catch {
                 if !lifecycle.isStopping { lifecycle.fail("TUN device \(tun.name) failed: \(error)") }
                 return
@@ -40,36 +50,113 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
             if read == 0 { continue }
             var tally = BatchTally()
             for slot in 0..<read {
-                tally.tunRead += 1
-                tally.tunReadBytes += batch.range(of: slot).count
-                switch batch.withPacket(slot, IPPacket.validate) {
+                let range = readBatch.range(of: slot)
+                tally.tunReadBytes += range.count - virtioLength
+                destinations[slot] = nil
+                if virtioLength > 0 {
+                    guard range.count > virtioLength,
+                          let header = readBatch.withPacket(slot, { VirtioNetHeader($0) }) else {
+                        tally.tunRead += 1
+                        tally.drop(.truncated)
+                        continue
+                    }
+                    headers[slot] = header
+                    readBatch.setRange((range.lowerBound + virtioLength)..<range.upperBound, of: slot)
+                }
+                switch readBatch.withPacket(slot, IPPacket.validate) {
                 case let .success(info): destinations[slot] = info.destination
-                case let .failure(reason): destinations[slot] = nil; tally.drop(reason)
+                case let .failure(reason): tally.tunRead += 1; tally.drop(reason)
                 }
             }
-            func queue(_ slot: Int, _ peer: SocketAddress?) {
-                guard let peer else { tally.drop(.noRoute); return }
-                let packet = batch.range(of: slot)
-                let payload = batch.withMutableSlot(slot) { encapsulation.encapsulate(&$0, packet: packet) }
-                guard let payload else { tally.drop(.oversize); return }
-                batch.setRange(payload, of: slot)
-                if !batch.appendOutgoing(slot: slot, to: peer, family: socket.family) { tally.drop(.noRoute) }
+
+            func flushQueue() {
+                let result = socket.send(queue, waker: lifecycle.waker)
+                tally.udpSent += result.sent
+                tally.udpSentBytes += result.sentBytes
+                if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
             }
-            switch route {
-            case let .fixed(peer):
-                for slot in 0..<read where destinations[slot] != nil { queue(slot, peer) }
-            case let .clients(table):
-                table.withLookup { lookup in
-                    for slot in 0..<read {
-                        guard let destination = destinations[slot] else { continue }
-                        queue(slot, lookup(destination))
+            func enqueue(_ batch: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress, segmentSize: Int? = nil) -> Bool {
+                if queue.isFull { flushQueue() }
+                return queue.append(batch, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize)
+            }
+
+            /// Encapsulates and queues one packet read from TUN (or the segments of a super-packet).
+            func send(_ slot: Int, to peer: SocketAddress?) {
+                let header = virtioLength > 0 ? headers[slot] : .plain
+                guard let peer else { tally.tunRead += 1; tally.drop(.noRoute); return }
+                if header.isGSO {
+                    sendSegments(slot, header: header, to: peer)
+                    return
+                }
+                tally.tunRead += 1
+                let packet = readBatch.range(of: slot)
+                let payload: Range<Int>? = readBatch.withMutableSlot(slot) { bytes in
+                    if header.needsChecksumCompletion,
+                       !TransportChecksum.finishPartial(&bytes, packet: packet, start: Int(header.checksumStart),
+                                                        offset: Int(header.checksumOffset)) { return nil }
+                    return encapsulation.encapsulate(&bytes, packet: packet)
+                }
+                guard let payload else { tally.drop(.badTransportHeader); return }
+                if !enqueue(readBatch, slot, payload, peer) { tally.drop(.noRoute) }
+            }
+
+            func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress) {
+                let result = segments.withMutableSlot(slot) { output in
+                    readBatch.withPacket(slot) { packet in
+                        TCPSegmenter.segment(packet, header: header, into: &output, headroom: headroom,
+                                             overhead: encapsulation.overhead)
+                    }
+                }
+                guard case let .success(layout) = result else {
+                    tally.tunRead += 1
+                    if case let .failure(reason) = result { tally.drop(reason) }
+                    return
+                }
+                tally.tunRead += layout.count
+                let stride = layout.stride
+                // Encapsulate each segment in place; the datagrams must end up back to back.
+                var end = 0
+                for index in 0..<layout.count {
+                    let start = index * stride + headroom
+                    let packet = start..<(start + layout.length(of: index))
+                    guard let payload = segments.withMutableSlot(slot, { encapsulation.encapsulate(&$0, packet: packet) }),
+                          payload.lowerBound == index * stride else {
+                        tally.drop(.oversize)
+                        return
+                    }
+                    end = payload.upperBound
+                }
+                if socket.segmentationEnabled {
+                    let perSend = max(1, min(Self.maximumSegmentsPerSend, Self.maximumBytesPerSend / stride))
+                    var first = 0
+                    while first < layout.count {
+                        let last = min(first + perSend, layout.count)
+                        let range = (first * stride)..<(last == layout.count ? end : last * stride)
+                        if !enqueue(segments, slot, range, peer, segmentSize: stride) { tally.drop(.noRoute, count: last - first) }
+                        first = last
+                    }
+                } else {
+                    for index in 0..<layout.count {
+                        let start = index * stride
+                        let range = start..<(index == layout.count - 1 ? end : start + stride)
+                        if !enqueue(segments, slot, range, peer) { tally.drop(.noRoute) }
                     }
                 }
             }
-            let result = socket.send(batch, waker: lifecycle.waker)
-            tally.udpSent += result.sent
-            tally.udpSentBytes += result.sentBytes
-            if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
+
+            switch route {
+            case let .fixed(peer):
+                for slot in 0..<read where destinations[slot] != nil { send(slot, to: peer) }
+            case let .clients(table):
+                // Resolve the whole batch under one lock, then send outside it.
+                table.withLookup { lookup in
+                    for slot in 0..<read {
+                        resolved[slot] = destinations[slot].flatMap(lookup)
+                    }
+                }
+                for slot in 0..<read where destinations[slot] != nil { send(slot, to: resolved[slot]) }
+            }
+            flushQueue()
             counters.add(tally)
         }
     }

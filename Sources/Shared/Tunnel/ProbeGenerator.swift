@@ -47,6 +47,7 @@ public struct ProbeGenerator: Sendable {
             return 0
         }
         let batch = PacketBatch(slotCount: Self.batchSize, slotSize: max(size, ProbePayload.headerLength))
+        let queue = SendQueue(capacity: Self.batchSize)
         let start = Clock.monotonicNanoseconds()
         let deadline = duration.map { start + UInt64($0 * 1e9) }
         var sequence: UInt64 = 0
@@ -71,10 +72,9 @@ public struct ProbeGenerator: Sendable {
                 let probe = ProbePayload(streamID: streamID, sequence: sequence + UInt64(slot),
                                          sendTimeNanoseconds: wallNow, length: size)
                 batch.withMutableSlot(slot) { probe.encode(into: &$0) }
-                batch.setRange(0..<size, of: slot)
-                batch.appendOutgoing(slot: slot, to: target, family: socket.family)
+                queue.append(batch, slot: slot, range: 0..<size, to: target, family: socket.family)
             }
-            let result = socket.send(batch, waker: lifecycle.waker)
+            let result = socket.send(queue, waker: lifecycle.waker)
             sequence += burst
             counters.sent.add(result.sent)
             counters.sentBytes.add(result.sentBytes)

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Logging
+
+/// `--offload`: the kernel offloads the data plane uses (client and relay).
+public struct OffloadOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Kernel offloads: TUN TSO/checksum with virtio-net headers, UDP GSO and GRO. Each is probed at start and left off where the kernel refuses it.",
+        valueName: "on|off"))
+    public var offload: String = "on"
+
+    public init() {}
+
+    public func validate() throws {
+        guard offload == "on" || offload == "off" else { throw ValidationError("--offload must be 'on' or 'off'") }
+    }
+
+    public var enabled: Bool { offload == "on" }
+
+    /// Turns on what the socket supports and logs what is in use.
+    public func apply(to socket: UDPSocket, tun: TunDevice, logger: Logger) {
+        guard enabled else {
+            logger.info("offloads off (--offload off): one packet per TUN read and write")
+            return
+        }
+        let gso = socket.enableSegmentation()
+        let gro = socket.enableCoalescing()
+        let tunState = tun.hasVirtioHeaders ? "on" : "off (\(tun.offloadRefusal ?? "refused"))"
+        logger.info("offloads", metadata: [
+            "tun_tso_csum": "\(tunState)", "udp_gso": "\(gso ? "on" : "off (unsupported)")",
+            "udp_gro": "\(gro ? "on" : "off (unsupported)")"])
+    }
+}

@@ -1,0 +1,58 @@
+/// Writes validated inner packets to a TUN device. On a device with virtio-net headers it coalesces
+/// consecutive segments of a TCP flow into one super-packet per write (`TCPCoalescer`); otherwise it
+/// writes packet by packet. Call `flush` at the end of every batch so nothing waits.
+public final class TunWriter {
+    public let tun: TunDevice
+    public let coalesces: Bool
+    private let buffer: PacketBatch
+    private var coalescer = TCPCoalescer()
+
+    public init(tun: TunDevice, coalesce: Bool) {
+        self.tun = tun
+        coalesces = coalesce && tun.hasVirtioHeaders
+        buffer = PacketBatch(slotCount: 1, slotSize: TCPCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
+    }
+
+    /// Queues or writes `packet`; counts it in `tally` once it is written (or failed).
+    /// Throws only when the device is gone.
+    public func write(_ packet: Span<UInt8>, info: IPPacketInfo, tally: inout BatchTally) throws(SystemError) {
+        if coalesces {
+            let appended = buffer.withMutableSlot(0) { coalescer.append(packet, info: info, buffer: &$0) }
+            if appended { return }
+            try flush(tally: &tally)
+            if TCPCoalescer.isCandidate(packet, info: info) {
+                buffer.withMutableSlot(0) { coalescer.start(packet, info: info, buffer: &$0) }
+                return
+            }
+        }
+        try emit(packet, header: .plain, packets: 1, tally: &tally)
+    }
+
+    /// Writes the group being coalesced, if any.
+    public func flush(tally: inout BatchTally) throws(SystemError) {
+        guard !coalescer.isEmpty else { return }
+        let packets = coalescer.count
+        let (length, header) = buffer.withMutableSlot(0) { coalescer.finish(buffer: &$0) }
+        buffer.setRange(0..<length, of: 0)
+        var failure: SystemError?
+        buffer.withPacket(0) { group in
+            do throws(SystemError) {
+                try emit(group, header: header, packets: packets, tally: &tally)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private func emit(_ packet: Span<UInt8>, header: VirtioNetHeader, packets: Int, tally: inout BatchTally) throws(SystemError) {
+        do {
+            try tun.write(packet, header: header)
+            tally.tunWritten += packets
+            tally.tunWrittenBytes += packet.count
+        } catch {
+            tally.drop(.tunWriteFailed, count: packets)
+            if error.isDeviceGone { throw error }
+        }
+    }
+}
