@@ -264,5 +264,9 @@ extension Lab {
         guard result.status == 0 else { throw LabError("socat send failed: \(result.stderr)") }
     }
 
-    static func randomBytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255) } }
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        let urandom = FileHandle(forReadingAtPath: "/dev/urandom")
+        defer { try? urandom?.close() }
+        return [UInt8](urandom?.readData(ofLength: count) ?? Data(count: count))
+    }
 }

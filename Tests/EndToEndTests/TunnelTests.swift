@@ -35,14 +35,25 @@ extension EndToEnd {
             #expect(relayReport.int("forwarded") >= 10000)
         }
 
-        @Test("TCP transfers cross the tunnel both ways, byte for byte")
-        func tcpBothWays() throws {
+        @Test("TCP transfers cross the tunnel both ways, byte for byte, with offloads on and off", arguments: ["on", "off"])
+        func tcpBothWays(offload: String) throws {
             try Lab.ensureCommand("socat", package: "socat")
             let lab = try Lab()
             defer { lab.tearDown() }
-            _ = try lab.relay()
-            try lab.client(["--relay", "\(Lab.addressB):8080"]).waitForLog("client tunnelling")
-            try TCPTransfer.bothWays(lab)
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--offload", offload])
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--offload", offload])
+            try client.waitForLog("client tunnelling")
+            let expected = offload == "on" ? "tun_tso_csum=on" : "offloads off"
+            #expect(relay.stderr.contains(expected) && client.stderr.contains(expected), "\(relay.stderr)\(client.stderr)")
+            try TCPTransfer.bothWays(lab, size: 16 << 20)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            // Every packet is accounted for at both ends.
+            for report in [try #require(client.report()), try #require(relay.report())] {
+                #expect(report.int("received") == report.int("forwarded") + report.int("dropped"))
+                #expect(report.int("tun_read") == report.int("sent") + report.int("dropped"))
+                #expect(report.int("dropped") == 0, "\(report)")
+            }
         }
 
         @Test("the relay refuses to start while the kernel would not forward, naming the key and the fix")

@@ -74,6 +74,14 @@ public enum PacketBuilder {
         put16(&packet, 10, packet.span.extracting(0..<headerLength).internetChecksum)
     }
 
+    /// Rewrites the TCP checksum of an IPv4 packet after a test changed a field on purpose.
+    public static func refreshTCPChecksum(_ packet: inout [UInt8]) {
+        let start = Int(packet[0] & 0x0f) * 4
+        let length = packet.count
+        var span = packet.mutableSpan
+        TransportChecksum.complete(&span, packet: 0..<length, version: 4, proto: IPProtocolNumber.tcp, start: start, offset: 16)
+    }
+
     public static func validate(_ packet: [UInt8]) -> Result<IPPacketInfo, DropReason> {
         IPPacket.validate(packet.span)
     }

@@ -46,7 +46,8 @@ public struct TCPCoalescer: Sendable {
 
     /// Appends `packet` if it continues the group; false means flush the group first.
     public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, buffer: inout MutableSpan<UInt8>) -> Bool {
-        guard !closed, count > 0, info.version == version, info.headerLength == tcpStart else { return false }
+        guard !closed, count > 0, info.transportProtocol == IPProtocolNumber.tcp, !info.isFragment,
+              info.version == version, info.headerLength == tcpStart else { return false }
         let packetHeaders = tcpStart + Int(packet[tcpStart + 12] >> 4) * 4
         let payload = packet.count - packetHeaders
         guard packetHeaders == headersLength, payload > 0, payload <= segmentSize,

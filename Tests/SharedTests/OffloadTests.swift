@@ -1,0 +1,268 @@
+import Testing
+@testable import Shared
+
+@Suite("TCP segmentation and coalescing (TUN offloads)")
+struct OffloadTests {
+    static let mss = 1400
+    static let timestampOption: [UInt8] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]
+
+    /// A TCP super-packet as the kernel hands it over with TSO: one IP header, one TCP header, a
+    /// payload many segments long, and the TCP checksum field holding the pseudo-header sum.
+    func superPacket(version: Int = 4, payload: [UInt8], flags: UInt8 = TCPSegmenter.ackFlag | TCPSegmenter.pshFlag,
+                     options: [UInt8] = timestampOption) -> ([UInt8], VirtioNetHeader) {
+        var tcp = [UInt8](repeating: 0, count: 20) + options
+        PacketBuilder.put16(&tcp, 0, 40000)
+        PacketBuilder.put16(&tcp, 2, 5001)
+        PacketBuilder.put32(&tcp, 4, 0xffff_f000)  // wraps during segmentation
+        PacketBuilder.put32(&tcp, 8, 0x1234_5678)
+        tcp[12] = UInt8(tcp.count / 4) << 4
+        tcp[13] = flags
+        PacketBuilder.put16(&tcp, 14, 501)
+        var packet = version == 4
+            ? PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp + payload)
+            : PacketBuilder.ipv6(nextHeader: IPProtocolNumber.tcp, transport: tcp + payload)
+        let tcpStart = version == 4 ? 20 : 40
+        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: IPProtocolNumber.tcp,
+                                                    length: packet.count - tcpStart).folded
+        PacketBuilder.put16(&packet, tcpStart + 16, pseudo)
+        var header = VirtioNetHeader()
+        header.flags = VirtioNetHeader.needsChecksum
+        header.gsoTypeRaw = version == 4 ? VirtioNetHeader.GSOType.tcpv4.rawValue : VirtioNetHeader.GSOType.tcpv6.rawValue
+        header.headerLength = UInt16(tcpStart + tcp.count)
+        header.gsoSize = UInt16(Self.mss)
+        header.checksumStart = UInt16(tcpStart)
+        header.checksumOffset = 16
+        return (packet, header)
+    }
+
+    func segment(_ packet: [UInt8], _ header: VirtioNetHeader, capacity: Int = 131_072) throws -> [[UInt8]] {
+        var output = [UInt8](repeating: 0, count: capacity)
+        var span = output.mutableSpan
+        let layout = try TCPSegmenter.segment(packet.span, header: header, into: &span).get()
+        return (0..<layout.count).map { index in
+            Array(output[(index * layout.stride)..<(index * layout.stride + layout.length(of: index))])
+        }
+    }
+
+    static func payload(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) } }
+
+    @Test(arguments: [4, 6])
+    func segmentsAreValidPacketsCarryingThePayloadInOrder(version: Int) throws {
+        let data = Self.payload(10_000)
+        let (packet, header) = superPacket(version: version, payload: data)
+        let segments = try segment(packet, header)
+        #expect(segments.count == 8)
+        let tcpStart = version == 4 ? 20 : 40
+        let headers = tcpStart + 32
+        var reassembled: [UInt8] = []
+        for (index, segment) in segments.enumerated() {
+            let info = try IPPacket.validate(segment.span).get()
+            #expect(info.totalLength == segment.count)
+            #expect(segment.count == headers + (index == 7 ? 10_000 - 7 * Self.mss : Self.mss))
+            #expect(TransportChecksum.compute(segment.span, version: version, proto: IPProtocolNumber.tcp, start: tcpStart) == 0,
+                    "TCP checksum of segment \(index)")
+            let sequence = segment.span.u32(at: tcpStart + 4)
+            #expect(sequence == 0xffff_f000 &+ UInt32(index * Self.mss))
+            let flags = segment[tcpStart + 13]
+            #expect((flags & TCPSegmenter.pshFlag != 0) == (index == 7), "PSH only on the last segment")
+            #expect(flags & TCPSegmenter.ackFlag != 0)
+            #expect(Array(segment[(tcpStart + 20)..<headers]) == Self.timestampOption, "options copied")
+            if version == 4 {
+                #expect(segment.span.u16(at: 4) == 0x1234 &+ UInt16(index), "IPv4 ID increments")
+            }
+            reassembled += segment[headers...]
+        }
+        #expect(reassembled == data)
+    }
+
+    @Test func flagsSplitAsANicWould() throws {
+        let all = TCPSegmenter.ackFlag | TCPSegmenter.pshFlag | TCPSegmenter.finFlag | TCPSegmenter.cwrFlag
+        let (packet, header) = superPacket(payload: Self.payload(3 * Self.mss), flags: all)
+        let segments = try segment(packet, header)
+        #expect(segments.count == 3)  // an exact multiple: the last segment is full
+        #expect(segments.map { $0[33] } == [
+            TCPSegmenter.ackFlag | TCPSegmenter.cwrFlag,
+            TCPSegmenter.ackFlag,
+            TCPSegmenter.ackFlag | TCPSegmenter.pshFlag | TCPSegmenter.finFlag,
+        ])
+        #expect(segments.allSatisfy { $0.count == 20 + 32 + Self.mss })
+    }
+
+    @Test func aSuperPacketOfOneSegmentStillGetsItsChecksum() throws {
+        let (packet, header) = superPacket(payload: Self.payload(100), options: [])
+        let segments = try segment(packet, header)
+        #expect(segments.count == 1)
+        let only = segments[0]
+        #expect(TransportChecksum.compute(only.span, version: 4, proto: IPProtocolNumber.tcp, start: 20) == 0)
+    }
+
+    @Test func refusesWhatItCannotSegment() throws {
+        let (packet, header) = superPacket(payload: Self.payload(5000))
+        var output = [UInt8](repeating: 0, count: 131_072)
+        var span = output.mutableSpan
+        var zeroSize = header
+        zeroSize.gsoSize = 0
+        #expect(throws: DropReason.self) { try TCPSegmenter.segment(packet.span, header: zeroSize, into: &span).get() }
+        var wrongType = header
+        wrongType.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv6.rawValue
+        #expect(throws: DropReason.badVersion) { try TCPSegmenter.segment(packet.span, header: wrongType, into: &span).get() }
+        var badStart = header
+        badStart.checksumStart = UInt16(packet.count)
+        #expect(throws: DropReason.badTransportHeader) { try TCPSegmenter.segment(packet.span, header: badStart, into: &span).get() }
+        var small = [UInt8](repeating: 0, count: 3000)
+        var smallSpan = small.mutableSpan
+        #expect(throws: DropReason.oversize) { try TCPSegmenter.segment(packet.span, header: header, into: &smallSpan).get() }
+        var tiny = header
+        tiny.gsoSize = 1  // 5000 one-byte segments cannot fit
+        #expect(throws: DropReason.oversize) { try TCPSegmenter.segment(packet.span, header: tiny, into: &span).get() }
+    }
+
+    func coalesce(_ packets: [[UInt8]]) throws -> (groups: [([UInt8], VirtioNetHeader, Int)], Void) {
+        var buffer = [UInt8](repeating: 0, count: 65_535 + 40)
+        var coalescer = TCPCoalescer()
+        var groups: [([UInt8], VirtioNetHeader, Int)] = []
+        func flush() {
+            guard !coalescer.isEmpty else { return }
+            let count = coalescer.count
+            var span = buffer.mutableSpan
+            let (length, header) = coalescer.finish(buffer: &span)
+            groups.append((Array(buffer[0..<length]), header, count))
+        }
+        for packet in packets {
+            let info = try IPPacket.validate(packet.span).get()
+            var span = buffer.mutableSpan
+            if coalescer.append(packet.span, info: info, buffer: &span) { continue }
+            flush()
+            if TCPCoalescer.isCandidate(packet.span, info: info) {
+                var startSpan = buffer.mutableSpan
+                coalescer.start(packet.span, info: info, buffer: &startSpan)
+            } else {
+                groups.append((packet, .plain, 1))
+            }
+        }
+        flush()
+        return (groups, ())
+    }
+
+    @Test(arguments: [4, 6])
+    func coalescingThenSegmentingGivesBackTheSameSegments(version: Int) throws {
+        let (packet, header) = superPacket(version: version, payload: Self.payload(20_000))
+        let segments = try segment(packet, header)
+        let (groups, _) = try coalesce(segments)
+        #expect(groups.count == 1)
+        let (merged, mergedHeader, count) = groups[0]
+        #expect(count == segments.count)
+        #expect(mergedHeader.gsoSize == UInt16(Self.mss))
+        #expect(mergedHeader.needsChecksumCompletion)
+        #expect(try IPPacket.validate(merged.span).get().totalLength == merged.count)
+        #expect(try segment(merged, mergedHeader) == segments)
+    }
+
+    @Test func onlyExactContinuationsJoin() throws {
+        let (packet, header) = superPacket(payload: Self.payload(4 * Self.mss), flags: TCPSegmenter.ackFlag)
+        let segments = try segment(packet, header)
+        // A gap in sequence numbers splits the group.
+        #expect(try coalesce([segments[0], segments[2]]).groups.count == 2)
+        // A different ACK number splits it.
+        var otherAck = segments[1]
+        otherAck[20 + 11] ^= 1
+        PacketBuilder.refreshTCPChecksum(&otherAck)
+        #expect(try coalesce([segments[0], otherAck]).groups.count == 2)
+        // SYN/FIN/RST packets are never coalesced.
+        var fin = segments[1]
+        fin[33] |= TCPSegmenter.finFlag
+        #expect(try coalesce([segments[0], fin]).groups.map(\.2) == [1, 1])
+        // In order, all four join; a single packet comes back untouched with a plain header.
+        let joined = try coalesce(segments).groups
+        #expect(joined.count == 1 && joined[0].2 == 4)
+        let single = try coalesce([segments[0]]).groups
+        #expect(single[0].0 == segments[0] && single[0].1 == .plain)
+        // A shorter segment closes the group: nothing may follow it.
+        let (shortPacket, shortHeader) = superPacket(payload: Self.payload(Self.mss + 10), flags: TCPSegmenter.ackFlag)
+        let shortSegments = try segment(shortPacket, shortHeader)
+        var after = segments[0]
+        let shortLast = shortSegments[1]
+        let nextSequence = shortLast.span.u32(at: 24) &+ 10
+        PacketBuilder.put32(&after, 24, nextSequence)
+        PacketBuilder.refreshTCPChecksum(&after)
+        #expect(try coalesce(shortSegments + [after]).groups.map(\.2) == [2, 1])
+        // Non-TCP packets pass straight through.
+        let udp = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [1, 2, 3]))
+        #expect(try coalesce([segments[0], udp, segments[1]]).groups.map(\.2) == [1, 1, 1])
+    }
+
+    @Test func anyMixOfPacketsIsCoalescedWithoutLosingOne() throws {
+        let (packet, header) = superPacket(payload: Self.payload(30_000), flags: TCPSegmenter.ackFlag)
+        let segments = try segment(packet, header)
+        let (v6Packet, v6Header) = superPacket(version: 6, payload: Self.payload(9_000), flags: TCPSegmenter.ackFlag)
+        let v6Segments = try segment(v6Packet, v6Header)
+        let others: [[UInt8]] = [
+            PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [])),
+            PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [UInt8](repeating: 9, count: 1000))),
+            PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: PacketBuilder.tcp()),  // a bare ACK
+            PacketBuilder.ipv4(proto: IPProtocolNumber.icmp, transport: [8, 0, 0, 0, 0, 0, 0, 0]),
+            PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1])),
+        ]
+        for round in 0..<300 {
+            var mix = segments + v6Segments + others
+            if round > 0 { mix.shuffle() }
+            mix = Array(mix.prefix(Int.random(in: 1...mix.count)))
+            let groups = try coalesce(mix).groups
+            #expect(groups.reduce(0) { $0 + $1.2 } == mix.count)
+            for (bytes, groupHeader, count) in groups where count > 1 {
+                #expect(groupHeader.isGSO)
+                #expect(try segment(bytes, groupHeader).count == count)
+            }
+        }
+    }
+
+    @Test func partialChecksumsAreCompleted() throws {
+        var packet = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: Self.payload(333)))
+        let pseudo = TransportChecksum.pseudoHeader(version: 4, packet: packet.span, proto: IPProtocolNumber.udp, length: packet.count - 20).folded
+        PacketBuilder.put16(&packet, 26, pseudo)
+        let length = packet.count
+        var span = packet.mutableSpan
+        let finished = TransportChecksum.finishPartial(&span, packet: 0..<length, start: 20, offset: 6)
+        #expect(finished)
+        #expect(TransportChecksum.compute(packet.span, version: 4, proto: IPProtocolNumber.udp, start: 20) == 0)
+        var tooShort = [UInt8](repeating: 0, count: 10)
+        var shortSpan = tooShort.mutableSpan
+        let refused = !TransportChecksum.finishPartial(&shortSpan, packet: 0..<10, start: 8, offset: 6)
+        #expect(refused)
+    }
+
+    @Test func fastChecksumMatchesTheTextbookOne() {
+        func reference(_ bytes: [UInt8]) -> UInt16 {
+            var sum: UInt32 = 0
+            var index = 0
+            while index + 1 < bytes.count { sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1]); index += 2 }
+            if index < bytes.count { sum += UInt32(bytes[index]) << 8 }
+            while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+            return ~UInt16(sum)
+        }
+        for length in 0..<300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255) }
+            #expect(InternetChecksum.of(bytes.span) == reference(bytes), "length \(length)")
+        }
+        let ones = [UInt8](repeating: 0xff, count: 4096)  // worst case for carries
+        #expect(InternetChecksum.of(ones.span) == reference(ones))
+    }
+
+    @Test func virtioHeaderRoundTrips() throws {
+        var header = VirtioNetHeader()
+        header.flags = 1
+        header.gsoTypeRaw = 0x81
+        header.headerLength = 66
+        header.gsoSize = 1448
+        header.checksumStart = 34
+        header.checksumOffset = 16
+        var bytes = [UInt8](repeating: 0, count: 10)
+        var span = bytes.mutableSpan
+        header.encode(into: &span)
+        #expect(bytes == [1, 0x81, 66, 0, 0xa8, 0x05, 34, 0, 16, 0])
+        #expect(VirtioNetHeader(bytes.span) == header)
+        #expect(header.gsoType == .tcpv4)
+        let nine = [UInt8](repeating: 0, count: 9)
+        #expect(VirtioNetHeader(nine.span) == nil)
+    }
+}
