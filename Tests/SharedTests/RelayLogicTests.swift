@@ -15,6 +15,8 @@ struct RelayLogicTests {
             let sysctl = Sysctl(root: root)
             try FileManager.default.createDirectory(
                 atPath: (sysctl.path(of: key) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // Like /proc/sys, the tree has its files before anything writes them.
+            _ = FileManager.default.createFile(atPath: sysctl.path(of: key), contents: nil)
             try sysctl.write(key, value)
         }
         func remove() { try? FileManager.default.removeItem(atPath: root) }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Logging
 
 /// Options every program takes.
@@ -38,5 +37,5 @@ public struct CommonOptions: ParsableArguments {
 
 /// Writes a report line to stdout at once (reports are read live, often through a pipe).
 public func emitReport(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    StandardStreams.printOut(line)
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 
 /// Exit codes shared by the three programs (sysexits.h values).
 public enum ExitStatus {
@@ -26,7 +26,7 @@ public struct UserFacingError: Error, CustomStringConvertible {
 
 /// Prints `program: error: message` to stderr and exits with the error's code.
 public func exitWithError(_ program: String, _ error: UserFacingError) -> Never {
-    FileHandle.standardError.write(Data("\(program): error: \(error.message)\n".utf8))
+    StandardStreams.printError("\(program): error: \(error.message)")
     exit(error.exitCode)
 }
 

@@ -57,7 +57,7 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         var groups: [UInt16] = []
         var tail: [UInt16] = []
         var sawDoubleColon = false
-        let halves = text.components(separatedBy: "::")
+        let halves = text.split(separator: "::", omittingEmptySubsequences: false).map(String.init)
         guard halves.count <= 2 else { return nil }
         sawDoubleColon = halves.count == 2
         func parseGroups(_ part: String, into out: inout [UInt16], allowIPv4Tail: Bool) -> Bool {

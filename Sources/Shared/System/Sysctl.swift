@@ -1,5 +1,3 @@
-import Foundation
-
 /// A kernel parameter named as `sysctl` prints it. Interface names may contain dots, which sysctl
 /// writes as '/', so keys are built from components rather than split on '.'.
 public struct SysctlKey: Hashable, Sendable, CustomStringConvertible {
@@ -12,7 +10,7 @@ public struct SysctlKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        components.map { $0.replacingOccurrences(of: ".", with: "/") }.joined(separator: ".")
+        components.map { String($0.map { $0 == "." ? "/" : $0 }) }.joined(separator: ".")
     }
 }
 
@@ -26,11 +24,11 @@ public struct Sysctl: Sendable {
     public func path(of key: SysctlKey) -> String { ([root] + key.components).joined(separator: "/") }
 
     public func read(_ key: SysctlKey) -> Int? {
-        guard let text = try? String(contentsOfFile: path(of: key), encoding: .utf8) else { return nil }
-        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard let text = TextFile.read(path(of: key)) else { return nil }
+        return Int(text.filter { !$0.isWhitespace })
     }
 
-    public func write(_ key: SysctlKey, _ value: Int) throws {
-        try "\(value)\n".write(toFile: path(of: key), atomically: false, encoding: .utf8)
+    public func write(_ key: SysctlKey, _ value: Int) throws(SystemError) {
+        try TextFile.write(path(of: key), "\(value)\n")
     }
 }

@@ -33,8 +33,9 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
         let virtioLength = tun.hasVirtioHeaders ? VirtioNetHeader.length : 0
         let headroom = encapsulation.headroom
         let readBatch = PacketBatch(slotCount: batchSize, slotSize: headroom + virtioLength + 65536)
-        // Segments of super-packets; only touched (resident) when the kernel sends super-packets.
-        let segments = PacketBatch(slotCount: batchSize, slotSize: 2 * 65536)
+        // Segments of one super-packet at a time (sent before the next is cut), so a single buffer
+        // serves the whole batch; only touched (resident) when the kernel sends super-packets.
+        let segments = PacketBatch(slotCount: 1, slotSize: 2 * 65536)
         let queue = SendQueue(capacity: 4 * batchSize)
         var destinations = [IPAddress?](repeating: nil, count: batchSize)
         var headers = [VirtioNetHeader](repeating: .plain, count: batchSize)
@@ -101,7 +102,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
             }
 
             func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress) {
-                let result = segments.withMutableSlot(slot) { output in
+                let result = segments.withMutableSlot(0) { output in
                     readBatch.withPacket(slot) { packet in
                         TCPSegmenter.segment(packet, header: header, into: &output, headroom: headroom,
                                              overhead: encapsulation.overhead)
@@ -119,7 +120,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                 for index in 0..<layout.count {
                     let start = index * stride + headroom
                     let packet = start..<(start + layout.length(of: index))
-                    guard let payload = segments.withMutableSlot(slot, { encapsulation.encapsulate(&$0, packet: packet) }),
+                    guard let payload = segments.withMutableSlot(0, { encapsulation.encapsulate(&$0, packet: packet) }),
                           payload.lowerBound == index * stride else {
                         tally.drop(.oversize)
                         return
@@ -132,16 +133,17 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                     while first < layout.count {
                         let last = min(first + perSend, layout.count)
                         let range = (first * stride)..<(last == layout.count ? end : last * stride)
-                        if !enqueue(segments, slot, range, peer, segmentSize: stride) { tally.drop(.noRoute, count: last - first) }
+                        if !enqueue(segments, 0, range, peer, segmentSize: stride) { tally.drop(.noRoute, count: last - first) }
                         first = last
                     }
                 } else {
                     for index in 0..<layout.count {
                         let start = index * stride
                         let range = start..<(index == layout.count - 1 ? end : start + stride)
-                        if !enqueue(segments, slot, range, peer) { tally.drop(.noRoute) }
+                        if !enqueue(segments, 0, range, peer) { tally.drop(.noRoute) }
                     }
                 }
+                flushQueue()  // frees the segment buffer for the next super-packet
             }
 
             switch route {

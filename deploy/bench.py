@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of udptun against the tunnels people would pick instead.
+
+Run through deploy/bench.sh (which installs the tools and builds udptun). Every row uses a fresh
+one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
+
+  direct     routed through B, no tunnel          vxlan      kernel VXLAN between A and B
+  socat      socat TUN <-> UDP on A and B          openvpn    OpenVPN 2.6 p2p, no crypto
+  wireguard  wireguard-go on A and B               udptun     udptun-client on A, udptun-relay on B
+
+Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
+Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
+(delivered packets/s and loss), ping RTT (avg, p99), CPU seconds per GB moved by the tunnel's own
+processes (single-stream TCP), and their peak RSS. Prints a Markdown table with ratios and writes
+the raw results as JSON. Everything it starts is stopped, and the lab deleted, on every exit path.
+"""
+
+import argparse
+import atexit
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(ROOT, "deploy", "lab.sh")
+PREFIX = f"udptunbench{os.getpid()}"
+NS = {node: f"{PREFIX}-{node}" for node in "abc"}
+A, B_A, B_C, C = "198.18.1.1", "198.18.1.2", "198.18.2.1", "198.18.2.2"
+C_NET = "198.18.2.0/24"
+PEERS = ("socat", "openvpn", "wireguard")
+started = []  # (Popen) processes this run started, stopped by pid on exit
+workdir = tempfile.mkdtemp(prefix="udptun-bench.")
+
+
+def run(args, timeout=60, check=True, node=None, **kwargs):
+    if node:
+        args = ["ip", "netns", "exec", NS[node]] + args
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def spawn(node, args, name, env=None):
+    log = open(os.path.join(workdir, name + ".log"), "w")
+    process = subprocess.Popen(["ip", "netns", "exec", NS[node]] + args, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env)
+    started.append(process)
+    return process
+
+
+def stop_started():
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.time() + 5
+    for process in started:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    started.clear()
+
+
+def cleanup():
+    stop_started()
+    subprocess.run(["bash", LAB, "down"], env={**os.environ, "LAB_PREFIX": PREFIX}, capture_output=True)
+    subprocess.run(["rm", "-rf", workdir])
+
+
+def on_signal(number, _frame):
+    sys.exit(128 + number)
+
+
+def lab_up():
+    stop_started()
+    subprocess.run(["bash", LAB, "down"], env={**os.environ, "LAB_PREFIX": PREFIX}, capture_output=True)
+    run(["bash", LAB, "up"], env={**os.environ, "LAB_PREFIX": PREFIX})
+
+
+def sysctl(node, key, value):
+    run(["sysctl", "-qw", f"{key}={value}"], node=node)
+
+
+def route(node, *spec):
+    run(["ip", "route", "replace", *spec], node=node)
+
+
+def wait_for(check, what, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def pings(node, address):
+    return run(["ping", "-c", "1", "-W", "1", address], node=node, check=False).returncode == 0
+
+
+# ---- one function per row: set up the path, return the tunnel's processes ----
+
+def setup_direct(_args):
+    route("a", C_NET, "via", B_A)
+    route("c", "198.18.1.0/24", "via", B_C)
+    return []
+
+
+def setup_udptun(args):
+    bin_dir = os.path.join(ROOT, ".build", "release")
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0"], "udptun-relay")
+    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0"], "udptun-client")
+    wait_for(lambda: pings("a", C), "udptun path")
+    return [relay, client]
+
+
+def setup_vxlan(_args):
+    for node, local, remote, inner in (("a", A, B_A, "198.19.1.1"), ("b", B_A, A, "198.19.1.2")):
+        run(["ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local, "remote", remote,
+             "dstport", "4789", "dev", "to-b" if node == "a" else "to-a"], node=node)
+        run(["ip", "addr", "add", f"{inner}/24", "dev", "vx0"], node=node)
+        run(["ip", "link", "set", "vx0", "up"], node=node)
+    sysctl("b", "net.ipv4.conf.vx0.rp_filter", 2)
+    route("a", C_NET, "via", "198.19.1.2", "dev", "vx0", "src", "198.19.1.1")
+    route("c", "198.19.1.0/24", "via", B_C)
+    return []
+
+
+def setup_socat(_args):
+    # socat exits on the first ICMP port-unreachable, so: no IPv6 link-local chatter on its devices,
+    # and the far side (B) listening before A starts.
+    for node in "ab":
+        sysctl(node, "net.ipv6.conf.default.disable_ipv6", 1)
+    b = spawn("b", ["socat", f"UDP:{A}:9000,bind={B_A}:9000", "TUN:198.19.2.2/24,tun-name=stun,iff-no-pi,iff-up"], "socat-b")
+    wait_for(lambda: run(["ip", "link", "show", "stun"], node="b", check=False).returncode == 0, "socat TUN device on B")
+    a = spawn("a", ["socat", f"UDP:{B_A}:9000,bind={A}:9000", "TUN:198.19.2.1/24,tun-name=stun,iff-no-pi,iff-up"], "socat-a")
+    wait_for(lambda: run(["ip", "link", "show", "stun"], node="a", check=False).returncode == 0, "socat TUN device on A")
+    for node in "ab":
+        run(["ip", "link", "set", "stun", "mtu", "1472"], node=node)
+    sysctl("b", "net.ipv4.conf.stun.rp_filter", 2)
+    route("a", C_NET, "dev", "stun", "src", "198.19.2.1")
+    route("c", "198.19.2.0/24", "via", B_C)
+    wait_for(lambda: pings("a", C), "socat path")
+    return [a, b]
+
+
+def setup_openvpn(_args):
+    processes = []
+    for node, local, remote, mine, theirs in (("a", A, B_A, "198.19.3.1", "198.19.3.2"), ("b", B_A, A, "198.19.3.2", "198.19.3.1")):
+        processes.append(spawn(node, ["openvpn", "--dev", "ovpn0", "--dev-type", "tun", "--proto", "udp",
+                                      "--local", local, "--remote", remote, "--lport", "1194", "--rport", "1194",
+                                      "--ifconfig", mine, theirs, "--cipher", "none", "--auth", "none", "--verb", "1"],
+                               f"openvpn-{node}"))
+    wait_for(lambda: run(["ip", "link", "show", "ovpn0"], node="b", check=False).returncode == 0, "OpenVPN device")
+    sysctl("b", "net.ipv4.conf.ovpn0.rp_filter", 2)
+    wait_for(lambda: pings("a", "198.19.3.2"), "OpenVPN p2p link", timeout=15)
+    route("a", C_NET, "via", "198.19.3.2", "dev", "ovpn0", "src", "198.19.3.1")
+    route("c", "198.19.3.0/24", "via", B_C)
+    return processes
+
+
+def setup_wireguard(_args):
+    keys = {}
+    for node in "ab":
+        private = run(["wg", "genkey"]).stdout.strip()
+        public = run(["wg", "pubkey"], input=private).stdout.strip()
+        path = os.path.join(workdir, f"wg-{node}.key")
+        with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "w") as handle:
+            handle.write(private + "\n")
+        keys[node] = (path, public)
+    env = {**os.environ, "WG_PROCESS_FOREGROUND": "1"}
+    processes = [spawn("a", ["wireguard-go", "wga"], "wireguard-a", env=env),
+                 spawn("b", ["wireguard-go", "wgb"], "wireguard-b", env=env)]
+    wait_for(lambda: run(["wg", "show", "wga"], node="a", check=False).returncode == 0
+             and run(["wg", "show", "wgb"], node="b", check=False).returncode == 0, "wireguard-go devices")
+    run(["wg", "set", "wga", "private-key", keys["a"][0], "listen-port", "51820", "peer", keys["b"][1],
+         "endpoint", f"{B_A}:51820", "allowed-ips", f"198.19.4.2/32,{C_NET}"], node="a")
+    run(["wg", "set", "wgb", "private-key", keys["b"][0], "listen-port", "51820", "peer", keys["a"][1],
+         "endpoint", f"{A}:51820", "allowed-ips", "198.19.4.1/32"], node="b")
+    for node, device, inner in (("a", "wga", "198.19.4.1"), ("b", "wgb", "198.19.4.2")):
+        run(["ip", "addr", "add", f"{inner}/24", "dev", device], node=node)
+        run(["ip", "link", "set", device, "up"], node=node)
+    sysctl("b", "net.ipv4.conf.wgb.rp_filter", 2)
+    route("a", C_NET, "dev", "wga", "src", "198.19.4.1")
+    route("c", "198.19.4.0/24", "via", B_C)
+    wait_for(lambda: pings("a", C), "WireGuard path", timeout=15)
+    return processes
+
+
+ROWS = {
+    "direct": ("direct, routed through B", setup_direct),
+    "vxlan": ("kernel VXLAN", setup_vxlan),
+    "socat": ("socat TUN↔UDP", setup_socat),
+    "openvpn": ("OpenVPN 2.6 p2p, no crypto", setup_openvpn),
+    "wireguard": ("wireguard-go", setup_wireguard),
+    "udptun": ("udptun", setup_udptun),
+}
+
+# ---- measurements ----
+
+def cpu_seconds(processes):
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for process in processes:
+        with open(f"/proc/{process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, all threads
+    return total / ticks
+
+
+def peak_rss_mb(processes):
+    peak = 0
+    for process in processes:
+        with open(f"/proc/{process.pid}/status") as handle:
+            match = re.search(r"VmHWM:\s+(\d+) kB", handle.read())
+        peak = max(peak, int(match.group(1)) if match else 0)
+    return peak / 1024
+
+
+def iperf(args, seconds):
+    server = spawn("c", ["iperf3", "-s", "-1", "-B", C], "iperf3-server")
+    wait_for(lambda: run(["ss", "-ltn", "sport = :5201"], node="c", check=False).stdout.count("LISTEN") > 0, "iperf3 server")
+    result = run(["iperf3", "-c", C, "-t", str(seconds), "-J"] + args, node="a", timeout=seconds + 30, check=False)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"iperf3 {' '.join(args)} gave no result: {result.stderr.strip() or result.stdout[-300:]}")
+
+
+def tcp(streams, seconds, processes):
+    before = cpu_seconds(processes) if processes else None
+    report = iperf(["-P", str(streams)], seconds)
+    received = report["end"]["sum_received"]
+    result = {"gbps": received["bits_per_second"] / 1e9, "bytes": received["bytes"],
+              "retransmits": report["end"]["sum_sent"].get("retransmits")}
+    if processes:
+        result["cpu_s_per_gb"] = (cpu_seconds(processes) - before) / (received["bytes"] / 1e9)
+    return result
+
+
+def udp(size, seconds):
+    report = iperf(["-u", "-b", "0", "-l", str(size)], seconds)
+    total = report["end"]["sum"]
+    sent = total["packets"]
+    lost = total["lost_packets"]
+    return {"delivered_kpps": (sent - lost) / total["seconds"] / 1e3, "loss_percent": 100.0 * lost / sent if sent else None}
+
+
+def ping_rtt(count):
+    output = run(["ping", "-c", str(count), "-i", "0.01", "-W", "1", C], node="a", timeout=count * 0.05 + 20, check=False).stdout
+    times = sorted(float(value) for value in re.findall(r"time=([\d.]+) ms", output))
+    if not times:
+        return {"avg_ms": None, "p99_ms": None}
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    return {"avg_ms": statistics.mean(times), "p99_ms": p99, "replies": len(times)}
+
+
+def measure(key, args):
+    label, setup = ROWS[key]
+    lab_up()
+    processes = setup(args)
+    row = {"row": key, "label": label}
+    row["tcp1"] = tcp(1, args.tcp_seconds, processes)
+    row["tcp4"] = tcp(4, args.seconds, [])
+    row["udp64"] = udp(64, args.seconds)
+    row["udp1400"] = udp(1400, args.seconds)
+    row["ping"] = ping_rtt(args.pings)
+    row["rss_mb"] = peak_rss_mb(processes) if processes else None
+    for process in processes:
+        if process.poll() is not None:
+            raise RuntimeError(f"{label}: a tunnel process exited during the run (see its log)")
+    stop_started()
+    return row
+
+
+# ---- report ----
+
+def fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows):
+    direct = next((row for row in rows if row["row"] == "direct"), None)
+    lines = ["| path A → C | TCP 1 stream Gb/s | × direct | TCP 4 streams Gb/s | UDP 64 B kpps (loss) | "
+             "UDP 1400 B kpps (loss) | ping avg / p99 ms | CPU s/GB | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ratio = row["tcp1"]["gbps"] / direct["tcp1"]["gbps"] if direct else None
+        lines.append(
+            f"| {row['label']} | {fmt(row['tcp1']['gbps'])} | {fmt(ratio)} | {fmt(row['tcp4']['gbps'])} | "
+            f"{fmt(row['udp64']['delivered_kpps'], 0)} ({fmt(row['udp64']['loss_percent'], 1)}%) | "
+            f"{fmt(row['udp1400']['delivered_kpps'], 0)} ({fmt(row['udp1400']['loss_percent'], 1)}%) | "
+            f"{fmt(row['ping']['avg_ms'], 3)} / {fmt(row['ping']['p99_ms'], 3)} | "
+            f"{fmt(row['tcp1'].get('cpu_s_per_gb'))} | {fmt(row['rss_mb'], 1)} |")
+    return "\n".join(lines)
+
+
+def comparison(rows):
+    by_key = {row["row"]: row for row in rows}
+    ours = by_key.get("udptun")
+    peers = [by_key[key] for key in PEERS if key in by_key]
+    if not ours or not peers:
+        return ""
+    best_tcp = max(peers, key=lambda row: row["tcp1"]["gbps"])
+    best_udp = max(peers, key=lambda row: row["udp64"]["delivered_kpps"])
+    lines = [f"udptun vs the best of {', '.join(row['label'] for row in peers)}:",
+             f"- TCP 1 stream: {ours['tcp1']['gbps'] / best_tcp['tcp1']['gbps']:.2f}× {best_tcp['label']}",
+             f"- UDP 64 B delivered: {ours['udp64']['delivered_kpps'] / best_udp['udp64']['delivered_kpps']:.2f}× {best_udp['label']}"]
+    if "openvpn" in by_key:
+        lines.append(f"- UDP 64 B delivered vs OpenVPN: {ours['udp64']['delivered_kpps'] / by_key['openvpn']['udp64']['delivered_kpps']:.2f}×")
+    if "direct" in by_key and ours["ping"]["avg_ms"] is not None:
+        extra = (ours["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
+        lines.append(f"- ping RTT: direct + {extra:.0f} µs")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (default: all)")
+    parser.add_argument("--tcp-seconds", type=int, default=10, help="single-stream TCP duration (default 10)")
+    parser.add_argument("--seconds", type=int, default=4, help="duration of the other iperf3 runs (default 4)")
+    parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures (default 200)")
+    parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: must run as root (namespaces, TUN devices)")
+    keys = [key.strip() for key in args.rows.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in ROWS]
+    if unknown:
+        sys.exit(f"bench: unknown rows {unknown}; choose from {list(ROWS)}")
+    atexit.register(cleanup)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    rows = []
+    started_at = time.time()
+    for key in keys:
+        print(f"bench: measuring {ROWS[key][0]} …", file=sys.stderr, flush=True)
+        try:
+            rows.append(measure(key, args))
+        except Exception as error:  # one broken peer must not lose the other rows
+            print(f"bench: {ROWS[key][0]} failed: {error}", file=sys.stderr)
+            stop_started()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release,
+               "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows}
+    with open(args.json, "w") as handle:
+        json.dump(results, handle, indent=2)
+    print(table(rows))
+    print()
+    print(comparison(rows))
+    print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: direct, kernel VXLAN, socat, OpenVPN (no crypto), wireguard-go and udptun on
+# the one-host lab. Installs what it needs, builds release binaries, prints a Markdown table and
+# writes raw JSON. Takes about four minutes; cleans up on every exit path.
+#
+# Usage: sudo deploy/bench.sh [--rows direct,udptun,...] [--tcp-seconds 10] [--seconds 4] [--json FILE]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh: must run as root: sudo $0 $*" >&2; exit 1; }
+
+need=()
+for pair in iperf3:iperf3 socat:socat openvpn:openvpn wireguard-go:wireguard-go wg:wireguard-tools \
+            ip:iproute2 ss:iproute2 ping:iputils-ping python3:python3; do
+    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "bench.sh: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+echo "bench.sh: building release binaries" >&2
+(cd "$ROOT" && swift build -c release 2>&1 | tail -n 1) >&2
+exec python3 "$ROOT/deploy/bench.py" "$@"
