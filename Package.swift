@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "udptun-client", targets: ["Client"]),
         .executable(name: "udptun-relay", targets: ["Relay"]),
         .executable(name: "udptun-sink", targets: ["Sink"]),
+        // Test support: an LD_PRELOAD malloc counter for the no-allocation-per-packet test.
+        .library(name: "AllocationCounter", type: .dynamic, targets: ["AllocationCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,6 +42,7 @@ let package = Package(
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Sink"
         ),
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["Shared", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
     ],

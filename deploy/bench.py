@@ -285,6 +285,48 @@ def measure(key, args):
     return row
 
 
+def allocation_counts(log):
+    with open(os.path.join(workdir, log + ".log")) as handle:
+        return [int(value) for value in re.findall(r"allocation-counter: (\d+)", handle.read())]
+
+
+def measure_allocations(packets):
+    """Heap allocations per packet in steady state: relay and client run with an LD_PRELOAD malloc
+    counter (Tests/AllocationCounter), sampled with SIGUSR2 after a warm-up and again after `packets`
+    more generator payloads crossed the tunnel."""
+    bin_dir = os.path.join(ROOT, ".build", "release")
+    counter = os.path.join(bin_dir, "libAllocationCounter.so")
+    lab_up()
+    env = {**os.environ, "LD_PRELOAD": counter}
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0"], "alloc-relay", env=env)
+    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0"], "alloc-client", env=env)
+    spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
+    wait_for(lambda: pings("a", C), "udptun path")
+
+    def generate(count):
+        run([f"{bin_dir}/udptun-client", "--no-tunnel", "--generate", f"{C}:8080", "--count", str(count),
+             "--rate", "50000", "--exit-when-done", "--interval", "0"], node="a", timeout=count / 1000 + 30)
+
+    def sample():
+        for process in (relay, client):
+            process.send_signal(signal.SIGUSR2)
+        time.sleep(0.3)
+
+    generate(10_000)  # warm-up: tables, buffers and caches reach their steady size
+    sample()
+    generate(packets)
+    sample()
+    result = {"packets": packets}
+    for name in ("relay", "client"):
+        counts = allocation_counts(f"alloc-{name}")
+        if len(counts) < 2:
+            raise RuntimeError(f"no allocation samples from the {name}")
+        result[f"{name}_allocations"] = counts[1] - counts[0]
+        result[f"{name}_per_packet"] = (counts[1] - counts[0]) / packets
+    stop_started()
+    return result
+
+
 # ---- report ----
 
 def fmt(value, digits=2):
@@ -333,6 +375,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=4, help="duration of the other iperf3 runs (default 4)")
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures (default 200)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
+    parser.add_argument("--allocation-packets", type=int, default=100_000,
+                        help="packets for the allocations-per-packet check (0 skips it)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (namespaces, TUN devices)")
@@ -353,13 +397,26 @@ def main():
         except Exception as error:  # one broken peer must not lose the other rows
             print(f"bench: {ROWS[key][0]} failed: {error}", file=sys.stderr)
             stop_started()
+    allocations = None
+    if args.allocation_packets > 0:
+        print("bench: counting udptun's heap allocations per packet …", file=sys.stderr, flush=True)
+        try:
+            allocations = measure_allocations(args.allocation_packets)
+        except Exception as error:
+            print(f"bench: allocation check failed: {error}", file=sys.stderr)
+            stop_started()
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release,
-               "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows}
+               "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows,
+               "allocations": allocations}
     with open(args.json, "w") as handle:
         json.dump(results, handle, indent=2)
     print(table(rows))
     print()
     print(comparison(rows))
+    if allocations:
+        print(f"- heap allocations in steady state over {allocations['packets']} packets: relay "
+              f"{allocations['relay_allocations']} ({allocations['relay_per_packet']:.4f}/packet), client "
+              f"{allocations['client_allocations']} ({allocations['client_per_packet']:.4f}/packet)")
     print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
 
 
