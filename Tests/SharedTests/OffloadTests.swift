@@ -8,7 +8,7 @@ struct OffloadTests {
 
     /// A TCP super-packet as the kernel hands it over with TSO: one IP header, one TCP header, a
     /// payload many segments long, and the TCP checksum field holding the pseudo-header sum.
-    func superPacket(version: Int = 4, payload: [UInt8], flags: UInt8 = TCPSegmenter.ackFlag | TCPSegmenter.pshFlag,
+    func superPacket(version: Int = 4, payload: [UInt8], flags: UInt8 = TCPFlag.ack | TCPFlag.psh,
                      options: [UInt8] = timestampOption) -> ([UInt8], VirtioNetHeader) {
         var tcp = [UInt8](repeating: 0, count: 20) + options
         PacketBuilder.put16(&tcp, 0, 40000)
@@ -38,7 +38,7 @@ struct OffloadTests {
     func segment(_ packet: [UInt8], _ header: VirtioNetHeader, capacity: Int = 131_072) throws -> [[UInt8]] {
         var output = [UInt8](repeating: 0, count: capacity)
         var span = output.mutableSpan
-        let layout = try TCPSegmenter.segment(packet.span, header: header, into: &span).get()
+        let layout = try GSOSegmenter.segment(packet.span, header: header, into: &span).get()
         return (0..<layout.count).map { index in
             Array(output[(index * layout.stride)..<(index * layout.stride + layout.length(of: index))])
         }
@@ -64,8 +64,8 @@ struct OffloadTests {
             let sequence = segment.span.u32(at: tcpStart + 4)
             #expect(sequence == 0xffff_f000 &+ UInt32(index * Self.mss))
             let flags = segment[tcpStart + 13]
-            #expect((flags & TCPSegmenter.pshFlag != 0) == (index == 7), "PSH only on the last segment")
-            #expect(flags & TCPSegmenter.ackFlag != 0)
+            #expect((flags & TCPFlag.psh != 0) == (index == 7), "PSH only on the last segment")
+            #expect(flags & TCPFlag.ack != 0)
             #expect(Array(segment[(tcpStart + 20)..<headers]) == Self.timestampOption, "options copied")
             if version == 4 {
                 #expect(segment.span.u16(at: 4) == 0x1234 &+ UInt16(index), "IPv4 ID increments")
@@ -76,14 +76,14 @@ struct OffloadTests {
     }
 
     @Test func flagsSplitAsANicWould() throws {
-        let all = TCPSegmenter.ackFlag | TCPSegmenter.pshFlag | TCPSegmenter.finFlag | TCPSegmenter.cwrFlag
+        let all = TCPFlag.ack | TCPFlag.psh | TCPFlag.fin | TCPFlag.cwr
         let (packet, header) = superPacket(payload: Self.payload(3 * Self.mss), flags: all)
         let segments = try segment(packet, header)
         #expect(segments.count == 3)  // an exact multiple: the last segment is full
         #expect(segments.map { $0[33] } == [
-            TCPSegmenter.ackFlag | TCPSegmenter.cwrFlag,
-            TCPSegmenter.ackFlag,
-            TCPSegmenter.ackFlag | TCPSegmenter.pshFlag | TCPSegmenter.finFlag,
+            TCPFlag.ack | TCPFlag.cwr,
+            TCPFlag.ack,
+            TCPFlag.ack | TCPFlag.psh | TCPFlag.fin,
         ])
         #expect(segments.allSatisfy { $0.count == 20 + 32 + Self.mss })
     }
@@ -102,24 +102,24 @@ struct OffloadTests {
         var span = output.mutableSpan
         var zeroSize = header
         zeroSize.gsoSize = 0
-        #expect(throws: DropReason.self) { try TCPSegmenter.segment(packet.span, header: zeroSize, into: &span).get() }
+        #expect(throws: DropReason.self) { try GSOSegmenter.segment(packet.span, header: zeroSize, into: &span).get() }
         var wrongType = header
         wrongType.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv6.rawValue
-        #expect(throws: DropReason.badVersion) { try TCPSegmenter.segment(packet.span, header: wrongType, into: &span).get() }
+        #expect(throws: DropReason.badVersion) { try GSOSegmenter.segment(packet.span, header: wrongType, into: &span).get() }
         var badStart = header
         badStart.checksumStart = UInt16(packet.count)
-        #expect(throws: DropReason.badTransportHeader) { try TCPSegmenter.segment(packet.span, header: badStart, into: &span).get() }
+        #expect(throws: DropReason.badTransportHeader) { try GSOSegmenter.segment(packet.span, header: badStart, into: &span).get() }
         var small = [UInt8](repeating: 0, count: 3000)
         var smallSpan = small.mutableSpan
-        #expect(throws: DropReason.oversize) { try TCPSegmenter.segment(packet.span, header: header, into: &smallSpan).get() }
+        #expect(throws: DropReason.oversize) { try GSOSegmenter.segment(packet.span, header: header, into: &smallSpan).get() }
         var tiny = header
         tiny.gsoSize = 1  // 5000 one-byte segments cannot fit
-        #expect(throws: DropReason.oversize) { try TCPSegmenter.segment(packet.span, header: tiny, into: &span).get() }
+        #expect(throws: DropReason.oversize) { try GSOSegmenter.segment(packet.span, header: tiny, into: &span).get() }
     }
 
-    func coalesce(_ packets: [[UInt8]]) throws -> (groups: [([UInt8], VirtioNetHeader, Int)], Void) {
+    func coalesce(_ packets: [[UInt8]], udp: Bool = false) throws -> (groups: [([UInt8], VirtioNetHeader, Int)], Void) {
         var buffer = [UInt8](repeating: 0, count: 65_535 + 40)
-        var coalescer = TCPCoalescer()
+        var coalescer = SegmentCoalescer(coalescesUDP: udp)
         var groups: [([UInt8], VirtioNetHeader, Int)] = []
         func flush() {
             guard !coalescer.isEmpty else { return }
@@ -133,7 +133,7 @@ struct OffloadTests {
             var span = buffer.mutableSpan
             if coalescer.append(packet.span, info: info, buffer: &span) { continue }
             flush()
-            if TCPCoalescer.isCandidate(packet.span, info: info) {
+            if coalescer.isCandidate(packet.span, info: info) {
                 var startSpan = buffer.mutableSpan
                 coalescer.start(packet.span, info: info, buffer: &startSpan)
             } else {
@@ -159,7 +159,7 @@ struct OffloadTests {
     }
 
     @Test func onlyExactContinuationsJoin() throws {
-        let (packet, header) = superPacket(payload: Self.payload(4 * Self.mss), flags: TCPSegmenter.ackFlag)
+        let (packet, header) = superPacket(payload: Self.payload(4 * Self.mss), flags: TCPFlag.ack)
         let segments = try segment(packet, header)
         // A gap in sequence numbers splits the group.
         #expect(try coalesce([segments[0], segments[2]]).groups.count == 2)
@@ -170,7 +170,7 @@ struct OffloadTests {
         #expect(try coalesce([segments[0], otherAck]).groups.count == 2)
         // SYN/FIN/RST packets are never coalesced.
         var fin = segments[1]
-        fin[33] |= TCPSegmenter.finFlag
+        fin[33] |= TCPFlag.fin
         #expect(try coalesce([segments[0], fin]).groups.map(\.2) == [1, 1])
         // In order, all four join; a single packet comes back untouched with a plain header.
         let joined = try coalesce(segments).groups
@@ -178,7 +178,7 @@ struct OffloadTests {
         let single = try coalesce([segments[0]]).groups
         #expect(single[0].0 == segments[0] && single[0].1 == .plain)
         // A shorter segment closes the group: nothing may follow it.
-        let (shortPacket, shortHeader) = superPacket(payload: Self.payload(Self.mss + 10), flags: TCPSegmenter.ackFlag)
+        let (shortPacket, shortHeader) = superPacket(payload: Self.payload(Self.mss + 10), flags: TCPFlag.ack)
         let shortSegments = try segment(shortPacket, shortHeader)
         var after = segments[0]
         let shortLast = shortSegments[1]
@@ -192,9 +192,9 @@ struct OffloadTests {
     }
 
     @Test func anyMixOfPacketsIsCoalescedWithoutLosingOne() throws {
-        let (packet, header) = superPacket(payload: Self.payload(30_000), flags: TCPSegmenter.ackFlag)
+        let (packet, header) = superPacket(payload: Self.payload(30_000), flags: TCPFlag.ack)
         let segments = try segment(packet, header)
-        let (v6Packet, v6Header) = superPacket(version: 6, payload: Self.payload(9_000), flags: TCPSegmenter.ackFlag)
+        let (v6Packet, v6Header) = superPacket(version: 6, payload: Self.payload(9_000), flags: TCPFlag.ack)
         let v6Segments = try segment(v6Packet, v6Header)
         let others: [[UInt8]] = [
             PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [])),
@@ -207,13 +207,72 @@ struct OffloadTests {
             var mix = segments + v6Segments + others
             if round > 0 { mix.shuffle() }
             mix = Array(mix.prefix(Int.random(in: 1...mix.count)))
-            let groups = try coalesce(mix).groups
+            let groups = try coalesce(mix, udp: round % 2 == 0).groups
             #expect(groups.reduce(0) { $0 + $1.2 } == mix.count)
             for (bytes, groupHeader, count) in groups where count > 1 {
                 #expect(groupHeader.isGSO)
                 #expect(try segment(bytes, groupHeader).count == count)
             }
         }
+    }
+
+    /// A UDP super-packet as a local sender using UDP_SEGMENT hands it to a TUN device with USO.
+    func udpSuperPacket(version: Int = 4, payload: [UInt8], segmentSize: Int = 1200) -> ([UInt8], VirtioNetHeader) {
+        var packet = version == 4
+            ? PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: payload))
+            : PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: payload))
+        let start = version == 4 ? 20 : 40
+        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: IPProtocolNumber.udp,
+                                                    length: packet.count - start).folded
+        PacketBuilder.put16(&packet, start + 6, pseudo)
+        var header = VirtioNetHeader()
+        header.flags = VirtioNetHeader.needsChecksum
+        header.gsoTypeRaw = VirtioNetHeader.GSOType.udpL4.rawValue
+        header.headerLength = UInt16(start + 8)
+        header.gsoSize = UInt16(segmentSize)
+        header.checksumStart = UInt16(start)
+        header.checksumOffset = 6
+        return (packet, header)
+    }
+
+    @Test(arguments: [4, 6])
+    func udpSegmentsAreValidDatagramsWithChecksums(version: Int) throws {
+        let data = Self.payload(5000)
+        let (packet, header) = udpSuperPacket(version: version, payload: data)
+        let segments = try segment(packet, header)
+        #expect(segments.count == 5)  // 4 × 1200 + 200
+        let start = version == 4 ? 20 : 40
+        var reassembled: [UInt8] = []
+        for (index, segment) in segments.enumerated() {
+            #expect(try IPPacket.validate(segment.span).get().totalLength == segment.count)  // checks UDP length too
+            #expect(segment.span.u16(at: start + 4) == UInt16(8 + (index == 4 ? 200 : 1200)))
+            #expect(TransportChecksum.compute(segment.span, version: version, proto: IPProtocolNumber.udp, start: start) == 0)
+            reassembled += segment[(start + 8)...]
+        }
+        #expect(reassembled == data)
+    }
+
+    @Test(arguments: [4, 6])
+    func udpCoalescingThenSegmentingGivesBackTheSameDatagrams(version: Int) throws {
+        let (packet, header) = udpSuperPacket(version: version, payload: Self.payload(20 * 1200 + 77))
+        let datagrams = try segment(packet, header)
+        // Without USO on the device, UDP passes through one by one.
+        #expect(try coalesce(datagrams).groups.count == datagrams.count)
+        let groups = try coalesce(datagrams, udp: true).groups
+        #expect(groups.count == 1)
+        let (merged, mergedHeader, count) = groups[0]
+        #expect(count == 21)
+        #expect(mergedHeader.gsoType == .udpL4 && mergedHeader.gsoSize == 1200 && mergedHeader.checksumOffset == 6)
+        #expect(try segment(merged, mergedHeader) == datagrams)
+    }
+
+    @Test func udpGroupsStopAtTheSegmentLimitAndAtAFlowChange() throws {
+        let (packet, header) = udpSuperPacket(payload: Self.payload(100 * 100), segmentSize: 100)
+        let datagrams = try segment(packet, header)
+        #expect(try coalesce(datagrams, udp: true).groups.map(\.2) == [64, 36])
+        var otherPort = datagrams[1]
+        otherPort[21] ^= 1  // source port
+        #expect(try coalesce([datagrams[0], otherPort], udp: true).groups.map(\.2) == [1, 1])
     }
 
     @Test func partialChecksumsAreCompleted() throws {

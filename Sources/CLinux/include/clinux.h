@@ -18,6 +18,9 @@ static const short CLINUX_IFF_VNET_HDR = 0x4000;
 static const unsigned CLINUX_TUN_F_CSUM = 0x01;
 static const unsigned CLINUX_TUN_F_TSO4 = 0x02;
 static const unsigned CLINUX_TUN_F_TSO6 = 0x04;
+/// UDP segmentation offload (Linux 6.2 and later).
+static const unsigned CLINUX_TUN_F_USO4 = 0x20;
+static const unsigned CLINUX_TUN_F_USO6 = 0x40;
 /// struct virtio_net_hdr (legacy, 10 bytes) that precedes every packet on an IFF_VNET_HDR device.
 static const int CLINUX_VIRTIO_NET_HDR_LEN = 10;
 static const int CLINUX_IP_MTU = 14;

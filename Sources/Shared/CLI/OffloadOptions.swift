@@ -25,8 +25,9 @@ public struct OffloadOptions: ParsableArguments {
         let gso = socket.enableSegmentation()
         let gro = socket.enableCoalescing()
         let tunState = tun.hasVirtioHeaders ? "on" : "off (\(tun.offloadRefusal ?? "refused"))"
+        let usoState = tun.acceptsUDPSegmentation ? "on" : "off (needs Linux 6.2+)"
         logger.info("offloads", metadata: [
-            "tun_tso_csum": "\(tunState)", "udp_gso": "\(gso ? "on" : "off (unsupported)")",
+            "tun_tso_csum": "\(tunState)", "tun_uso": "\(usoState)", "udp_gso": "\(gso ? "on" : "off (unsupported)")",
             "udp_gro": "\(gro ? "on" : "off (unsupported)")"])
     }
 }

@@ -9,6 +9,8 @@ public final class TunDevice: Sendable {
     let fd: Int32
     /// True when every read and write starts with a `VirtioNetHeader`.
     public let hasVirtioHeaders: Bool
+    /// True when the device also takes and gives UDP super-packets (USO, Linux 6.2+).
+    public let acceptsUDPSegmentation: Bool
     /// Why offloads are off when they were asked for (for the log); nil when on or not asked for.
     public let offloadRefusal: String?
 
@@ -55,11 +57,15 @@ public final class TunDevice: Sendable {
     public init(name: String, offloads: Bool = false) throws(Failure) {
         if offloads {
             let fd = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | CLINUX_IFF_VNET_HDR)
-            let status = clinux_tun_set_offload(fd.fd, CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6)
+            let tcp = CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6
+            // USO first; kernels before 6.2 refuse it with EINVAL, then TCP offloads alone.
+            let withUDP = clinux_tun_set_offload(fd.fd, tcp | CLINUX_TUN_F_USO4 | CLINUX_TUN_F_USO6)
+            let status = withUDP == 0 ? 0 : clinux_tun_set_offload(fd.fd, tcp)
             if status == 0 {
                 self.fd = fd.fd
                 self.name = fd.name
                 hasVirtioHeaders = true
+                acceptsUDPSegmentation = withUDP == 0
                 offloadRefusal = nil
                 return
             }
@@ -68,6 +74,7 @@ public final class TunDevice: Sendable {
             self.fd = plain
             self.name = plainName
             hasVirtioHeaders = false
+            acceptsUDPSegmentation = false
             offloadRefusal = "TUNSETOFFLOAD: \(SystemError("", code: -status).message)"
             return
         }
@@ -75,6 +82,7 @@ public final class TunDevice: Sendable {
         fd = plain
         self.name = plainName
         hasVirtioHeaders = false
+        acceptsUDPSegmentation = false
         offloadRefusal = nil
     }
 

@@ -104,7 +104,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
             func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress) {
                 let result = segments.withMutableSlot(0) { output in
                     readBatch.withPacket(slot) { packet in
-                        TCPSegmenter.segment(packet, header: header, into: &output, headroom: headroom,
+                        GSOSegmenter.segment(packet, header: header, into: &output, headroom: headroom,
                                              overhead: encapsulation.overhead)
                     }
                 }

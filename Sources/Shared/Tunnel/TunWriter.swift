@@ -1,16 +1,18 @@
 /// Writes validated inner packets to a TUN device. On a device with virtio-net headers it coalesces
-/// consecutive segments of a TCP flow into one super-packet per write (`TCPCoalescer`); otherwise it
-/// writes packet by packet. Call `flush` at the end of every batch so nothing waits.
+/// consecutive packets of a TCP flow (and of a UDP flow, where the device takes UDP GSO) into one
+/// super-packet per write (`SegmentCoalescer`); otherwise it writes packet by packet. Call `flush` at
+/// the end of every batch so nothing waits.
 public final class TunWriter {
     public let tun: TunDevice
     public let coalesces: Bool
     private let buffer: PacketBatch
-    private var coalescer = TCPCoalescer()
+    private var coalescer: SegmentCoalescer
 
     public init(tun: TunDevice, coalesce: Bool) {
         self.tun = tun
         coalesces = coalesce && tun.hasVirtioHeaders
-        buffer = PacketBatch(slotCount: 1, slotSize: TCPCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
+        coalescer = SegmentCoalescer(coalescesUDP: tun.acceptsUDPSegmentation)
+        buffer = PacketBatch(slotCount: 1, slotSize: SegmentCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
     }
 
     /// Queues or writes `packet`; counts it in `tally` once it is written (or failed).
@@ -20,7 +22,7 @@ public final class TunWriter {
             let appended = buffer.withMutableSlot(0) { coalescer.append(packet, info: info, buffer: &$0) }
             if appended { return }
             try flush(tally: &tally)
-            if TCPCoalescer.isCandidate(packet, info: info) {
+            if coalescer.isCandidate(packet, info: info) {
                 buffer.withMutableSlot(0) { coalescer.start(packet, info: info, buffer: &$0) }
                 return
             }
