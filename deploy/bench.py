@@ -360,7 +360,7 @@ def comparison(rows):
     lines = [f"udptun vs the best of {', '.join(row['label'] for row in peers)}:",
              f"- TCP 1 stream: {ours['tcp1']['gbps'] / best_tcp['tcp1']['gbps']:.2f}× {best_tcp['label']}",
              f"- UDP 64 B delivered: {ours['udp64']['delivered_kpps'] / best_udp['udp64']['delivered_kpps']:.2f}× {best_udp['label']}"]
-    if "openvpn" in by_key:
+    if "openvpn" in by_key and best_udp["row"] != "openvpn":
         lines.append(f"- UDP 64 B delivered vs OpenVPN: {ours['udp64']['delivered_kpps'] / by_key['openvpn']['udp64']['delivered_kpps']:.2f}×")
     if "direct" in by_key and ours["ping"]["avg_ms"] is not None:
         extra = (ours["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
