@@ -123,7 +123,7 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
             }
             counters.add(tally)
             if let deviceError, !lifecycle.isStopping {
-                lifecycle.fail("TUN device \(tun.name) is gone: \(deviceError)")
+                lifecycle.fail("TUN device \(tun.name) disappeared (deleted?): \(deviceError)")
                 return
             }
         }

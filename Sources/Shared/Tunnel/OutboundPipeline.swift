@@ -45,7 +45,11 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
             do {
                 read = try tun.read(into: readBatch, headroom: headroom, waker: lifecycle.waker, timeoutMilliseconds: 500)
             } catch {
-                if !lifecycle.isStopping { lifecycle.fail("TUN device \(tun.name) failed: \(error)") }
+                if !lifecycle.isStopping {
+                    lifecycle.fail(error.isDeviceGone
+                        ? "TUN device \(tun.name) disappeared (deleted?): \(error)"
+                        : "TUN device \(tun.name) failed: \(error)")
+                }
                 return
             }
             if read == 0 { continue }
