@@ -21,6 +21,7 @@ struct RelayCommand: ParsableCommand {
           udptun-relay --listen [::]:8080 --tun tun2 --allow 198.18.1.0/24 --allow 2001:db8::/32 --ipv6
           udptun-relay --check --tun tun2
           udptun-relay --fix-sysctl --allow 198.18.1.1 --json
+          udptun-relay --allow 198.18.1.0/24 --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
 
         EXIT STATUS
           0 stopped by SIGINT/SIGTERM, or --check passed; 64 usage error; 78 configuration to fix
@@ -37,6 +38,16 @@ struct RelayCommand: ParsableCommand {
         "Accept datagrams only from sources in this prefix (repeatable). 'any' accepts everyone.",
         valueName: "CIDR"))
     var allow: [String] = []
+
+    @Option(name: .customLong("allowed-ips"), help: ArgumentHelp(
+        "Inner source addresses a client may use, by its UDP source (repeatable): PEER_CIDR=INNER_CIDR[,INNER_CIDR...]. Without any, inner sources are not checked.",
+        valueName: "PEER=INNER"))
+    var allowedIPs: [String] = []
+
+    @Option(name: .customLong("allow-dest"), help: ArgumentHelp(
+        "Forward only to destinations in this prefix (repeatable). The relay's own addresses, loopback, link-local, multicast and broadcast are never forwarded to.",
+        valueName: "CIDR"))
+    var allowDest: [String] = []
 
     @Flag(help: "Forward inner IPv6 packets (requires net.ipv6.conf.all.forwarding=1).")
     var ipv6 = false
@@ -67,6 +78,7 @@ struct RelayCommand: ParsableCommand {
             }
         }
         _ = try allowedSources()
+        _ = try packetPolicy(ownAddresses: [])
         if let mtu, !(68...65535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
     }
@@ -80,6 +92,21 @@ struct RelayCommand: ParsableCommand {
             }
             return prefix
         }
+    }
+
+    func packetPolicy(ownAddresses: [IPAddress]) throws -> PacketPolicy {
+        let rules = try allowedIPs.map { text in
+            guard let rule = PacketPolicy.ClientRule(text) else {
+                throw ValidationError("--allowed-ips '\(text)' is not PEER_CIDR=INNER_CIDR[,INNER_CIDR...] (e.g. 198.18.1.1/32=198.19.0.1/32)")
+            }
+            return rule
+        }
+        let destinations = try allowDest.map { text in
+            guard let prefix = IPPrefix(text) else { throw ValidationError("--allow-dest '\(text)' is not a prefix such as 198.18.2.0/24") }
+            return prefix
+        }
+        return PacketPolicy(clientRules: rules, allowedDestinations: destinations.isEmpty ? nil : destinations,
+                            ownAddresses: ownAddresses)
     }
 
     func run() throws {
@@ -115,6 +142,7 @@ struct RelayCommand: ParsableCommand {
         let socket = try UDPSocket(for: listenAddress, bind: true)
         offloads.apply(to: socket, tun: device, logger: logger)
         let sources = try allowedSources()
+        let packets = try packetPolicy(ownAddresses: InterfaceAddresses.all())
         let encapsulation = RawEncapsulation()
         let counters = TunnelCounters()
         let clients = ClientTable(capacity: maxClients)
@@ -128,12 +156,14 @@ struct RelayCommand: ParsableCommand {
             "listen": "\(socket.localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
             "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
-            "ipv6": "\(ipv6)"])
+            "ipv6": "\(ipv6)",
+            "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
+            "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
 
         let inbound = InboundPipeline(
             socket: socket, tun: device, encapsulation: encapsulation,
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
-                                  maximumPacketLength: device.mtu ?? 65535),
+                                  maximumPacketLength: device.mtu ?? 65535, packets: packets),
             counters: counters, clients: clients)
         let outbound = OutboundPipeline(
             tun: device, socket: socket, encapsulation: encapsulation, route: .clients(clients), counters: counters)

@@ -177,6 +177,37 @@ extension EndToEnd {
             #expect(report.int("sent") > 0, "return traffic left through the IPv6 socket")
         }
 
+        @Test("the relay forwards only inner sources a client may use, and never to forbidden destinations")
+        func packetPolicyIsEnforced() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--allowed-ips", "\(Lab.addressA)/32=\(Lab.innerA)/32",
+                                       "--allow-dest", "198.18.2.0/24"])
+            let sink = try lab.sink()
+            let inner: UInt32 = 0xC613_0001  // 198.19.0.1
+            func packet(source: UInt32 = inner, destination: UInt32) -> [UInt8] {
+                PacketBuilder.probePacket(source: source, destination: destination, destinationPort: 8080, sequence: 0, streamID: 9)
+            }
+            let refused: [(String, [UInt8])] = [
+                ("spoofed source 198.19.0.99", packet(source: 0xC613_0063, destination: 0xC612_0202)),
+                ("loopback", packet(destination: 0x7F00_0001)),
+                ("the relay's own address", packet(destination: 0xC612_0201)),
+                ("multicast", packet(destination: 0xE000_0005)),
+                ("outside --allow-dest", packet(destination: 0xC612_0303)),
+            ]
+            for (_, bytes) in refused { try lab.sendDatagram(bytes, from: .a, to: "\(Lab.addressB):8080") }
+            try lab.sendDatagram(packet(destination: 0xC612_0202), from: .a, to: "\(Lab.addressB):8080")  // the control
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.drop("spoofed_source") == 1)
+            #expect(report.drop("forbidden_destination") == 4)
+            #expect(report.int("forwarded") == 1)
+            #expect(try #require(sink.report()).int("datagrams") == 1)
+        }
+
         @Test("a relay that is down (ICMP port unreachable) does not stop the client; delivery starts when it comes up")
         func clientSurvivesRelayDown() throws {
             let lab = try Lab()

@@ -95,6 +95,52 @@ struct RelayLogicTests {
         #expect(InboundPolicy().refusal(for: SocketAddress(ip: .v4(1), port: 1)) == nil)
     }
 
+    func info(source: String, destination: String) throws -> IPPacketInfo {
+        IPPacketInfo(version: 4, source: try #require(IPAddress(source)), destination: try #require(IPAddress(destination)),
+                     transportProtocol: IPProtocolNumber.udp, totalLength: 40, headerLength: 20, isFragment: false)
+    }
+
+    @Test func clientRulesParse() throws {
+        let rule = try #require(PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"))
+        #expect(rule.peers == IPPrefix("198.18.1.1/32"))
+        #expect(rule.innerSources == [try #require(IPPrefix("198.19.0.1/32")), try #require(IPPrefix("198.19.1.0/24"))])
+        for bad in ["198.18.1.1", "198.18.1.1=", "=198.19.0.1", "198.18.1.1=x", "a=b=c", "198.18.1.1=198.19.0.1,"] {
+            #expect(PacketPolicy.ClientRule(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func spoofedInnerSourcesAreRefused() throws {
+        let policy = PacketPolicy(clientRules: [try #require(PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.1/32"))])
+        let client = try #require(IPAddress("198.18.1.1"))
+        let other = try #require(IPAddress("198.18.1.9"))
+        #expect(policy.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.2"), from: client) == nil)
+        #expect(policy.refusal(for: try info(source: "198.19.0.2", destination: "198.18.2.2"), from: client) == .spoofedSource)
+        // A client no rule names may not use any inner source.
+        #expect(policy.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.2"), from: other) == .spoofedSource)
+        // Without rules, sources are not checked.
+        #expect(PacketPolicy().refusal(for: try info(source: "198.19.9.9", destination: "198.18.2.2"), from: other) == nil)
+    }
+
+    @Test func forbiddenAndNarrowedDestinations() throws {
+        let own = try #require(IPAddress("198.18.2.1"))
+        let peer = try #require(IPAddress("198.18.1.1"))
+        let open = PacketPolicy(ownAddresses: [own])
+        for destination in ["127.0.0.1", "169.254.1.1", "224.0.0.5", "239.1.2.3", "255.255.255.255", "0.1.2.3", "198.18.2.1"] {
+            #expect(open.refusal(for: try info(source: "198.19.0.1", destination: destination), from: peer) == .forbiddenDestination, "\(destination)")
+        }
+        #expect(open.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.2"), from: peer) == nil)
+        let narrowed = PacketPolicy(allowedDestinations: [try #require(IPPrefix("198.18.2.0/24"))], ownAddresses: [own])
+        #expect(narrowed.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.2"), from: peer) == nil)
+        #expect(narrowed.refusal(for: try info(source: "198.19.0.1", destination: "198.18.3.3"), from: peer) == .forbiddenDestination)
+        #expect(narrowed.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.1"), from: peer) == .forbiddenDestination)
+        var v6 = try info(source: "198.19.0.1", destination: "198.18.2.2")
+        v6.version = 6
+        for destination in ["::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1"] {
+            v6.destination = try #require(IPAddress(destination))
+            #expect(open.refusal(for: v6, from: peer) == .forbiddenDestination, "\(destination)")
+        }
+    }
+
     @Test func clientTableLearnsMovesAndStaysBounded() {
         let table = ClientTable(capacity: 2)
         let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)

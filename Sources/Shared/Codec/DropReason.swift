@@ -16,6 +16,8 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case noRoute
     case ipv6Disabled
     case oversize
+    case spoofedSource
+    case forbiddenDestination
     // Output failures.
     case tunWriteFailed
     case sendFailed
@@ -37,6 +39,8 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .noRoute: "no_route"
         case .ipv6Disabled: "ipv6_disabled"
         case .oversize: "oversize"
+        case .spoofedSource: "spoofed_source"
+        case .forbiddenDestination: "forbidden_destination"
         case .tunWriteFailed: "tun_write_failed"
         case .sendFailed: "send_failed"
         }

@@ -53,7 +53,7 @@ public struct BatchTally {
     public var tunWritten = 0
     public var tunWrittenBytes = 0
     /// Indexed by `DropReason.rawValue`; inline so a tally never allocates.
-    public var drops = InlineArray<16, Int>(repeating: 0)
+    public var drops = InlineArray<24, Int>(repeating: 0)
     public private(set) var anyDrops = false
 
     public init() {}

@@ -8,13 +8,16 @@ public struct InboundPolicy: Sendable {
     public var forwardIPv6: Bool
     /// Largest inner packet the TUN device accepts (its MTU).
     public var maximumPacketLength: Int
+    /// Inner sources per client and reachable destinations (the relay); nil checks neither.
+    public var packets: PacketPolicy?
 
     public init(allowedSources: [IPPrefix]? = nil, onlyPeer: IPAddress? = nil, forwardIPv6: Bool = true,
-                maximumPacketLength: Int = 65535) {
+                maximumPacketLength: Int = 65535, packets: PacketPolicy? = nil) {
         self.allowedSources = allowedSources
         self.onlyPeer = onlyPeer
         self.forwardIPv6 = forwardIPv6
         self.maximumPacketLength = maximumPacketLength
+        self.packets = packets
     }
 
     /// Why a datagram from `peer` is refused, or nil if it may be processed.
@@ -82,6 +85,10 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
                 switch IPPacket.validate(packet) {
                 case let .success(valid): info = valid
                 case let .failure(reason): tally.drop(reason); return
+                }
+                if let packets = policy.packets, let refusal = packets.refusal(for: info, from: peer.ip) {
+                    tally.drop(refusal)
+                    return
                 }
                 if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
                 if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
