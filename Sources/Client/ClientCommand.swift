@@ -22,6 +22,7 @@ struct ClientCommand: ParsableCommand {
           udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 --count 10000 --rate 5000
           udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
           udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 --exit-when-done
+          udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
 
         EXIT STATUS
           0 stopped by SIGINT/SIGTERM or finished (--exit-when-done); 64 usage error; 78 configuration
@@ -66,6 +67,8 @@ struct ClientCommand: ParsableCommand {
     @Flag(help: "Exit once the generator has finished (after a short drain).")
     var exitWhenDone = false
 
+    @OptionGroup var encapsulation: EncapsulationOptions
+
     @OptionGroup var offloads: OffloadOptions
 
     @OptionGroup var common: CommonOptions
@@ -107,29 +110,10 @@ struct ClientCommand: ParsableCommand {
         var workers: [WorkerThread] = []
 
         if !noTunnel, let relay {
+            let framing = try encapsulation.make(logger: logger)
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: 8080)
-            let encapsulation = RawEncapsulation()
-            let device = try TunDevice(name: tun, offloads: offloads.enabled)
-            let tunMTU = try chooseMTU(relay: relayAddress, overhead: encapsulation.overhead)
-            try device.setMTU(tunMTU)
-            try device.bringUp()
-            let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
-            let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
-                ?? SocketAddress(ip: anyAddress, port: 0)
-            let socket = try UDPSocket(for: local, bind: true)
-            offloads.apply(to: socket, tun: device, logger: logger)
-            logger.warning("encapsulation \(encapsulation.name) is unauthenticated")
-            logger.info("client tunnelling", metadata: [
-                "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
-                "local": "\(socket.localAddress.map(\.description) ?? "?")"])
-            let outbound = OutboundPipeline(
-                tun: device, socket: socket, encapsulation: encapsulation, route: .fixed(relayAddress), counters: counters)
-            let inbound = InboundPipeline(
-                socket: socket, tun: device, encapsulation: encapsulation,
-                policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU),
-                counters: counters, clients: nil)
-            workers.append(WorkerThread(name: "tun→udp") { outbound.run(lifecycle) })
-            workers.append(WorkerThread(name: "udp→tun") { inbound.run(lifecycle) })
+            framing.describe(logger)
+            workers += try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle, logger: logger)
         }
 
         if let target {
@@ -162,6 +146,33 @@ struct ClientCommand: ParsableCommand {
                                        now: now, previous: previous, extra: extra))
                 previous = now
             }
+    }
+
+    /// The TUN device, the socket and the two data-plane workers, specialised for the encapsulation.
+    private func startTunnel<E: Encapsulation>(_ framing: E, relay relayAddress: SocketAddress, counters: TunnelCounters,
+                                               lifecycle: Lifecycle, logger: Logger) throws -> [WorkerThread] {
+        let device = try TunDevice(name: tun, offloads: offloads.enabled)
+        let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
+        try device.setMTU(tunMTU)
+        try device.bringUp()
+        let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
+        let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
+            ?? SocketAddress(ip: anyAddress, port: 0)
+        let socket = try UDPSocket(for: local, bind: true)
+        offloads.apply(to: socket, tun: device, logger: logger)
+        logger.info("client tunnelling", metadata: [
+            "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
+            "local": "\(socket.localAddress.map(\.description) ?? "?")"])
+        let outbound = OutboundPipeline(
+            tun: device, socket: socket, encapsulation: framing, route: .fixed(relayAddress), counters: counters)
+        let inbound = InboundPipeline(
+            socket: socket, tun: device, encapsulation: framing,
+            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU),
+            counters: counters, clients: nil)
+        return [
+            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
+            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
+        ]
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

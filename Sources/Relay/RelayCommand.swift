@@ -21,6 +21,8 @@ struct RelayCommand: ParsableCommand {
           udptun-relay --listen [::]:8080 --tun tun2 --allow 198.18.1.0/24 --allow 2001:db8::/32 --ipv6
           udptun-relay --check --tun tun2
           udptun-relay --fix-sysctl --allow 198.18.1.1 --json
+          udptun-relay --genkey > /etc/udptun/key && chmod 600 /etc/udptun/key
+          udptun-relay --allow 198.18.1.0/24 --key-file /etc/udptun/key --encrypt
           udptun-relay --allow 198.18.1.0/24 --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
 
         EXIT STATUS
@@ -64,12 +66,17 @@ struct RelayCommand: ParsableCommand {
     @Flag(help: "Only check the sysctls, print the result and exit (0 when all pass, 78 otherwise).")
     var check = false
 
+    @Flag(help: "Print a new random key for --key-file and exit.")
+    var genkey = false
+
+    @OptionGroup var encapsulation: EncapsulationOptions
+
     @OptionGroup var offloads: OffloadOptions
 
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        if !check {
+        if !check, !genkey {
             guard !allow.isEmpty else {
                 throw ValidationError("""
                     no --allow given: the relay would inject packets from anyone who can reach its port. \
@@ -114,6 +121,10 @@ struct RelayCommand: ParsableCommand {
     }
 
     private func runRelay() throws {
+        if genkey {
+            emitReport(TunnelKey.generate())
+            return
+        }
         let logger = common.makeLogger(label: "udptun.relay")
         if check {
             let findings = ForwardingCheck(tunName: tun, forwardIPv6: ipv6).failures()
@@ -121,6 +132,7 @@ struct RelayCommand: ParsableCommand {
             if findings.isEmpty { emitReport("OK forwarding sysctls are ready for \(tun)") }
             throw ExitCode(findings.isEmpty ? 0 : ExitStatus.configuration)
         }
+        let framing = try encapsulation.make(logger: logger)
         let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
         let signals = try SignalWaiter()
         let device = try TunDevice(name: tun, offloads: offloads.enabled)
@@ -143,7 +155,6 @@ struct RelayCommand: ParsableCommand {
         offloads.apply(to: socket, tun: device, logger: logger)
         let sources = try allowedSources()
         let packets = try packetPolicy(ownAddresses: InterfaceAddresses.all())
-        let encapsulation = RawEncapsulation()
         let counters = TunnelCounters()
         let clients = ClientTable(capacity: maxClients)
         let lifecycle = try Lifecycle()
@@ -151,7 +162,9 @@ struct RelayCommand: ParsableCommand {
         if sources == nil {
             logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
         }
-        logger.warning("encapsulation \(encapsulation.name) is unauthenticated: only --allow protects this relay")
+        framing.describe(logger)
+        let workers = startWorkers(framing, socket: socket, device: device, sources: sources, packets: packets,
+                                   counters: counters, clients: clients, lifecycle: lifecycle)
         logger.info("relay listening", metadata: [
             "listen": "\(socket.localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
@@ -159,18 +172,6 @@ struct RelayCommand: ParsableCommand {
             "ipv6": "\(ipv6)",
             "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
             "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
-
-        let inbound = InboundPipeline(
-            socket: socket, tun: device, encapsulation: encapsulation,
-            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
-                                  maximumPacketLength: device.mtu ?? 65535, packets: packets),
-            counters: counters, clients: clients)
-        let outbound = OutboundPipeline(
-            tun: device, socket: socket, encapsulation: encapsulation, route: .clients(clients), counters: counters)
-        let workers = [
-            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
-            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
-        ]
         let report = TunnelReport(role: "relay", json: common.json)
         var previous = TunnelSnapshot()
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
@@ -180,5 +181,23 @@ struct RelayCommand: ParsableCommand {
                                        now: now, previous: previous, extra: [("clients", UInt64(clients.count))]))
                 previous = now
             }
+    }
+
+    /// The two data-plane workers, specialised for the encapsulation in use.
+    private func startWorkers<E: Encapsulation>(
+        _ framing: E, socket: UDPSocket, device: TunDevice, sources: [IPPrefix]?, packets: PacketPolicy,
+        counters: TunnelCounters, clients: ClientTable, lifecycle: Lifecycle
+    ) -> [WorkerThread] {
+        let inbound = InboundPipeline(
+            socket: socket, tun: device, encapsulation: framing,
+            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
+                                  maximumPacketLength: device.mtu ?? 65535, packets: packets),
+            counters: counters, clients: clients)
+        let outbound = OutboundPipeline(
+            tun: device, socket: socket, encapsulation: framing, route: .clients(clients), counters: counters)
+        return [
+            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
+            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
+        ]
     }
 }

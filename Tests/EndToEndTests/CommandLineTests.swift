@@ -36,6 +36,15 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
         }
 
+        @Test func keyFileProblemsAreExplained() throws {
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--encrypt"]), status: 64, mentioning: "--encrypt needs --key-file")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--key-file", "/nonexistent/udptun.key", "--listen", "127.0.0.1:1"]),
+                               status: 78, mentioning: "cannot read key file /nonexistent/udptun.key")
+            let generated = run("udptun-relay", ["--genkey"])
+            #expect(generated.status == 0)
+            #expect(generated.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 44)
+        }
+
         @Test func unresolvableHostExits78() {
             expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "no-such-host.invalid:9", "--count", "1"]),
                                status: 78, mentioning: "cannot resolve 'no-such-host.invalid'")

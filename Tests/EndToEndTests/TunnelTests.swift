@@ -208,6 +208,42 @@ extension EndToEnd {
             #expect(try #require(sink.report()).int("datagrams") == 1)
         }
 
+        @Test("with a shared key: encrypted tunnel works both ways; a wrong key and raw packets get nothing through")
+        func authenticatedTunnel() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let key = try lab.file("key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
+            let wrongKey = try lab.file("wrong-key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
+            chmod(key.path, 0o600)
+            chmod(wrongKey.path, 0o600)
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt"])
+            let sink = try lab.sink(["--expect", "2000", "--timeout", "30"])
+            // An intruder with the wrong key, and raw injection: nothing may reach C.
+            let intruder = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", wrongKey.path, "--encrypt",
+                                           "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "2000", "--exit-when-done"],
+                                          name: "intruder")
+            #expect(intruder.wait(timeout: 15) == 0)
+            try lab.sendDatagram(PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
+                                                           sequence: 0, streamID: 3), from: .a, to: "\(Lab.addressB):8080")
+            Thread.sleep(forTimeInterval: 0.3)
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt",
+                                         "--generate", "\(Lab.addressC):8080", "--count", "2000", "--rate", "4000"])
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
+            let sinkReport = try #require(sink.report())
+            #expect(sinkReport.int("received") == 2000)
+            #expect(sinkReport.int("unsequenced") == 0, "nothing from the intruder or the raw packet")
+            #expect(sinkReport.int("streams") == 1)
+            try TCPTransfer.bothWays(lab, size: 8 << 20)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            let relayReport = try #require(relay.report())
+            #expect(relayReport.drop("bad_tag") >= 500)
+            #expect(relayReport.drop("bad_framing") == 1)
+            #expect(relayReport.drop("replayed") == 0)
+            #expect(relay.stderr.contains("encapsulation chacha20-poly1305"))
+        }
+
         @Test("a relay that is down (ICMP port unreachable) does not stop the client; delivery starts when it comes up")
         func clientSurvivesRelayDown() throws {
             let lab = try Lab()

@@ -158,12 +158,16 @@ struct RelayLogicTests {
 
     @Test func rawEncapsulationCarriesThePacketUnchanged() throws {
         let raw = RawEncapsulation()
-        let packet = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [1, 2, 3]))
-        #expect(try raw.decapsulate(packet.span).get() == 0..<packet.count)
-        #expect(throws: DropReason.truncated) { try raw.decapsulate([UInt8]().span).get() }
-        var slot = packet
+        var sealer = raw.makeSealer()
+        var opener = raw.makeOpener()
+        var slot = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [1, 2, 3]))
+        let original = slot
+        let count = slot.count
         var span = slot.mutableSpan
-        #expect(raw.encapsulate(&span, packet: 0..<packet.count) == 0..<packet.count)
+        #expect(sealer.seal(&span, packet: 0..<count) == 0..<count)
+        #expect(try opener.open(&span, datagram: 0..<count).get() == 0..<count)
+        #expect(throws: DropReason.truncated) { try opener.open(&span, datagram: 0..<0).get() }
+        #expect(slot == original)
         #expect(raw.overhead == 0 && !raw.isAuthenticated)
     }
 

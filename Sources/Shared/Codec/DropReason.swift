@@ -18,6 +18,10 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case oversize
     case spoofedSource
     case forbiddenDestination
+    // Authenticated framing.
+    case badFraming
+    case badTag
+    case replayed
     // Output failures.
     case tunWriteFailed
     case sendFailed
@@ -41,6 +45,9 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .oversize: "oversize"
         case .spoofedSource: "spoofed_source"
         case .forbiddenDestination: "forbidden_destination"
+        case .badFraming: "bad_framing"
+        case .badTag: "bad_tag"
+        case .replayed: "replayed"
         case .tunWriteFailed: "tun_write_failed"
         case .sendFailed: "send_failed"
         }

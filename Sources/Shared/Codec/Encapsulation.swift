@@ -1,8 +1,12 @@
-/// How an inner IP packet travels inside a UDP datagram. Implementations work in place on a buffer
-/// slot: `headroom` bytes are reserved in front of every inner packet so a header can be prepended
-/// without copying.
+/// How an inner IP packet travels inside a UDP datagram. Each worker makes its own sealer (sending:
+/// it may keep a counter) and opener (receiving: it may keep replay windows), so no state is shared
+/// between threads. Both work in place on a buffer slot: `headroom` bytes are reserved in front of
+/// every inner packet and `overhead - headroom` behind it.
 public protocol Encapsulation: Sendable {
-    /// Name used in logs and `--encap`.
+    associatedtype Sealer: PacketSealer
+    associatedtype Opener: PacketOpener
+
+    /// Name used in logs.
     var name: String { get }
     /// Bytes a datagram carries beyond the inner packet (for MTU arithmetic).
     var overhead: Int { get }
@@ -11,12 +15,20 @@ public protocol Encapsulation: Sendable {
     /// False when anybody who can reach the UDP port can inject packets.
     var isAuthenticated: Bool { get }
 
+    func makeSealer() -> Sealer
+    func makeOpener() -> Opener
+}
+
+public protocol PacketSealer {
     /// Turns the inner packet occupying `packet` of `slot` into a datagram payload, in place.
     /// Returns the payload's range in the slot, or nil when it cannot be sent.
-    func encapsulate(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>?
+    mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>?
+}
 
-    /// Finds the inner packet inside a received datagram payload.
-    func decapsulate(_ datagram: Span<UInt8>) -> Result<Range<Int>, DropReason>
+public protocol PacketOpener {
+    /// Checks the datagram occupying `datagram` of `slot` and returns where its inner packet is
+    /// (decrypted in place where the encapsulation encrypts).
+    mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<Range<Int>, DropReason>
 }
 
 /// The seed programs' and socat's format: the UDP payload is exactly one IP packet, nothing added.
@@ -26,10 +38,14 @@ public struct RawEncapsulation: Encapsulation {
     public var overhead: Int { 0 }
     public var headroom: Int { 0 }
     public var isAuthenticated: Bool { false }
+    public func makeSealer() -> Passthrough { Passthrough() }
+    public func makeOpener() -> Passthrough { Passthrough() }
 
-    public func encapsulate(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>? { packet }
+    public struct Passthrough: PacketSealer, PacketOpener {
+        public func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>? { packet }
 
-    public func decapsulate(_ datagram: Span<UInt8>) -> Result<Range<Int>, DropReason> {
-        datagram.isEmpty ? .failure(.truncated) : .success(0..<datagram.count)
+        public func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<Range<Int>, DropReason> {
+            datagram.isEmpty ? .failure(.truncated) : .success(datagram)
+        }
     }
 }

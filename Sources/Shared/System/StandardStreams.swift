@@ -23,7 +23,7 @@ public enum StandardStreams {
 }
 
 /// Small text files such as /proc/sys entries.
-enum TextFile {
+public enum TextFile {
     static func read(_ path: String, limit: Int = 4096) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
@@ -32,6 +32,13 @@ enum TextFile {
         let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, limit) }
         guard count >= 0 else { return nil }
         return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+
+    /// True when the group or others may read the file (a key file should be 0600).
+    public static func isReadableByOthers(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        return info.st_mode & (S_IRGRP | S_IROTH) != 0
     }
 
     static func write(_ path: String, _ text: String) throws(SystemError) {

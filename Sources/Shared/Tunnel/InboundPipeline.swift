@@ -60,6 +60,7 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
         // only when a client appears, moves, or is due for a refresh.
         var learned: [IPAddress: ClientTable.Entry] = [:]
         learned.reserveCapacity(clients?.capacity ?? 0)
+        var opener = encapsulation.makeOpener()
         while !lifecycle.isStopping {
             let received: Int
             do {
@@ -73,14 +74,14 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
             let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
             var deviceError: SystemError?
 
-            /// One datagram: decapsulate, validate, learn the sender, hand to the writer.
-            func deliver(_ datagram: Span<UInt8>, from peer: SocketAddress) {
+            /// One datagram: open (verify, decrypt), validate, learn the sender, hand to the writer.
+            func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress) {
                 let inner: Range<Int>
-                switch encapsulation.decapsulate(datagram) {
+                switch opener.open(&slotBytes, datagram: datagram) {
                 case let .success(range): inner = range
                 case let .failure(reason): tally.drop(reason); return
                 }
-                let packet = datagram.extracting(inner)
+                let packet = slotBytes.span.extracting(inner)
                 let info: IPPacketInfo
                 switch IPPacket.validate(packet) {
                 case let .success(valid): info = valid
@@ -116,13 +117,13 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
                 tally.udpReceivedBytes += range.count
                 guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
                 if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
-                batch.withPacket(slot) { bytes in
-                    var offset = 0
+                batch.withMutableSlot(slot) { bytes in
+                    var offset = range.lowerBound
                     repeat {
-                        let end = min(offset + segmentSize, bytes.count)
-                        deliver(bytes.extracting(offset..<end), from: peer)
+                        let end = min(offset + segmentSize, range.upperBound)
+                        deliver(&bytes, offset..<end, from: peer)
                         offset = end
-                    } while offset < bytes.count && deviceError == nil
+                    } while offset < range.upperBound && deviceError == nil
                 }
             }
             if deviceError == nil {

@@ -40,6 +40,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
         var destinations = [IPAddress?](repeating: nil, count: batchSize)
         var headers = [VirtioNetHeader](repeating: .plain, count: batchSize)
         var resolved = [SocketAddress?](repeating: nil, count: batchSize)
+        var sealer = encapsulation.makeSealer()
         while !lifecycle.isStopping {
             let read: Int
             do {
@@ -99,7 +100,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                     if header.needsChecksumCompletion,
                        !TransportChecksum.finishPartial(&bytes, packet: packet, start: Int(header.checksumStart),
                                                         offset: Int(header.checksumOffset)) { return nil }
-                    return encapsulation.encapsulate(&bytes, packet: packet)
+                    return sealer.seal(&bytes, packet: packet)
                 }
                 guard let payload else { tally.drop(.badTransportHeader); return }
                 if !enqueue(readBatch, slot, payload, peer) { tally.drop(.noRoute) }
@@ -124,7 +125,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                 for index in 0..<layout.count {
                     let start = index * stride + headroom
                     let packet = start..<(start + layout.length(of: index))
-                    guard let payload = segments.withMutableSlot(0, { encapsulation.encapsulate(&$0, packet: packet) }),
+                    guard let payload = segments.withMutableSlot(0, { sealer.seal(&$0, packet: packet) }),
                           payload.lowerBound == index * stride else {
                         tally.drop(.oversize)
                         return

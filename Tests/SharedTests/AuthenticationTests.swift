@@ -1,0 +1,138 @@
+import Testing
+@testable import Shared
+
+@Suite("Authenticated encapsulation")
+struct AuthenticationTests {
+    static let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
+    static let otherKey = TunnelKey(base64: TunnelKey.generate())!
+    let packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 7, streamID: 1)
+
+    /// Seals `packet` in a buffer with room around it; returns the datagram.
+    func seal(_ sealer: inout AuthenticatedEncapsulation.Sealer, _ packet: [UInt8]) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 20) + packet + [UInt8](repeating: 0, count: 16)
+        var span = buffer.mutableSpan
+        let range = try #require(sealer.seal(&span, packet: 20..<(20 + packet.count)))
+        return Array(buffer[range])
+    }
+
+    func open(_ opener: inout AuthenticatedEncapsulation.Opener, _ datagram: [UInt8]) -> Result<[UInt8], DropReason> {
+        var buffer = datagram
+        let count = buffer.count
+        var span = buffer.mutableSpan
+        let result = opener.open(&span, datagram: 0..<count)
+        return result.map { Array(buffer[$0]) }
+    }
+
+    @Test func keysParseAndGenerate() {
+        let generated = TunnelKey.generate()
+        #expect(generated.count == 44)
+        #expect(TunnelKey(base64: generated) != nil)
+        #expect(TunnelKey(base64: generated + "\n") != nil)
+        #expect(TunnelKey(base64: "c2hvcnQ=") == nil)  // 5 bytes
+        #expect(TunnelKey(base64: "not base64 at all!") == nil)
+    }
+
+    @Test(arguments: [false, true])
+    func sealedPacketsOpenToTheSameBytes(encrypt: Bool) throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
+        var sealer = framing.makeSealer()
+        var opener = framing.makeOpener()
+        let datagram = try seal(&sealer, packet)
+        #expect(datagram.count == packet.count + framing.overhead)
+        #expect(datagram[0] == (encrypt ? 0x12 : 0x11))
+        let body = Array(datagram[20..<(datagram.count - 16)])
+        #expect((body == packet) == !encrypt, "encrypted payloads must not be readable; authenticated ones stay readable")
+        #expect(try open(&opener, datagram).get() == packet)
+        #expect(sealer.counter == 1)
+    }
+
+    @Test(arguments: [false, true])
+    func everyBitFlipIsRejected(encrypt: Bool) throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
+        var sealer = framing.makeSealer()
+        let datagram = try seal(&sealer, packet)
+        for bit in stride(from: 0, to: datagram.count * 8, by: 3) {
+            var opener = framing.makeOpener()
+            var damaged = datagram
+            damaged[bit / 8] ^= 1 << (bit % 8)
+            let result = open(&opener, damaged)
+            #expect(throws: DropReason.self, "bit \(bit) flipped was accepted") { try result.get() }
+            #expect(opener.knownSenders == 0, "a failed packet must leave no state")
+        }
+    }
+
+    @Test func replaysAreDroppedAndReorderingIsNot() throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        var sealer = framing.makeSealer()
+        var opener = framing.makeOpener()
+        let datagrams = try (0..<5).map { _ in try seal(&sealer, packet) }
+        #expect(throws: Never.self) { try open(&opener, datagrams[0]).get() }
+        #expect(throws: DropReason.replayed) { try open(&opener, datagrams[0]).get() }
+        #expect(throws: Never.self) { try open(&opener, datagrams[3]).get() }
+        #expect(throws: Never.self) { try open(&opener, datagrams[1]).get() }  // late but new
+        #expect(throws: DropReason.replayed) { try open(&opener, datagrams[3]).get() }
+        // Another sender (a restarted client) has its own window.
+        var restarted = framing.makeSealer()
+        #expect(throws: Never.self) { try open(&opener, try seal(&restarted, packet)).get() }
+        #expect(opener.knownSenders == 2)
+    }
+
+    @Test func wrongKeysRawPacketsAndScrapsAreRefused() throws {
+        var stranger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).makeSealer()
+        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: true).makeOpener()
+        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&stranger, packet)).get() }
+        #expect(throws: DropReason.badFraming) { try open(&opener, packet).get() }  // a raw IPv4 packet
+        #expect(throws: DropReason.badFraming) { try open(&opener, [0x12, 0, 0, 0]).get() }
+        #expect(throws: DropReason.truncated) { try open(&opener, []).get() }
+        #expect(opener.knownSenders == 0)
+    }
+
+    @Test func replayWindowSlides() {
+        var window = ReplayWindow()
+        #expect(window.check(0))
+        window.accept(0)
+        #expect(!window.check(0))
+        window.accept(10_000)
+        #expect(!window.check(10_000 - ReplayWindow.size), "older than the window")
+        #expect(window.check(10_000 - ReplayWindow.size + 1))
+        #expect(window.check(9_999))
+        window.accept(9_999)
+        #expect(!window.check(9_999))
+        window.accept(10_001)
+        #expect(window.check(10_000 - 5))
+    }
+
+    @Test func segmentsOfASuperPacketAreSealedBackToBack() throws {
+        // What the fast path does: segment with the encapsulation's headroom and overhead, seal each
+        // segment in place, send the run with UDP GSO; the receiver opens each datagram.
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        var sealer = framing.makeSealer()
+        var opener = framing.makeOpener()
+        var tcp = [UInt8](repeating: 0, count: 20)
+        tcp[12] = 0x50
+        tcp[13] = TCPFlag.ack
+        let superPacket = PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp + [UInt8](repeating: 0x5a, count: 5000))
+        var header = VirtioNetHeader()
+        header.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv4.rawValue
+        header.gsoSize = 1400
+        header.checksumStart = 20
+        header.checksumOffset = 16
+        var output = [UInt8](repeating: 0, count: 16_384)
+        var span = output.mutableSpan
+        let layout = try GSOSegmenter.segment(superPacket.span, header: header, into: &span,
+                                              headroom: framing.headroom, overhead: framing.overhead).get()
+        #expect(layout.stride == 20 + 20 + 1400 + 36)
+        var end = 0
+        for index in 0..<layout.count {
+            let start = index * layout.stride + framing.headroom
+            let sealed = try #require(sealer.seal(&span, packet: start..<(start + layout.length(of: index))))
+            #expect(sealed.lowerBound == index * layout.stride, "datagrams must lie back to back")
+            end = sealed.upperBound
+        }
+        for index in 0..<layout.count {
+            let datagram = Array(output[(index * layout.stride)..<min((index + 1) * layout.stride, end)])
+            let inner = try open(&opener, datagram).get()
+            #expect(try IPPacket.validate(inner.span).get().totalLength == inner.count)
+        }
+    }
+}
