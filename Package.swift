@@ -8,7 +8,8 @@ let package = Package(
         .executable(name: "udptun-client", targets: ["Client"]),
         .executable(name: "udptun-relay", targets: ["Relay"]),
         .executable(name: "udptun-sink", targets: ["Sink"]),
-        // Test support: an LD_PRELOAD malloc counter for the no-allocation-per-packet test.
+        // Test support: the libFuzzer targets (Tests/Fuzz/run.sh) and an LD_PRELOAD malloc counter.
+        .executable(name: "udptun-fuzz", targets: ["Fuzz"]),
         .library(name: "AllocationCounter", type: .dynamic, targets: ["AllocationCounter"]),
     ],
     dependencies: [
@@ -45,6 +46,8 @@ let package = Package(
             path: "Sources/Sink"
         ),
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+        // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address.
+        .executableTarget(name: "Fuzz", dependencies: ["Shared"], path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["Shared", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
     ],

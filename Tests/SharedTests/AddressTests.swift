@@ -38,6 +38,10 @@ struct AddressTests {
         #expect(!v6.contains(try #require(IPAddress("2001:db9::1"))))
         #expect(!v6.contains(.v4(0)))
         #expect(try #require(IPPrefix("2001:db8::1/127")).contains(try #require(IPAddress("2001:db8::"))))
+        // Found by the fuzzer: an IPv6 prefix written in mapped form contains its own address.
+        let mapped = try #require(IPPrefix("::ffff:198.18.0.1"))
+        #expect(mapped.contains(mapped.address))
+        #expect(try #require(IPPrefix("::ffff:0:0/96")).contains(try #require(IPAddress("::ffff:127.0.0.1"))))
         for text in ["198.18.0.0/33", "198.18.0.0/-1", "x/8", "2001:db8::/129", "1.2.3.4/", "1.2.3.4/8/9"] {
             #expect(IPPrefix(text) == nil, "\(text)")
         }

@@ -23,10 +23,13 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         self.init(address: address, length: length)
     }
 
+    /// An IPv4 prefix also contains the IPv4-mapped IPv6 form of its addresses (what dual-stack
+    /// sockets report); an IPv6 prefix compares addresses as they are.
     public func contains(_ candidate: IPAddress) -> Bool {
-        switch (address, candidate.unmappingIPv4) {
+        let candidate = address.isIPv4 ? candidate.unmappingIPv4 : candidate
+        switch (address, candidate) {
         case (.v4, .v4), (.v6, .v6):
-            return Self.masked(candidate.unmappingIPv4, length) == address
+            return Self.masked(candidate, length) == address
         default:
             return false
         }

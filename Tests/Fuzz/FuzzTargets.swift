@@ -1,0 +1,224 @@
+// libFuzzer entry point for udptun's decoders. Built by Tests/Fuzz/run.sh with
+// `-sanitize=fuzzer,address -parse-as-library -D FUZZING` (libFuzzer then supplies `main`). In an
+// ordinary build it is `udptun-fuzz seeds DIR`, which writes the seed corpus from the project's own
+// packet builders. UDPTUN_FUZZ_TARGET picks what the bytes feed:
+//
+//   ip        IPPacket.validate (every inner packet the relay or client receives)
+//   probe     ProbePayload.decode and the sink's accounting
+//   gso       virtio-net header + super-packet → GSOSegmenter
+//   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
+//   open      authenticated and raw framing (AuthenticatedEncapsulation.Opener, replay windows)
+//   address   address, prefix, host:port and --allowed-ips parsing
+import Glibc
+import Shared
+
+let target = getenv("UDPTUN_FUZZ_TARGET").map { String(cString: $0) } ?? "ip"
+let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
+nonisolated(unsafe) var opener = AuthenticatedEncapsulation(key: key, encrypt: true).makeOpener()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let input = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
+    switch target {
+    case "ip": fuzzValidation(input)
+    case "probe": fuzzProbe(input)
+    case "gso": fuzzSegmentation(input)
+    case "coalesce": fuzzCoalescing(input)
+    case "open": fuzzOpening(input)
+    case "address": fuzzAddresses(input)
+    default: fatalError("unknown UDPTUN_FUZZ_TARGET \(target)")
+    }
+    return 0
+}
+
+func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError("invariant broken: \(message())") }
+}
+
+func fuzzValidation(_ input: [UInt8]) {
+    guard case let .success(info) = IPPacket.validate(input.span) else { return }
+    check(info.totalLength == input.count, "length")
+    check(info.headerLength <= info.totalLength, "header length")
+    check(!info.source.isInvalidSource, "source")
+}
+
+func fuzzProbe(_ input: [UInt8]) {
+    var accounting = SinkAccounting()
+    accounting.record(input.span, from: SocketAddress(ip: .v4(1), port: 1), receivedAt: 0)
+    accounting.record(input.span, from: nil, receivedAt: UInt64.max)
+    let totals = accounting.totals
+    check(totals.datagrams == 2, "datagrams")
+    check(totals.received + totals.duplicates + totals.corrupt + totals.unsequenced == 2, "every datagram counted once")
+}
+
+func fuzzSegmentation(_ input: [UInt8]) {
+    guard input.count >= VirtioNetHeader.length, let header = VirtioNetHeader(input.span) else { return }
+    let packet = Array(input[VirtioNetHeader.length...])
+    var output = [UInt8](repeating: 0, count: 2 * 65536)
+    var span = output.mutableSpan
+    guard case let .success(layout) = GSOSegmenter.segment(packet.span, header: header, into: &span, headroom: 20, overhead: 36)
+    else { return }
+    check(layout.count >= 1 && layout.lastLength <= layout.segmentLength, "layout")
+    check(layout.stride * (layout.count - 1) + 20 + layout.lastLength <= output.count, "bounds")
+}
+
+/// Input: a sequence of [length u16][bytes] records, each a candidate packet.
+func fuzzCoalescing(_ input: [UInt8]) {
+    var packets: [[UInt8]] = []
+    var offset = 0
+    while offset + 2 <= input.count, packets.count < 128 {
+        let length = Int(input[offset]) << 8 | Int(input[offset + 1])
+        offset += 2
+        let end = min(input.count, offset + length)
+        packets.append(Array(input[offset..<end]))
+        offset = end
+    }
+    var buffer = [UInt8](repeating: 0, count: SegmentCoalescer.maximumLength + 40)
+    var coalescer = SegmentCoalescer(coalescesUDP: input.first.map { $0 & 1 == 1 } ?? false)
+    var merged = 0
+    func finish() {
+        guard !coalescer.isEmpty else { return }
+        let count = coalescer.count
+        var span = buffer.mutableSpan
+        let (length, header) = coalescer.finish(buffer: &span)
+        merged += count
+        guard count > 1 else { return }
+        // The kernel will cut a coalesced packet apart again: so must our own segmenter, exactly.
+        let group = Array(buffer[0..<length])
+        var output = [UInt8](repeating: 0, count: 2 * 65536)
+        var outputSpan = output.mutableSpan
+        guard case let .success(layout) = GSOSegmenter.segment(group.span, header: header, into: &outputSpan) else {
+            fatalError("a coalesced group does not segment")
+        }
+        check(layout.count == count, "segments \(layout.count) != packets \(count)")
+    }
+    for packet in packets {
+        guard case let .success(info) = IPPacket.validate(packet.span) else { continue }
+        var span = buffer.mutableSpan
+        if coalescer.append(packet.span, info: info, buffer: &span) { continue }
+        finish()
+        if coalescer.isCandidate(packet.span, info: info) {
+            var startSpan = buffer.mutableSpan
+            coalescer.start(packet.span, info: info, buffer: &startSpan)
+        } else {
+            merged += 1
+        }
+    }
+    finish()
+    let valid = packets.filter { if case .success = IPPacket.validate($0.span) { true } else { false } }.count
+    check(merged == valid, "every valid packet written exactly once (\(merged) of \(valid))")
+}
+
+func fuzzOpening(_ input: [UInt8]) {
+    var datagram = input
+    let count = datagram.count
+    var span = datagram.mutableSpan
+    if case let .success(range) = opener.open(&span, datagram: 0..<count) {
+        check(range.lowerBound == 20 && range.upperBound == count - 16, "inner range")
+    }
+    let raw = RawEncapsulation().makeOpener()
+    _ = raw.open(&span, datagram: 0..<count)
+}
+
+func fuzzAddresses(_ input: [UInt8]) {
+    let text = String(decoding: input, as: UTF8.self)
+    if let address = IPAddress(text) {
+        check(IPAddress(address.description) == address, "address round trip \(text)")
+    }
+    if let prefix = IPPrefix(text) {
+        check(prefix.contains(prefix.address), "prefix contains its address")
+        check(IPPrefix(prefix.description) == prefix, "prefix round trip")
+    }
+    _ = try? AddressResolver.split(text, defaultPort: 8080)
+    _ = PacketPolicy.ClientRule(text)
+}
+
+// MARK: Seeds
+
+func seeds() -> [String: [[UInt8]]] {
+    let probe = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 1, streamID: 2)
+    var tcp = [UInt8](repeating: 0, count: 32)
+    tcp[12] = 0x80
+    tcp[13] = TCPFlag.ack
+    tcp[20] = 1; tcp[21] = 1; tcp[22] = 8; tcp[23] = 10
+    let bulk = [UInt8](repeating: 0x61, count: 4000)
+    let tcpSuper = PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp + bulk)
+    var tso = VirtioNetHeader()
+    tso.flags = VirtioNetHeader.needsChecksum
+    tso.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv4.rawValue
+    tso.headerLength = 52
+    tso.gsoSize = 1000
+    tso.checksumStart = 20
+    tso.checksumOffset = 16
+    var uso = tso
+    uso.gsoTypeRaw = VirtioNetHeader.GSOType.udpL4.rawValue
+    uso.headerLength = 28
+    uso.checksumOffset = 6
+    func withHeader(_ header: VirtioNetHeader, _ packet: [UInt8]) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: VirtioNetHeader.length)
+        var span = bytes.mutableSpan
+        header.encode(into: &span)
+        return bytes + packet
+    }
+    var segments: [[UInt8]] = []
+    var output = [UInt8](repeating: 0, count: 65536)
+    var span = output.mutableSpan
+    if case let .success(layout) = GSOSegmenter.segment(tcpSuper.span, header: tso, into: &span) {
+        segments = (0..<layout.count).map { Array(output[($0 * layout.stride)..<($0 * layout.stride + layout.length(of: $0))]) }
+    }
+    let records = segments.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xff)] + $0 }
+    var sealer = AuthenticatedEncapsulation(key: key, encrypt: true).makeSealer()
+    var sealed = [UInt8](repeating: 0, count: 20) + probe + [UInt8](repeating: 0, count: 16)
+    let sealedCount = sealed.count
+    var sealedSpan = sealed.mutableSpan
+    _ = sealer.seal(&sealedSpan, packet: 20..<(sealedCount - 16))
+    return [
+        "ip": [probe, tcpSuper, PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1, 2, 3])),
+               PacketBuilder.ipv4(flagsAndOffset: 0x2000, transport: Array(PacketBuilder.udp(payload: [UInt8](repeating: 7, count: 16)).prefix(16)))],
+        "probe": [Array(probe[28...])],
+        "gso": [withHeader(tso, tcpSuper), withHeader(uso, PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: bulk)))],
+        "coalesce": [records, [1] + records],
+        "open": [sealed, probe],
+        "address": ["198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"].map { Array($0.utf8) },
+    ]
+}
+
+func writeSeeds(to directory: String) {
+    for (name, inputs) in seeds() {
+        let folder = directory + "/" + name
+        mkdir(folder, 0o755)
+        for (index, bytes) in inputs.enumerated() {
+            let path = folder + "/seed-\(index)"
+            guard let file = fopen(path, "wb") else { fatalError("cannot write \(path)") }
+            _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            fclose(file)
+        }
+    }
+}
+
+#if FUZZING
+// SwiftPM links an executable's entry point as `<Target>_main`; hand it to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@_cdecl("Fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var arguments = argv
+    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+}
+#else
+@main
+struct SeedWriter {
+    static func main() {
+        if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "seeds" {
+            writeSeeds(to: CommandLine.arguments[2])
+        } else {
+            print("usage: udptun-fuzz seeds DIR   (the fuzzers themselves: Tests/Fuzz/run.sh)")
+        }
+    }
+}
+#endif

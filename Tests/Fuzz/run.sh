@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds udptun's libFuzzer targets with AddressSanitizer and runs each for SECONDS (default 60)
+# from the committed seed corpus (Tests/Fuzz/corpus; regenerate with `udptun-fuzz seeds DIR`).
+# A crash, a sanitizer report or a broken invariant fails the run; the input is kept in
+# fuzz-artifacts/. Prints the executions per target.
+#
+# Usage: Tests/Fuzz/run.sh [SECONDS] [TARGET...]     targets: ip probe gso coalesce open address
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SECONDS_PER_TARGET=${1:-60}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(ip probe gso coalesce open address)
+
+echo "fuzz: building with -sanitize=fuzzer,address (.build-fuzz)" >&2
+swift build --package-path "$ROOT" --scratch-path "$ROOT/.build-fuzz" -c release --product udptun-fuzz \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -D -Xswiftc FUZZING 2>&1 | tail -n 1 >&2
+BIN="$ROOT/.build-fuzz/release/udptun-fuzz"
+
+WORK=$(mktemp -d /tmp/udptun-fuzz.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$ROOT/fuzz-artifacts"
+failed=0
+summary=()
+for target in "${TARGETS[@]}"; do
+    mkdir -p "$WORK/$target"
+    log="$WORK/$target.log"
+    # The first directory collects what libFuzzer finds; the committed seeds stay untouched.
+    if SWIFT_BACKTRACE=enable=no UDPTUN_FUZZ_TARGET="$target" "$BIN" "$WORK/$target" "$ROOT/Tests/Fuzz/corpus/$target" \
+        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$ROOT/fuzz-artifacts/$target-" >"$log" 2>&1; then
+        status=ok
+    else
+        status=FAILED
+        failed=1
+        tail -n 40 "$log" >&2
+    fi
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+    summary+=("$target $status $runs")
+    echo "fuzz: $target: $status, $runs inputs in ${SECONDS_PER_TARGET}s" >&2
+done
+echo "fuzz summary (target status inputs):"
+printf '  %s\n' "${summary[@]}"
+exit $failed
