@@ -145,7 +145,24 @@ int clinux_udp_probe_gso(int fd) {
     return getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &size, &len) < 0 ? -errno : 0;
 }
 
-unsigned long clinux_udp_control_space(void) { return CMSG_SPACE(sizeof(int)); }
+// Room for a UDP_GRO (int) and an SO_RXQ_OVFL (uint32) message on every received datagram.
+unsigned long clinux_udp_control_space(void) { return CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)); }
+
+int clinux_socket_enable_drop_count(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+long long clinux_msg_drop_count(const struct msghdr *msg) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
+            uint32_t dropped = 0;
+            memcpy(&dropped, CMSG_DATA(cm), sizeof(dropped));
+            return dropped;
+        }
+    }
+    return -1;
+}
 
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size) {
     memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));

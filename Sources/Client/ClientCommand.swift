@@ -71,6 +71,8 @@ struct ClientCommand: ParsableCommand {
 
     @OptionGroup var offloads: OffloadOptions
 
+    @OptionGroup var privileges: PrivilegeOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -115,6 +117,8 @@ struct ClientCommand: ParsableCommand {
             framing.describe(logger)
             workers += try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle, logger: logger)
         }
+
+        try privileges.dropIfAsked(logger: logger)
 
         if let target {
             let generator = ProbeGenerator(

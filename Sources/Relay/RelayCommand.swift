@@ -73,6 +73,8 @@ struct RelayCommand: ParsableCommand {
 
     @OptionGroup var offloads: OffloadOptions
 
+    @OptionGroup var privileges: PrivilegeOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -163,6 +165,7 @@ struct RelayCommand: ParsableCommand {
             logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
         }
         framing.describe(logger)
+        try privileges.dropIfAsked(logger: logger)
         let workers = startWorkers(framing, socket: socket, device: device, sources: sources, packets: packets,
                                    counters: counters, clients: clients, lifecycle: lifecycle)
         logger.info("relay listening", metadata: [

@@ -275,6 +275,19 @@ struct OffloadTests {
         #expect(try coalesce([datagrams[0], otherPort], udp: true).groups.map(\.2) == [1, 1])
     }
 
+    @Test func segmenterRefusesABrokenIPHeader() throws {
+        // Found by the fuzzer: a UDP super-packet whose IPv4 header length is 0.
+        let input: [UInt8] = [0x01, 0x05, 0x1c, 0xe8, 0x14, 0x00, 0x03, 0x00, 0x40, 0x00, 0x40, 0x11, 0x8a, 0xd4, 0x3a, 0x90,
+                              0x61, 0x61, 0x61, 0x61, 0x00, 0x00, 0x25] + [UInt8](repeating: 0x61, count: 9)
+            + [UInt8](repeating: 0xff, count: 8) + [0x61, 0x61, 0xc7]
+        let parsed = VirtioNetHeader(input.span)
+        let header = try #require(parsed)
+        let packet = Array(input[10...])
+        var output = [UInt8](repeating: 0, count: 65536)
+        var span = output.mutableSpan
+        #expect(throws: DropReason.badHeaderLength) { try GSOSegmenter.segment(packet.span, header: header, into: &span).get() }
+    }
+
     @Test func partialChecksumsAreCompleted() throws {
         var packet = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: Self.payload(333)))
         let pseudo = TransportChecksum.pseudoHeader(version: 4, packet: packet.span, proto: IPProtocolNumber.udp, length: packet.count - 20).folded

@@ -48,6 +48,11 @@ unsigned long clinux_udp_control_space(void);
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size);
 /// The UDP_GRO segment size a received message carries, or 0 when it is a single datagram.
 int clinux_msg_gro_size(const struct msghdr *msg);
+/// Asks the kernel to report, with every received message, how many datagrams it has dropped on this
+/// socket because the receive buffer was full (SO_RXQ_OVFL). Returns 0 or -errno.
+int clinux_socket_enable_drop_count(int fd);
+/// That count as carried by `msg`, or -1 when the message has none.
+long long clinux_msg_drop_count(const struct msghdr *msg);
 
 /// Interface MTU: returns the MTU or -errno.
 int clinux_if_get_mtu(const char *name);

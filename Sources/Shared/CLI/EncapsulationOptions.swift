@@ -28,7 +28,7 @@ public struct EncapsulationOptions: ParsableArguments {
             throw UserFacingError(error.description, exitCode: ExitStatus.configuration)
         }
         if TextFile.isReadableByOthers(keyFile) {
-            logger.warning("key file \(keyFile) is readable by other users: chmod 600 \(keyFile)")
+            logger.warning("key file \(keyFile) is readable by every user: chmod 600 \(keyFile)")
         }
         return AuthenticatedEncapsulation(key: key, encrypt: encrypt)
     }

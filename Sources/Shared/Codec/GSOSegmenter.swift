@@ -46,6 +46,8 @@ public enum GSOSegmenter {
         guard version == expectedVersion, version == 4 || version == 6 else { return .failure(.badVersion) }
         let start = Int(header.checksumStart)
         let minimumIP = version == 4 ? Int(packet[0] & 0x0f) * 4 : IPPacket.ipv6HeaderLength
+        // The pipeline validates packets before cutting them, but the segmenter does not rely on it.
+        guard minimumIP >= IPPacket.ipv4MinimumHeaderLength, minimumIP <= packet.count else { return .failure(.badHeaderLength) }
         let minimumTransport = isTCP ? IPPacket.tcpMinimumHeaderLength : IPPacket.udpHeaderLength
         guard start >= minimumIP, start + minimumTransport <= packet.count else { return .failure(.badTransportHeader) }
         let transportHeaderLength = isTCP ? Int(packet[start + 12] >> 4) * 4 : IPPacket.udpHeaderLength

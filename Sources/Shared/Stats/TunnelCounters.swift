@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The counters of a tunnel endpoint (client or relay). Workers add to them once per batch from
 /// local tallies, so the hot path does no atomic operation per packet.
 public final class TunnelCounters: Sendable {
@@ -10,8 +12,13 @@ public final class TunnelCounters: Sendable {
     public let tunWritten = Counter()
     public let tunWrittenBytes = Counter()
     public let drops: [Counter] = DropReason.allCases.map { _ in Counter() }
+    /// Datagrams the kernel dropped at the UDP socket's full receive buffer (never seen by udptun).
+    private let socketDrops = Atomic<UInt64>(0)
 
     public init() {}
+
+    /// Records the socket's cumulative kernel drop count (SO_RXQ_OVFL).
+    public func setSocketDrops(_ value: UInt64) { socketDrops.store(value, ordering: .relaxed) }
 
     public func add(_ tally: BatchTally) {
         udpReceived.add(tally.udpReceived)
@@ -38,6 +45,7 @@ public final class TunnelCounters: Sendable {
         snapshot.tunWritten = tunWritten.load
         snapshot.tunWrittenBytes = tunWrittenBytes.load
         snapshot.drops = drops.map(\.load)
+        snapshot.socketDrops = socketDrops.load(ordering: .relaxed)
         return snapshot
     }
 }
@@ -75,6 +83,7 @@ public struct TunnelSnapshot: Sendable, Equatable {
     public var tunWritten: UInt64 = 0
     public var tunWrittenBytes: UInt64 = 0
     public var drops: [UInt64] = DropReason.allCases.map { _ in 0 }
+    public var socketDrops: UInt64 = 0
 
     public init() {}
 

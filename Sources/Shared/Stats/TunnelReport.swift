@@ -24,6 +24,7 @@ public struct TunnelReport {
             object.add("sent", now.udpSent)
             object.add("sent_bytes", now.udpSentBytes)
             object.add("dropped", now.dropped)
+            object.add("socket_dropped", now.socketDrops)
             var drops = JSONLine()
             for reason in DropReason.allCases { drops.add(reason.description, now.drops(reason)) }
             object.add("drops", drops)
@@ -41,7 +42,8 @@ public struct TunnelReport {
             text += " | tun→udp \(rate(now.udpSent, previous.udpSent)) \(bits(now.udpSentBytes, previous.udpSentBytes))"
             text += " | dropped \(now.dropped &- previous.dropped) (total \(now.dropped))"
         }
-        let reasons = DropReason.allCases.filter { now.drops($0) > 0 }.map { "\($0)=\(now.drops($0))" }
+        var reasons = DropReason.allCases.filter { now.drops($0) > 0 }.map { "\($0)=\(now.drops($0))" }
+        if now.socketDrops > 0 { reasons.append("socket_full=\(now.socketDrops)") }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         return text

@@ -14,6 +14,9 @@ public final class PacketBatch {
     private let storage: UnsafeMutableRawPointer
     private let ranges: UnsafeMutablePointer<Range<Int>>
     private let segmentSizes: UnsafeMutablePointer<Int>
+    /// The socket's cumulative count of datagrams the kernel dropped for want of buffer space, as of
+    /// the last receive (SO_RXQ_OVFL); nil before the first report.
+    public private(set) var kernelDrops: UInt64?
     let messages: UnsafeMutablePointer<clinux_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_storage>
@@ -120,8 +123,12 @@ public final class PacketBatch {
             // MSG_TRUNC: the datagram did not fit (impossible with 64 KiB slots); an empty range makes
             // it a counted drop rather than a silently cut packet.
             if messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { ranges[index] = 0..<0 }
-            segmentSizes[index] = messages[index].msg_hdr.msg_control == nil
-                ? 0 : Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_gro_size($0) })
+            let hasControl = messages[index].msg_hdr.msg_control != nil
+            segmentSizes[index] = hasControl ? Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_gro_size($0) }) : 0
+            if hasControl {
+                let dropped = withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_drop_count($0) }
+                if dropped >= 0 { kernelDrops = UInt64(dropped) }
+            }
         }
         count = received
     }

@@ -34,11 +34,11 @@ public enum TextFile {
         return String(decoding: buffer[0..<count], as: UTF8.self)
     }
 
-    /// True when the group or others may read the file (a key file should be 0600).
+    /// True when every user may read the file (a key file should be 0600, or 0640 for a service group).
     public static func isReadableByOthers(_ path: String) -> Bool {
         var info = stat()
         guard stat(path, &info) == 0 else { return false }
-        return info.st_mode & (S_IRGRP | S_IROTH) != 0
+        return info.st_mode & S_IROTH != 0
     }
 
     static func write(_ path: String, _ text: String) throws(SystemError) {

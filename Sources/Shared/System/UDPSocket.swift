@@ -42,6 +42,8 @@ public final class UDPSocket: Sendable {
             var off: Int32 = 0  // `::` accepts IPv4 peers too
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, 4)
         }
+        // Kernel drops at a full receive buffer are reported with each message (see `kernelDrops`).
+        _ = clinux_socket_enable_drop_count(fd)
         var bufferBytes = receiveBufferBytes
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufferBytes, 4)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufferBytes, 4)
@@ -100,7 +102,7 @@ public final class UDPSocket: Sendable {
     /// Receives up to `batch.slotCount` datagrams, waiting up to `timeoutMilliseconds` for the first.
     /// Returns the number received (also `batch.count`); 0 on timeout or wake.
     public func receive(into batch: PacketBatch, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
-        batch.prepareForReceive(control: coalescingEnabled)
+        batch.prepareForReceive(control: true)
         while true {
             let received = clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
             if received >= 0 {

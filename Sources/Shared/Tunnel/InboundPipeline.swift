@@ -130,6 +130,7 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
                 do throws(SystemError) { try writer.flush(tally: &tally) } catch { deviceError = error }
             }
             counters.add(tally)
+            if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
             if let deviceError, !lifecycle.isStopping {
                 lifecycle.fail("TUN device \(tun.name) disappeared (deleted?): \(deviceError)")
                 return

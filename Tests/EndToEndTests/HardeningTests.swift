@@ -1,0 +1,121 @@
+import Foundation
+import Glibc
+import Shared
+import Testing
+
+extension EndToEnd {
+    /// Least privilege, link faults and overload.
+    @Suite("Hardening", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    struct HardeningTests {
+        /// The user and group ids of a running process, from /proc.
+        func ids(_ process: Spawned) -> (uid: String, gid: String) {
+            let status = (try? String(contentsOfFile: "/proc/\(process.process.processIdentifier)/status", encoding: .utf8)) ?? ""
+            func field(_ name: String) -> String {
+                status.split(separator: "\n").first { $0.hasPrefix(name + ":") }?
+                    .split(separator: "\t").dropFirst().map(String.init).joined(separator: " ") ?? ""
+            }
+            return (field("Uid"), field("Gid"))
+        }
+
+        func peakRSSKilobytes(_ process: Spawned) -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(process.process.processIdentifier)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+
+        @Test("--user drops root after set-up and the relay keeps forwarding")
+        func relayDropsPrivileges() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--user", "nobody"])
+            try relay.waitForLog("running as nobody")
+            #expect(ids(relay).uid == "65534 65534 65534 65534", "uid real/effective/saved/fs: \(ids(relay))")
+            let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                                         "--count", "1000", "--rate", "2000", "--user", "nobody"])
+            try client.waitForLog("running as nobody")
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
+            #expect(relay.stop() == 0)
+            #expect(client.stop() == 0)
+        }
+
+        @Test("an unprivileged client attaches to a persistent device its user owns, with no capability at all")
+        func unprivilegedClient() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            // What `TUN_USER=... deploy/host.sh client up` prepares as root: a device owned by the user.
+            for command in [["ip", "tuntap", "add", "dev", "utuser0", "mode", "tun", "user", "65534"],
+                            ["ip", "link", "set", "utuser0", "mtu", "1472", "up"],
+                            ["ip", "addr", "add", "198.19.0.5/32", "dev", "utuser0"],
+                            ["ip", "route", "replace", "198.18.2.2/32", "dev", "utuser0", "src", "198.19.0.5"]] {
+                #expect(lab.run(.a, command).status == 0, "\(command)")
+            }
+            _ = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+            let sink = try lab.sink(["--expect", "500", "--timeout", "30"])
+            let client = try lab.spawn(.a, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                                            lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utuser0",
+                                            "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000",
+                                            "--interval", "0", "--json"], name: "unprivileged-client")
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)\nclient: \(client.stderr)")
+            #expect(ids(client).uid.hasPrefix("65534"))
+            #expect(client.stop() == 0)
+        }
+
+        @Test("underlay link down and up: no crash, delivery resumes")
+        func underlayFlap() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay()
+            let sink = try lab.spawn(.c, [lab.binary("udptun-sink"), "--json", "--interval", "0.1", "--listen", "\(Lab.addressC):8080"], name: "sink")
+            try sink.waitForLog("sink listening")
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000", "--duration", "30"])
+            try client.waitForLog("generator starting")
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(lab.run(.a, ["ip", "link", "set", "to-b", "down"]).status == 0)
+            Thread.sleep(forTimeInterval: 1.0)  // sends fail: no route to the relay
+            #expect(client.isRunning && relay.isRunning)
+            #expect(lab.run(.a, ["ip", "link", "set", "to-b", "up"]).status == 0)
+            let atUp = FaultTests().received(sink)
+            Thread.sleep(forTimeInterval: 2.0)
+            #expect(FaultTests().received(sink) > atUp + 500, "delivery did not resume after the link came back")
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            #expect(try #require(client.report()).drop("send_failed") > 0, "the outage was counted")
+        }
+
+        @Test("overload for 30 s: memory stays bounded, nothing crashes, counters balance hop by hop")
+        func overload() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay()
+            let sink = try lab.sink()
+            // The tunnel's client generates flat out, and a second sender on A adds more through it:
+            // well past what two cores can carry.
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                                         "--rate", "0", "--size", "200", "--duration", "30"])
+            let extra = try lab.client(["--no-tunnel", "--generate", "\(Lab.addressC):8080", "--rate", "0", "--size", "1200",
+                                        "--duration", "30", "--exit-when-done"], name: "extra-load")
+            #expect(extra.wait(timeout: 60) == 0)
+            Thread.sleep(forTimeInterval: 1)  // drain
+            #expect(client.isRunning && relay.isRunning && sink.isRunning)
+            let clientPeak = peakRSSKilobytes(client), relayPeak = peakRSSKilobytes(relay)
+            #expect(clientPeak > 0 && clientPeak < 64 * 1024, "client peak RSS \(clientPeak) kB")
+            #expect(relayPeak > 0 && relayPeak < 64 * 1024, "relay peak RSS \(relayPeak) kB")
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let clientReport = try #require(client.report())
+            let relayReport = try #require(relay.report())
+            let sinkReport = try #require(sink.report())
+            // Client: everything read from tun1 was sent or dropped by reason.
+            #expect(clientReport.int("tun_read") == clientReport.int("sent") + clientReport.int("dropped"))
+            // Wire: what the client sent, the relay received or its kernel dropped at a full buffer.
+            #expect(clientReport.int("sent") == relayReport.int("received") + relayReport.int("socket_dropped"),
+                    "client sent \(clientReport.int("sent")), relay received \(relayReport.int("received")) + socket-dropped \(relayReport.int("socket_dropped"))")
+            // Relay: everything received was forwarded or dropped by reason.
+            #expect(relayReport.int("received") == relayReport.int("forwarded") + relayReport.int("dropped"))
+            #expect(sinkReport.int("corrupt") == 0)
+            #expect(clientReport.int("sent") > 100_000, "the run carried real load")
+        }
+    }
+}

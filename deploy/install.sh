@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs udptun for systemd on a real machine: release binaries to /usr/local/bin, host.sh to
+# /usr/local/lib/udptun, units to /etc/systemd/system, a system user `udptun`, and example settings
+# in /etc/udptun (kept if present). Then: edit /etc/udptun/ROLE.env, copy the same key to every
+# machine, and `systemctl enable --now udptun-ROLE`.
+#
+# Usage: sudo deploy/install.sh client|relay|sink
+set -euo pipefail
+ROLE=${1:-}
+case "$ROLE" in client|relay|sink) ;; *) echo "usage: $0 client|relay|sink" >&2; exit 64 ;; esac
+[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+(cd "$ROOT" && swift build -c release 2>&1 | tail -n 1)
+install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
+install -d /usr/local/lib/udptun /usr/local/share/doc/udptun
+install -m 0755 "$ROOT/deploy/host.sh" /usr/local/lib/udptun/
+install -m 0644 "$ROOT/README.md" /usr/local/share/doc/udptun/
+install -m 0644 "$ROOT/deploy/systemd/udptun-$ROLE.service" /etc/systemd/system/
+id udptun >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin udptun
+install -d -m 0750 -g udptun /etc/udptun
+if [ "$ROLE" != sink ] && [ ! -f /etc/udptun/key ]; then
+    "$ROOT/.build/release/udptun-relay" --genkey > /etc/udptun/key
+    chown root:udptun /etc/udptun/key
+    chmod 0640 /etc/udptun/key
+    echo "install.sh: new key in /etc/udptun/key: copy it to the other machines (same path, mode 0640, group udptun)"
+fi
+env_file=/etc/udptun/$ROLE.env
+if [ ! -f "$env_file" ]; then
+    case "$ROLE" in
+    relay) printf 'UDPTUN_LISTEN=0.0.0.0:8080\nUDPTUN_ALLOW=198.18.1.0/24\nCLIENT_NETS=198.19.0.0/24\nTUN_MTU=1436\n' >"$env_file" ;;
+    client) printf 'UDPTUN_RELAY=198.18.1.2:8080\nINNER_ADDR=198.19.0.1/24\nREMOTE_NETS=198.18.2.0/24\nTUN_MTU=1436\n' >"$env_file" ;;
+    sink) printf 'UDPTUN_SINK_LISTEN=0.0.0.0:8080\n' >"$env_file" ;;
+    esac
+    echo "install.sh: wrote $env_file: edit it for this network"
+fi
+systemctl daemon-reload 2>/dev/null || true
+echo "install.sh: installed udptun-$ROLE; start with: systemctl enable --now udptun-$ROLE"
