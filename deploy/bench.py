@@ -7,6 +7,7 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   direct     routed through B, no tunnel          vxlan      kernel VXLAN between A and B
   socat      socat TUN <-> UDP on A and B          openvpn    OpenVPN 2.6 p2p, no crypto
   wireguard  wireguard-go on A and B               udptun     udptun-client on A, udptun-relay on B
+  udptun-encrypted  udptun with --key-file --encrypt (the peer to compare with wireguard-go)
 
 Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
 Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
@@ -114,12 +115,21 @@ def setup_direct(_args):
     return []
 
 
-def setup_udptun(args):
+def setup_udptun(args, extra=()):
     bin_dir = os.path.join(ROOT, ".build", "release")
-    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0"], "udptun-relay")
-    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0"], "udptun-client")
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra], "udptun-relay")
+    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra], "udptun-client")
     wait_for(lambda: pings("a", C), "udptun path")
     return [relay, client]
+
+
+def setup_udptun_encrypted(args):
+    key = os.path.join(workdir, "udptun.key")
+    with open(os.open(key, os.O_CREAT | os.O_WRONLY, 0o600), "w") as handle:
+        handle.write(run([os.path.join(ROOT, ".build", "release", "udptun-relay"), "--genkey"]).stdout)
+    # The 36-byte framing needs room: the relay's device gets the client's automatic MTU.
+    run(["ip", "link", "set", "tun2", "mtu", "1436"], node="b")
+    return setup_udptun(args, ("--key-file", key, "--encrypt"))
 
 
 def setup_vxlan(_args):
@@ -202,6 +212,7 @@ ROWS = {
     "openvpn": ("OpenVPN 2.6 p2p, no crypto", setup_openvpn),
     "wireguard": ("wireguard-go", setup_wireguard),
     "udptun": ("udptun", setup_udptun),
+    "udptun-encrypted": ("udptun, ChaCha20-Poly1305", setup_udptun_encrypted),
 }
 
 # ---- measurements ----
@@ -352,6 +363,7 @@ def table(rows):
 def comparison(rows):
     by_key = {row["row"]: row for row in rows}
     ours = by_key.get("udptun")
+    encrypted = by_key.get("udptun-encrypted")
     peers = [by_key[key] for key in PEERS if key in by_key]
     if not ours or not peers:
         return ""
@@ -362,6 +374,9 @@ def comparison(rows):
              f"- UDP 64 B delivered: {ours['udp64']['delivered_kpps'] / best_udp['udp64']['delivered_kpps']:.2f}× {best_udp['label']}"]
     if "openvpn" in by_key and best_udp["row"] != "openvpn":
         lines.append(f"- UDP 64 B delivered vs OpenVPN: {ours['udp64']['delivered_kpps'] / by_key['openvpn']['udp64']['delivered_kpps']:.2f}×")
+    if encrypted and "wireguard" in by_key:
+        lines.append(f"- encrypted udptun vs wireguard-go, TCP 1 stream: "
+                     f"{encrypted['tcp1']['gbps'] / by_key['wireguard']['tcp1']['gbps']:.2f}×")
     if "direct" in by_key and ours["ping"]["avg_ms"] is not None:
         extra = (ours["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
         lines.append(f"- ping RTT: direct + {extra:.0f} µs")

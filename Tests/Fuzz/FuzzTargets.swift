@@ -64,6 +64,23 @@ func fuzzSegmentation(_ input: [UInt8]) {
     check(layout.stride * (layout.count - 1) + 20 + layout.lastLength <= capacity, "bounds")
 }
 
+/// The data plane's own writers (reused across inputs), their output collected instead of written to a
+/// device: every coalesced group is cut apart again, as the kernel will.
+nonisolated(unsafe) var emitted = 0
+nonisolated(unsafe) let tcpWriter = TunWriter(coalesce: true, coalesceUDP: false, output: collect)
+nonisolated(unsafe) let udpWriter = TunWriter(coalesce: true, coalesceUDP: true, output: collect)
+
+func collect(_ packet: Span<UInt8>, _ header: VirtioNetHeader) throws(SystemError) {
+    guard header.isGSO else { emitted += 1; return }
+    let capacity = segmentBuffer.count
+    var span = segmentBuffer.mutableSpan
+    guard case let .success(layout) = GSOSegmenter.segment(packet, header: header, into: &span) else {
+        fatalError("a coalesced group does not segment")
+    }
+    check(layout.stride * (layout.count - 1) + layout.lastLength <= capacity, "bounds")
+    emitted += layout.count
+}
+
 /// Input: a sequence of [length u16][bytes] records, each a candidate packet.
 func fuzzCoalescing(_ input: [UInt8]) {
     var packets: [[UInt8]] = []
@@ -75,40 +92,18 @@ func fuzzCoalescing(_ input: [UInt8]) {
         packets.append(Array(input[offset..<end]))
         offset = end
     }
-    var buffer = [UInt8](repeating: 0, count: SegmentCoalescer.maximumLength + 40)
-    var coalescer = SegmentCoalescer(coalescesUDP: input.first.map { $0 & 1 == 1 } ?? false)
-    var merged = 0
-    func finish() {
-        guard !coalescer.isEmpty else { return }
-        let count = coalescer.count
-        var span = buffer.mutableSpan
-        let (length, header) = coalescer.finish(buffer: &span)
-        merged += count
-        guard count > 1 else { return }
-        // The kernel will cut a coalesced packet apart again: so must our own segmenter, exactly.
-        let group = Array(buffer[0..<length])
-        var output = [UInt8](repeating: 0, count: 2 * 65536)
-        var outputSpan = output.mutableSpan
-        guard case let .success(layout) = GSOSegmenter.segment(group.span, header: header, into: &outputSpan) else {
-            fatalError("a coalesced group does not segment")
-        }
-        check(layout.count == count, "segments \(layout.count) != packets \(count)")
-    }
+    emitted = 0
+    let writer = input.first.map { $0 & 1 == 1 } ?? false ? udpWriter : tcpWriter
+    var tally = BatchTally()
+    var valid = 0
     for packet in packets {
         guard case let .success(info) = IPPacket.validate(packet.span) else { continue }
-        var span = buffer.mutableSpan
-        if coalescer.append(packet.span, info: info, buffer: &span) { continue }
-        finish()
-        if coalescer.isCandidate(packet.span, info: info) {
-            var startSpan = buffer.mutableSpan
-            coalescer.start(packet.span, info: info, buffer: &startSpan)
-        } else {
-            merged += 1
-        }
+        valid += 1
+        try? writer.write(packet.span, info: info, tally: &tally)
     }
-    finish()
-    let valid = packets.filter { if case .success = IPPacket.validate($0.span) { true } else { false } }.count
-    check(merged == valid, "every valid packet written exactly once (\(merged) of \(valid))")
+    try? writer.flush(tally: &tally)
+    check(tally.tunWritten == valid, "every valid packet written exactly once (\(tally.tunWritten) of \(valid))")
+    check(emitted == valid, "groups segment back into every packet (\(emitted) of \(valid))")
 }
 
 func fuzzOpening(_ input: [UInt8]) {

@@ -117,30 +117,27 @@ struct OffloadTests {
         #expect(throws: DropReason.oversize) { try GSOSegmenter.segment(packet.span, header: tiny, into: &span).get() }
     }
 
+    /// Feeds `packets` through the data plane's `TunWriter` and returns what it would write: each
+    /// packet or coalesced group, its virtio-net header, and how many packets it carries.
     func coalesce(_ packets: [[UInt8]], udp: Bool = false) throws -> (groups: [([UInt8], VirtioNetHeader, Int)], Void) {
-        var buffer = [UInt8](repeating: 0, count: 65_535 + 40)
-        var coalescer = SegmentCoalescer(coalescesUDP: udp)
-        var groups: [([UInt8], VirtioNetHeader, Int)] = []
-        func flush() {
-            guard !coalescer.isEmpty else { return }
-            let count = coalescer.count
-            var span = buffer.mutableSpan
-            let (length, header) = coalescer.finish(buffer: &span)
-            groups.append((Array(buffer[0..<length]), header, count))
+        var written: [([UInt8], VirtioNetHeader)] = []
+        let writer = TunWriter(coalesce: true, coalesceUDP: udp) { packet, header throws(SystemError) in
+            written.append((Array(unsafeUninitializedCapacity: packet.count) { buffer, count in
+                for index in packet.indices { buffer[index] = packet[index] }
+                count = packet.count
+            }, header))
         }
+        var tally = BatchTally()
         for packet in packets {
             let info = try IPPacket.validate(packet.span).get()
-            var span = buffer.mutableSpan
-            if coalescer.append(packet.span, info: info, buffer: &span) { continue }
-            flush()
-            if coalescer.isCandidate(packet.span, info: info) {
-                var startSpan = buffer.mutableSpan
-                coalescer.start(packet.span, info: info, buffer: &startSpan)
-            } else {
-                groups.append((packet, .plain, 1))
-            }
+            try writer.write(packet.span, info: info, tally: &tally)
         }
-        flush()
+        try writer.flush(tally: &tally)
+        #expect(tally.tunWritten == packets.count, "every packet written once")
+        // Packets per group: a plain packet is one; a GSO group is as many as it segments into.
+        let groups = try written.map { bytes, header -> ([UInt8], VirtioNetHeader, Int) in
+            (bytes, header, header.isGSO ? try segment(bytes, header).count : 1)
+        }
         return (groups, ())
     }
 

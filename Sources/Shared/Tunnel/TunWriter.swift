@@ -3,16 +3,25 @@
 /// super-packet per write (`SegmentCoalescer`); otherwise it writes packet by packet. Call `flush` at
 /// the end of every batch so nothing waits.
 public final class TunWriter {
-    public let tun: TunDevice
+    /// Where packets and coalesced groups go: the device, or (in tests and the fuzzer) a collector.
+    public typealias Output = (_ packet: Span<UInt8>, _ header: VirtioNetHeader) throws(SystemError) -> Void
+
     public let coalesces: Bool
+    private let output: Output
     private let buffer: PacketBatch
     private var coalescer: SegmentCoalescer
 
-    public init(tun: TunDevice, coalesce: Bool) {
-        self.tun = tun
-        coalesces = coalesce && tun.hasVirtioHeaders
-        coalescer = SegmentCoalescer(coalescesUDP: tun.acceptsUDPSegmentation)
+    public init(coalesce: Bool, coalesceUDP: Bool, output: @escaping Output) {
+        coalesces = coalesce
+        self.output = output
+        coalescer = SegmentCoalescer(coalescesUDP: coalesceUDP)
         buffer = PacketBatch(slotCount: 1, slotSize: SegmentCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
+    }
+
+    public convenience init(tun: TunDevice, coalesce: Bool) {
+        self.init(coalesce: coalesce && tun.hasVirtioHeaders, coalesceUDP: tun.acceptsUDPSegmentation) { packet, header throws(SystemError) in
+            try tun.write(packet, header: header)
+        }
     }
 
     /// Queues or writes `packet`; counts it in `tally` once it is written (or failed).
@@ -49,7 +58,7 @@ public final class TunWriter {
 
     private func emit(_ packet: Span<UInt8>, header: VirtioNetHeader, packets: Int, tally: inout BatchTally) throws(SystemError) {
         do {
-            try tun.write(packet, header: header)
+            try output(packet, header)
             tally.tunWritten += packets
             tally.tunWrittenBytes += packet.count
         } catch {
