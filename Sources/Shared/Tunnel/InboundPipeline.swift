@@ -41,7 +41,7 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
     public static var refreshInterval: UInt64 { 1_000_000_000 }
 
     public init(socket: UDPSocket, tun: TunDevice, encapsulation: E, policy: InboundPolicy,
-                counters: TunnelCounters, clients: ClientTable?, batchSize: Int = 32) {
+                counters: TunnelCounters, clients: ClientTable?, batchSize: Int = 16) {
         self.socket = socket
         self.tun = tun
         self.encapsulation = encapsulation

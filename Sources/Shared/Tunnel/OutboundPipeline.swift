@@ -20,7 +20,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
     static var maximumBytesPerSend: Int { 65_000 }
 
     public init(tun: TunDevice, socket: UDPSocket, encapsulation: E, route: OutboundRoute,
-                counters: TunnelCounters, batchSize: Int = 32) {
+                counters: TunnelCounters, batchSize: Int = 16) {
         self.tun = tun
         self.socket = socket
         self.encapsulation = encapsulation
