@@ -96,14 +96,16 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                 }
                 tally.tunRead += 1
                 let packet = readBatch.range(of: slot)
-                let payload: Range<Int>? = readBatch.withMutableSlot(slot) { bytes in
+                let sealed: Result<Range<Int>, DropReason> = readBatch.withMutableSlot(slot) { bytes in
                     if header.needsChecksumCompletion,
                        !TransportChecksum.finishPartial(&bytes, packet: packet, start: Int(header.checksumStart),
-                                                        offset: Int(header.checksumOffset)) { return nil }
-                    return sealer.seal(&bytes, packet: packet)
+                                                        offset: Int(header.checksumOffset)) { return .failure(.badTransportHeader) }
+                    return sealer.seal(&bytes, packet: packet).map { .success($0) } ?? .failure(.oversize)
                 }
-                guard let payload else { tally.drop(.badTransportHeader); return }
-                if !enqueue(readBatch, slot, payload, peer) { tally.drop(.noRoute) }
+                switch sealed {
+                case let .success(payload): if !enqueue(readBatch, slot, payload, peer) { tally.drop(.noRoute) }
+                case let .failure(reason): tally.drop(reason)
+                }
             }
 
             func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress) {
@@ -127,7 +129,7 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
                     let packet = start..<(start + layout.length(of: index))
                     guard let payload = segments.withMutableSlot(0, { sealer.seal(&$0, packet: packet) }),
                           payload.lowerBound == index * stride else {
-                        tally.drop(.oversize)
+                        tally.drop(.oversize, count: layout.count)  // none of the segments leaves
                         return
                     }
                     end = payload.upperBound
