@@ -17,11 +17,8 @@ public final class PacketBatch {
     /// The socket's cumulative count of datagrams the kernel dropped for want of buffer space, as of
     /// the last receive (SO_RXQ_OVFL); nil before the first report.
     public private(set) var kernelDrops: UInt64?
-    let messages: UnsafeMutablePointer<clinux_mmsghdr>
-    private let iovecs: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private let controls: UnsafeMutableRawPointer
-    private let controlSpace: Int
+    let vector: MessageVector
+    var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
 
     public init(slotCount: Int, slotSize: Int) {
         precondition(slotCount > 0 && slotSize > 0)
@@ -34,24 +31,13 @@ public final class PacketBatch {
         ranges.initialize(repeating: 0..<0, count: slotCount)
         segmentSizes = .allocate(capacity: slotCount)
         segmentSizes.initialize(repeating: 0, count: slotCount)
-        messages = .allocate(capacity: slotCount)
-        messages.initialize(repeating: clinux_mmsghdr(), count: slotCount)
-        iovecs = .allocate(capacity: slotCount)
-        iovecs.initialize(repeating: iovec(), count: slotCount)
-        addresses = .allocate(capacity: slotCount)
-        addresses.initialize(repeating: sockaddr_storage(), count: slotCount)
-        controlSpace = Int(clinux_udp_control_space())
-        controls = .allocate(byteCount: controlSpace * slotCount, alignment: 16)
+        vector = MessageVector(capacity: slotCount)
     }
 
     deinit {
         storage.deallocate()
         ranges.deallocate()
         segmentSizes.deallocate()
-        messages.deallocate()
-        iovecs.deallocate()
-        addresses.deallocate()
-        controls.deallocate()
     }
 
     private func slotBytes(_ slot: Int) -> UnsafeMutableBufferPointer<UInt8> {
@@ -94,7 +80,7 @@ public final class PacketBatch {
     /// The UDP source of a received slot.
     public func peer(of slot: Int) -> SocketAddress? {
         precondition(slot >= 0 && slot < count)
-        return SocketAddress(addresses + slot)
+        return SocketAddress(vector.addresses + slot)
     }
 
     // MARK: Syscall plumbing (used by UDPSocket, SendQueue and TunDevice)
@@ -103,15 +89,11 @@ public final class PacketBatch {
     /// UDP_GRO cmsg too.
     func prepareForReceive(control: Bool) {
         for index in 0..<slotCount {
-            iovecs[index] = iovec(iov_base: UnsafeMutableRawPointer(storage + index * slotSize), iov_len: slotSize)
-            messages[index] = clinux_mmsghdr()
-            messages[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
-            messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            messages[index].msg_hdr.msg_iov = iovecs + index
-            messages[index].msg_hdr.msg_iovlen = 1
+            vector.setMessage(index, bytes: storage + index * slotSize, count: slotSize,
+                              addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
             if control {
-                messages[index].msg_hdr.msg_control = controls + index * controlSpace
-                messages[index].msg_hdr.msg_controllen = controlSpace
+                messages[index].msg_hdr.msg_control = vector.control(index)
+                messages[index].msg_hdr.msg_controllen = vector.controlSpace
             }
         }
     }

@@ -6,35 +6,19 @@ import Glibc
 public final class SendQueue {
     public let capacity: Int
     public private(set) var count = 0
-    let messages: UnsafeMutablePointer<clinux_mmsghdr>
-    private let iovecs: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private let controls: UnsafeMutableRawPointer
-    private let controlSpace: Int
+    private let vector: MessageVector
+    var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
     /// Datagrams per message (for counting sent datagrams, not messages).
     private let datagrams: UnsafeMutablePointer<Int>
 
     public init(capacity: Int) {
         self.capacity = capacity
-        messages = .allocate(capacity: capacity)
-        messages.initialize(repeating: clinux_mmsghdr(), count: capacity)
-        iovecs = .allocate(capacity: capacity)
-        iovecs.initialize(repeating: iovec(), count: capacity)
-        addresses = .allocate(capacity: capacity)
-        addresses.initialize(repeating: sockaddr_storage(), count: capacity)
-        controlSpace = Int(clinux_udp_control_space())
-        controls = .allocate(byteCount: controlSpace * capacity, alignment: 16)
+        vector = MessageVector(capacity: capacity)
         datagrams = .allocate(capacity: capacity)
         datagrams.initialize(repeating: 0, count: capacity)
     }
 
-    deinit {
-        messages.deallocate()
-        iovecs.deallocate()
-        addresses.deallocate()
-        controls.deallocate()
-        datagrams.deallocate()
-    }
+    deinit { datagrams.deallocate() }
 
     public var isFull: Bool { count == capacity }
 
@@ -44,18 +28,13 @@ public final class SendQueue {
     @discardableResult
     public func append(_ batch: PacketBatch, slot: Int, range: Range<Int>, to destination: SocketAddress,
                        family: Int32, segmentSize: Int? = nil) -> Bool {
-        guard count < capacity, let length = destination.write(to: addresses + count, family: family) else { return false }
+        guard count < capacity, let length = destination.write(to: vector.addresses + count, family: family) else { return false }
         let bytes = batch.rawSlot(slot, offset: range.lowerBound)
         precondition(range.count <= bytes.count)
-        iovecs[count] = iovec(iov_base: bytes.baseAddress, iov_len: range.count)
-        messages[count] = clinux_mmsghdr()
-        messages[count].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + count)
-        messages[count].msg_hdr.msg_namelen = length
-        messages[count].msg_hdr.msg_iov = iovecs + count
-        messages[count].msg_hdr.msg_iovlen = 1
+        vector.setMessage(count, bytes: bytes.baseAddress, count: range.count, addressLength: length)
         if let segmentSize, range.count > segmentSize {
             withUnsafeMutablePointer(to: &messages[count].msg_hdr) {
-                clinux_msg_set_segment_size($0, controls + count * controlSpace, UInt16(segmentSize))
+                clinux_msg_set_segment_size($0, vector.control(count), UInt16(segmentSize))
             }
             datagrams[count] = (range.count + segmentSize - 1) / segmentSize
         } else {
