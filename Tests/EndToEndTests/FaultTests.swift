@@ -8,20 +8,11 @@ extension EndToEnd {
     /// delivery resumes within a second of the component coming back.
     @Suite("Faults", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
     struct FaultTests {
-        /// The sink's latest unique-payload count, from its frequent JSON reports.
-        func received(_ sink: Spawned) -> Int {
-            for line in sink.stdout.split(separator: "\n").reversed() {
-                if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                   let value = (object["received"] as? NSNumber)?.intValue { return value }
-            }
-            return 0
-        }
-
         /// Asserts that the sink's count grows within one second.
         func expectDeliveryResumes(_ sink: Spawned, after what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-            let before = received(sink)
+            let before = sink.latestReceived
             Thread.sleep(forTimeInterval: 1.0)
-            let after = received(sink)
+            let after = sink.latestReceived
             #expect(after > before + 100, "delivery did not resume within 1 s of \(what): \(before) → \(after)", sourceLocation: sourceLocation)
         }
 
@@ -44,7 +35,7 @@ extension EndToEnd {
             let client = try startClient(lab)
             try client.waitForLog("generator starting")
             Thread.sleep(forTimeInterval: 1)
-            #expect(received(sink) > 500)
+            #expect(sink.latestReceived > 500)
             kill(relay.process.processIdentifier, SIGKILL)  // a crash, not a clean stop
             _ = relay.wait(timeout: 5)
             Thread.sleep(forTimeInterval: 0.5)

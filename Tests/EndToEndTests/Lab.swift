@@ -223,6 +223,15 @@ final class Spawned: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// A sink's latest unique-payload count, from its frequent JSON reports (0 before the first).
+    var latestReceived: Int {
+        for line in stdout.split(separator: "\n").reversed() {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let value = (object["received"] as? NSNumber)?.intValue { return value }
+        }
+        return 0
+    }
+
     /// The last JSON report line whose "event" is `event`.
     func report(_ event: String = "final") -> [String: Any]? {
         for line in stdout.split(separator: "\n").reversed() {

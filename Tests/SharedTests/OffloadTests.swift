@@ -21,18 +21,28 @@ struct OffloadTests {
         var packet = version == 4
             ? PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp + payload)
             : PacketBuilder.ipv6(nextHeader: IPProtocolNumber.tcp, transport: tcp + payload)
-        let tcpStart = version == 4 ? 20 : 40
-        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: IPProtocolNumber.tcp,
-                                                    length: packet.count - tcpStart).folded
-        PacketBuilder.put16(&packet, tcpStart + 16, pseudo)
+        let header = asHandedOver(&packet, version: version, proto: IPProtocolNumber.tcp, type: version == 4 ? .tcpv4 : .tcpv6,
+                                  transportHeaderLength: tcp.count, segmentSize: Self.mss)
+        return (packet, header)
+    }
+
+    /// What the kernel does to a super-packet before handing it over: leaves the pseudo-header sum in the
+    /// transport checksum field (CHECKSUM_PARTIAL) and describes the packet in a virtio-net GSO header.
+    func asHandedOver(_ packet: inout [UInt8], version: Int, proto: UInt8, type: VirtioNetHeader.GSOType,
+                      transportHeaderLength: Int, segmentSize: Int) -> VirtioNetHeader {
+        let start = version == 4 ? 20 : 40
+        let checksumOffset = proto == IPProtocolNumber.tcp ? 16 : 6
+        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: proto,
+                                                    length: packet.count - start).folded
+        PacketBuilder.put16(&packet, start + checksumOffset, pseudo)
         var header = VirtioNetHeader()
         header.flags = VirtioNetHeader.needsChecksum
-        header.gsoTypeRaw = version == 4 ? VirtioNetHeader.GSOType.tcpv4.rawValue : VirtioNetHeader.GSOType.tcpv6.rawValue
-        header.headerLength = UInt16(tcpStart + tcp.count)
-        header.gsoSize = UInt16(Self.mss)
-        header.checksumStart = UInt16(tcpStart)
-        header.checksumOffset = 16
-        return (packet, header)
+        header.gsoTypeRaw = type.rawValue
+        header.headerLength = UInt16(start + transportHeaderLength)
+        header.gsoSize = UInt16(segmentSize)
+        header.checksumStart = UInt16(start)
+        header.checksumOffset = UInt16(checksumOffset)
+        return header
     }
 
     func segment(_ packet: [UInt8], _ header: VirtioNetHeader, capacity: Int = 131_072) throws -> [[UInt8]] {
@@ -218,17 +228,8 @@ struct OffloadTests {
         var packet = version == 4
             ? PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: payload))
             : PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: payload))
-        let start = version == 4 ? 20 : 40
-        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: IPProtocolNumber.udp,
-                                                    length: packet.count - start).folded
-        PacketBuilder.put16(&packet, start + 6, pseudo)
-        var header = VirtioNetHeader()
-        header.flags = VirtioNetHeader.needsChecksum
-        header.gsoTypeRaw = VirtioNetHeader.GSOType.udpL4.rawValue
-        header.headerLength = UInt16(start + 8)
-        header.gsoSize = UInt16(segmentSize)
-        header.checksumStart = UInt16(start)
-        header.checksumOffset = 6
+        let header = asHandedOver(&packet, version: version, proto: IPProtocolNumber.udp, type: .udpL4,
+                                  transportHeaderLength: IPPacket.udpHeaderLength, segmentSize: segmentSize)
         return (packet, header)
     }
 
