@@ -8,6 +8,7 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   socat      socat TUN <-> UDP on A and B          openvpn    OpenVPN 2.6 p2p, no crypto
   wireguard  wireguard-go on A and B               udptun     udptun-client on A, udptun-relay on B
   udptun-encrypted  udptun with --key-file --encrypt (the peer to compare with wireguard-go)
+  udptun-busy-poll  udptun with --threads 1 --busy-poll 20000 (the low-latency profile)
 
 Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
 Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
@@ -117,6 +118,7 @@ def setup_direct(_args):
 
 def setup_udptun(args, extra=()):
     bin_dir = os.path.join(ROOT, ".build", "release")
+    extra = (*extra, *args.udptun_args.split())
     relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra], "udptun-relay")
     client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra], "udptun-client")
     wait_for(lambda: pings("a", C), "udptun path")
@@ -130,6 +132,12 @@ def setup_udptun_encrypted(args):
     # The 36-byte framing needs room: the relay's device gets the client's automatic MTU.
     run(["ip", "link", "set", "tun2", "mtu", "1436"], node="b")
     return setup_udptun(args, ("--key-file", key, "--encrypt"))
+
+
+def setup_udptun_busy_poll(args):
+    # One thread per process moves both directions and polls for 20 ms after each packet, so
+    # traffic with gaps shorter than that (these pings are 10 ms apart) never waits for a wake-up.
+    return setup_udptun(args, ("--threads", "1", "--busy-poll", "20000"))
 
 
 def setup_vxlan(_args):
@@ -213,6 +221,7 @@ ROWS = {
     "wireguard": ("wireguard-go", setup_wireguard),
     "udptun": ("udptun", setup_udptun),
     "udptun-encrypted": ("udptun, ChaCha20-Poly1305", setup_udptun_encrypted),
+    "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000", setup_udptun_busy_poll),
 }
 
 # ---- measurements ----
@@ -278,16 +287,32 @@ def ping_rtt(count):
     return {"avg_ms": statistics.mean(times), "p99_ms": p99, "replies": len(times)}
 
 
+TESTS = ("tcp1", "tcp4", "udp64", "udp1400", "ping")
+# What a row holds for a test left out with --tests.
+SKIPPED = {"tcp1": {"gbps": None}, "tcp4": {"gbps": None}, "udp64": {"delivered_kpps": None, "loss_percent": None},
+           "udp1400": {"delivered_kpps": None, "loss_percent": None}, "ping": {"avg_ms": None, "p99_ms": None}}
+
+
+def ratio(numerator, denominator):
+    return None if numerator is None or not denominator else numerator / denominator
+
+
 def measure(key, args):
     label, setup = ROWS[key]
     lab_up()
     processes = setup(args)
-    row = {"row": key, "label": label}
-    row["tcp1"] = tcp(1, args.tcp_seconds, processes)
-    row["tcp4"] = tcp(4, args.seconds, [])
-    row["udp64"] = udp(64, args.seconds)
-    row["udp1400"] = udp(1400, args.seconds)
-    row["ping"] = ping_rtt(args.pings)
+    row = {"row": key, "label": label, **SKIPPED}
+    tests = args.tests.split(",")
+    if "tcp1" in tests:
+        row["tcp1"] = tcp(1, args.tcp_seconds, processes)
+    if "tcp4" in tests:
+        row["tcp4"] = tcp(4, args.seconds, [])
+    if "udp64" in tests:
+        row["udp64"] = udp(64, args.seconds)
+    if "udp1400" in tests:
+        row["udp1400"] = udp(1400, args.seconds)
+    if "ping" in tests:
+        row["ping"] = ping_rtt(args.pings)
     row["rss_mb"] = peak_rss_mb(processes) if processes else None
     for process in processes:
         if process.poll() is not None:
@@ -301,7 +326,7 @@ def allocation_counts(log):
         return [int(value) for value in re.findall(r"allocation-counter: (\d+)", handle.read())]
 
 
-def measure_allocations(packets):
+def measure_allocations(packets, extra=()):
     """Heap allocations per packet in steady state: relay and client run with an LD_PRELOAD malloc
     counter (Tests/AllocationCounter), sampled with SIGUSR2 after a warm-up and again after `packets`
     more generator payloads crossed the tunnel."""
@@ -309,8 +334,8 @@ def measure_allocations(packets):
     counter = os.path.join(bin_dir, "libAllocationCounter.so")
     lab_up()
     env = {**os.environ, "LD_PRELOAD": counter}
-    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0"], "alloc-relay", env=env)
-    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0"], "alloc-client", env=env)
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra], "alloc-relay", env=env)
+    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra], "alloc-client", env=env)
     spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
     wait_for(lambda: pings("a", C), "udptun path")
 
@@ -350,9 +375,9 @@ def table(rows):
              "UDP 1400 B kpps (loss) | ping avg / p99 ms | CPU s/GB | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        ratio = row["tcp1"]["gbps"] / direct["tcp1"]["gbps"] if direct else None
+        to_direct = ratio(row["tcp1"]["gbps"], direct["tcp1"]["gbps"]) if direct else None
         lines.append(
-            f"| {row['label']} | {fmt(row['tcp1']['gbps'])} | {fmt(ratio)} | {fmt(row['tcp4']['gbps'])} | "
+            f"| {row['label']} | {fmt(row['tcp1']['gbps'])} | {fmt(to_direct)} | {fmt(row['tcp4']['gbps'])} | "
             f"{fmt(row['udp64']['delivered_kpps'], 0)} ({fmt(row['udp64']['loss_percent'], 1)}%) | "
             f"{fmt(row['udp1400']['delivered_kpps'], 0)} ({fmt(row['udp1400']['loss_percent'], 1)}%) | "
             f"{fmt(row['ping']['avg_ms'], 3)} / {fmt(row['ping']['p99_ms'], 3)} | "
@@ -367,19 +392,23 @@ def comparison(rows):
     peers = [by_key[key] for key in PEERS if key in by_key]
     if not ours or not peers:
         return ""
-    best_tcp = max(peers, key=lambda row: row["tcp1"]["gbps"])
-    best_udp = max(peers, key=lambda row: row["udp64"]["delivered_kpps"])
-    lines = [f"udptun vs the best of {', '.join(row['label'] for row in peers)}:",
-             f"- TCP 1 stream: {ours['tcp1']['gbps'] / best_tcp['tcp1']['gbps']:.2f}× {best_tcp['label']}",
-             f"- UDP 64 B delivered: {ours['udp64']['delivered_kpps'] / best_udp['udp64']['delivered_kpps']:.2f}× {best_udp['label']}"]
-    if "openvpn" in by_key and best_udp["row"] != "openvpn":
-        lines.append(f"- UDP 64 B delivered vs OpenVPN: {ours['udp64']['delivered_kpps'] / by_key['openvpn']['udp64']['delivered_kpps']:.2f}×")
-    if encrypted and "wireguard" in by_key:
+    lines = [f"udptun vs the best of {', '.join(row['label'] for row in peers)}:"]
+    if ours["tcp1"]["gbps"] is not None:
+        best_tcp = max(peers, key=lambda row: row["tcp1"]["gbps"])
+        lines.append(f"- TCP 1 stream: {ours['tcp1']['gbps'] / best_tcp['tcp1']['gbps']:.2f}× {best_tcp['label']}")
+    if ours["udp64"]["delivered_kpps"] is not None:
+        best_udp = max(peers, key=lambda row: row["udp64"]["delivered_kpps"])
+        lines.append(f"- UDP 64 B delivered: {ours['udp64']['delivered_kpps'] / best_udp['udp64']['delivered_kpps']:.2f}× {best_udp['label']}")
+        if "openvpn" in by_key and best_udp["row"] != "openvpn":
+            lines.append(f"- UDP 64 B delivered vs OpenVPN: {ours['udp64']['delivered_kpps'] / by_key['openvpn']['udp64']['delivered_kpps']:.2f}×")
+    if encrypted and "wireguard" in by_key and encrypted["tcp1"]["gbps"] is not None:
         lines.append(f"- encrypted udptun vs wireguard-go, TCP 1 stream: "
                      f"{encrypted['tcp1']['gbps'] / by_key['wireguard']['tcp1']['gbps']:.2f}×")
-    if "direct" in by_key and ours["ping"]["avg_ms"] is not None:
-        extra = (ours["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
-        lines.append(f"- ping RTT: direct + {extra:.0f} µs")
+    if "direct" in by_key and by_key["direct"]["ping"]["avg_ms"] is not None:
+        for row in (by_key[key] for key in ROWS if key.startswith("udptun") and key in by_key):
+            if row["ping"]["avg_ms"] is not None:
+                extra = (row["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
+                lines.append(f"- ping RTT, {row['label']}: direct + {extra:.0f} µs")
     return "\n".join(lines)
 
 
@@ -389,6 +418,8 @@ def main():
     parser.add_argument("--tcp-seconds", type=int, default=10, help="single-stream TCP duration (default 10)")
     parser.add_argument("--seconds", type=int, default=4, help="duration of the other iperf3 runs (default 4)")
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures (default 200)")
+    parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated tests per row (default: all)")
+    parser.add_argument("--udptun-args", default="", help="extra arguments for udptun's client and relay, e.g. '--threads 1'")
     parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
     parser.add_argument("--allocation-packets", type=int, default=100_000,
                         help="packets for the allocations-per-packet check (0 skips it)")
@@ -399,6 +430,9 @@ def main():
     unknown = [key for key in keys if key not in ROWS]
     if unknown:
         sys.exit(f"bench: unknown rows {unknown}; choose from {list(ROWS)}")
+    unknown = [test for test in args.tests.split(",") if test not in TESTS]
+    if unknown:
+        sys.exit(f"bench: unknown tests {unknown}; choose from {list(TESTS)}")
     atexit.register(cleanup)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -416,7 +450,7 @@ def main():
     if args.allocation_packets > 0:
         print("bench: counting udptun's heap allocations per packet …", file=sys.stderr, flush=True)
         try:
-            allocations = measure_allocations(args.allocation_packets)
+            allocations = measure_allocations(args.allocation_packets, args.udptun_args.split())
         except Exception as error:
             print(f"bench: allocation check failed: {error}", file=sys.stderr)
             stop_started()

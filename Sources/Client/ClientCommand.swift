@@ -71,6 +71,8 @@ struct ClientCommand: ParsableCommand {
 
     @OptionGroup var offloads: OffloadOptions
 
+    @OptionGroup var workers: WorkerOptions
+
     @OptionGroup var privileges: PrivilegeOptions
 
     @OptionGroup var common: CommonOptions
@@ -109,13 +111,13 @@ struct ClientCommand: ParsableCommand {
         let lifecycle = try Lifecycle()
         let counters = TunnelCounters()
         let generatorCounters = ProbeGenerator.Counters()
-        var workers: [WorkerThread] = []
+        var threads: [WorkerThread] = []
 
         if !noTunnel, let relay {
             let framing = try encapsulation.make(logger: logger)
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: 8080)
             framing.describe(logger)
-            workers += try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle, logger: logger)
+            threads += try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle, logger: logger)
         }
 
         try privileges.dropIfAsked(logger: logger)
@@ -128,7 +130,7 @@ struct ClientCommand: ParsableCommand {
                 "target": "\(target)", "count": "\(count == 0 ? "unbounded" : String(count))",
                 "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
             let exitWhenDone = exitWhenDone
-            workers.append(WorkerThread(name: "generator") {
+            threads.append(WorkerThread(name: "generator") {
                 generator.run(lifecycle, counters: generatorCounters, logger: logger)
                 if exitWhenDone, !lifecycle.isStopping {
                     Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
@@ -140,7 +142,7 @@ struct ClientCommand: ParsableCommand {
         let report = TunnelReport(role: "client", json: common.json)
         var previous = TunnelSnapshot()
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
-            .run(workers: workers) { final, elapsed, sinceLast in
+            .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 var extra: [(String, UInt64)] = []
                 if target != nil {
@@ -173,10 +175,7 @@ struct ClientCommand: ParsableCommand {
             socket: socket, tun: device, encapsulation: framing,
             policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU),
             counters: counters, clients: nil)
-        return [
-            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
-            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
-        ]
+        return workers.startWorkers(outbound: outbound, inbound: inbound, lifecycle: lifecycle, logger: logger)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

@@ -73,6 +73,8 @@ struct RelayCommand: ParsableCommand {
 
     @OptionGroup var offloads: OffloadOptions
 
+    @OptionGroup var workers: WorkerOptions
+
     @OptionGroup var privileges: PrivilegeOptions
 
     @OptionGroup var common: CommonOptions
@@ -166,8 +168,8 @@ struct RelayCommand: ParsableCommand {
         }
         framing.describe(logger)
         try privileges.dropIfAsked(logger: logger)
-        let workers = startWorkers(framing, socket: socket, device: device, sources: sources, packets: packets,
-                                   counters: counters, clients: clients, lifecycle: lifecycle)
+        let threads = startWorkers(framing, socket: socket, device: device, sources: sources, packets: packets,
+                                   counters: counters, clients: clients, lifecycle: lifecycle, logger: logger)
         logger.info("relay listening", metadata: [
             "listen": "\(socket.localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
@@ -178,7 +180,7 @@ struct RelayCommand: ParsableCommand {
         let report = TunnelReport(role: "relay", json: common.json)
         var previous = TunnelSnapshot()
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
-            .run(workers: workers) { final, elapsed, sinceLast in
+            .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                                        now: now, previous: previous, extra: [("clients", UInt64(clients.count))]))
@@ -189,7 +191,7 @@ struct RelayCommand: ParsableCommand {
     /// The two data-plane workers, specialised for the encapsulation in use.
     private func startWorkers<E: Encapsulation>(
         _ framing: E, socket: UDPSocket, device: TunDevice, sources: [IPPrefix]?, packets: PacketPolicy,
-        counters: TunnelCounters, clients: ClientTable, lifecycle: Lifecycle
+        counters: TunnelCounters, clients: ClientTable, lifecycle: Lifecycle, logger: Logger
     ) -> [WorkerThread] {
         let inbound = InboundPipeline(
             socket: socket, tun: device, encapsulation: framing,
@@ -198,9 +200,6 @@ struct RelayCommand: ParsableCommand {
             counters: counters, clients: clients)
         let outbound = OutboundPipeline(
             tun: device, socket: socket, encapsulation: framing, route: .clients(clients), counters: counters)
-        return [
-            WorkerThread(name: "udp→tun") { inbound.run(lifecycle) },
-            WorkerThread(name: "tun→udp") { outbound.run(lifecycle) },
-        ]
+        return workers.startWorkers(outbound: outbound, inbound: inbound, lifecycle: lifecycle, logger: logger)
     }
 }

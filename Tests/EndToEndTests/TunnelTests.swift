@@ -56,6 +56,29 @@ extension EndToEnd {
             }
         }
 
+        @Test("one duplex thread, and busy polling, carry TCP both ways byte for byte and answer pings",
+              arguments: [["--threads", "1"], ["--threads", "1", "--busy-poll", "2000"], ["--threads", "2", "--busy-poll", "2000"]])
+        func threadLayouts(layout: [String]) throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"] + layout)
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + layout)
+            try client.waitForLog("client tunnelling")
+            let threads = layout[1] == "1" ? "threads=1 (both directions)" : "threads=2 (one per direction)"
+            #expect(relay.stderr.contains(threads) && client.stderr.contains(threads), "\(relay.stderr)\(client.stderr)")
+            let ping = lab.run(.a, ["ping", "-c", "20", "-i", "0.02", "-W", "1", Lab.addressC])
+            #expect(ping.status == 0 && ping.stdout.contains("20 received"), "\(ping.stdout)\(ping.stderr)")
+            try TCPTransfer.bothWays(lab, size: 8 << 20)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            for report in [try #require(client.report()), try #require(relay.report())] {
+                #expect(report.int("received") == report.int("forwarded") + report.int("dropped"))
+                #expect(report.int("tun_read") == report.int("sent") + report.int("dropped"))
+                #expect(report.int("dropped") == 0, "\(report)")
+            }
+        }
+
         @Test("the relay refuses to start while the kernel would not forward, naming the key and the fix")
         func sysctlRefusals() throws {
             let lab = try Lab()

@@ -149,7 +149,7 @@ public final class TunDevice: Sendable {
             let code = clinux_errno()
             if length < 0, code == EINTR { continue }
             if length < 0, code == EAGAIN {
-                if filled > 0 { break }
+                if filled > 0 || timeoutMilliseconds == 0 { break }
                 guard waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready else { break }
                 continue
             }

@@ -115,7 +115,8 @@ public final class UDPSocket: Sendable {
                 continue
             case EAGAIN:
                 batch.finishReceive(count: 0)
-                guard waitReadable(waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready else { return 0 }
+                guard timeoutMilliseconds != 0,
+                      waitReadable(waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready else { return 0 }
             case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH:
                 // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
                 continue

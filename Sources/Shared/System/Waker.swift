@@ -35,3 +35,24 @@ func waitFor(_ fd: Int32, events: Int16, waker: Waker?, timeoutMilliseconds: Int
     if fds.1.revents != 0 { return .woken }
     return .ready
 }
+
+/// A fixed set of descriptors (plus a waker) waited on together; allocated once per worker so the
+/// wait itself allocates nothing.
+final class ReadinessSet {
+    private let fds: UnsafeMutableBufferPointer<pollfd>
+
+    init(descriptors: [Int32], waker: Waker?) {
+        fds = .allocate(capacity: descriptors.count + 1)
+        for (index, fd) in descriptors.enumerated() {
+            fds[index] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        }
+        fds[descriptors.count] = pollfd(fd: waker?.fd ?? -1, events: Int16(POLLIN), revents: 0)
+    }
+
+    deinit { fds.deallocate() }
+
+    /// Returns when any descriptor is readable, the waker fires, or the timeout passes.
+    func wait(timeoutMilliseconds: Int32) {
+        _ = poll(fds.baseAddress, nfds_t(fds.count), timeoutMilliseconds)
+    }
+}

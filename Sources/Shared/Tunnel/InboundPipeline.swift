@@ -51,90 +51,106 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
         self.batchSize = batchSize
     }
 
-    /// Runs until the lifecycle stops. Fatal socket or device errors end the process through
-    /// `lifecycle.fail`.
-    public func run(_ lifecycle: Lifecycle) {
-        let batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
-        let writer = TunWriter(tun: tun, coalesce: true)
-        // Worker-local memory of the last learned endpoint per client, so the shared table is locked
-        // only when a client appears, moves, or is due for a refresh.
-        var learned: [IPAddress: ClientTable.Entry] = [:]
-        learned.reserveCapacity(clients?.capacity ?? 0)
-        var opener = encapsulation.makeOpener()
-        while !lifecycle.isStopping {
-            let received: Int
-            do {
-                received = try socket.receive(into: batch, waker: lifecycle.waker, timeoutMilliseconds: 500)
+    /// The per-thread state that moves batches in this direction.
+    public func makeStage() -> InboundStage<E> { InboundStage(self) }
+}
+
+/// One thread's UDP → TUN state: the receive batch, the TUN writer and the opener, allocated once.
+public final class InboundStage<E: Encapsulation>: PipelineStage {
+    private let pipeline: InboundPipeline<E>
+    private let batch: PacketBatch
+    private let writer: TunWriter
+    // Worker-local memory of the last learned endpoint per client, so the shared table is locked
+    // only when a client appears, moves, or is due for a refresh.
+    private var learned: [IPAddress: ClientTable.Entry] = [:]
+    private var opener: E.Opener
+
+    init(_ pipeline: InboundPipeline<E>) {
+        self.pipeline = pipeline
+        batch = PacketBatch(slotCount: pipeline.batchSize, slotSize: 65536)
+        writer = TunWriter(tun: pipeline.tun, coalesce: true)
+        learned.reserveCapacity(pipeline.clients?.capacity ?? 0)
+        opener = pipeline.encapsulation.makeOpener()
+    }
+
+    public var readinessDescriptor: Int32 { pipeline.socket.fd }
+
+    public func pump(_ lifecycle: Lifecycle, timeoutMilliseconds: Int32) -> Int? {
+        let socket = pipeline.socket, policy = pipeline.policy, clients = pipeline.clients
+        let batch = batch, writer = writer
+        let received: Int
+        do {
+            received = try socket.receive(into: batch, waker: lifecycle.waker, timeoutMilliseconds: timeoutMilliseconds)
+        } catch {
+            lifecycle.fail("UDP receive failed: \(error)")
+            return nil
+        }
+        if received == 0 { return 0 }
+        var tally = BatchTally()
+        let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
+        var deviceError: SystemError?
+
+        /// One datagram: open (verify, decrypt), validate, learn the sender, hand to the writer.
+        func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress) {
+            let inner: Range<Int>
+            switch opener.open(&slotBytes, datagram: datagram) {
+            case let .success(range): inner = range
+            case let .failure(reason): tally.drop(reason); return
+            }
+            let packet = slotBytes.span.extracting(inner)
+            let info: IPPacketInfo
+            switch IPPacket.validate(packet) {
+            case let .success(valid): info = valid
+            case let .failure(reason): tally.drop(reason); return
+            }
+            if let packets = policy.packets, let refusal = packets.refusal(for: info, from: peer.ip) {
+                tally.drop(refusal)
+                return
+            }
+            if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
+            if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
+            if let clients {
+                let known = learned[info.source]
+                if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > InboundPipeline<E>.refreshInterval {
+                    if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
+                    learned[info.source] = ClientTable.Entry(endpoint: peer, refreshedAt: now)
+                    clients.learn(info.source, at: peer, now: now)
+                }
+            }
+            do throws(SystemError) {
+                try writer.write(packet, info: info, tally: &tally)
             } catch {
-                lifecycle.fail("UDP receive failed: \(error)")
-                return
-            }
-            if received == 0 { continue }
-            var tally = BatchTally()
-            let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
-            var deviceError: SystemError?
-
-            /// One datagram: open (verify, decrypt), validate, learn the sender, hand to the writer.
-            func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress) {
-                let inner: Range<Int>
-                switch opener.open(&slotBytes, datagram: datagram) {
-                case let .success(range): inner = range
-                case let .failure(reason): tally.drop(reason); return
-                }
-                let packet = slotBytes.span.extracting(inner)
-                let info: IPPacketInfo
-                switch IPPacket.validate(packet) {
-                case let .success(valid): info = valid
-                case let .failure(reason): tally.drop(reason); return
-                }
-                if let packets = policy.packets, let refusal = packets.refusal(for: info, from: peer.ip) {
-                    tally.drop(refusal)
-                    return
-                }
-                if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
-                if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
-                if let clients {
-                    let known = learned[info.source]
-                    if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > Self.refreshInterval {
-                        if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
-                        learned[info.source] = ClientTable.Entry(endpoint: peer, refreshedAt: now)
-                        clients.learn(info.source, at: peer, now: now)
-                    }
-                }
-                do throws(SystemError) {
-                    try writer.write(packet, info: info, tally: &tally)
-                } catch {
-                    deviceError = error
-                }
-            }
-
-            for slot in 0..<received where deviceError == nil {
-                let range = batch.range(of: slot)
-                // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
-                let segmentSize = batch.segmentSize(of: slot) > 0 ? batch.segmentSize(of: slot) : max(range.count, 1)
-                let datagrams = max(1, (range.count + segmentSize - 1) / segmentSize)
-                tally.udpReceived += datagrams
-                tally.udpReceivedBytes += range.count
-                guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
-                if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
-                batch.withMutableSlot(slot) { bytes in
-                    var offset = range.lowerBound
-                    repeat {
-                        let end = min(offset + segmentSize, range.upperBound)
-                        deliver(&bytes, offset..<end, from: peer)
-                        offset = end
-                    } while offset < range.upperBound && deviceError == nil
-                }
-            }
-            if deviceError == nil {
-                do throws(SystemError) { try writer.flush(tally: &tally) } catch { deviceError = error }
-            }
-            counters.add(tally)
-            if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
-            if let deviceError, !lifecycle.isStopping {
-                lifecycle.fail("TUN device \(tun.name) disappeared (deleted?): \(deviceError)")
-                return
+                deviceError = error
             }
         }
+
+        for slot in 0..<received where deviceError == nil {
+            let range = batch.range(of: slot)
+            // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
+            let segmentSize = batch.segmentSize(of: slot) > 0 ? batch.segmentSize(of: slot) : max(range.count, 1)
+            let datagrams = max(1, (range.count + segmentSize - 1) / segmentSize)
+            tally.udpReceived += datagrams
+            tally.udpReceivedBytes += range.count
+            guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
+            if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
+            batch.withMutableSlot(slot) { bytes in
+                var offset = range.lowerBound
+                repeat {
+                    let end = min(offset + segmentSize, range.upperBound)
+                    deliver(&bytes, offset..<end, from: peer)
+                    offset = end
+                } while offset < range.upperBound && deviceError == nil
+            }
+        }
+        if deviceError == nil {
+            do throws(SystemError) { try writer.flush(tally: &tally) } catch { deviceError = error }
+        }
+        pipeline.counters.add(tally)
+        if let kernelDrops = batch.kernelDrops { pipeline.counters.setSocketDrops(kernelDrops) }
+        if let deviceError, !lifecycle.isStopping {
+            lifecycle.fail("TUN device \(pipeline.tun.name) disappeared (deleted?): \(deviceError)")
+            return nil
+        }
+        return received
     }
 }
