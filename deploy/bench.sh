@@ -20,5 +20,6 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 echo "bench.sh: building release binaries" >&2
-(cd "$ROOT" && swift build -c release 2>&1 | tail -n 1) >&2
+# Swift runtime linked in: the binaries run where no Swift is installed, and map about 3 MB less.
+(cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1) >&2
 exec python3 "$ROOT/deploy/bench.py" "$@"

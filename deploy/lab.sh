@@ -127,7 +127,7 @@ demo() {
     trap 'exit 130' INT TERM
 
     say "building release binaries (the first build takes a minute or two)"
-    (cd "$ROOT" && swift build -c release 2>&1 | tail -n 1) >&2
+    (cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1) >&2
     local bin="$ROOT/.build/release"
     up
 

@@ -17,7 +17,8 @@ public final class TunnelCounters: Sendable {
 
     public init() {}
 
-    /// Records the socket's cumulative kernel drop count (SO_RXQ_OVFL).
+    /// Records the socket's cumulative kernel drop count (SO_RXQ_OVFL). The kernel counts dropped
+    /// buffers: one UDP GSO buffer from a peer is up to 64 datagrams.
     public func setSocketDrops(_ value: UInt64) { socketDrops.store(value, ordering: .relaxed) }
 
     public func add(_ tally: BatchTally) {

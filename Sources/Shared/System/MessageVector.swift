@@ -32,14 +32,21 @@ final class MessageVector {
 
     func control(_ index: Int) -> UnsafeMutableRawPointer { controls + index * controlSpace }
 
-    /// Points message `index` at `bytes` and its own address slot (the address itself is written by
-    /// the caller, or by the kernel on receive).
-    func setMessage(_ index: Int, bytes: UnsafeMutableRawPointer?, count: Int, addressLength: socklen_t) {
-        iovecs[index] = iovec(iov_base: bytes, iov_len: count)
+    /// Points message `index` at `bytes` (through iovec `iovecIndex`, by default its own) and at its own
+    /// address slot (the address itself is written by the caller, or by the kernel on receive).
+    func setMessage(_ index: Int, iovecIndex: Int? = nil, bytes: UnsafeMutableRawPointer?, count: Int, addressLength: socklen_t) {
+        let iovecIndex = iovecIndex ?? index
+        iovecs[iovecIndex] = iovec(iov_base: bytes, iov_len: count)
         messages[index] = clinux_mmsghdr()
         messages[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
         messages[index].msg_hdr.msg_namelen = addressLength
-        messages[index].msg_hdr.msg_iov = iovecs + index
+        messages[index].msg_hdr.msg_iov = iovecs + iovecIndex
         messages[index].msg_hdr.msg_iovlen = 1
+    }
+
+    /// Adds `bytes` as the next iovec of message `index`, whose iovecs end just before `iovecIndex`.
+    func extendMessage(_ index: Int, iovecIndex: Int, bytes: UnsafeMutableRawPointer?, count: Int) {
+        iovecs[iovecIndex] = iovec(iov_base: bytes, iov_len: count)
+        messages[index].msg_hdr.msg_iovlen += 1
     }
 }

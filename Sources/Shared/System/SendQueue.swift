@@ -1,8 +1,10 @@
 import CLinux
 import Glibc
 
-/// The messages of one sendmmsg call. Each message points at bytes in some `PacketBatch` slot (no
-/// copy) and may carry a UDP_SEGMENT size, so one message can be many datagrams (UDP GSO).
+/// The messages of one sendmmsg call. Each message points at bytes in `PacketBatch` slots (no copy)
+/// and may carry a UDP_SEGMENT size, so one message can be many datagrams (UDP GSO): either a
+/// super-packet's segments laid out back to back, or separate packets of equal length to the same
+/// peer gathered from several slots (one iovec each), which then cross the stack as one buffer.
 public final class SendQueue {
     public let capacity: Int
     public private(set) var count = 0
@@ -10,6 +12,14 @@ public final class SendQueue {
     var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
     /// Datagrams per message (for counting sent datagrams, not messages).
     private let datagrams: UnsafeMutablePointer<Int>
+    /// iovecs in use; every append takes one, so messages never outnumber them.
+    private var iovecCount = 0
+    /// The last message while it can take more packets: their peer, the length each must have (a
+    /// shorter one may end it), and its bytes so far.
+    private var open: (destination: SocketAddress, segmentSize: Int, bytes: Int)?
+    /// UDP GSO limits: 64 segments (UDP_MAX_SEGMENTS) and one IP datagram's worth of bytes.
+    public static var maximumSegments: Int { 64 }
+    public static var maximumBytes: Int { 65_000 }
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -20,18 +30,40 @@ public final class SendQueue {
 
     deinit { datagrams.deallocate() }
 
-    public var isFull: Bool { count == capacity }
+    public var isFull: Bool { count == capacity || iovecCount == capacity }
+
+    /// Datagrams queued (messages can hold several).
+    public var datagramTotal: Int { (0..<count).reduce(0) { $0 + datagrams[$1] } }
 
     /// Queues `range` of `slot` in `batch` for `destination`. With `segmentSize`, the bytes are
-    /// consecutive datagrams of that size (the last may be shorter), sent with UDP GSO.
+    /// consecutive datagrams of that size (the last may be shorter), sent with UDP GSO. With
+    /// `gather`, a single datagram joins the previous message when that one goes to the same peer
+    /// in datagrams of the same length (UDP GSO over several iovecs; the socket must have it on).
     /// Returns false when the queue is full or the socket's family cannot reach `destination`.
     @discardableResult
     public func append(_ batch: PacketBatch, slot: Int, range: Range<Int>, to destination: SocketAddress,
-                       family: Int32, segmentSize: Int? = nil) -> Bool {
-        guard count < capacity, let length = destination.write(to: vector.addresses + count, family: family) else { return false }
+                       family: Int32, segmentSize: Int? = nil, gather: Bool = false) -> Bool {
+        guard !isFull else { return false }
         let bytes = batch.rawSlot(slot, offset: range.lowerBound)
         precondition(range.count <= bytes.count)
-        vector.setMessage(count, bytes: bytes.baseAddress, count: range.count, addressLength: length)
+        if gather, segmentSize == nil, let open, open.destination == destination, range.count <= open.segmentSize,
+           datagrams[count - 1] < Self.maximumSegments, open.bytes + range.count <= Self.maximumBytes {
+            vector.extendMessage(count - 1, iovecIndex: iovecCount, bytes: bytes.baseAddress, count: range.count)
+            iovecCount += 1
+            if datagrams[count - 1] == 1 {
+                withUnsafeMutablePointer(to: &messages[count - 1].msg_hdr) {
+                    clinux_msg_set_segment_size($0, vector.control(count - 1), UInt16(open.segmentSize))
+                }
+            }
+            datagrams[count - 1] += 1
+            // A shorter datagram can only be the last of a GSO message.
+            self.open = range.count < open.segmentSize ? nil : (destination, open.segmentSize, open.bytes + range.count)
+            return true
+        }
+        guard let length = destination.write(to: vector.addresses + count, family: family) else { return false }
+        vector.setMessage(count, iovecIndex: iovecCount, bytes: bytes.baseAddress, count: range.count, addressLength: length)
+        iovecCount += 1
+        open = gather && segmentSize == nil ? (destination, range.count, range.count) : nil
         if let segmentSize, range.count > segmentSize {
             withUnsafeMutablePointer(to: &messages[count].msg_hdr) {
                 clinux_msg_set_segment_size($0, vector.control(count), UInt16(segmentSize))
@@ -46,5 +78,9 @@ public final class SendQueue {
 
     func datagramCount(of message: Int) -> Int { datagrams[message] }
 
-    public func clear() { count = 0 }
+    public func clear() {
+        count = 0
+        iovecCount = 0
+        open = nil
+    }
 }

@@ -15,9 +15,6 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
     public let route: OutboundRoute
     public let counters: TunnelCounters
     public let batchSize: Int
-    /// UDP GSO limits: 64 segments (UDP_MAX_SEGMENTS) and one IP datagram's worth of bytes.
-    static var maximumSegmentsPerSend: Int { 64 }
-    static var maximumBytesPerSend: Int { 65_000 }
 
     public init(tun: TunDevice, socket: UDPSocket, encapsulation: E, route: OutboundRoute,
                 counters: TunnelCounters, batchSize: Int = 16) {
@@ -105,9 +102,12 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
             tally.udpSentBytes += result.sentBytes
             if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
         }
+        // Equal-length packets to one peer leave as one UDP GSO message where the socket can.
+        let gather = socket.segmentationEnabled
         func enqueue(_ batch: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress, segmentSize: Int? = nil) -> Bool {
             if queue.isFull { flushQueue() }
-            return queue.append(batch, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize)
+            return queue.append(batch, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize,
+                                gather: gather && segmentSize == nil)
         }
 
         /// Encapsulates and queues one packet read from TUN (or the segments of a super-packet).
@@ -159,7 +159,7 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
                 end = payload.upperBound
             }
             if socket.segmentationEnabled {
-                let perSend = max(1, min(OutboundPipeline<E>.maximumSegmentsPerSend, OutboundPipeline<E>.maximumBytesPerSend / stride))
+                let perSend = max(1, min(SendQueue.maximumSegments, SendQueue.maximumBytes / stride))
                 var first = 0
                 while first < layout.count {
                     let last = min(first + perSend, layout.count)
