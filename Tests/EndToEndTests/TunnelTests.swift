@@ -35,43 +35,33 @@ extension EndToEnd {
             #expect(relayReport.int("forwarded") >= 10000)
         }
 
-        @Test("TCP transfers cross the tunnel both ways, byte for byte, with offloads on and off", arguments: ["on", "off"])
-        func tcpBothWays(offload: String) throws {
+        /// Data-plane configurations (the same flags on both ends) and the log line that proves each took effect.
+        static let configurations: [(flags: [String], log: String)] = [
+            (["--offload", "on"], "tun_tso_csum=on"),
+            (["--offload", "off"], "offloads off"),
+            (["--threads", "1"], "threads=1 (both directions)"),
+            (["--threads", "1", "--busy-poll", "2000"], "busy_poll_us=2000"),
+            (["--threads", "2", "--busy-poll", "2000"], "threads=2 (one per direction)"),
+        ]
+
+        @Test("TCP crosses the tunnel both ways byte for byte, and pings return, in every data-plane configuration",
+              arguments: configurations)
+        func tcpBothWays(configuration: (flags: [String], log: String)) throws {
             try Lab.ensureCommand("socat", package: "socat")
+            try Lab.ensureCommand("ping", package: "iputils-ping")
             let lab = try Lab()
             defer { lab.tearDown() }
-            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--offload", offload])
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--offload", offload])
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"] + configuration.flags)
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + configuration.flags)
             try client.waitForLog("client tunnelling")
-            let expected = offload == "on" ? "tun_tso_csum=on" : "offloads off"
-            #expect(relay.stderr.contains(expected) && client.stderr.contains(expected), "\(relay.stderr)\(client.stderr)")
+            #expect(relay.stderr.contains(configuration.log) && client.stderr.contains(configuration.log),
+                    "\(relay.stderr)\(client.stderr)")
+            let ping = lab.run(.a, ["ping", "-c", "20", "-i", "0.02", "-W", "1", Lab.addressC])
+            #expect(ping.status == 0 && ping.stdout.contains("20 received"), "\(ping.stdout)\(ping.stderr)")
             try TCPTransfer.bothWays(lab, size: 16 << 20)
             #expect(client.stop() == 0)
             #expect(relay.stop() == 0)
             // Every packet is accounted for at both ends.
-            for report in [try #require(client.report()), try #require(relay.report())] {
-                #expect(report.int("received") == report.int("forwarded") + report.int("dropped"))
-                #expect(report.int("tun_read") == report.int("sent") + report.int("dropped"))
-                #expect(report.int("dropped") == 0, "\(report)")
-            }
-        }
-
-        @Test("one duplex thread, and busy polling, carry TCP both ways byte for byte and answer pings",
-              arguments: [["--threads", "1"], ["--threads", "1", "--busy-poll", "2000"], ["--threads", "2", "--busy-poll", "2000"]])
-        func threadLayouts(layout: [String]) throws {
-            try Lab.ensureCommand("socat", package: "socat")
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"] + layout)
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + layout)
-            try client.waitForLog("client tunnelling")
-            let threads = layout[1] == "1" ? "threads=1 (both directions)" : "threads=2 (one per direction)"
-            #expect(relay.stderr.contains(threads) && client.stderr.contains(threads), "\(relay.stderr)\(client.stderr)")
-            let ping = lab.run(.a, ["ping", "-c", "20", "-i", "0.02", "-W", "1", Lab.addressC])
-            #expect(ping.status == 0 && ping.stdout.contains("20 received"), "\(ping.stdout)\(ping.stderr)")
-            try TCPTransfer.bothWays(lab, size: 8 << 20)
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
             for report in [try #require(client.report()), try #require(relay.report())] {
                 #expect(report.int("received") == report.int("forwarded") + report.int("dropped"))
                 #expect(report.int("tun_read") == report.int("sent") + report.int("dropped"))
