@@ -153,17 +153,6 @@ int clinux_socket_enable_drop_count(int fd) {
     return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) < 0 ? -errno : 0;
 }
 
-long long clinux_msg_drop_count(const struct msghdr *msg) {
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
-            uint32_t dropped = 0;
-            memcpy(&dropped, CMSG_DATA(cm), sizeof(dropped));
-            return dropped;
-        }
-    }
-    return -1;
-}
-
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size) {
     memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));
     msg->msg_control = control;
@@ -175,13 +164,17 @@ void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned sho
     memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
 }
 
-int clinux_msg_gro_size(const struct msghdr *msg) {
+int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count) {
+    int gro_size = 0;
+    *drop_count = -1;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
         if (cm->cmsg_level == IPPROTO_UDP && cm->cmsg_type == UDP_GRO) {
-            int size = 0;
-            memcpy(&size, CMSG_DATA(cm), sizeof(size));
-            return size;
+            memcpy(&gro_size, CMSG_DATA(cm), sizeof(gro_size));
+        } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
+            uint32_t dropped = 0;
+            memcpy(&dropped, CMSG_DATA(cm), sizeof(dropped));
+            *drop_count = dropped;
         }
     }
-    return 0;
+    return gro_size;
 }

@@ -154,7 +154,7 @@ struct ClientCommand: ParsableCommand {
             }
     }
 
-    /// The TUN device, the socket and the two data-plane workers, specialised for the encapsulation.
+    /// The TUN device, the socket and the data-plane worker threads, specialised for the encapsulation.
     private func startTunnel<E: Encapsulation>(_ framing: E, relay relayAddress: SocketAddress, counters: TunnelCounters,
                                                lifecycle: Lifecycle, logger: Logger) throws -> [WorkerThread] {
         let device = try TunDevice(name: tun, offloads: offloads.enabled)

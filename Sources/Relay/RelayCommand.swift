@@ -188,7 +188,7 @@ struct RelayCommand: ParsableCommand {
             }
     }
 
-    /// The two data-plane workers, specialised for the encapsulation in use.
+    /// The data-plane worker threads, specialised for the encapsulation in use.
     private func startWorkers<E: Encapsulation>(
         _ framing: E, socket: UDPSocket, device: TunDevice, sources: [IPPrefix]?, packets: PacketPolicy,
         counters: TunnelCounters, clients: ClientTable, lifecycle: Lifecycle, logger: Logger

@@ -3,8 +3,7 @@ import Synchronization
 import Testing
 @testable import Shared
 
-/// A stage fed through a pipe: each byte written is one "packet". Blocking pumps wait the way the
-/// real stages do (poll on the descriptor and the lifecycle's waker).
+/// A stage fed through a pipe: each byte written is one "packet".
 private final class PipeStage: PipelineStage, @unchecked Sendable {
     let readEnd: Int32
     let writeEnd: Int32
@@ -31,13 +30,9 @@ private final class PipeStage: PipelineStage, @unchecked Sendable {
 
     var readinessDescriptor: Int32 { readEnd }
 
-    func pump(_ lifecycle: Lifecycle, timeoutMilliseconds: Int32) -> Int? {
+    func pump(_ lifecycle: Lifecycle) -> Int? {
         var buffer = [UInt8](repeating: 0, count: 16)
-        var count = read(readEnd, &buffer, 16)
-        if count < 0, timeoutMilliseconds > 0,
-           waitFor(readEnd, events: Int16(POLLIN), waker: lifecycle.waker, timeoutMilliseconds: timeoutMilliseconds) == .ready {
-            count = read(readEnd, &buffer, 16)
-        }
+        let count = read(readEnd, &buffer, 16)
         guard count > 0 else { return 0 }
         let total = taken.add(count, ordering: .relaxed).newValue
         if let failAfter, total >= failAfter {

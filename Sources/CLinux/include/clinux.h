@@ -46,13 +46,13 @@ int clinux_udp_probe_gso(int fd);
 unsigned long clinux_udp_control_space(void);
 /// Fills `control` with a UDP_SEGMENT cmsg for `segment_size` and attaches it to `msg`.
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size);
-/// The UDP_GRO segment size a received message carries, or 0 when it is a single datagram.
-int clinux_msg_gro_size(const struct msghdr *msg);
-/// Asks the kernel to report, with every received message, how many datagrams it has dropped on this
-/// socket because the receive buffer was full (SO_RXQ_OVFL). Returns 0 or -errno.
+/// Asks the kernel to report, with every received message, how many buffers it has dropped on this
+/// socket because the receive buffer was full (SO_RXQ_OVFL; a UDP GSO buffer is up to 64 datagrams).
+/// Returns 0 or -errno.
 int clinux_socket_enable_drop_count(int fd);
-/// That count as carried by `msg`, or -1 when the message has none.
-long long clinux_msg_drop_count(const struct msghdr *msg);
+/// Reads a received message's control messages in one pass: returns its UDP_GRO segment size (0 when
+/// it is a single datagram) and stores the SO_RXQ_OVFL drop count in `drop_count` (-1 when absent).
+int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count);
 
 /// Interface MTU: returns the MTU or -errno.
 int clinux_if_get_mtu(const char *name);

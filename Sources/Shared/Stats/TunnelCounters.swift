@@ -12,7 +12,7 @@ public final class TunnelCounters: Sendable {
     public let tunWritten = Counter()
     public let tunWrittenBytes = Counter()
     public let drops: [Counter] = DropReason.allCases.map { _ in Counter() }
-    /// Datagrams the kernel dropped at the UDP socket's full receive buffer (never seen by udptun).
+    /// Buffers the kernel dropped at the UDP socket's full receive buffer (never seen by udptun).
     private let socketDrops = Atomic<UInt64>(0)
 
     public init() {}

@@ -14,8 +14,8 @@ public final class PacketBatch {
     private let storage: UnsafeMutableRawPointer
     private let ranges: UnsafeMutablePointer<Range<Int>>
     private let segmentSizes: UnsafeMutablePointer<Int>
-    /// The socket's cumulative count of datagrams the kernel dropped for want of buffer space, as of
-    /// the last receive (SO_RXQ_OVFL); nil before the first report.
+    /// The socket's cumulative count of buffers the kernel dropped for want of space (a UDP GSO buffer
+    /// holds up to 64 datagrams), as of the last receive (SO_RXQ_OVFL); nil before the first report.
     public private(set) var kernelDrops: UInt64?
     let vector: MessageVector
     var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
@@ -85,16 +85,14 @@ public final class PacketBatch {
 
     // MARK: Syscall plumbing (used by UDPSocket, SendQueue and TunDevice)
 
-    /// Points every message at its whole slot, ready for recvmmsg; with `control`, room for a
-    /// UDP_GRO cmsg too.
-    func prepareForReceive(control: Bool) {
+    /// Points every message at its whole slot, ready for recvmmsg, with room for the UDP_GRO and
+    /// SO_RXQ_OVFL control messages.
+    func prepareForReceive() {
         for index in 0..<slotCount {
             vector.setMessage(index, bytes: storage + index * slotSize, count: slotSize,
                               addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
-            if control {
-                messages[index].msg_hdr.msg_control = vector.control(index)
-                messages[index].msg_hdr.msg_controllen = vector.controlSpace
-            }
+            messages[index].msg_hdr.msg_control = vector.control(index)
+            messages[index].msg_hdr.msg_controllen = vector.controlSpace
         }
     }
 
@@ -105,12 +103,9 @@ public final class PacketBatch {
             // MSG_TRUNC: the datagram did not fit (impossible with 64 KiB slots); an empty range makes
             // it a counted drop rather than a silently cut packet.
             if messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { ranges[index] = 0..<0 }
-            let hasControl = messages[index].msg_hdr.msg_control != nil
-            segmentSizes[index] = hasControl ? Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_gro_size($0) }) : 0
-            if hasControl {
-                let dropped = withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_drop_count($0) }
-                if dropped >= 0 { kernelDrops = UInt64(dropped) }
-            }
+            var dropped: Int64 = -1
+            segmentSizes[index] = Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_udp_control($0, &dropped) })
+            if dropped >= 0 { kernelDrops = UInt64(dropped) }
         }
         count = received
     }

@@ -8,7 +8,6 @@ public final class UDPSocket: Sendable {
     /// AF_INET or AF_INET6 (dual-stack when bound to `::`).
     public let family: Int32
     private let segmentation = Atomic<Bool>(false)
-    private let coalescing = Atomic<Bool>(false)
 
     public enum Failure: Error, CustomStringConvertible, Sendable {
         case addressInUse(SocketAddress)
@@ -75,14 +74,11 @@ public final class UDPSocket: Sendable {
     /// Turns on UDP GRO: the kernel may hand over several datagrams of one flow in one receive.
     @discardableResult
     public func enableCoalescing() -> Bool {
-        let enabled = clinux_udp_enable_gro(fd) == 0
-        coalescing.store(enabled, ordering: .relaxed)
-        return enabled
+        clinux_udp_enable_gro(fd) == 0
     }
 
     /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
     public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
-    public var coalescingEnabled: Bool { coalescing.load(ordering: .relaxed) }
 
     public var localAddress: SocketAddress? {
         var storage = sockaddr_storage()
@@ -102,7 +98,7 @@ public final class UDPSocket: Sendable {
     /// Receives up to `batch.slotCount` datagrams, waiting up to `timeoutMilliseconds` for the first.
     /// Returns the number received (also `batch.count`); 0 on timeout or wake.
     public func receive(into batch: PacketBatch, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
-        batch.prepareForReceive(control: true)
+        batch.prepareForReceive()
         while true {
             let received = clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
             if received >= 0 {

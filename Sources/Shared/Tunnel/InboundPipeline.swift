@@ -75,12 +75,12 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
 
     public var readinessDescriptor: Int32 { pipeline.socket.fd }
 
-    public func pump(_ lifecycle: Lifecycle, timeoutMilliseconds: Int32) -> Int? {
+    public func pump(_ lifecycle: Lifecycle) -> Int? {
         let socket = pipeline.socket, policy = pipeline.policy, clients = pipeline.clients
         let batch = batch, writer = writer
         let received: Int
         do {
-            received = try socket.receive(into: batch, waker: lifecycle.waker, timeoutMilliseconds: timeoutMilliseconds)
+            received = try socket.receive(into: batch, waker: lifecycle.waker, timeoutMilliseconds: 0)
         } catch {
             lifecycle.fail("UDP receive failed: \(error)")
             return nil

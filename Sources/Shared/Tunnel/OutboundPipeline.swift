@@ -59,13 +59,13 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
 
     public var readinessDescriptor: Int32 { pipeline.tun.fd }
 
-    public func pump(_ lifecycle: Lifecycle, timeoutMilliseconds: Int32) -> Int? {
+    public func pump(_ lifecycle: Lifecycle) -> Int? {
         let tun = pipeline.tun, socket = pipeline.socket, encapsulation = pipeline.encapsulation
         let virtioLength = virtioLength, readBatch = readBatch, segments = segments, queue = queue
         let headroom = encapsulation.headroom
         let read: Int
         do {
-            read = try tun.read(into: readBatch, headroom: headroom, waker: lifecycle.waker, timeoutMilliseconds: timeoutMilliseconds)
+            read = try tun.read(into: readBatch, headroom: headroom, waker: lifecycle.waker, timeoutMilliseconds: 0)
         } catch {
             if !lifecycle.isStopping {
                 lifecycle.fail(error.isDeviceGone

@@ -13,10 +13,9 @@ public struct PollingPolicy: Sendable, Equatable {
     static var sleepMilliseconds: Int32 { 500 }
 }
 
-/// Runs stages on the calling thread until the lifecycle stops. With one stage and no busy polling
-/// it blocks inside the stage's own receive; otherwise it takes a batch from every ready stage in
-/// turn, spins for the busy-poll window after traffic, and then sleeps in one poll over all
-/// their descriptors. A duplex worker (both directions on one thread) lets a reply leave on the
+/// Runs stages on the calling thread until the lifecycle stops: it takes a batch from every ready
+/// stage in turn, spins for the busy-poll window after traffic, and then sleeps in one poll over
+/// all their descriptors. A duplex worker (both directions on one thread) lets a reply leave on the
 /// thread that just forwarded the request, while it is still awake.
 public struct PipelineDriver {
     public let stages: [any PipelineStage]
@@ -29,19 +28,12 @@ public struct PipelineDriver {
     }
 
     public func run(_ lifecycle: Lifecycle) {
-        if stages.count == 1, policy.busyPollNanoseconds == 0 {
-            let stage = stages[0]
-            while !lifecycle.isStopping {
-                guard stage.pump(lifecycle, timeoutMilliseconds: PollingPolicy.sleepMilliseconds) != nil else { return }
-            }
-            return
-        }
         let readiness = ReadinessSet(descriptors: stages.map(\.readinessDescriptor), waker: lifecycle.waker)
         var lastTraffic: UInt64 = 0  // no window before the first packet
         while !lifecycle.isStopping {
             var moved = 0
             for stage in stages {
-                guard let count = stage.pump(lifecycle, timeoutMilliseconds: 0) else { return }
+                guard let count = stage.pump(lifecycle) else { return }
                 moved += count
             }
             if policy.busyPollNanoseconds > 0 {

@@ -4,8 +4,8 @@ public protocol PipelineStage: AnyObject {
     /// Readable when `pump` has work.
     var readinessDescriptor: Int32 { get }
 
-    /// Moves at most one batch, waiting up to `timeoutMilliseconds` for its first packet (0: not at
-    /// all). Returns the packets or datagrams taken in, or nil after a fault ended the process
+    /// Moves at most one batch of what is ready now, without waiting. Returns the packets or
+    /// datagrams taken in (0 when nothing was ready), or nil after a fault ended the process
     /// (already reported through `lifecycle.fail`).
-    func pump(_ lifecycle: Lifecycle, timeoutMilliseconds: Int32) -> Int?
+    func pump(_ lifecycle: Lifecycle) -> Int?
 }
