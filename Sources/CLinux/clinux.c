@@ -9,6 +9,7 @@
 #include <linux/if_tun.h>
 #include <sys/eventfd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
@@ -94,6 +95,29 @@ void clinux_set_thread_name(const char *name) {
     strncpy(short_name, name, sizeof(short_name) - 1);
     short_name[sizeof(short_name) - 1] = 0;
     pthread_setname_np(pthread_self(), short_name);
+}
+
+int clinux_pin_thread(pthread_t thread, int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return -EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return -pthread_setaffinity_np(thread, sizeof(set), &set);
+}
+
+int clinux_allowed_cpus(int *cpus, int capacity) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -errno;
+    int count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && count < capacity; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[count++] = cpu;
+    }
+    return count;
+}
+
+int clinux_current_cpu(void) {
+    int cpu = sched_getcpu();
+    return cpu >= 0 ? cpu : -errno;
 }
 
 int clinux_termination_signalfd(void) {

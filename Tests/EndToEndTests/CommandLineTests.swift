@@ -36,6 +36,11 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64, mentioning: "--threads must be 1 or 2")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--busy-poll", "-5"]), status: 64, mentioning: "--busy-poll")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "1023"]), status: 64,
+                               mentioning: "CPU 1023 is not available to this process")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "2-1"]), status: 64, mentioning: "'2-1' is invalid for '--cpu <LIST>'")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--threads", "1", "--cpu", "0,1"]), status: 64,
+                               mentioning: "--cpu 0-1 names 2 CPUs for 1 data-plane thread")
         }
 
         @Test func keyFileProblemsAreExplained() throws {

@@ -186,6 +186,20 @@ final class Spawned: @unchecked Sendable {
     var stderr: String { Lab.read(stderrURL) }
     var isRunning: Bool { process.isRunning }
 
+    /// Each thread's name and the CPUs it may run on (Cpus_allowed_list), from /proc.
+    func threadAffinities() -> [(name: String, cpus: String)] {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []
+        return ids.compactMap { id in
+            let status = Lab.read(URL(fileURLWithPath: "\(tasks)/\(id)/status")).split(separator: "\n")
+            func field(_ key: String) -> String? {
+                status.first { $0.hasPrefix(key + ":") }.map { $0.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces) }
+            }
+            guard let name = field("Name"), let cpus = field("Cpus_allowed_list") else { return nil }
+            return (name, cpus)
+        }
+    }
+
     /// Waits for `text` on stderr (where the programs log). Throws with the logs if the process exits
     /// or the time runs out first.
     func waitForLog(_ text: String, timeout: Double = 15) throws {

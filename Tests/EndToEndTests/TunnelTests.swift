@@ -42,6 +42,7 @@ extension EndToEnd {
             (["--threads", "1"], "threads=1 (both directions)"),
             (["--threads", "1", "--busy-poll", "2000"], "busy_poll_us=2000"),
             (["--threads", "2", "--busy-poll", "2000"], "threads=2 (one per direction)"),
+            (["--threads", "2", "--cpu", "0"], "cpus=0"),
         ]
 
         @Test("TCP crosses the tunnel both ways byte for byte, and pings return, in every data-plane configuration",
@@ -56,6 +57,16 @@ extension EndToEnd {
             try client.waitForLog("client tunnelling")
             #expect(relay.stderr.contains(configuration.log) && client.stderr.contains(configuration.log),
                     "\(relay.stderr)\(client.stderr)")
+            if let index = configuration.flags.firstIndex(of: "--cpu") {
+                let cpus = configuration.flags[index + 1]
+                let threads = configuration.flags.firstIndex(of: "--threads").flatMap { Int(configuration.flags[$0 + 1]) } ?? 2
+                for process in [relay, client] {
+                    // The data-plane threads are named for their direction (tun→udp, udp→tun, tun⇄udp).
+                    let workers = process.threadAffinities().filter { ["tun→udp", "udp→tun", "tun⇄udp"].contains($0.name) }
+                    #expect(workers.count == threads)
+                    #expect(workers.allSatisfy { $0.cpus == cpus }, "\(workers)")
+                }
+            }
             let ping = lab.run(.a, ["ping", "-c", "20", "-i", "0.02", "-W", "1", Lab.addressC])
             #expect(ping.status == 0 && ping.stdout.contains("20 received"), "\(ping.stdout)\(ping.stderr)")
             try TCPTransfer.bothWays(lab, size: 16 << 20)

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <pthread.h>
 
 static const int CLINUX_IFNAMSIZ = 16;
 static const short CLINUX_IFF_TUN = 0x0001;
@@ -75,6 +76,13 @@ int clinux_sendmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
 int clinux_eventfd(void);
 /// Names the calling thread (visible in top -H); truncated to 15 bytes.
 void clinux_set_thread_name(const char *name);
+/// Restricts a thread to one CPU. Returns 0 or -errno.
+int clinux_pin_thread(pthread_t thread, int cpu);
+/// Writes the CPUs the calling thread may run on into `cpus` (at most `capacity`, ascending) and
+/// returns how many there are, or -errno.
+int clinux_allowed_cpus(int *cpus, int capacity);
+/// The CPU the calling thread is running on (sched_getcpu), or -errno.
+int clinux_current_cpu(void);
 
 /// Blocks SIGINT and SIGTERM in the calling thread (threads created later inherit the mask) and
 /// returns a non-blocking signalfd that becomes readable when one is pending, or -errno.

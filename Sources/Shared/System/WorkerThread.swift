@@ -29,6 +29,13 @@ public final class WorkerThread: @unchecked Sendable {
 
     public func join() { pthread_join(thread, nil) }
 
+    /// Keeps the thread on one CPU from now on (its cache stays warm and a busy-polling thread
+    /// does not take turns with another on the same core).
+    public func pin(to cpu: Int) throws(SystemError) {
+        let result = clinux_pin_thread(thread, Int32(cpu))
+        if result < 0 { throw SystemError("pthread_setaffinity_np(CPU \(cpu))", code: -result) }
+    }
+
     /// CPU time the thread has used so far (while it runs).
     public var cpuSeconds: Double {
         var clock = clockid_t()
