@@ -20,10 +20,13 @@ let package = Package(
     targets: [
         // Kernel constants and the few syscalls Swift cannot import directly (mmsghdr, ifreq ioctls).
         .target(name: "CLinux", path: "Sources/CLinux"),
+        // In-place ChaCha20-Poly1305 through the BoringSSL that swift-crypto links in (see caead.c).
+        .target(name: "CAEAD", path: "Sources/CAEAD"),
         .target(
             name: "Shared",
             dependencies: [
                 "CLinux",
+                "CAEAD",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -48,7 +51,8 @@ let package = Package(
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address.
         .executableTarget(name: "Fuzz", dependencies: ["Shared"], path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
-        .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", .product(name: "Crypto", package: "swift-crypto")],
+                    path: "Tests/SharedTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["Shared", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -126,10 +126,16 @@ def setup_udptun(args, extra=(), relay_extra=(), client_extra=()):
     return [relay, client]
 
 
-def setup_udptun_encrypted(args):
+def key_file():
+    """A fresh shared key for udptun's encrypted runs, readable by root only."""
     key = os.path.join(workdir, "udptun.key")
-    with open(os.open(key, os.O_CREAT | os.O_WRONLY, 0o600), "w") as handle:
+    with open(os.open(key, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as handle:
         handle.write(run([os.path.join(ROOT, ".build", "release", "udptun-relay"), "--genkey"]).stdout)
+    return key
+
+
+def setup_udptun_encrypted(args):
+    key = key_file()
     # The 36-byte framing needs room: the relay's device gets the client's automatic MTU.
     run(["ip", "link", "set", "tun2", "mtu", "1436"], node="b")
     return setup_udptun(args, ("--key-file", key, "--encrypt"))
@@ -478,12 +484,14 @@ def main():
             stop_started()
     allocations = None
     if args.allocation_packets > 0:
-        print("bench: counting udptun's heap allocations per packet …", file=sys.stderr, flush=True)
-        try:
-            allocations = measure_allocations(args.allocation_packets, args.udptun_args.split())
-        except Exception as error:
-            print(f"bench: allocation check failed: {error}", file=sys.stderr)
-            stop_started()
+        allocations = {}
+        for mode, extra in (("raw", ()), ("encrypted", ("--key-file", key_file(), "--encrypt"))):
+            print(f"bench: counting udptun's heap allocations per packet ({mode}) …", file=sys.stderr, flush=True)
+            try:
+                allocations[mode] = measure_allocations(args.allocation_packets, (*extra, *args.udptun_args.split()))
+            except Exception as error:
+                print(f"bench: allocation check ({mode}) failed: {error}", file=sys.stderr)
+                stop_started()
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release,
                "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows,
                "allocations": allocations}
@@ -492,10 +500,10 @@ def main():
     print(table(rows))
     print()
     print(comparison(rows))
-    if allocations:
-        print(f"- heap allocations in steady state over {allocations['packets']} packets: relay "
-              f"{allocations['relay_allocations']} ({allocations['relay_per_packet']:.4f}/packet), client "
-              f"{allocations['client_allocations']} ({allocations['client_per_packet']:.4f}/packet)")
+    for mode, counted in (allocations or {}).items():
+        print(f"- heap allocations in steady state over {counted['packets']} packets ({mode}): relay "
+              f"{counted['relay_allocations']} ({counted['relay_per_packet']:.4f}/packet), client "
+              f"{counted['client_allocations']} ({counted['client_per_packet']:.4f}/packet)")
     print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
 
 

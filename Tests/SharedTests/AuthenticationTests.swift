@@ -1,3 +1,4 @@
+import Crypto
 import Testing
 @testable import Shared
 
@@ -44,6 +45,41 @@ struct AuthenticationTests {
         #expect((body == packet) == !encrypt, "encrypted payloads must not be readable; authenticated ones stay readable")
         #expect(try open(&opener, datagram).get() == packet)
         #expect(sealer.counter == 1)
+    }
+
+    /// The in-place cipher (BoringSSL's EVP_AEAD through CAEAD) must produce exactly what swift-crypto's
+    /// ChaChaPoly does with the sender's derived key and the counter nonce, and open what it seals.
+    @Test("in-place sealing matches swift-crypto's ChaChaPoly byte for byte, both ways", arguments: [false, true])
+    func matchesSwiftCrypto(encrypt: Bool) throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
+        var sealer = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: encrypt, sender: 0x0123_4567_89AB_CDEF)
+        var opener = framing.makeOpener()
+        let derived = Self.key.derived(forSender: sealer.sender)
+        var generator = SystemRandomNumberGenerator()
+        for length in [1, 15, 16, 17, 63, 64, 65, 255, 1400, 1500, 9000] {
+            let packet = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let counter = sealer.counter
+            let nonce = try ChaChaPoly.Nonce(data: [0, 0, 0, 0] + withUnsafeBytes(of: counter.bigEndian) { Array($0) })
+            let datagram = try seal(&sealer, packet)
+            let header = Array(datagram[0..<20]), body = Array(datagram[20..<(datagram.count - 16)]), tag = Array(datagram.suffix(16))
+
+            // What we sealed, swift-crypto opens.
+            let box = try ChaChaPoly.SealedBox(nonce: nonce, ciphertext: encrypt ? body : [], tag: tag)
+            let opened = try ChaChaPoly.open(box, using: derived, authenticating: encrypt ? header : header + body)
+            #expect(encrypt ? Array(opened) == packet : opened.isEmpty && body == packet, "length \(length)")
+
+            // What swift-crypto seals with the next counter, we open.
+            let next = sealer.counter
+            var nextHeader = header
+            nextHeader.replaceSubrange(12..<20, with: withUnsafeBytes(of: next.bigEndian) { Array($0) })
+            let nextNonce = try ChaChaPoly.Nonce(data: [0, 0, 0, 0] + withUnsafeBytes(of: next.bigEndian) { Array($0) })
+            let theirs = try ChaChaPoly.seal(encrypt ? packet : [], using: derived, nonce: nextNonce,
+                                             authenticating: encrypt ? nextHeader : nextHeader + packet)
+            let theirDatagram = nextHeader + (encrypt ? Array(theirs.ciphertext) : packet) + Array(theirs.tag)
+            #expect(try open(&opener, datagram).get() == packet, "length \(length)")
+            #expect(try open(&opener, theirDatagram).get() == packet, "length \(length)")
+            _ = try seal(&sealer, [0])  // keep the sealer's counter ahead of the one used above
+        }
     }
 
     @Test(arguments: [false, true])

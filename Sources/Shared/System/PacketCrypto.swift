@@ -1,3 +1,4 @@
+import CAEAD
 import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -46,24 +47,32 @@ public struct TunnelKey: Sendable {
     }
 }
 
-/// A sender's derived key, opaque above this layer.
-public struct SenderKey: Sendable {
-    let key: SymmetricKey
+/// A sender's derived key with its cipher state set up once, opaque above this layer. Immutable
+/// after init (BoringSSL seals and opens through a const context), so workers may share it.
+public final class SenderKey: @unchecked Sendable {
+    fileprivate let cipher: OpaquePointer
 
-    public init(_ tunnelKey: TunnelKey, sender: UInt64) { key = tunnelKey.derived(forSender: sender) }
+    public init(_ tunnelKey: TunnelKey, sender: UInt64) {
+        let derived = tunnelKey.derived(forSender: sender)
+        guard let cipher = derived.withUnsafeBytes({ caead_chacha20_poly1305_new($0.bindMemory(to: UInt8.self).baseAddress) }) else {
+            fatalError("out of memory setting up a ChaCha20-Poly1305 key")
+        }
+        self.cipher = cipher
+    }
+
+    deinit { caead_free(cipher) }
 }
 
-/// ChaCha20-Poly1305 over regions of a packet buffer, in place. The nonce is the 64-bit counter
-/// (big-endian) behind four zero bytes; each (sender key, counter) is used once.
+/// ChaCha20-Poly1305 over regions of a packet buffer, in place and without allocating. The nonce is
+/// the 64-bit counter (big-endian) behind four zero bytes; each (sender key, counter) is used once.
 enum PacketCrypto {
     static let tagLength = 16
 
-    private static func nonce(_ counter: UInt64) -> ChaChaPoly.Nonce {
+    /// Calls `body` with the 12-byte nonce for `counter`.
+    private static func withNonce<T>(_ counter: UInt64, _ body: (UnsafePointer<UInt8>) -> T) -> T {
         // 16 defined bytes (no padding); the nonce is bytes 4..<16: four zeros, then the counter.
-        var bytes: (UInt64, UInt64) = (0, counter.bigEndian)
-        return withUnsafeBytes(of: &bytes) { raw in
-            try! ChaChaPoly.Nonce(data: UnsafeRawBufferPointer(rebasing: raw[4..<16]))
-        }
+        let bytes: (UInt64, UInt64) = (0, counter.bigEndian)
+        return withUnsafeBytes(of: bytes) { raw in body(raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + 4) }
     }
 
     /// Seals `payload` (encrypting it when `encrypt`, else authenticating it with the header) and
@@ -71,22 +80,14 @@ enum PacketCrypto {
     static func seal(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
                      encrypt: Bool, key: SenderKey, counter: UInt64) -> Bool {
         precondition(header.upperBound == payload.lowerBound && tagOffset + tagLength <= buffer.count)
-        return buffer.withUnsafeMutableBytes { raw -> Bool in
-            let nonce = nonce(counter)
-            do {
-                if encrypt {
-                    let box = try ChaChaPoly.seal(UnsafeRawBufferPointer(rebasing: raw[payload]), using: key.key, nonce: nonce,
-                                                  authenticating: UnsafeRawBufferPointer(rebasing: raw[header]))
-                    box.ciphertext.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: raw[payload]))
-                    box.tag.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: raw[tagOffset..<(tagOffset + tagLength)]))
-                } else {
-                    let box = try ChaChaPoly.seal(UnsafeRawBufferPointer(start: nil, count: 0), using: key.key, nonce: nonce,
-                                                  authenticating: UnsafeRawBufferPointer(rebasing: raw[header.lowerBound..<payload.upperBound]))
-                    box.tag.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: raw[tagOffset..<(tagOffset + tagLength)]))
-                }
-                return true
-            } catch {
-                return false
+        return buffer.withUnsafeMutableBufferPointer { bytes -> Bool in
+            let base = bytes.baseAddress!
+            // Authenticated only: everything is associated data and nothing is encrypted.
+            let associated = encrypt ? header : header.lowerBound..<payload.upperBound
+            let encrypted = encrypt ? payload : payload.upperBound..<payload.upperBound
+            return withNonce(counter) { nonce in
+                caead_seal(key.cipher, base + encrypted.lowerBound, encrypted.count, base + tagOffset, nonce,
+                           base + associated.lowerBound, associated.count) == 1
             }
         }
     }
@@ -95,21 +96,13 @@ enum PacketCrypto {
     static func open(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
                      encrypted: Bool, key: SenderKey, counter: UInt64) -> Bool {
         guard header.upperBound == payload.lowerBound, tagOffset + tagLength <= buffer.count else { return false }
-        return buffer.withUnsafeMutableBytes { raw -> Bool in
-            let tag = UnsafeRawBufferPointer(rebasing: raw[tagOffset..<(tagOffset + tagLength)])
-            do {
-                if encrypted {
-                    let box = try ChaChaPoly.SealedBox(nonce: nonce(counter), ciphertext: UnsafeRawBufferPointer(rebasing: raw[payload]), tag: tag)
-                    let plaintext = try ChaChaPoly.open(box, using: key.key, authenticating: UnsafeRawBufferPointer(rebasing: raw[header]))
-                    plaintext.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: raw[payload]))
-                } else {
-                    let box = try ChaChaPoly.SealedBox(nonce: nonce(counter), ciphertext: UnsafeRawBufferPointer(start: nil, count: 0), tag: tag)
-                    _ = try ChaChaPoly.open(box, using: key.key,
-                                            authenticating: UnsafeRawBufferPointer(rebasing: raw[header.lowerBound..<payload.upperBound]))
-                }
-                return true
-            } catch {
-                return false
+        return buffer.withUnsafeMutableBufferPointer { bytes -> Bool in
+            let base = bytes.baseAddress!
+            let associated = encrypted ? header : header.lowerBound..<payload.upperBound
+            let ciphertext = encrypted ? payload : payload.upperBound..<payload.upperBound
+            return withNonce(counter) { nonce in
+                caead_open(key.cipher, base + ciphertext.lowerBound, ciphertext.count, base + tagOffset, nonce,
+                           base + associated.lowerBound, associated.count) == 1
             }
         }
     }
