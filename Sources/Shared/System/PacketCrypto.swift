@@ -68,27 +68,13 @@ public final class SenderKey: @unchecked Sendable {
 enum PacketCrypto {
     static let tagLength = 16
 
-    /// Calls `body` with the 12-byte nonce for `counter`.
-    private static func withNonce<T>(_ counter: UInt64, _ body: (UnsafePointer<UInt8>) -> T) -> T {
-        // 16 defined bytes (no padding); the nonce is bytes 4..<16: four zeros, then the counter.
-        let bytes: (UInt64, UInt64) = (0, counter.bigEndian)
-        return withUnsafeBytes(of: bytes) { raw in body(raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + 4) }
-    }
-
     /// Seals `payload` (encrypting it when `encrypt`, else authenticating it with the header) and
     /// writes the tag at `tagOffset`. The header must directly precede the payload.
     static func seal(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
                      encrypt: Bool, key: SenderKey, counter: UInt64) -> Bool {
         precondition(header.upperBound == payload.lowerBound && tagOffset + tagLength <= buffer.count)
-        return buffer.withUnsafeMutableBufferPointer { bytes -> Bool in
-            let base = bytes.baseAddress!
-            // Authenticated only: everything is associated data and nothing is encrypted.
-            let associated = encrypt ? header : header.lowerBound..<payload.upperBound
-            let encrypted = encrypt ? payload : payload.upperBound..<payload.upperBound
-            return withNonce(counter) { nonce in
-                caead_seal(key.cipher, base + encrypted.lowerBound, encrypted.count, base + tagOffset, nonce,
-                           base + associated.lowerBound, associated.count) == 1
-            }
+        return apply(&buffer, header: header, payload: payload, tagOffset: tagOffset, encrypted: encrypt, counter: counter) {
+            caead_seal(key.cipher, $0, $1, $2, $3, $4, $5)
         }
     }
 
@@ -96,13 +82,29 @@ enum PacketCrypto {
     static func open(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
                      encrypted: Bool, key: SenderKey, counter: UInt64) -> Bool {
         guard header.upperBound == payload.lowerBound, tagOffset + tagLength <= buffer.count else { return false }
-        return buffer.withUnsafeMutableBufferPointer { bytes -> Bool in
-            let base = bytes.baseAddress!
-            let associated = encrypted ? header : header.lowerBound..<payload.upperBound
-            let ciphertext = encrypted ? payload : payload.upperBound..<payload.upperBound
-            return withNonce(counter) { nonce in
-                caead_open(key.cipher, base + ciphertext.lowerBound, ciphertext.count, base + tagOffset, nonce,
-                           base + associated.lowerBound, associated.count) == 1
+        return apply(&buffer, header: header, payload: payload, tagOffset: tagOffset, encrypted: encrypted, counter: counter) {
+            caead_open(key.cipher, $0, $1, $2, $3, $4, $5)
+        }
+    }
+
+    /// Hands `operation` (caead_seal or caead_open) the bytes to en- or decrypt in place, the tag, the
+    /// nonce and the bytes only authenticated: the header alone when encrypted, else header and
+    /// payload with nothing encrypted.
+    private static func apply(
+        _ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int, encrypted: Bool,
+        counter: UInt64,
+        _ operation: (UnsafeMutablePointer<UInt8>, Int, UnsafeMutablePointer<UInt8>, UnsafePointer<UInt8>, UnsafePointer<UInt8>, Int) -> Int32
+    ) -> Bool {
+        let associated = encrypted ? header : header.lowerBound..<payload.upperBound
+        let ciphertext = encrypted ? payload : payload.upperBound..<payload.upperBound
+        // 16 defined bytes (no padding); the nonce is bytes 4..<16: four zeros, then the counter.
+        let nonce: (UInt64, UInt64) = (0, counter.bigEndian)
+        return buffer.withUnsafeMutableBufferPointer { bytes in
+            withUnsafeBytes(of: nonce) { nonceBytes in
+                let base = bytes.baseAddress!
+                return operation(base + ciphertext.lowerBound, ciphertext.count, base + tagOffset,
+                                 nonceBytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + 4,
+                                 base + associated.lowerBound, associated.count) == 1
             }
         }
     }
