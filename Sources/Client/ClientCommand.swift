@@ -23,6 +23,7 @@ struct ClientCommand: ParsableCommand {
           udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
           udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 --exit-when-done
           udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
+          udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 --cpu 1   # low latency
 
         EXIT STATUS
           0 stopped by SIGINT/SIGTERM or finished (--exit-when-done); 64 usage error; 78 configuration
