@@ -231,7 +231,7 @@ ROWS = {
     "wireguard": ("wireguard-go", setup_wireguard),
     "udptun": ("udptun", setup_udptun),
     "udptun-encrypted": ("udptun, ChaCha20-Poly1305", setup_udptun_encrypted),
-    "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000", setup_udptun_busy_poll),
+    "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000, pinned", setup_udptun_busy_poll),
 }
 
 # ---- measurements ----
