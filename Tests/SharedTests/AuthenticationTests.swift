@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 import Testing
 @testable import Shared
 
@@ -121,6 +122,53 @@ struct AuthenticationTests {
         #expect(throws: DropReason.badFraming) { try open(&opener, [0x12, 0, 0, 0]).get() }
         #expect(throws: DropReason.truncated) { try open(&opener, []).get() }
         #expect(opener.knownSenders == 0)
+    }
+
+    @Test("key setups for unknown senders are held to the budget; known senders never wait for it")
+    func newSendersAreBudgeted() throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        let now = Mutex<UInt64>(1_000_000_000)
+        var opener = AuthenticatedEncapsulation.Opener(key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
+                                                       clock: { now.withLock { $0 } })
+        var senders = (0..<3).map { _ in framing.makeSealer() }
+        for index in senders.indices { #expect(throws: Never.self) { try open(&opener, try seal(&senders[index], packet)).get() } }
+        // Budget spent: made-up sender ids under a wrong key, and a genuine newcomer, are both refused
+        // before any key is derived; the three known senders go on as before.
+        var forger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).makeSealer()
+        var newcomer = framing.makeSealer()
+        #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&forger, packet)).get() }
+        #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&newcomer, packet)).get() }
+        for index in senders.indices { #expect(throws: Never.self) { try open(&opener, try seal(&senders[index], packet)).get() } }
+        // 100 ms later one token has come back (10 per second): the forger's next datagram spends it on
+        // a key setup that fails its tag, and is remembered nowhere.
+        now.withLock { $0 += 100_000_000 }
+        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&forger, packet)).get() }
+        #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&newcomer, packet)).get() }
+        now.withLock { $0 += 100_000_000 }
+        #expect(throws: Never.self) { try open(&opener, try seal(&newcomer, packet)).get() }
+        #expect(opener.knownSenders == 4)
+    }
+
+    @Test("the token bucket spends its burst, refills at its rate, keeps fractions and caps at the burst")
+    func tokenBucket() {
+        let second: UInt64 = 1_000_000_000
+        var bucket = TokenBucket(rate: 3, burst: 2)
+        /// Takes at each time in turn; returns which takes got a token.
+        func take(_ times: UInt64...) -> [Bool] { times.map { bucket.take(now: $0) } }
+        #expect(take(5 * second, 5 * second, 5 * second) == [true, true, false])
+        // A third of a second earns one token; a sixth and then another sixth add up to it.
+        #expect(take(5 * second + second / 6) == [false])
+        #expect(take(5 * second + 2 * second / 6 + 1, 5 * second + 2 * second / 6 + 2) == [true, false])
+        // A long quiet spell refills to the burst, no more.
+        #expect(take(500 * second, 500 * second, 500 * second) == [true, true, false])
+        // Rate 0 never refills; a clock at its far end does not overflow.
+        var fixed = TokenBucket(rate: 0, burst: 1)
+        let fixedTakes = [fixed.take(now: 0), fixed.take(now: .max)]
+        #expect(fixedTakes == [true, false])
+        var fast = TokenBucket(rate: 1_000_000_000, burst: 1_000_000)
+        let fastTakes = [fast.take(now: 0), fast.take(now: .max)]
+        #expect(fastTakes == [true, true])
+        #expect(fast.tokens == 999_999)
     }
 
     @Test func replayWindowSlides() {

@@ -15,6 +15,11 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     static let encryptedType: UInt8 = 0x12
     /// Senders remembered by an opener (keys and replay windows).
     public static let maximumSenders = 4096
+    /// New senders whose key an opener sets up per second, after a first burst of `maximumSenders`.
+    /// Before its tag is checked, a datagram under an unknown sender id costs a key derivation; a
+    /// flood of made-up ids (from an allowed source) is held to this rate and the rest dropped as
+    /// `sender_limit` at the price of a table lookup. Senders already known are never limited.
+    public static let newSendersPerSecond: UInt64 = 1000
 
     public let key: TunnelKey
     public let encrypts: Bool
@@ -63,9 +68,16 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     public struct Opener: PacketOpener {
         let key: TunnelKey
         private var senders: [UInt64: (key: SenderKey, window: ReplayWindow)] = [:]
+        private var newSenders: TokenBucket
+        private let clock: @Sendable () -> UInt64
 
-        public init(key: TunnelKey) {
+        public init(key: TunnelKey,
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
             self.key = key
+            self.newSenders = newSenders
+            self.clock = clock
             senders.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
         }
 
@@ -83,8 +95,9 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             let counter = slot.span.u64(at: start + 12)
             let known = senders[sender]
             if let known, !known.window.check(counter) { return .failure(.replayed) }
-            // A new sender's key is derived before its first packet is verified, but nothing is
-            // remembered about it unless the tag checks out.
+            // A new sender's key is derived before its first packet is verified (within the
+            // new-sender budget), but nothing is remembered about it unless the tag checks out.
+            if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
             let senderKey = known?.key ?? SenderKey(key, sender: sender)
             let payload = (start + header)..<(datagram.upperBound - tag)
             guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,

@@ -22,6 +22,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case badFraming
     case badTag
     case replayed
+    case senderLimit
     // Output failures.
     case tunWriteFailed
     case sendFailed
@@ -48,6 +49,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .badFraming: "bad_framing"
         case .badTag: "bad_tag"
         case .replayed: "replayed"
+        case .senderLimit: "sender_limit"
         case .tunWriteFailed: "tun_write_failed"
         case .sendFailed: "send_failed"
         }
