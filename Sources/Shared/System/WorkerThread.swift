@@ -35,13 +35,4 @@ public final class WorkerThread: @unchecked Sendable {
         let result = clinux_pin_thread(thread, Int32(cpu))
         if result < 0 { throw SystemError("pthread_setaffinity_np(CPU \(cpu))", code: -result) }
     }
-
-    /// CPU time the thread has used so far (while it runs).
-    public var cpuSeconds: Double {
-        var clock = clockid_t()
-        guard pthread_getcpuclockid(thread, &clock) == 0 else { return 0 }
-        var now = timespec()
-        clock_gettime(clock, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
 }
