@@ -61,7 +61,10 @@ extension EndToEnd {
             let port = Int.random(in: 20000...60000)
             let first = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--listen", "127.0.0.1:\(port)", "--interval", "0"],
                                     logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(port)"))
-            defer { first.stop() }
+            defer {
+                first.stop()
+                first.removeLogs()
+            }
             try first.waitForLog("sink listening")
             expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port)"]), status: 78, mentioning: "already in use")
         }

@@ -186,6 +186,12 @@ final class Spawned: @unchecked Sendable {
     var stderr: String { Lab.read(stderrURL) }
     var isRunning: Bool { process.isRunning }
 
+    /// Deletes the two log files (for processes started outside a lab, whose directory stays).
+    func removeLogs() {
+        try? FileManager.default.removeItem(at: stdoutURL)
+        try? FileManager.default.removeItem(at: stderrURL)
+    }
+
     /// Each thread's name and the CPUs it may run on (Cpus_allowed_list), from /proc.
     func threadAffinities() -> [(name: String, cpus: String)] {
         let tasks = "/proc/\(process.processIdentifier)/task"
