@@ -117,13 +117,19 @@ def setup_direct(_args):
     return []
 
 
-def setup_udptun(args, extra=(), relay_extra=(), client_extra=()):
+def start_udptun(extra=(), relay_extra=(), client_extra=(), env=None, name="udptun"):
+    """Relay on B and client on A with `extra` flags on both; returns [relay, client] once A reaches C."""
     bin_dir = os.path.join(ROOT, ".build", "release")
-    extra = (*extra, *args.udptun_args.split())
-    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra, *relay_extra], "udptun-relay")
-    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra, *client_extra], "udptun-client")
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra, *relay_extra],
+                  f"{name}-relay", env=env)
+    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra, *client_extra],
+                   f"{name}-client", env=env)
     wait_for(lambda: pings("a", C), "udptun path")
     return [relay, client]
+
+
+def setup_udptun(args, extra=(), relay_extra=(), client_extra=()):
+    return start_udptun((*extra, *args.udptun_args.split()), relay_extra, client_extra)
 
 
 def key_file():
@@ -146,7 +152,7 @@ def setup_udptun_busy_poll(args):
     # traffic with gaps shorter than that (these pings are 10 ms apart) never waits for a wake-up.
     # On separate machines each end would have its own cores; on this one host the client's
     # thread keeps CPU 0 and the relay's CPU 1, so the two spinners never take turns on one core.
-    pins = (("--cpu", "0"), ("--cpu", "1")) if len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0) else ((), ())
+    pins = (("--cpu", "0"), ("--cpu", "1")) if {0, 1} <= os.sched_getaffinity(0) else ((), ())
     return setup_udptun(args, ("--threads", "1", "--busy-poll", "20000"), client_extra=pins[0], relay_extra=pins[1])
 
 
@@ -362,11 +368,8 @@ def measure_allocations(packets, extra=()):
     bin_dir = os.path.join(ROOT, ".build", "release")
     counter = os.path.join(bin_dir, "libAllocationCounter.so")
     lab_up()
-    env = {**os.environ, "LD_PRELOAD": counter}
-    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra], "alloc-relay", env=env)
-    client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra], "alloc-client", env=env)
     spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
-    wait_for(lambda: pings("a", C), "udptun path")
+    relay, client = start_udptun(extra, env={**os.environ, "LD_PRELOAD": counter}, name="alloc")
 
     def generate(count):
         run([f"{bin_dir}/udptun-client", "--no-tunnel", "--generate", f"{C}:8080", "--count", str(count),

@@ -135,8 +135,8 @@ public final class TunDevice: Sendable {
     }
 
     /// Reads packets into slots 0..<n (at `headroom` within each slot) until the device has no more or
-    /// the batch is full, waiting up to `timeoutMilliseconds` for the first. Returns n.
-    public func read(into batch: PacketBatch, headroom: Int, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
+    /// the batch is full, without waiting (the caller polls the descriptor). Returns n, 0 when none.
+    public func read(into batch: PacketBatch, headroom: Int) throws(SystemError) -> Int {
         var filled = 0
         while filled < batch.slotCount {
             let buffer = batch.rawSlot(filled, offset: headroom)
@@ -148,11 +148,7 @@ public final class TunDevice: Sendable {
             }
             let code = clinux_errno()
             if length < 0, code == EINTR { continue }
-            if length < 0, code == EAGAIN {
-                if filled > 0 || timeoutMilliseconds == 0 { break }
-                guard waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready else { break }
-                continue
-            }
+            if length < 0, code == EAGAIN { break }
             batch.setCount(filled)
             // EBADFD/EIO: the device was deleted under us.
             throw SystemError("read from \(name)", code: length == 0 ? EIO : code)

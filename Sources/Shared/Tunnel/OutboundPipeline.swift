@@ -65,7 +65,7 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
         let headroom = encapsulation.headroom
         let read: Int
         do {
-            read = try tun.read(into: readBatch, headroom: headroom, waker: lifecycle.waker, timeoutMilliseconds: 0)
+            read = try tun.read(into: readBatch, headroom: headroom)
         } catch {
             if !lifecycle.isStopping {
                 lifecycle.fail(error.isDeviceGone
@@ -107,7 +107,7 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
         func enqueue(_ batch: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress, segmentSize: Int? = nil) -> Bool {
             if queue.isFull { flushQueue() }
             return queue.append(batch, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize,
-                                gather: gather && segmentSize == nil)
+                                gather: gather)
         }
 
         /// Encapsulates and queues one packet read from TUN (or the segments of a super-packet).
