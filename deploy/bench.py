@@ -10,6 +10,7 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   udptun-encrypted  udptun with --key-file --encrypt (the peer to compare with wireguard-go)
   udptun-busy-poll  udptun with --threads 1 --busy-poll 20000, client on CPU 0 and relay on
                     CPU 1 (--cpu; the low-latency profile)
+  udptun-queues     udptun with --queues 2 (multi-queue TUN devices, a socket and threads per queue)
 
 Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
 Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
@@ -82,10 +83,10 @@ def on_signal(number, _frame):
     sys.exit(128 + number)
 
 
-def lab_up():
+def lab_up(tun_queues=1):
     stop_started()
     subprocess.run(["bash", LAB, "down"], env={**os.environ, "LAB_PREFIX": PREFIX}, capture_output=True)
-    run(["bash", LAB, "up"], env={**os.environ, "LAB_PREFIX": PREFIX})
+    run(["bash", LAB, "up"], env={**os.environ, "LAB_PREFIX": PREFIX, "TUN_QUEUES": str(tun_queues)})
 
 
 def sysctl(node, key, value):
@@ -154,6 +155,12 @@ def setup_udptun_busy_poll(args):
     # thread keeps CPU 0 and the relay's CPU 1, so the two spinners never take turns on one core.
     pins = (("--cpu", "0"), ("--cpu", "1")) if {0, 1} <= os.sched_getaffinity(0) else ((), ())
     return setup_udptun(args, ("--threads", "1", "--busy-poll", "20000"), client_extra=pins[0], relay_extra=pins[1])
+
+
+def setup_udptun_queues(args):
+    # Two TUN queues per end, each with its own threads and SO_REUSEPORT socket; the lab's devices
+    # are made multi-queue for this row (TUN_QUEUES_BY_ROW).
+    return setup_udptun(args, ("--queues", "2"))
 
 
 def setup_vxlan(_args):
@@ -238,7 +245,10 @@ ROWS = {
     "udptun": ("udptun", setup_udptun),
     "udptun-encrypted": ("udptun, ChaCha20-Poly1305", setup_udptun_encrypted),
     "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000, pinned", setup_udptun_busy_poll),
+    "udptun-queues": ("udptun, --queues 2", setup_udptun_queues),
 }
+# Rows whose lab needs multi-queue TUN devices.
+TUN_QUEUES_BY_ROW = {"udptun-queues": 2}
 
 # ---- measurements ----
 
@@ -308,8 +318,9 @@ def udp(size, seconds, socket_buffer=None):
             "arrived_kpps": arrived / total["seconds"] / 1e3}
 
 
-def ping_rtt(count):
-    output = run(["ping", "-c", str(count), "-i", "0.01", "-W", "1", C], node="a", timeout=count * 0.05 + 20, check=False).stdout
+def ping_rtt(count, interval=0.01):
+    output = run(["ping", "-c", str(count), "-i", str(interval), "-W", "1", C], node="a",
+                 timeout=count * (interval + 0.04) + 20, check=False).stdout
     times = sorted(float(value) for value in re.findall(r"time=([\d.]+) ms", output))
     if not times:
         return {"avg_ms": None, "p99_ms": None}
@@ -319,11 +330,15 @@ def ping_rtt(count):
 
 # udp64-4mb repeats udp64 with 4 MB socket buffers at both ends: iperf3 at C then rides out the
 # scheduler slices it loses to the other processes on two cores, so it reads what the path carries.
-TESTS = ("tcp1", "tcp4", "udp64", "udp64-4mb", "udp1400", "ping")
+# ping1ms repeats ping with 1 ms between requests (1,000 of them): on this VM a CPU that has been
+# idle for 10 ms runs the next packet's work several times slower (the direct path's own round trip
+# goes from about 6 µs back to back to 60 µs at 10 ms), so the two show a cold and a warm path.
+TESTS = ("tcp1", "tcp4", "udp64", "udp64-4mb", "udp1400", "ping", "ping1ms")
 # What a row holds for a test left out with --tests.
 SKIPPED = {"tcp1": {"gbps": None}, "tcp4": {"gbps": None}, "udp64": {"delivered_kpps": None, "loss_percent": None, "arrived_kpps": None},
            "udp64-4mb": {"delivered_kpps": None, "loss_percent": None, "arrived_kpps": None},
-           "udp1400": {"delivered_kpps": None, "loss_percent": None, "arrived_kpps": None}, "ping": {"avg_ms": None, "p99_ms": None}}
+           "udp1400": {"delivered_kpps": None, "loss_percent": None, "arrived_kpps": None}, "ping": {"avg_ms": None, "p99_ms": None},
+           "ping1ms": {"avg_ms": None, "p99_ms": None}}
 
 
 def ratio(numerator, denominator):
@@ -332,7 +347,7 @@ def ratio(numerator, denominator):
 
 def measure(key, args):
     label, setup = ROWS[key]
-    lab_up()
+    lab_up(TUN_QUEUES_BY_ROW.get(key, 1))
     processes = setup(args)
     row = {"row": key, "label": label, **SKIPPED}
     tests = args.tests.split(",")
@@ -348,6 +363,8 @@ def measure(key, args):
         row["udp1400"] = udp(1400, args.seconds)
     if "ping" in tests:
         row["ping"] = ping_rtt(args.pings)
+    if "ping1ms" in tests:
+        row["ping1ms"] = ping_rtt(1000, interval=0.001)
     row["rss_mb"] = peak_rss_mb(processes) if processes else None
     for process in processes:
         if process.poll() is not None:
@@ -410,14 +427,16 @@ def udp_cell(result):
 def table(rows):
     direct = next((row for row in rows if row["row"] == "direct"), None)
     lines = ["| path A → C | TCP 1 stream Gb/s | × direct | TCP 4 streams Gb/s | UDP 64 B kpps read of arrived at C (loss) | "
-             "UDP 64 B, 4 MB buffers | UDP 1400 B kpps read of arrived (loss) | ping avg / p99 ms | CPU s/GB | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "UDP 64 B, 4 MB buffers | UDP 1400 B kpps read of arrived (loss) | ping avg / p99 ms | ping 1 ms apart avg / p99 | "
+             "CPU s/GB | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         to_direct = ratio(row["tcp1"]["gbps"], direct["tcp1"]["gbps"]) if direct else None
         lines.append(
             f"| {row['label']} | {fmt(row['tcp1']['gbps'])} | {fmt(to_direct)} | {fmt(row['tcp4']['gbps'])} | "
             f"{udp_cell(row['udp64'])} | {udp_cell(row['udp64-4mb'])} | {udp_cell(row['udp1400'])} | "
             f"{fmt(row['ping']['avg_ms'], 3)} / {fmt(row['ping']['p99_ms'], 3)} | "
+            f"{fmt(row.get('ping1ms', SKIPPED['ping1ms'])['avg_ms'], 3)} / {fmt(row.get('ping1ms', SKIPPED['ping1ms'])['p99_ms'], 3)} | "
             f"{fmt(row['tcp1'].get('cpu_s_per_gb'))} | {fmt(row['rss_mb'], 1)} |")
     return "\n".join(lines)
 
@@ -443,11 +462,13 @@ def comparison(rows):
     if encrypted and "wireguard" in by_key and encrypted["tcp1"]["gbps"] is not None:
         lines.append(f"- encrypted udptun vs wireguard-go, TCP 1 stream: "
                      f"{encrypted['tcp1']['gbps'] / by_key['wireguard']['tcp1']['gbps']:.2f}×")
-    if "direct" in by_key and by_key["direct"]["ping"]["avg_ms"] is not None:
+    for test, what in (("ping", "ping RTT"), ("ping1ms", "ping RTT, 1 ms apart")):
+        if "direct" not in by_key or by_key["direct"][test]["avg_ms"] is None:
+            continue
         for row in (by_key[key] for key in ROWS if key.startswith("udptun") and key in by_key):
-            if row["ping"]["avg_ms"] is not None:
-                extra = (row["ping"]["avg_ms"] - by_key["direct"]["ping"]["avg_ms"]) * 1000
-                lines.append(f"- ping RTT, {row['label']}: direct + {extra:.0f} µs")
+            if row[test]["avg_ms"] is not None:
+                extra = (row[test]["avg_ms"] - by_key["direct"][test]["avg_ms"]) * 1000
+                lines.append(f"- {what}, {row['label']}: direct + {extra:.0f} µs")
     return "\n".join(lines)
 
 

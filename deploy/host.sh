@@ -16,6 +16,7 @@
 #   TUN_NAME      client: tun1, relay: tun2
 #   TUN_MTU       1472 (1500-byte underlay minus 20 IPv4 + 8 UDP)
 #   TUN_USER      owner of the persistent TUN device, so udptun runs without root (default: none)
+#   TUN_QUEUES    1, or more for a multi-queue device (then run udptun with the same --queues N)
 #   INNER_ADDR    client: its inner address, 198.19.0.1/24
 #   REMOTE_NETS   client: networks reached through the tunnel, "198.18.2.0/24"
 #   CLIENT_NETS   relay and sink: the clients' inner networks, "198.19.0.0/24"
@@ -27,6 +28,7 @@ ROLE=${1:-}
 ACTION=${2:-}
 TUN_MTU=${TUN_MTU:-1472}
 TUN_USER=${TUN_USER:-}
+TUN_QUEUES=${TUN_QUEUES:-1}
 INNER_ADDR=${INNER_ADDR:-198.19.0.1/24}
 REMOTE_NETS=${REMOTE_NETS:-198.18.2.0/24}
 CLIENT_NETS=${CLIENT_NETS:-198.19.0.0/24}
@@ -37,10 +39,11 @@ STATE="$STATE_DIR/$ROLE${NETNS:+-$NETNS}.state"
 
 die() { echo "host.sh: $*" >&2; exit 1; }
 say() { echo "host.sh: $*" >&2; }
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 case "$ROLE" in client) TUN_NAME=${TUN_NAME:-tun1} ;; relay) TUN_NAME=${TUN_NAME:-tun2} ;; sink) TUN_NAME= ;; *) usage ;; esac
 case "$ACTION" in up|down|status) ;; *) usage ;; esac
+[[ "$TUN_QUEUES" =~ ^[1-9][0-9]{0,2}$ ]] || die "TUN_QUEUES must be a whole number from 1 (got '$TUN_QUEUES')"
 [ "$ACTION" = status ] || [ "$(id -u)" -eq 0 ] || die "must run as root: sudo $0 $ROLE $ACTION"
 command -v ip >/dev/null || die "ip (iproute2) is required: apt-get install iproute2"
 
@@ -55,12 +58,17 @@ set_sysctl() {
 
 tun_up() {
     if ! ip link show "$TUN_NAME" >/dev/null 2>&1; then
-        ip tuntap add dev "$TUN_NAME" mode tun ${TUN_USER:+user "$TUN_USER"}
+        local kind=()
+        [ "$TUN_QUEUES" -gt 1 ] && kind=(multi_queue)
+        ip tuntap add dev "$TUN_NAME" mode tun ${TUN_USER:+user "$TUN_USER"} "${kind[@]}"
         ip link set "$TUN_NAME" addrgenmode none  # no IPv6 link-local chatter into the tunnel
         echo "created $TUN_NAME" >>"$STATE"
-        say "created persistent TUN device $TUN_NAME${TUN_USER:+ owned by $TUN_USER}"
+        say "created persistent ${kind:+multi-queue }TUN device $TUN_NAME${TUN_USER:+ owned by $TUN_USER}"
     fi
     ip link set "$TUN_NAME" mtu "$TUN_MTU" up
+    if [ -n "$TUN_USER" ] && [ "$(stat -c %a /dev/net/tun 2>/dev/null)" != 666 ]; then
+        say "warning: /dev/net/tun is mode $(stat -c %a /dev/net/tun 2>/dev/null), so $TUN_USER cannot open it; distributions ship it 0666: chmod 0666 /dev/net/tun"
+    fi
 }
 
 route_up() {  # route_up PREFIX ARGS...: replace, and record for undo

@@ -13,6 +13,7 @@
 #
 # Environment: LAB_PREFIX (default udptun) names the namespaces ${LAB_PREFIX}-a, -b, -c, so several
 # labs can coexist. DEMO_SECONDS (default 5) and DEMO_RATE (default 2000 packets/s) shape the demo.
+# TUN_QUEUES=N (default 1) makes tun1 and tun2 multi-queue devices, for udptun's --queues N.
 set -euo pipefail
 
 PREFIX=${LAB_PREFIX:-udptun}
@@ -27,6 +28,7 @@ A_INNER=198.19.0.1
 INNER_NET=198.19.0.0/24
 C_NET=198.18.2.0/24
 TUN_MTU=1472
+TUN_QUEUES=${TUN_QUEUES:-1}
 # host.sh records what to undo; a lab's namespaces vanish as a whole, so a scratch directory will do.
 STATE_DIR=/run/udptun-lab
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,8 +75,8 @@ up() {
 
     # Each namespace is prepared by the same script a real machine uses.
     local host="$ROOT/deploy/host.sh"
-    in_ns "$NS_A" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU INNER_ADDR="$A_INNER/24" REMOTE_NETS="$C_NET" "$host" client up 2>/dev/null
-    in_ns "$NS_B" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU CLIENT_NETS="$INNER_NET" "$host" relay up 2>/dev/null
+    in_ns "$NS_A" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU TUN_QUEUES="$TUN_QUEUES" INNER_ADDR="$A_INNER/24" REMOTE_NETS="$C_NET" "$host" client up 2>/dev/null
+    in_ns "$NS_B" env STATE_DIR="$STATE_DIR" TUN_MTU=$TUN_MTU TUN_QUEUES="$TUN_QUEUES" CLIENT_NETS="$INNER_NET" "$host" relay up 2>/dev/null
     in_ns "$NS_C" env STATE_DIR="$STATE_DIR" CLIENT_NETS="$INNER_NET" RELAY_ADDR="$B_ADDR_C" "$host" sink up 2>/dev/null
     say "lab '$PREFIX' is up: $NS_A ($A_ADDR, tun1 $A_INNER) — $NS_B ($B_ADDR_A | $B_ADDR_C, tun2) — $NS_C ($C_ADDR)"
 }

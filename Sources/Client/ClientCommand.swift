@@ -24,6 +24,7 @@ struct ClientCommand: ParsableCommand {
           udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 --exit-when-done
           udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
           udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 --cpu 1   # low latency
+          udptun-client --relay 198.18.1.2 --queues 4                             # many flows, many cores
 
         EXIT STATUS
           0 stopped by SIGINT/SIGTERM or finished (--exit-when-done); 64 usage error; 78 configuration
@@ -110,7 +111,7 @@ struct ClientCommand: ParsableCommand {
         let target = try generate.map { try AddressResolver.resolve($0, defaultPort: 8080) }
         let signals = try SignalWaiter()
         let lifecycle = try Lifecycle()
-        let counters = TunnelCounters()
+        let counters = (0..<workers.queues).map { _ in TunnelCounters() }
         let generatorCounters = ProbeGenerator.Counters()
         var threads: [WorkerThread] = []
 
@@ -145,9 +146,9 @@ struct ClientCommand: ParsableCommand {
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
             .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
-                var extra: [(String, UInt64)] = []
+                var extra = counters.perQueueFigures()
                 if target != nil {
-                    extra = [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
+                    extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
                 }
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                                        now: now, previous: previous, extra: extra))
@@ -156,27 +157,29 @@ struct ClientCommand: ParsableCommand {
     }
 
     /// The TUN device, the socket and the data-plane worker threads, specialised for the encapsulation.
-    private func startTunnel<E: Encapsulation>(_ framing: E, relay relayAddress: SocketAddress, counters: TunnelCounters,
+    private func startTunnel<E: Encapsulation>(_ framing: E, relay relayAddress: SocketAddress, counters: [TunnelCounters],
                                                lifecycle: Lifecycle, logger: Logger) throws -> [WorkerThread] {
-        let device = try TunDevice(name: tun, offloads: offloads.enabled)
+        let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
+        let device = queues[0]
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
         try device.setMTU(tunMTU)
         try device.bringUp()
         let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
         let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
             ?? SocketAddress(ip: anyAddress, port: 0)
-        let socket = try UDPSocket(for: local, bind: true)
-        offloads.apply(to: socket, tun: device, logger: logger)
+        let sockets = try UDPSocket.bindGroup(local, count: queues.count)
+        offloads.apply(to: sockets, tun: device, logger: logger)
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
-            "local": "\(socket.localAddress.map(\.description) ?? "?")"])
-        let outbound = OutboundPipeline(
-            tun: device, socket: socket, encapsulation: framing, route: .fixed(relayAddress), counters: counters)
-        let inbound = InboundPipeline(
-            socket: socket, tun: device, encapsulation: framing,
-            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU),
-            counters: counters, clients: nil)
-        return workers.startWorkers(outbound: outbound, inbound: inbound, lifecycle: lifecycle, logger: logger)
+            "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
+        let policy = InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU)
+        let pipelines = zip(zip(queues, sockets), counters).map { queue, counters in
+            (outbound: OutboundPipeline(tun: queue.0, socket: queue.1, encapsulation: framing, route: .fixed(relayAddress),
+                                        counters: counters),
+             inbound: InboundPipeline(socket: queue.1, tunQueues: queues, encapsulation: framing, policy: policy,
+                                      counters: counters, clients: nil))
+        }
+        return workers.startWorkers(queues: pipelines, lifecycle: lifecycle, logger: logger)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

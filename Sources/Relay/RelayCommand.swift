@@ -24,6 +24,7 @@ struct RelayCommand: ParsableCommand {
           udptun-relay --genkey > /etc/udptun/key && chmod 600 /etc/udptun/key
           udptun-relay --allow 198.18.1.0/24 --key-file /etc/udptun/key --encrypt
           udptun-relay --allow 198.18.1.0/24 --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
+          udptun-relay --allow 198.18.1.0/24 --queues 4          # spread many clients and flows over 4 cores
 
         EXIT STATUS
           0 stopped by SIGINT/SIGTERM, or --check passed; 64 usage error; 78 configuration to fix
@@ -139,7 +140,8 @@ struct RelayCommand: ParsableCommand {
         let framing = try encapsulation.make(logger: logger)
         let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
         let signals = try SignalWaiter()
-        let device = try TunDevice(name: tun, offloads: offloads.enabled)
+        let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
+        let device = queues[0]
         if let mtu { try device.setMTU(mtu) }
         try device.bringUp()
 
@@ -155,11 +157,11 @@ struct RelayCommand: ParsableCommand {
                 exitCode: ExitStatus.configuration)
         }
 
-        let socket = try UDPSocket(for: listenAddress, bind: true)
-        offloads.apply(to: socket, tun: device, logger: logger)
+        let sockets = try UDPSocket.bindGroup(listenAddress, count: queues.count)
+        offloads.apply(to: sockets, tun: device, logger: logger)
         let sources = try allowedSources()
         let packets = try packetPolicy(ownAddresses: InterfaceAddresses.all())
-        let counters = TunnelCounters()
+        let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients)
         let lifecycle = try Lifecycle()
 
@@ -168,10 +170,10 @@ struct RelayCommand: ParsableCommand {
         }
         framing.describe(logger)
         try privileges.dropIfAsked(logger: logger)
-        let threads = startWorkers(framing, socket: socket, device: device, sources: sources, packets: packets,
+        let threads = startWorkers(framing, sockets: sockets, devices: queues, sources: sources, packets: packets,
                                    counters: counters, clients: clients, lifecycle: lifecycle, logger: logger)
         logger.info("relay listening", metadata: [
-            "listen": "\(socket.localAddress ?? listenAddress)", "tun": "\(device.name)",
+            "listen": "\(sockets[0].localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
             "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
             "ipv6": "\(ipv6)",
@@ -183,23 +185,26 @@ struct RelayCommand: ParsableCommand {
             .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       now: now, previous: previous, extra: [("clients", UInt64(clients.count))]))
+                                       now: now, previous: previous,
+                                       extra: [("clients", UInt64(clients.count))] + counters.perQueueFigures()))
                 previous = now
             }
     }
 
-    /// The data-plane worker threads, specialised for the encapsulation in use.
+    /// The data-plane worker threads, specialised for the encapsulation in use: one inbound and one
+    /// outbound pipeline per queue, all sharing the return-path table.
     private func startWorkers<E: Encapsulation>(
-        _ framing: E, socket: UDPSocket, device: TunDevice, sources: [IPPrefix]?, packets: PacketPolicy,
-        counters: TunnelCounters, clients: ClientTable, lifecycle: Lifecycle, logger: Logger
+        _ framing: E, sockets: [UDPSocket], devices: [TunDevice], sources: [IPPrefix]?, packets: PacketPolicy,
+        counters: [TunnelCounters], clients: ClientTable, lifecycle: Lifecycle, logger: Logger
     ) -> [WorkerThread] {
-        let inbound = InboundPipeline(
-            socket: socket, tun: device, encapsulation: framing,
-            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
-                                  maximumPacketLength: device.mtu ?? 65535, packets: packets),
-            counters: counters, clients: clients)
-        let outbound = OutboundPipeline(
-            tun: device, socket: socket, encapsulation: framing, route: .clients(clients), counters: counters)
-        return workers.startWorkers(outbound: outbound, inbound: inbound, lifecycle: lifecycle, logger: logger)
+        let policy = InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
+                                   maximumPacketLength: devices[0].mtu ?? 65535, packets: packets)
+        let pipelines = zip(zip(devices, sockets), counters).map { queue, counters in
+            (outbound: OutboundPipeline(tun: queue.0, socket: queue.1, encapsulation: framing, route: .clients(clients),
+                                        counters: counters),
+             inbound: InboundPipeline(socket: queue.1, tunQueues: devices, encapsulation: framing, policy: policy,
+                                      counters: counters, clients: clients))
+        }
+        return workers.startWorkers(queues: pipelines, lifecycle: lifecycle, logger: logger)
     }
 }

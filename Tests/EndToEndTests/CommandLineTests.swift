@@ -36,6 +36,10 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64, mentioning: "--threads must be 1 or 2")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--busy-poll", "-5"]), status: 64, mentioning: "--busy-poll")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--queues", "0"]), status: 64, mentioning: "--queues must be 1 to 64")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--queues", "65"]), status: 64, mentioning: "--queues must be 1 to 64")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "1", "--queues", "1", "--cpu", "0,1"]), status: 64,
+                               mentioning: "names 2 CPUs for 1 data-plane thread")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "1023"]), status: 64,
                                mentioning: "CPU 1023 is not available to this process")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "2-1"]), status: 64, mentioning: "'2-1' is invalid for '--cpu <LIST>'")
@@ -73,10 +77,11 @@ extension EndToEnd {
         func tunPermissionAndBusyExit78() throws {
             let lab = try Lab()
             defer { lab.tearDown() }
-            // An unprivileged user cannot create a TUN device (whatever /dev/net/tun's mode): the
-            // message says what to do.
-            let denied = lab.run(.a, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                      lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"], timeout: 15)
+            // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
+            // it, 0666, set up in a mount namespace of its own): the message says what to do.
+            let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
             expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
             // A single-queue TUN device takes one process.
             _ = try lab.relay()

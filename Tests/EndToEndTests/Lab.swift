@@ -33,7 +33,8 @@ final class Lab: @unchecked Sendable {
     let directory: URL
     private var processes: [Spawned] = []
 
-    init() throws {
+    /// `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
+    init(tunQueues: Int = 1) throws {
         Self.removeStaleLabs()
         let serial = Self.counter.add(1, ordering: .relaxed).newValue
         prefix = "\(Self.prefixStem)\(getpid())x\(serial)"
@@ -46,7 +47,7 @@ final class Lab: @unchecked Sendable {
             }
         }
         let up = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "up"],
-                            environment: ["LAB_PREFIX": prefix], timeout: 60)
+                            environment: ["LAB_PREFIX": prefix, "TUN_QUEUES": "\(tunQueues)"], timeout: 60)
         guard up.status == 0 else {
             tearDown()
             throw LabError("lab.sh up failed (\(up.status)): \(up.stderr)")
@@ -86,6 +87,17 @@ final class Lab: @unchecked Sendable {
     @discardableResult
     func run(_ node: Node, _ command: [String], timeout: Double = 30, input: URL? = nil) -> Shell {
         Self.shell(["ip", "netns", "exec", namespace(node)] + command, timeout: timeout, input: input)
+    }
+
+    /// `command` run with /dev/net/tun replaced, in a mount namespace of its own, by a node of `mode`
+    /// (made in the lab's directory): the host's own node is left as it is.
+    func withTunNode(mode: String, _ command: [String]) throws -> [String] {
+        let node = directory.appendingPathComponent("tun-\(mode)").path
+        if !FileManager.default.fileExists(atPath: node) {
+            let made = Self.shell(["sh", "-c", "mknod \"$0\" c 10 200 && chmod \(mode) \"$0\"", node], timeout: 10)
+            guard made.status == 0 else { throw LabError("mknod \(node) failed: \(made.stderr)") }
+        }
+        return ["unshare", "--mount", "sh", "-c", "mount --bind \"$0\" /dev/net/tun && exec \"$@\"", node] + command
     }
 
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {

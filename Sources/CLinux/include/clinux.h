@@ -15,6 +15,8 @@ static const int CLINUX_IFNAMSIZ = 16;
 static const short CLINUX_IFF_TUN = 0x0001;
 static const short CLINUX_IFF_NO_PI = 0x1000;
 static const short CLINUX_IFF_VNET_HDR = 0x4000;
+/// One device, several file descriptors (queues); the kernel spreads flows across them.
+static const short CLINUX_IFF_MULTI_QUEUE = 0x0100;
 /// TUNSETOFFLOAD flags: checksum offload and TCP segmentation offload for IPv4/IPv6.
 static const unsigned CLINUX_TUN_F_CSUM = 0x01;
 static const unsigned CLINUX_TUN_F_TSO4 = 0x02;

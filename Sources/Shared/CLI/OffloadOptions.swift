@@ -16,14 +16,14 @@ public struct OffloadOptions: ParsableArguments {
 
     public var enabled: Bool { offload == "on" }
 
-    /// Turns on what the socket supports and logs what is in use.
-    public func apply(to socket: UDPSocket, tun: TunDevice, logger: Logger) {
+    /// Turns on what the sockets (one per queue) support and logs what is in use.
+    public func apply(to sockets: [UDPSocket], tun: TunDevice, logger: Logger) {
         guard enabled else {
             logger.info("offloads off (--offload off): one packet per TUN read and write")
             return
         }
-        let gso = socket.enableSegmentation()
-        let gro = socket.enableCoalescing()
+        let gso = sockets.map { $0.enableSegmentation() }.allSatisfy { $0 }
+        let gro = sockets.map { $0.enableCoalescing() }.allSatisfy { $0 }
         let tunState = tun.hasVirtioHeaders ? "on" : "off (\(tun.offloadRefusal ?? "refused"))"
         let usoState = tun.acceptsUDPSegmentation ? "on" : "off (needs Linux 6.2+)"
         logger.info("offloads", metadata: [

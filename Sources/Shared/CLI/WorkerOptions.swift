@@ -13,19 +13,31 @@ public struct WorkerOptions: ParsableArguments {
         valueName: "USEC"))
     public var busyPoll: UInt64 = 0
 
+    @Option(help: ArgumentHelp(
+        "TUN queues, each with its own UDP socket (SO_REUSEPORT, one port) and its own --threads: the kernel spreads flows over them, so many flows use many cores. Above 1 the device must be multi-queue (created so if it does not exist).",
+        valueName: "N"))
+    public var queues = 1
+
     @Option(name: .customLong("cpu"), help: ArgumentHelp(
-        "Pin the data-plane threads to these CPUs, one per thread in order (e.g. 1, or 0,1 with --threads 2; a single CPU takes every thread). Default: the scheduler places them.",
+        "Pin the data-plane threads to these CPUs, one per thread in order (e.g. 1, or 0,1 with --threads 2; a single CPU takes every thread; with --queues, queue 0's threads come first). Default: the scheduler places them.",
         valueName: "LIST"))
     public var cpus: CPUList?
 
+    /// Most queues a TUN device takes is 256; more than a few dozen only adds idle threads.
+    public static let maximumQueues = 64
+
     public init() {}
+
+    /// Data-plane threads in all: `threads` per queue.
+    public var threadCount: Int { threads * queues }
 
     public func validate() throws {
         guard threads == 1 || threads == 2 else { throw ValidationError("--threads must be 1 or 2") }
+        guard (1...Self.maximumQueues).contains(queues) else { throw ValidationError("--queues must be 1 to \(Self.maximumQueues)") }
         guard busyPoll <= 10_000_000 else { throw ValidationError("--busy-poll must be at most 10000000 µs (10 s)") }
         if let cpus {
-            guard !cpus.cpus.isEmpty, cpus.cpus.count <= threads else {
-                throw ValidationError("--cpu \(cpus) names \(cpus.cpus.count) CPUs for \(threads) data-plane thread\(threads == 1 ? "" : "s")")
+            guard !cpus.cpus.isEmpty, cpus.cpus.count <= threadCount else {
+                throw ValidationError("--cpu \(cpus) names \(cpus.cpus.count) CPUs for \(threadCount) data-plane thread\(threadCount == 1 ? "" : "s")")
             }
             let allowed = CPUAffinity.allowedCPUs()
             if let refused = cpus.cpus.first(where: { !allowed.contains($0) }) {
@@ -36,22 +48,31 @@ public struct WorkerOptions: ParsableArguments {
 
     public var polling: PollingPolicy { PollingPolicy(busyPollNanoseconds: busyPoll * 1000) }
 
-    /// The data-plane threads for the two directions, laid out as asked.
+    /// The data-plane threads for the two directions of every queue, laid out as asked.
     public func startWorkers<Out: Encapsulation, In: Encapsulation>(
-        outbound: OutboundPipeline<Out>, inbound: InboundPipeline<In>, lifecycle: Lifecycle, logger: Logger
+        queues pipelines: [(outbound: OutboundPipeline<Out>, inbound: InboundPipeline<In>)], lifecycle: Lifecycle, logger: Logger
     ) -> [WorkerThread] {
         let polling = polling
         logger.info("data plane", metadata: [
-            "threads": "\(threads == 1 ? "1 (both directions)" : "2 (one per direction)")",
-            "busy_poll_us": "\(busyPoll)", "cpus": "\(cpus?.description ?? "any")"])
-        let workers = threads == 1
-            ? [WorkerThread(name: "tun⇄udp") {
-                PipelineDriver(stages: [outbound.makeStage(), inbound.makeStage()], policy: polling).run(lifecycle)
-            }]
-            : [
-                WorkerThread(name: "tun→udp") { PipelineDriver(stages: [outbound.makeStage()], policy: polling).run(lifecycle) },
-                WorkerThread(name: "udp→tun") { PipelineDriver(stages: [inbound.makeStage()], policy: polling).run(lifecycle) },
-            ]
+            "threads": "\(threads == 1 ? "1 (both directions)" : "2 (one per direction)")\(queues > 1 ? " per queue" : "")",
+            "queues": "\(pipelines.count)", "busy_poll_us": "\(busyPoll)", "cpus": "\(cpus?.description ?? "any")"])
+        var workers: [WorkerThread] = []
+        for (index, queue) in pipelines.enumerated() {
+            // Thread names stay within Linux's 15 bytes: "tun→udp" is 9.
+            let suffix = pipelines.count > 1 ? "/\(index)" : ""
+            if threads == 1 {
+                workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
+                    PipelineDriver(stages: [queue.outbound.makeStage(), queue.inbound.makeStage()], policy: polling).run(lifecycle)
+                })
+            } else {
+                workers.append(WorkerThread(name: "tun→udp\(suffix)") {
+                    PipelineDriver(stages: [queue.outbound.makeStage()], policy: polling).run(lifecycle)
+                })
+                workers.append(WorkerThread(name: "udp→tun\(suffix)") {
+                    PipelineDriver(stages: [queue.inbound.makeStage()], policy: polling).run(lifecycle)
+                })
+            }
+        }
         if let cpus {
             for (index, worker) in workers.enumerated() {
                 // Checked against the affinity mask at parse time; a CPU taken offline since then

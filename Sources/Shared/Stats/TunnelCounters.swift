@@ -91,4 +91,34 @@ public struct TunnelSnapshot: Sendable, Equatable {
     public var dropped: UInt64 { drops.reduce(0, +) }
 
     public func drops(_ reason: DropReason) -> UInt64 { drops[reason.rawValue] }
+
+    /// Counts of two queues together.
+    public static func + (lhs: TunnelSnapshot, rhs: TunnelSnapshot) -> TunnelSnapshot {
+        var sum = TunnelSnapshot()
+        sum.udpReceived = lhs.udpReceived + rhs.udpReceived
+        sum.udpReceivedBytes = lhs.udpReceivedBytes + rhs.udpReceivedBytes
+        sum.udpSent = lhs.udpSent + rhs.udpSent
+        sum.udpSentBytes = lhs.udpSentBytes + rhs.udpSentBytes
+        sum.tunRead = lhs.tunRead + rhs.tunRead
+        sum.tunReadBytes = lhs.tunReadBytes + rhs.tunReadBytes
+        sum.tunWritten = lhs.tunWritten + rhs.tunWritten
+        sum.tunWrittenBytes = lhs.tunWrittenBytes + rhs.tunWrittenBytes
+        sum.drops = zip(lhs.drops, rhs.drops).map { $0 + $1 }
+        sum.socketDrops = lhs.socketDrops + rhs.socketDrops
+        return sum
+    }
+}
+
+extension [TunnelCounters] {
+    /// The endpoint's counts: every queue's counters together.
+    public func snapshot() -> TunnelSnapshot { map { $0.snapshot() }.reduce(TunnelSnapshot(), +) }
+
+    /// With several queues, what each one carried (`tun_read_q0`, `received_q0`, …), so an operator
+    /// sees whether the kernel spreads the flows; nothing with one queue.
+    public func perQueueFigures() -> [(String, UInt64)] {
+        guard count > 1 else { return [] }
+        return enumerated().flatMap { index, counters in
+            [("tun_read_q\(index)", counters.tunRead.load), ("received_q\(index)", counters.udpReceived.load)]
+        }
+    }
 }

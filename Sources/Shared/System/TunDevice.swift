@@ -4,9 +4,13 @@ import Glibc
 /// A Linux TUN device in IFF_TUN | IFF_NO_PI mode: each read returns one IP packet, each write injects one.
 /// With offloads, the device also carries a virtio-net header per packet (IFF_VNET_HDR) and the kernel
 /// hands over TCP super-packets of up to 64 KiB (TSO) and packets with checksums left to finish.
+/// An instance is one queue: a multi-queue device (IFF_MULTI_QUEUE, `openQueues`) has one per
+/// descriptor, and the kernel sends each flow to one of them.
 public final class TunDevice: Sendable {
     public let name: String
     let fd: Int32
+    /// True when the device was attached with IFF_MULTI_QUEUE.
+    public let isMultiQueue: Bool
     /// True when every read and write starts with a `VirtioNetHeader`.
     public let hasVirtioHeaders: Bool
     /// True when the device also takes and gives UDP super-packets (USO, Linux 6.2+).
@@ -16,9 +20,10 @@ public final class TunDevice: Sendable {
 
     public enum Failure: Error, CustomStringConvertible, Sendable {
         case noTunDriver
+        case tunNodeNotAccessible
         case permissionDenied(String)
         case busy(String)
-        case wrongKind(String)
+        case wrongKind(String, multiQueue: Bool)
         case badName(String)
         case cannotConfigure(String, String)
         case system(SystemError)
@@ -27,12 +32,16 @@ public final class TunDevice: Sendable {
             switch self {
             case .noTunDriver:
                 "/dev/net/tun is missing: load the driver (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)"
+            case .tunNodeNotAccessible:
+                "no permission to open /dev/net/tun: run as root or with CAP_NET_ADMIN; to run unprivileged, make it usable by everyone as distributions ship it (chmod 0666 /dev/net/tun; attaching still needs a persistent device you own: ip tuntap add dev NAME mode tun user $USER)"
             case let .permissionDenied(name):
                 "no permission to open or create TUN device \(name): run as root, grant CAP_NET_ADMIN (setcap cap_net_admin+ep BINARY), or create a persistent device you own: sudo ip tuntap add dev \(name) mode tun user $USER"
             case let .busy(name):
                 "TUN device \(name) is busy: another process has it open (stop it, or choose another --tun)"
-            case let .wrongKind(name):
-                "\(name) exists but is not a single-queue TUN device (is it a TAP or multi-queue device? delete it: ip link del \(name))"
+            case let .wrongKind(name, multiQueue: true):
+                "\(name) exists but is not a multi-queue TUN device, which --queues above 1 needs (a TAP, or a single-queue TUN device?): recreate it with ip link del \(name); ip tuntap add dev \(name) mode tun multi_queue (deploy/host.sh does with TUN_QUEUES=N)"
+            case let .wrongKind(name, multiQueue: false):
+                "\(name) exists but is not a single-queue TUN device (a TAP, or a multi-queue device? pass --queues N for one, or delete it: ip link del \(name))"
             case let .cannotConfigure(name, what):
                 "no permission to \(what) on \(name) (needs CAP_NET_ADMIN): run as root, or prepare the device as root beforehand (deploy/host.sh does; ip link set \(name) mtu N up) and pass the same --mtu"
             case let .badName(name):
@@ -51,12 +60,27 @@ public final class TunDevice: Sendable {
         }
     }
 
+    /// Opens `count` queues of the device `name` (one plain queue when `count` is 1). Every queue is
+    /// attached with the flags the first one settled on: the kernel keeps one set per device, so a
+    /// later queue asking for virtio-net headers would switch them on under the first.
+    public static func openQueues(name: String, count: Int, offloads: Bool) throws(Failure) -> [TunDevice] {
+        precondition(count >= 1, "a device needs at least one queue")
+        let first = try TunDevice(name: name, offloads: offloads, multiQueue: count > 1)
+        var queues = [first]
+        for _ in 1..<count {
+            queues.append(try TunDevice(name: first.name, offloads: first.hasVirtioHeaders, multiQueue: true))
+        }
+        return queues
+    }
+
     /// Attaches to the persistent device `name`, or creates it (it then disappears when we exit).
     /// With `offloads`, asks for virtio-net headers with checksum and TCP segmentation offload, and
     /// falls back to plain packets if the kernel refuses.
-    public init(name: String, offloads: Bool = false) throws(Failure) {
+    public init(name: String, offloads: Bool = false, multiQueue: Bool = false) throws(Failure) {
+        isMultiQueue = multiQueue
+        let queueFlag = multiQueue ? CLINUX_IFF_MULTI_QUEUE : 0
         if offloads {
-            let fd = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | CLINUX_IFF_VNET_HDR)
+            let fd = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | CLINUX_IFF_VNET_HDR | queueFlag)
             let tcp = CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6
             // USO first; kernels before 6.2 refuse it with EINVAL, then TCP offloads alone.
             let withUDP = clinux_tun_set_offload(fd.fd, tcp | CLINUX_TUN_F_USO4 | CLINUX_TUN_F_USO6)
@@ -70,7 +94,7 @@ public final class TunDevice: Sendable {
                 return
             }
             close(fd.fd)
-            let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+            let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | queueFlag)
             self.fd = plain
             self.name = plainName
             hasVirtioHeaders = false
@@ -78,7 +102,7 @@ public final class TunDevice: Sendable {
             offloadRefusal = "TUNSETOFFLOAD: \(SystemError("", code: -status).message)"
             return
         }
-        let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+        let (plain, plainName) = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | queueFlag)
         fd = plain
         self.name = plainName
         hasVirtioHeaders = false
@@ -94,7 +118,7 @@ public final class TunDevice: Sendable {
             let code = clinux_errno()
             switch code {
             case ENOENT, ENXIO, ENODEV: throw .noTunDriver
-            case EACCES, EPERM: throw .permissionDenied(name)
+            case EACCES, EPERM: throw .tunNodeNotAccessible
             default: throw .system(SystemError("open /dev/net/tun", code: code))
             }
         }
@@ -105,7 +129,7 @@ public final class TunDevice: Sendable {
             switch -status {
             case EPERM, EACCES: throw .permissionDenied(name)
             case EBUSY: throw .busy(name)
-            case EINVAL: throw .wrongKind(name)
+            case EINVAL: throw .wrongKind(name, multiQueue: flags & CLINUX_IFF_MULTI_QUEUE != 0)
             default: throw .system(SystemError("TUNSETIFF \(name)", code: -status))
             }
         }

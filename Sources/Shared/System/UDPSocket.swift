@@ -31,7 +31,10 @@ public final class UDPSocket: Sendable {
 
     /// Opens a socket for `address`'s family; binds it when `bind` is true (a listener), otherwise the
     /// kernel picks a source port on first send.
-    public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20) throws(Failure) {
+    /// With `reusePort`, several sockets share the address (SO_REUSEPORT) and the kernel hands each
+    /// flow (source and destination address and port) to one of them; see `bindGroup`.
+    public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
+                reusePort: Bool = false) throws(Failure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(SystemError("socket")) }
@@ -46,6 +49,10 @@ public final class UDPSocket: Sendable {
         var bufferBytes = receiveBufferBytes
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufferBytes, 4)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufferBytes, 4)
+        if reusePort {
+            var on: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, 4)
+        }
         if shouldBind {
             let status = address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1
             if status != 0 {
@@ -62,6 +69,22 @@ public final class UDPSocket: Sendable {
     }
 
     deinit { close(fd) }
+
+    /// Binds `count` sockets to one address (one plain socket when `count` is 1). A port of 0 gets one
+    /// free port for all of them. A plain bind first proves nobody holds the address: SO_REUSEPORT
+    /// alone would let this group join another process's (same user) and split its traffic silently.
+    public static func bindGroup(_ address: SocketAddress, count: Int) throws(Failure) -> [UDPSocket] {
+        precondition(count >= 1, "a group needs at least one socket")
+        guard count > 1 else { return [try UDPSocket(for: address, bind: true)] }
+        var shared = address
+        do {
+            let probe = try UDPSocket(for: address, bind: true)
+            if let port = probe.localAddress?.port { shared.port = port }
+        }  // the probe closes here, freeing the port for the group
+        var sockets: [UDPSocket] = []
+        for _ in 0..<count { sockets.append(try UDPSocket(for: shared, bind: true, reusePort: true)) }
+        return sockets
+    }
 
     /// Turns on UDP GSO for sends if the kernel supports it. Returns whether it is on.
     @discardableResult

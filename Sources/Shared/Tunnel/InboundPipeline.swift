@@ -30,7 +30,9 @@ public struct InboundPolicy: Sendable {
 
 public struct InboundPipeline<E: Encapsulation>: Sendable {
     public let socket: UDPSocket
-    public let tun: TunDevice
+    /// Every queue of the device: packets are written through the queue of their flow, not the
+    /// socket's own (see `FlowSteering`).
+    public let tunQueues: [TunDevice]
     public let encapsulation: E
     public let policy: InboundPolicy
     public let counters: TunnelCounters
@@ -40,10 +42,11 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
     /// How often a worker re-stamps a known client in the shared table (nanoseconds).
     public static var refreshInterval: UInt64 { 1_000_000_000 }
 
-    public init(socket: UDPSocket, tun: TunDevice, encapsulation: E, policy: InboundPolicy,
+    public init(socket: UDPSocket, tunQueues: [TunDevice], encapsulation: E, policy: InboundPolicy,
                 counters: TunnelCounters, clients: ClientTable?, batchSize: Int = 16) {
         self.socket = socket
-        self.tun = tun
+        precondition(!tunQueues.isEmpty, "an inbound pipeline needs a TUN queue")
+        self.tunQueues = tunQueues
         self.encapsulation = encapsulation
         self.policy = policy
         self.counters = counters
@@ -68,7 +71,7 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
     init(_ pipeline: InboundPipeline<E>) {
         self.pipeline = pipeline
         batch = PacketBatch(slotCount: pipeline.batchSize, slotSize: 65536)
-        writer = TunWriter(tun: pipeline.tun, coalesce: true)
+        writer = TunWriter(queues: pipeline.tunQueues, coalesce: true)
         learned.reserveCapacity(pipeline.clients?.capacity ?? 0)
         opener = pipeline.encapsulation.makeOpener()
     }
@@ -148,7 +151,7 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
         pipeline.counters.add(tally)
         if let kernelDrops = batch.kernelDrops { pipeline.counters.setSocketDrops(kernelDrops) }
         if let deviceError, !lifecycle.isStopping {
-            lifecycle.fail("TUN device \(pipeline.tun.name) disappeared (deleted?): \(deviceError)")
+            lifecycle.fail("TUN device \(pipeline.tunQueues[0].name) disappeared (deleted?): \(deviceError)")
             return nil
         }
         return received

@@ -18,9 +18,13 @@ public final class TunWriter {
         buffer = PacketBatch(slotCount: 1, slotSize: SegmentCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
     }
 
-    public convenience init(tun: TunDevice, coalesce: Bool) {
-        self.init(coalesce: coalesce && tun.hasVirtioHeaders, coalesceUDP: tun.acceptsUDPSegmentation) { packet, header throws(SystemError) in
-            try tun.write(packet, header: header)
+    /// Writes through the queues of one device (all opened alike); with several, each flow goes
+    /// through the queue `FlowSteering` picks for it (a coalesced group is one flow).
+    public convenience init(queues: [TunDevice], coalesce: Bool) {
+        let first = queues[0]
+        self.init(coalesce: coalesce && first.hasVirtioHeaders, coalesceUDP: first.acceptsUDPSegmentation) { packet, header throws(SystemError) in
+            let queue = queues.count == 1 ? first : queues[FlowSteering.queue(for: packet, queues: queues.count)]
+            try queue.write(packet, header: header)
         }
     }
 
