@@ -250,6 +250,12 @@ ROWS = {
 # Rows whose lab needs multi-queue TUN devices.
 TUN_QUEUES_BY_ROW = {"udptun-queues": 2}
 
+
+def tun_queues(flags):
+    """The TUN queues udptun's flags ask for (`--queues N`), so the lab's devices can be made to match."""
+    flags = list(flags)
+    return int(flags[flags.index("--queues") + 1]) if "--queues" in flags[:-1] else 1
+
 # ---- measurements ----
 
 def cpu_seconds(processes):
@@ -347,7 +353,7 @@ def ratio(numerator, denominator):
 
 def measure(key, args):
     label, setup = ROWS[key]
-    lab_up(TUN_QUEUES_BY_ROW.get(key, 1))
+    lab_up(max(TUN_QUEUES_BY_ROW.get(key, 1), tun_queues(args.udptun_args.split())))
     processes = setup(args)
     row = {"row": key, "label": label, **SKIPPED}
     tests = args.tests.split(",")
@@ -384,7 +390,7 @@ def measure_allocations(packets, extra=()):
     more generator payloads crossed the tunnel."""
     bin_dir = os.path.join(ROOT, ".build", "release")
     counter = os.path.join(bin_dir, "libAllocationCounter.so")
-    lab_up()
+    lab_up(tun_queues(extra))
     spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
     relay, client = start_udptun(extra, env={**os.environ, "LD_PRELOAD": counter}, name="alloc")
 

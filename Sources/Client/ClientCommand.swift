@@ -111,7 +111,7 @@ struct ClientCommand: ParsableCommand {
         let target = try generate.map { try AddressResolver.resolve($0, defaultPort: 8080) }
         let signals = try SignalWaiter()
         let lifecycle = try Lifecycle()
-        let counters = (0..<workers.queues).map { _ in TunnelCounters() }
+        let counters = (0..<(noTunnel ? 1 : workers.queues)).map { _ in TunnelCounters() }
         let generatorCounters = ProbeGenerator.Counters()
         var threads: [WorkerThread] = []
 
@@ -172,14 +172,10 @@ struct ClientCommand: ParsableCommand {
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
             "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        let policy = InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU)
-        let pipelines = zip(zip(queues, sockets), counters).map { queue, counters in
-            (outbound: OutboundPipeline(tun: queue.0, socket: queue.1, encapsulation: framing, route: .fixed(relayAddress),
-                                        counters: counters),
-             inbound: InboundPipeline(socket: queue.1, tunQueues: queues, encapsulation: framing, policy: policy,
-                                      counters: counters, clients: nil))
-        }
-        return workers.startWorkers(queues: pipelines, lifecycle: lifecycle, logger: logger)
+        return workers.startWorkers(
+            devices: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .fixed(relayAddress),
+            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU), clients: nil,
+            lifecycle: lifecycle, logger: logger)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

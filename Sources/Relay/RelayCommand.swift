@@ -191,20 +191,16 @@ struct RelayCommand: ParsableCommand {
             }
     }
 
-    /// The data-plane worker threads, specialised for the encapsulation in use: one inbound and one
-    /// outbound pipeline per queue, all sharing the return-path table.
+    /// The data-plane worker threads, specialised for the encapsulation in use; all queues share the
+    /// return-path table.
     private func startWorkers<E: Encapsulation>(
         _ framing: E, sockets: [UDPSocket], devices: [TunDevice], sources: [IPPrefix]?, packets: PacketPolicy,
         counters: [TunnelCounters], clients: ClientTable, lifecycle: Lifecycle, logger: Logger
     ) -> [WorkerThread] {
-        let policy = InboundPolicy(allowedSources: sources, forwardIPv6: ipv6,
-                                   maximumPacketLength: devices[0].mtu ?? 65535, packets: packets)
-        let pipelines = zip(zip(devices, sockets), counters).map { queue, counters in
-            (outbound: OutboundPipeline(tun: queue.0, socket: queue.1, encapsulation: framing, route: .clients(clients),
-                                        counters: counters),
-             inbound: InboundPipeline(socket: queue.1, tunQueues: devices, encapsulation: framing, policy: policy,
-                                      counters: counters, clients: clients))
-        }
-        return workers.startWorkers(queues: pipelines, lifecycle: lifecycle, logger: logger)
+        workers.startWorkers(
+            devices: devices, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
+            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: devices[0].mtu ?? 65535,
+                                  packets: packets),
+            clients: clients, lifecycle: lifecycle, logger: logger)
     }
 }

@@ -3,7 +3,7 @@
 // ordinary build it is `udptun-fuzz seeds DIR`, which writes the seed corpus from the project's own
 // packet builders. UDPTUN_FUZZ_TARGET picks what the bytes feed:
 //
-//   ip        IPPacket.validate (every inner packet the relay or client receives)
+//   ip        IPPacket.validate (every inner packet the relay or client receives), FlowSteering
 //   probe     ProbePayload.decode and the sink's accounting
 //   gso       virtio-net header + super-packet → GSOSegmenter
 //   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
@@ -39,6 +39,11 @@ func check(_ condition: Bool, _ message: @autoclosure () -> String) {
 }
 
 func fuzzValidation(_ input: [UInt8]) {
+    // The TUN queue a packet is written through: any bytes, any queue count, always in range.
+    for queues in [1, 2, 3, 64] {
+        let queue = FlowSteering.queue(for: input.span, queues: queues)
+        check((0..<queues).contains(queue), "queue \(queue) of \(queues)")
+    }
     guard case let .success(info) = IPPacket.validate(input.span) else { return }
     check(info.totalLength == input.count, "length")
     check(info.headerLength <= info.totalLength, "header length")

@@ -48,9 +48,26 @@ public struct WorkerOptions: ParsableArguments {
 
     public var polling: PollingPolicy { PollingPolicy(busyPollNanoseconds: busyPoll * 1000) }
 
+    /// The data-plane threads of every queue: queue i moves TUN queue `devices[i]` to `sockets[i]` and
+    /// back, counting in `counters[i]`; every queue writes to the TUN device through the queue of the
+    /// packet's flow (`FlowSteering`), so all of them get `devices`.
+    public func startWorkers<E: Encapsulation>(
+        devices: [TunDevice], sockets: [UDPSocket], counters: [TunnelCounters], encapsulation: E,
+        route: OutboundRoute, policy: InboundPolicy, clients: ClientTable?, lifecycle: Lifecycle, logger: Logger
+    ) -> [WorkerThread] {
+        precondition(devices.count == sockets.count && devices.count == counters.count, "one socket and counters per queue")
+        let pipelines = devices.indices.map { index in
+            (outbound: OutboundPipeline(tun: devices[index], socket: sockets[index], encapsulation: encapsulation,
+                                        route: route, counters: counters[index]),
+             inbound: InboundPipeline(socket: sockets[index], tunQueues: devices, encapsulation: encapsulation,
+                                      policy: policy, counters: counters[index], clients: clients))
+        }
+        return startWorkers(queues: pipelines, lifecycle: lifecycle, logger: logger)
+    }
+
     /// The data-plane threads for the two directions of every queue, laid out as asked.
-    public func startWorkers<Out: Encapsulation, In: Encapsulation>(
-        queues pipelines: [(outbound: OutboundPipeline<Out>, inbound: InboundPipeline<In>)], lifecycle: Lifecycle, logger: Logger
+    func startWorkers<E: Encapsulation>(
+        queues pipelines: [(outbound: OutboundPipeline<E>, inbound: InboundPipeline<E>)], lifecycle: Lifecycle, logger: Logger
     ) -> [WorkerThread] {
         let polling = polling
         logger.info("data plane", metadata: [
