@@ -78,6 +78,33 @@ struct SocketGroupTests {
         #expect(group.count == 3 && ports.count == 1 && ports.first != 0, "\(ports)")
     }
 
+    /// What a relay with many clients relies on: the kernel hands each peer (source address and
+    /// port) to one socket of the group, and different peers to different sockets.
+    @Test("each sender keeps one socket of the group, and sixteen senders reach more than one")
+    func sendersSpreadOverTheGroup() throws {
+        let group = try UDPSocket.bindGroup(loopback, count: 2)
+        let address = try #require(group[0].localAddress)
+        let senders = try (0..<16).map { _ in try UDPSocket(for: loopback, bind: true) }
+        for round in 0..<3 {
+            for (index, sender) in senders.enumerated() {
+                try sender.send([UInt8(index), UInt8(round)].span, to: address)
+            }
+        }
+        var socketsBySender: [UInt8: Set<Int>] = [:]
+        for (socketIndex, socket) in group.enumerated() {
+            let inbox = PacketBatch(slotCount: 64, slotSize: 2048)
+            while true {
+                let count = try socket.receive(into: inbox, waker: nil, timeoutMilliseconds: 200)
+                if count == 0 { break }
+                for slot in 0..<count { socketsBySender[inbox.withPacket(slot) { $0[0] }, default: []].insert(socketIndex) }
+            }
+        }
+        #expect(socketsBySender.count == 16, "every sender's datagrams arrived: \(socketsBySender)")
+        #expect(socketsBySender.values.allSatisfy { $0.count == 1 }, "a sender split over sockets: \(socketsBySender)")
+        // All sixteen on one socket of two: 2 in 65,536.
+        #expect(Set(socketsBySender.values.flatMap { $0 }).count == 2, "\(socketsBySender)")
+    }
+
     @Test("an address someone else holds is refused, even with SO_REUSEPORT on our side")
     func heldAddressIsRefused() throws {
         let holder = try UDPSocket(for: loopback, bind: true)
