@@ -9,8 +9,6 @@ import Glibc
 public final class TunDevice: Sendable {
     public let name: String
     let fd: Int32
-    /// True when the device was attached with IFF_MULTI_QUEUE.
-    public let isMultiQueue: Bool
     /// True when every read and write starts with a `VirtioNetHeader`.
     public let hasVirtioHeaders: Bool
     /// True when the device also takes and gives UDP super-packets (USO, Linux 6.2+).
@@ -77,7 +75,6 @@ public final class TunDevice: Sendable {
     /// With `offloads`, asks for virtio-net headers with checksum and TCP segmentation offload, and
     /// falls back to plain packets if the kernel refuses.
     public init(name: String, offloads: Bool = false, multiQueue: Bool = false) throws(Failure) {
-        isMultiQueue = multiQueue
         let queueFlag = multiQueue ? CLINUX_IFF_MULTI_QUEUE : 0
         if offloads {
             let fd = try Self.attach(name: name, flags: CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | CLINUX_IFF_VNET_HDR | queueFlag)
