@@ -157,10 +157,13 @@ def setup_udptun_busy_poll(args):
     return setup_udptun(args, ("--threads", "1", "--busy-poll", "20000"), client_extra=pins[0], relay_extra=pins[1])
 
 
+# Two TUN queues per end, each with its own threads and SO_REUSEPORT socket; the lab's devices are
+# made multi-queue to match (TUN_QUEUES_BY_ROW).
+QUEUES_ROW_FLAGS = ("--queues", "2")
+
+
 def setup_udptun_queues(args):
-    # Two TUN queues per end, each with its own threads and SO_REUSEPORT socket; the lab's devices
-    # are made multi-queue for this row (TUN_QUEUES_BY_ROW).
-    return setup_udptun(args, ("--queues", "2"))
+    return setup_udptun(args, QUEUES_ROW_FLAGS)
 
 
 def setup_vxlan(_args):
@@ -247,14 +250,14 @@ ROWS = {
     "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000, pinned", setup_udptun_busy_poll),
     "udptun-queues": ("udptun, --queues 2", setup_udptun_queues),
 }
-# Rows whose lab needs multi-queue TUN devices.
-TUN_QUEUES_BY_ROW = {"udptun-queues": 2}
-
-
 def tun_queues(flags):
     """The TUN queues udptun's flags ask for (`--queues N`), so the lab's devices can be made to match."""
     flags = list(flags)
     return int(flags[flags.index("--queues") + 1]) if "--queues" in flags[:-1] else 1
+
+
+# Rows whose lab needs multi-queue TUN devices.
+TUN_QUEUES_BY_ROW = {"udptun-queues": tun_queues(QUEUES_ROW_FLAGS)}
 
 # ---- measurements ----
 
@@ -442,7 +445,7 @@ def table(rows):
             f"| {row['label']} | {fmt(row['tcp1']['gbps'])} | {fmt(to_direct)} | {fmt(row['tcp4']['gbps'])} | "
             f"{udp_cell(row['udp64'])} | {udp_cell(row['udp64-4mb'])} | {udp_cell(row['udp1400'])} | "
             f"{fmt(row['ping']['avg_ms'], 3)} / {fmt(row['ping']['p99_ms'], 3)} | "
-            f"{fmt(row.get('ping1ms', SKIPPED['ping1ms'])['avg_ms'], 3)} / {fmt(row.get('ping1ms', SKIPPED['ping1ms'])['p99_ms'], 3)} | "
+            f"{fmt(row['ping1ms']['avg_ms'], 3)} / {fmt(row['ping1ms']['p99_ms'], 3)} | "
             f"{fmt(row['tcp1'].get('cpu_s_per_gb'))} | {fmt(row['rss_mb'], 1)} |")
     return "\n".join(lines)
 

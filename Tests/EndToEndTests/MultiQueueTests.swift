@@ -5,7 +5,7 @@ extension EndToEnd {
     /// `--queues N`: a multi-queue TUN device with a worker set and an SO_REUSEPORT socket per queue.
     @Suite("Multi-queue TUN")
     struct MultiQueueTests {
-        /// Each flow's counters, by queue, from a final report: (tun_read, received) for queue 0 and 1.
+        /// Each queue's counts from a final report: tun_read and received for queues 0 and 1.
         private func perQueue(_ report: [String: Any]) -> (tunRead: [Int], received: [Int]) {
             ((0..<2).map { report.int("tun_read_q\($0)") }, (0..<2).map { report.int("received_q\($0)") })
         }

@@ -21,10 +21,9 @@ public final class TunWriter {
     /// Writes through the queues of one device (all opened alike); with several, each flow goes
     /// through the queue `FlowSteering` picks for it (a coalesced group is one flow).
     public convenience init(queues: [TunDevice], coalesce: Bool) {
-        let first = queues[0]
-        self.init(coalesce: coalesce && first.hasVirtioHeaders, coalesceUDP: first.acceptsUDPSegmentation) { packet, header throws(SystemError) in
-            let queue = queues.count == 1 ? first : queues[FlowSteering.queue(for: packet, queues: queues.count)]
-            try queue.write(packet, header: header)
+        self.init(coalesce: coalesce && queues[0].hasVirtioHeaders, coalesceUDP: queues[0].acceptsUDPSegmentation) {
+            packet, header throws(SystemError) in
+            try queues[FlowSteering.queue(for: packet, queues: queues.count)].write(packet, header: header)
         }
     }
 
