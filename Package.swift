@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(name: "Fuzz", dependencies: ["Shared"], path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
         .testTarget(name: "SharedTests", dependencies: ["Shared", .product(name: "Crypto", package: "swift-crypto")],
                     path: "Tests/SharedTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Shared", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Shared", "CLinux", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
     ],
     swiftLanguageModes: [.v6]
 )

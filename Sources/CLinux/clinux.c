@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
@@ -75,7 +77,24 @@ int clinux_if_set_up(const char *name) {
     return if_request(name, SIOCSIFFLAGS, &ifr);
 }
 
+int clinux_if_is_running(const char *name) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    int rc = if_request(name, SIOCGIFFLAGS, &ifr);
+    if (rc < 0) return rc;
+    return (ifr.ifr_flags & IFF_RUNNING) != 0;
+}
+
 unsigned clinux_if_index(const char *name) { return if_nametoindex(name); }
+
+int clinux_join_network_namespace(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = setns(fd, CLONE_NEWNET);
+    int saved = errno;
+    close(fd);
+    return rc < 0 ? -saved : 0;
+}
 
 int clinux_recvmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags) {
     return recvmmsg(fd, (struct mmsghdr *)vec, vlen, flags, NULL);

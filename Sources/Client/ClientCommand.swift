@@ -163,7 +163,7 @@ struct ClientCommand: ParsableCommand {
         let device = queues[0]
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
         try device.setMTU(tunMTU)
-        try device.bringUp()
+        try device.bringUp(logger: logger)
         let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
         let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
             ?? SocketAddress(ip: anyAddress, port: 0)

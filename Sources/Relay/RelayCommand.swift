@@ -143,7 +143,7 @@ struct RelayCommand: ParsableCommand {
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
         if let mtu { try device.setMTU(mtu) }
-        try device.bringUp()
+        try device.bringUp(logger: logger)
 
         let forwarding = ForwardingCheck(tunName: device.name, forwardIPv6: ipv6)
         if fixSysctl {

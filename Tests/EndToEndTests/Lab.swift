@@ -1,4 +1,5 @@
 import Foundation
+import CLinux
 import Glibc
 import Shared
 import Synchronization
@@ -98,6 +99,22 @@ final class Lab: @unchecked Sendable {
             guard made.status == 0 else { throw LabError("mknod \(node) failed: \(made.stderr)") }
         }
         return ["unshare", "--mount", "sh", "-c", "mount --bind \"$0\" /dev/net/tun && exec \"$@\"", node] + command
+    }
+
+    /// Runs `body` on a thread of its own that has joined the network namespace `name` (setns acts on
+    /// the calling thread only), so in-process code can use the lab's devices and addresses.
+    static func inNamespace<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
+        let outcome = Mutex<Result<T, any Error>?>(nil)
+        WorkerThread(name: "in-\(name)") {
+            let status = clinux_join_network_namespace("/run/netns/\(name)")
+            guard status == 0 else {
+                outcome.withLock { $0 = .failure(LabError("cannot join network namespace \(name): errno \(-status)")) }
+                return
+            }
+            let result = Result { try body() }
+            outcome.withLock { $0 = result }
+        }.join()
+        return try outcome.withLock { $0! }.get()
     }
 
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {

@@ -62,8 +62,13 @@ int clinux_if_get_mtu(const char *name);
 int clinux_if_set_mtu(const char *name, int mtu);
 /// Sets IFF_UP (and IFF_RUNNING) on the interface. Returns 0 or -errno.
 int clinux_if_set_up(const char *name);
+/// Returns 1 when the kernel reports the interface running (IFF_RUNNING: up, carrier on, and its
+/// link-watch work done), 0 when not, or -errno.
+int clinux_if_is_running(const char *name);
 /// Returns the interface index or 0 when there is none.
 unsigned clinux_if_index(const char *name);
+/// Moves the calling thread into the network namespace at `path` (/run/netns/NAME). Returns 0 or -errno.
+int clinux_join_network_namespace(const char *path);
 
 /// Batches of datagrams: mirrors struct mmsghdr so Swift can allocate arrays of it.
 typedef struct clinux_mmsghdr {

@@ -149,10 +149,27 @@ public final class TunDevice: Sendable {
         if status < 0 { throw .system(SystemError("set MTU \(mtu) on \(name)", code: -status)) }
     }
 
-    public func bringUp() throws(Failure) {
+    /// Brings the device up, then waits up to `timeout` seconds until the kernel reports it running;
+    /// returns false if it did not (the caller warns).
+    ///
+    /// Why wait: attaching a queue turns the carrier on at once, but the kernel gives the device its
+    /// queueing discipline later, from its link-watch work; until then whatever it routes into the
+    /// device is dropped without an error. A generator or a reply sent in that window is lost
+    /// (measured with a persistent device re-attached 3,000 times: 57 first packets lost, none after
+    /// this wait). The running flag is set in the same step as the queueing discipline.
+    @discardableResult
+    public func bringUp(timeout: Double = 2) throws(Failure) -> Bool {
         let status = clinux_if_set_up(name)
         if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "bring it up") }
         if status < 0 { throw .system(SystemError("bring \(name) up", code: -status)) }
+        let deadline = Clock.monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while true {
+            let running = clinux_if_is_running(name)
+            if running < 0 { throw .system(SystemError("read the flags of \(name)", code: -running)) }
+            if running == 1 { return true }
+            if Clock.monotonicNanoseconds() >= deadline { return false }
+            Clock.sleep(nanoseconds: 100_000)
+        }
     }
 
     /// Reads packets into slots 0..<n (at `headroom` within each slot) until the device has no more or
