@@ -99,7 +99,7 @@ func fuzzCoalescing(_ input: [UInt8]) {
         offset = end
     }
     emitted = 0
-    let writer = input.first.map { $0 & 1 == 1 } ?? false ? udpWriter : tcpWriter
+    var writer = input.first.map { $0 & 1 == 1 } ?? false ? udpWriter : tcpWriter  // a copy: its coalescer starts empty
     var tally = BatchTally()
     var valid = 0
     for packet in packets {

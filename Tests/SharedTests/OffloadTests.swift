@@ -131,7 +131,7 @@ struct OffloadTests {
     /// packet or coalesced group, its virtio-net header, and how many packets it carries.
     func coalesce(_ packets: [[UInt8]], udp: Bool = false) throws -> (groups: [([UInt8], VirtioNetHeader, Int)], Void) {
         var written: [([UInt8], VirtioNetHeader)] = []
-        let writer = TunWriter(coalesce: true, coalesceUDP: udp) { packet, header throws(SystemError) in
+        var writer = TunWriter(coalesce: true, coalesceUDP: udp) { packet, header throws(SystemError) in
             written.append((Array(unsafeUninitializedCapacity: packet.count) { buffer, count in
                 for index in packet.indices { buffer[index] = packet[index] }
                 count = packet.count

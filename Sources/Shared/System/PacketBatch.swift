@@ -9,14 +9,24 @@ import Glibc
 public final class PacketBatch {
     public let slotCount: Int
     public let slotSize: Int
-    public private(set) var count = 0
+    public var count: Int { state.pointee.count }
 
     private let storage: UnsafeMutableRawPointer
     private let ranges: UnsafeMutablePointer<Range<Int>>
     private let segmentSizes: UnsafeMutablePointer<Int>
     /// The socket's cumulative count of buffers the kernel dropped for want of space (a UDP GSO buffer
     /// holds up to 64 datagrams), as of the last receive (SO_RXQ_OVFL); nil before the first report.
-    public private(set) var kernelDrops: UInt64?
+    public var kernelDrops: UInt64? { state.pointee.kernelDrops }
+
+    /// What changes per batch, in memory allocated once: a stored `var` of a class costs a dynamic
+    /// exclusivity check (a runtime call) on every access, and these are touched per packet.
+    private struct State {
+        var count = 0
+        var kernelDrops: UInt64?
+        /// Messages recvmmsg may have changed since they were last pointed at their slots.
+        var messagesToPrepare: Int
+    }
+    private let state: UnsafeMutablePointer<State>
     let vector: MessageVector
     var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
 
@@ -32,9 +42,12 @@ public final class PacketBatch {
         segmentSizes = .allocate(capacity: slotCount)
         segmentSizes.initialize(repeating: 0, count: slotCount)
         vector = MessageVector(capacity: slotCount)
+        state = .allocate(capacity: 1)
+        state.initialize(to: State(messagesToPrepare: slotCount))
     }
 
     deinit {
+        state.deallocate()
         storage.deallocate()
         ranges.deallocate()
         segmentSizes.deallocate()
@@ -74,7 +87,7 @@ public final class PacketBatch {
     /// Marks `count` slots as filled (by a reader that is not a socket).
     public func setCount(_ newCount: Int) {
         precondition(newCount >= 0 && newCount <= slotCount)
-        count = newCount
+        state.pointee.count = newCount
     }
 
     /// The UDP source of a received slot.
@@ -86,14 +99,16 @@ public final class PacketBatch {
     // MARK: Syscall plumbing (used by UDPSocket, SendQueue and TunDevice)
 
     /// Points every message at its whole slot, ready for recvmmsg, with room for the UDP_GRO and
-    /// SO_RXQ_OVFL control messages.
+    /// SO_RXQ_OVFL control messages. Only the messages the last receive filled (and one more) need
+    /// it again: the kernel writes lengths and flags into received messages only.
     func prepareForReceive() {
-        for index in 0..<slotCount {
+        for index in 0..<state.pointee.messagesToPrepare {
             vector.setMessage(index, bytes: storage + index * slotSize, count: slotSize,
                               addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
             messages[index].msg_hdr.msg_control = vector.control(index)
             messages[index].msg_hdr.msg_controllen = vector.controlSpace
         }
+        state.pointee.messagesToPrepare = 0
     }
 
     func finishReceive(count received: Int) {
@@ -105,9 +120,10 @@ public final class PacketBatch {
             if messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { ranges[index] = 0..<0 }
             var dropped: Int64 = -1
             segmentSizes[index] = Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_udp_control($0, &dropped) })
-            if dropped >= 0 { kernelDrops = UInt64(dropped) }
+            if dropped >= 0 { state.pointee.kernelDrops = UInt64(dropped) }
         }
-        count = received
+        state.pointee.count = received
+        state.pointee.messagesToPrepare = max(state.pointee.messagesToPrepare, min(received + 1, slotCount))
     }
 
     func rawSlot(_ slot: Int, offset: Int) -> UnsafeMutableRawBufferPointer {

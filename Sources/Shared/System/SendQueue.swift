@@ -7,16 +7,22 @@ import Glibc
 /// peer gathered from several slots (one iovec each), which then cross the stack as one buffer.
 public final class SendQueue {
     public let capacity: Int
-    public private(set) var count = 0
+    public var count: Int { state.pointee.count }
     private let vector: MessageVector
     var messages: UnsafeMutablePointer<clinux_mmsghdr> { vector.messages }
     /// Datagrams per message (for counting sent datagrams, not messages).
     private let datagrams: UnsafeMutablePointer<Int>
-    /// iovecs in use; every append takes one, so messages never outnumber them.
-    private var iovecCount = 0
-    /// The last message while it can take more packets: their peer, the length each must have (a
-    /// shorter one may end it), and its bytes so far.
-    private var open: (destination: SocketAddress, segmentSize: Int, bytes: Int)?
+    /// What changes per packet, in memory allocated once (as in `PacketBatch`: no dynamic
+    /// exclusivity check per access).
+    private struct State {
+        var count = 0
+        /// iovecs in use; every append takes one, so messages never outnumber them.
+        var iovecCount = 0
+        /// The last message while it can take more packets: their peer, the length each must have
+        /// (a shorter one may end it), and its bytes so far.
+        var open: (destination: SocketAddress, segmentSize: Int, bytes: Int)?
+    }
+    private let state: UnsafeMutablePointer<State>
     /// UDP GSO limits: 64 segments (UDP_MAX_SEGMENTS) and one IP datagram's worth of bytes.
     public static var maximumSegments: Int { 64 }
     public static var maximumBytes: Int { 65_000 }
@@ -26,11 +32,17 @@ public final class SendQueue {
         vector = MessageVector(capacity: capacity)
         datagrams = .allocate(capacity: capacity)
         datagrams.initialize(repeating: 0, count: capacity)
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
     }
 
-    deinit { datagrams.deallocate() }
+    deinit {
+        datagrams.deallocate()
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
 
-    public var isFull: Bool { count == capacity || iovecCount == capacity }
+    public var isFull: Bool { state.pointee.count == capacity || state.pointee.iovecCount == capacity }
 
     /// Datagrams queued (messages can hold several).
     public var datagramTotal: Int { (0..<count).reduce(0) { $0 + datagrams[$1] } }
@@ -44,12 +56,13 @@ public final class SendQueue {
     public func append(_ batch: PacketBatch, slot: Int, range: Range<Int>, to destination: SocketAddress,
                        family: Int32, segmentSize: Int? = nil, gather: Bool = false) -> Bool {
         guard !isFull else { return false }
+        let count = state.pointee.count, iovecCount = state.pointee.iovecCount
         let bytes = batch.rawSlot(slot, offset: range.lowerBound)
         precondition(range.count <= bytes.count)
-        if gather, segmentSize == nil, let open, open.destination == destination, range.count <= open.segmentSize,
+        if gather, segmentSize == nil, let open = state.pointee.open, open.destination == destination, range.count <= open.segmentSize,
            datagrams[count - 1] < Self.maximumSegments, open.bytes + range.count <= Self.maximumBytes {
             vector.extendMessage(count - 1, iovecIndex: iovecCount, bytes: bytes.baseAddress, count: range.count)
-            iovecCount += 1
+            state.pointee.iovecCount = iovecCount + 1
             if datagrams[count - 1] == 1 {
                 withUnsafeMutablePointer(to: &messages[count - 1].msg_hdr) {
                     clinux_msg_set_segment_size($0, vector.control(count - 1), UInt16(open.segmentSize))
@@ -57,13 +70,13 @@ public final class SendQueue {
             }
             datagrams[count - 1] += 1
             // A shorter datagram can only be the last of a GSO message.
-            self.open = range.count < open.segmentSize ? nil : (destination, open.segmentSize, open.bytes + range.count)
+            state.pointee.open = range.count < open.segmentSize ? nil : (destination, open.segmentSize, open.bytes + range.count)
             return true
         }
         guard let length = destination.write(to: vector.addresses + count, family: family) else { return false }
         vector.setMessage(count, iovecIndex: iovecCount, bytes: bytes.baseAddress, count: range.count, addressLength: length)
-        iovecCount += 1
-        open = gather && segmentSize == nil ? (destination, range.count, range.count) : nil
+        state.pointee.iovecCount = iovecCount + 1
+        state.pointee.open = gather && segmentSize == nil ? (destination, range.count, range.count) : nil
         if let segmentSize, range.count > segmentSize {
             withUnsafeMutablePointer(to: &messages[count].msg_hdr) {
                 clinux_msg_set_segment_size($0, vector.control(count), UInt16(segmentSize))
@@ -72,15 +85,13 @@ public final class SendQueue {
         } else {
             datagrams[count] = 1
         }
-        count += 1
+        state.pointee.count = count + 1
         return true
     }
 
     func datagramCount(of message: Int) -> Int { datagrams[message] }
 
     public func clear() {
-        count = 0
-        iovecCount = 0
-        open = nil
+        state.pointee = State()
     }
 }

@@ -55,18 +55,23 @@ public struct InboundPipeline<E: Encapsulation>: Sendable {
     }
 
     /// The per-thread state that moves batches in this direction.
-    public func makeStage() -> InboundStage<E> { InboundStage(self) }
+    public func makeStage() -> WorkStage<InboundWork<E>> { WorkStage(InboundWork(self)) }
 }
 
 /// One thread's UDP → TUN state: the receive batch, the TUN writer and the opener, allocated once.
-public final class InboundStage<E: Encapsulation>: PipelineStage {
+/// Per-batch values (`tally`, `deviceError`) are stored here too, and the per-datagram work is a
+/// method, not a nested function: a local `var` captured by a nested function and a closure is
+/// boxed, and every access to a box is a dynamic exclusivity check.
+public struct InboundWork<E: Encapsulation>: PipelineWork {
     private let pipeline: InboundPipeline<E>
     private let batch: PacketBatch
-    private let writer: TunWriter
+    private var writer: TunWriter
     // Worker-local memory of the last learned endpoint per client, so the shared table is locked
     // only when a client appears, moves, or is due for a refresh.
     private var learned: [IPAddress: ClientTable.Entry] = [:]
     private var opener: E.Opener
+    private var tally = BatchTally()
+    private var deviceError: SystemError?
 
     init(_ pipeline: InboundPipeline<E>) {
         self.pipeline = pipeline
@@ -78,9 +83,10 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
 
     public var readinessDescriptor: Int32 { pipeline.socket.fd }
 
-    public func pump(_ lifecycle: Lifecycle) -> Int? {
-        let socket = pipeline.socket, policy = pipeline.policy, clients = pipeline.clients
-        let batch = batch, writer = writer
+    @_specialize(where E == RawEncapsulation)
+    @_specialize(where E == AuthenticatedEncapsulation)
+    public mutating func pump(_ lifecycle: Lifecycle) -> Int? {
+        let socket = pipeline.socket, batch = batch
         let received: Int
         do {
             received = try socket.receive(into: batch, waker: lifecycle.waker, timeoutMilliseconds: 0)
@@ -89,44 +95,9 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
             return nil
         }
         if received == 0 { return 0 }
-        var tally = BatchTally()
-        let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
-        var deviceError: SystemError?
-
-        /// One datagram: open (verify, decrypt), validate, learn the sender, hand to the writer.
-        func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress) {
-            let inner: Range<Int>
-            switch opener.open(&slotBytes, datagram: datagram) {
-            case let .success(range): inner = range
-            case let .failure(reason): tally.drop(reason); return
-            }
-            let packet = slotBytes.span.extracting(inner)
-            let info: IPPacketInfo
-            switch IPPacket.validate(packet) {
-            case let .success(valid): info = valid
-            case let .failure(reason): tally.drop(reason); return
-            }
-            if let packets = policy.packets, let refusal = packets.refusal(for: info, from: peer.ip) {
-                tally.drop(refusal)
-                return
-            }
-            if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
-            if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
-            if let clients {
-                let known = learned[info.source]
-                if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > InboundPipeline<E>.refreshInterval {
-                    if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
-                    learned[info.source] = ClientTable.Entry(endpoint: peer, refreshedAt: now)
-                    clients.learn(info.source, at: peer, now: now)
-                }
-            }
-            do throws(SystemError) {
-                try writer.write(packet, info: info, tally: &tally)
-            } catch {
-                deviceError = error
-            }
-        }
-
+        tally = BatchTally()
+        deviceError = nil
+        let now = pipeline.clients == nil ? 0 : Clock.monotonicNanoseconds()
         for slot in 0..<received where deviceError == nil {
             let range = batch.range(of: slot)
             // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
@@ -135,12 +106,12 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
             tally.udpReceived += datagrams
             tally.udpReceivedBytes += range.count
             guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
-            if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
+            if let refusal = pipeline.policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
             batch.withMutableSlot(slot) { bytes in
                 var offset = range.lowerBound
                 repeat {
                     let end = min(offset + segmentSize, range.upperBound)
-                    deliver(&bytes, offset..<end, from: peer)
+                    deliver(&bytes, offset..<end, from: peer, now: now)
                     offset = end
                 } while offset < range.upperBound && deviceError == nil
             }
@@ -155,5 +126,40 @@ public final class InboundStage<E: Encapsulation>: PipelineStage {
             return nil
         }
         return received
+    }
+
+    /// One datagram: open (verify, decrypt), validate, learn the sender, hand to the writer.
+    private mutating func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress,
+                                  now: UInt64) {
+        let inner: Range<Int>
+        switch opener.open(&slotBytes, datagram: datagram) {
+        case let .success(range): inner = range
+        case let .failure(reason): tally.drop(reason); return
+        }
+        let packet = slotBytes.span.extracting(inner)
+        let info: IPPacketInfo
+        switch IPPacket.validate(packet) {
+        case let .success(valid): info = valid
+        case let .failure(reason): tally.drop(reason); return
+        }
+        if let refusal = pipeline.policy.packets?.refusal(for: info, from: peer.ip) {
+            tally.drop(refusal)
+            return
+        }
+        if info.version == 6, !pipeline.policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
+        if info.totalLength > pipeline.policy.maximumPacketLength { tally.drop(.oversize); return }
+        if let clients = pipeline.clients {
+            let known = learned[info.source]
+            if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > InboundPipeline<E>.refreshInterval {
+                if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
+                learned[info.source] = ClientTable.Entry(endpoint: peer, refreshedAt: now)
+                clients.learn(info.source, at: peer, now: now)
+            }
+        }
+        do throws(SystemError) {
+            try writer.write(packet, info: info, tally: &tally)
+        } catch {
+            deviceError = error
+        }
     }
 }

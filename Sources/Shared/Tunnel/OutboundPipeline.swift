@@ -27,11 +27,11 @@ public struct OutboundPipeline<E: Encapsulation>: Sendable {
     }
 
     /// The per-thread state that moves batches in this direction.
-    public func makeStage() -> OutboundStage<E> { OutboundStage(self) }
+    public func makeStage() -> WorkStage<OutboundWork<E>> { WorkStage(OutboundWork(self)) }
 }
 
 /// One thread's TUN → UDP state: read batch, segment buffer, send queue and sealer, allocated once.
-public final class OutboundStage<E: Encapsulation>: PipelineStage {
+public struct OutboundWork<E: Encapsulation>: PipelineWork {
     private let pipeline: OutboundPipeline<E>
     private let virtioLength: Int
     private let readBatch: PacketBatch
@@ -59,7 +59,9 @@ public final class OutboundStage<E: Encapsulation>: PipelineStage {
 
     public var readinessDescriptor: Int32 { pipeline.tun.fd }
 
-    public func pump(_ lifecycle: Lifecycle) -> Int? {
+    @_specialize(where E == RawEncapsulation)
+    @_specialize(where E == AuthenticatedEncapsulation)
+    public mutating func pump(_ lifecycle: Lifecycle) -> Int? {
         let tun = pipeline.tun, socket = pipeline.socket, encapsulation = pipeline.encapsulation
         let virtioLength = virtioLength, readBatch = readBatch, segments = segments, queue = queue
         let headroom = encapsulation.headroom

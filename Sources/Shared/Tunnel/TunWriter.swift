@@ -1,8 +1,9 @@
 /// Writes validated inner packets to a TUN device. On a device with virtio-net headers it coalesces
 /// consecutive packets of a TCP flow (and of a UDP flow, where the device takes UDP GSO) into one
 /// super-packet per write (`SegmentCoalescer`); otherwise it writes packet by packet. Call `flush` at
-/// the end of every batch so nothing waits.
-public final class TunWriter {
+/// the end of every batch so nothing waits. A struct, so that the coalescer's state is updated in
+/// place without a dynamic exclusivity check per packet (its owner holds it in a struct too).
+public struct TunWriter {
     /// Where packets and coalesced groups go: the device, or (in tests and the fuzzer) a collector.
     public typealias Output = (_ packet: Span<UInt8>, _ header: VirtioNetHeader) throws(SystemError) -> Void
 
@@ -20,7 +21,7 @@ public final class TunWriter {
 
     /// Writes through the queues of one device (all opened alike); with several, each flow goes
     /// through the queue `FlowSteering` picks for it (a coalesced group is one flow).
-    public convenience init(queues: [TunDevice], coalesce: Bool) {
+    public init(queues: [TunDevice], coalesce: Bool) {
         self.init(coalesce: coalesce && queues[0].hasVirtioHeaders, coalesceUDP: queues[0].acceptsUDPSegmentation) {
             packet, header throws(SystemError) in
             try queues[FlowSteering.queue(for: packet, queues: queues.count)].write(packet, header: header)
@@ -29,7 +30,7 @@ public final class TunWriter {
 
     /// Queues or writes `packet`; counts it in `tally` once it is written (or failed).
     /// Throws only when the device is gone.
-    public func write(_ packet: Span<UInt8>, info: IPPacketInfo, tally: inout BatchTally) throws(SystemError) {
+    public mutating func write(_ packet: Span<UInt8>, info: IPPacketInfo, tally: inout BatchTally) throws(SystemError) {
         if coalesces {
             let appended = buffer.withMutableSlot(0) { coalescer.append(packet, info: info, buffer: &$0) }
             if appended { return }
@@ -43,7 +44,7 @@ public final class TunWriter {
     }
 
     /// Writes the group being coalesced, if any.
-    public func flush(tally: inout BatchTally) throws(SystemError) {
+    public mutating func flush(tally: inout BatchTally) throws(SystemError) {
         guard !coalescer.isEmpty else { return }
         let packets = coalescer.count
         let (length, header) = buffer.withMutableSlot(0) { coalescer.finish(buffer: &$0) }
