@@ -16,6 +16,29 @@ struct ProbePayloadTests {
         #expect(crc.value == 0xCBF4_3926)
     }
 
+    /// Slicing-by-8 against the definition (one bit at a time), for every length up to 70 and for
+    /// updates split at every point: the 8-byte steps, the tail and the carry between calls.
+    @Test func crc32MatchesBitwiseDefinition() {
+        func bitwise(_ bytes: [UInt8]) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            return crc ^ 0xFFFF_FFFF
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for split in 0...length {
+                var crc = CRC32()
+                crc.update(bytes.span.extracting(0..<split))
+                crc.update(bytes.span.extracting(split..<length))
+                #expect(crc.value == bitwise(bytes), "length \(length), split at \(split)")
+            }
+        }
+    }
+
     @Test(arguments: [32, 33, 64, 512, 1400, 9000])
     func roundTrips(length: Int) {
         let probe = ProbePayload(streamID: 7, sequence: 123_456_789, sendTimeNanoseconds: 1_700_000_000_000_000_000, length: length)
