@@ -80,6 +80,7 @@ struct ClientCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
+        if encapsulation.encrypt, encapsulation.keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
         if noTunnel {
             guard generate != nil else { throw ValidationError("--no-tunnel needs --generate") }
         } else {
@@ -169,13 +170,15 @@ struct ClientCommand: ParsableCommand {
             ?? SocketAddress(ip: anyAddress, port: 0)
         let sockets = try UDPSocket.bindGroup(local, count: queues.count)
         offloads.apply(to: sockets, tun: device, logger: logger)
-        logger.info("client tunnelling", metadata: [
-            "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
-            "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        return workers.startWorkers(
+        let threads = workers.startWorkers(
             devices: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .fixed(relayAddress),
             policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU), clients: nil,
             lifecycle: lifecycle, logger: logger)
+        // Last, as the relay's "relay listening": once it is printed, the data plane runs.
+        logger.info("client tunnelling", metadata: [
+            "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
+            "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
+        return threads
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

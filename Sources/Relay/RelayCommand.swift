@@ -24,6 +24,7 @@ struct RelayCommand: ParsableCommand {
           udptun-relay --genkey > /etc/udptun/key && chmod 600 /etc/udptun/key
           udptun-relay --allow 198.18.1.0/24 --key-file /etc/udptun/key --encrypt
           udptun-relay --allow 198.18.1.0/24 --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
+          udptun-relay --allow any --client-key alice.key=198.19.0.2/32 --encrypt
           udptun-relay --allow 198.18.1.0/24 --queues 4          # spread many clients and flows over 4 cores
 
         EXIT STATUS
@@ -46,6 +47,11 @@ struct RelayCommand: ParsableCommand {
         "Inner source addresses a client may use, by its UDP source (repeatable): PEER_CIDR=INNER_CIDR[,INNER_CIDR...]. Without any, inner sources are not checked.",
         valueName: "PEER=INNER"))
     var allowedIPs: [String] = []
+
+    @Option(name: .customLong("client-key"), help: ArgumentHelp(
+        "A client's own key file and the inner source addresses datagrams sealed with it may carry (repeatable): PATH=INNER_CIDR[,INNER_CIDR...]. That client passes the same file as --key-file. Holders of --key-file's shared key are not limited this way.",
+        valueName: "PATH=INNER"))
+    var clientKey: [String] = []
 
     @Option(name: .customLong("allow-dest"), help: ArgumentHelp(
         "Forward only to destinations in this prefix (repeatable). The relay's own addresses, loopback, link-local, multicast and broadcast are never forwarded to.",
@@ -89,6 +95,9 @@ struct RelayCommand: ParsableCommand {
                     """)
             }
         }
+        if encapsulation.encrypt, encapsulation.keyFile == nil, clientKey.isEmpty {
+            throw ValidationError("--encrypt needs --key-file or --client-key")
+        }
         _ = try allowedSources()
         _ = try packetPolicy(ownAddresses: [])
         if let mtu, !(68...65535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
@@ -113,12 +122,24 @@ struct RelayCommand: ParsableCommand {
             }
             return rule
         }
+        // Key indices follow EncapsulationOptions.make: the shared key (unlimited here) first.
+        let keyRules = try clientKeyRules()
+        let innerSourcesByKey: [[IPPrefix]?] = (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
         let destinations = try allowDest.map { text in
             guard let prefix = IPPrefix(text) else { throw ValidationError("--allow-dest '\(text)' is not a prefix such as 198.18.2.0/24") }
             return prefix
         }
-        return PacketPolicy(clientRules: rules, allowedDestinations: destinations.isEmpty ? nil : destinations,
-                            ownAddresses: ownAddresses)
+        return PacketPolicy(clientRules: rules, innerSourcesByKey: innerSourcesByKey,
+                            allowedDestinations: destinations.isEmpty ? nil : destinations, ownAddresses: ownAddresses)
+    }
+
+    func clientKeyRules() throws -> [PacketPolicy.KeyRule] {
+        try clientKey.map { text in
+            guard let rule = PacketPolicy.KeyRule(text) else {
+                throw ValidationError("--client-key '\(text)' is not PATH=INNER_CIDR[,INNER_CIDR...] (e.g. alice.key=198.19.0.2/32)")
+            }
+            return rule
+        }
     }
 
     func run() throws {
@@ -137,7 +158,7 @@ struct RelayCommand: ParsableCommand {
             if findings.isEmpty { emitReport("OK forwarding sysctls are ready for \(tun)") }
             throw ExitCode(findings.isEmpty ? 0 : ExitStatus.configuration)
         }
-        let framing = try encapsulation.make(logger: logger)
+        let framing = try encapsulation.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
         let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
         let signals = try SignalWaiter()
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
@@ -178,6 +199,7 @@ struct RelayCommand: ParsableCommand {
             "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
             "ipv6": "\(ipv6)",
             "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
+            "client_keys": "\(clientKey.count)",
             "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
         let report = TunnelReport(role: "relay", json: common.json)
         var previous = TunnelSnapshot()

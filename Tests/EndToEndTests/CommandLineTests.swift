@@ -54,6 +54,16 @@ extension EndToEnd {
             let generated = run("udptun-relay", ["--genkey"])
             #expect(generated.status == 0)
             #expect(generated.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 44)
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--encrypt"]), status: 64,
+                               mentioning: "--encrypt needs --key-file or --client-key")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--client-key", "alice.key"]), status: 64,
+                               mentioning: "--client-key 'alice.key' is not PATH=INNER_CIDR")
+            let key = FileManager.default.temporaryDirectory.appendingPathComponent("udptun-cli-\(UUID()).key")
+            try Data(generated.stdout.utf8).write(to: key)
+            defer { try? FileManager.default.removeItem(at: key) }
+            chmod(key.path, 0o600)
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--key-file", key.path, "--client-key", "\(key.path)=198.19.0.1/32",
+                                                    "--listen", "127.0.0.1:1"]), status: 78, mentioning: "key file \(key.path) is given twice")
         }
 
         @Test func unresolvableHostExits78() {

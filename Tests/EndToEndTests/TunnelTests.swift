@@ -232,6 +232,14 @@ extension EndToEnd {
             #expect(try #require(sink.report()).int("datagrams") == 1)
         }
 
+        /// A client on A sealing and encrypting with `key`, its generator sending `count` probes to C.
+        private func encryptedGenerator(_ lab: Lab, key: URL, count: Int, rate: Int, name: String = "client",
+                                        exitWhenDone: Bool = false) throws -> Spawned {
+            try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt",
+                            "--generate", "\(Lab.addressC):8080", "--count", "\(count)", "--rate", "\(rate)"]
+                           + (exitWhenDone ? ["--exit-when-done"] : []), name: name)
+        }
+
         @Test("with a shared key: encrypted tunnel works both ways; a wrong key and raw packets get nothing through")
         func authenticatedTunnel() throws {
             try Lab.ensureCommand("socat", package: "socat")
@@ -244,15 +252,12 @@ extension EndToEnd {
             let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt"])
             let sink = try lab.sink(["--expect", "2000", "--timeout", "30"])
             // An intruder with the wrong key, and raw injection: nothing may reach C.
-            let intruder = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", wrongKey.path, "--encrypt",
-                                           "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "2000", "--exit-when-done"],
-                                          name: "intruder")
+            let intruder = try encryptedGenerator(lab, key: wrongKey, count: 500, rate: 2000, name: "intruder", exitWhenDone: true)
             #expect(intruder.wait(timeout: 15) == 0)
             try lab.sendDatagram(PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
                                                            sequence: 0, streamID: 3), from: .a, to: "\(Lab.addressB):8080")
             Thread.sleep(forTimeInterval: 0.3)
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt",
-                                         "--generate", "\(Lab.addressC):8080", "--count", "2000", "--rate", "4000"])
+            let client = try encryptedGenerator(lab, key: key, count: 2000, rate: 4000)
             #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
             let sinkReport = try #require(sink.report())
             #expect(sinkReport.int("received") == 2000)
@@ -262,10 +267,47 @@ extension EndToEnd {
             #expect(client.stop() == 0)
             #expect(relay.stop() == 0)
             let relayReport = try #require(relay.report())
-            #expect(relayReport.drop("bad_tag") >= 500)
+            // A wrong key is refused by its key id (or, 1 time in 65,536 when the ids clash, by its tag).
+            #expect(relayReport.drop("unknown_key") + relayReport.drop("bad_tag") >= 500)
             #expect(relayReport.drop("bad_framing") == 1)
             #expect(relayReport.drop("replayed") == 0)
             #expect(relay.stderr.contains("encapsulation chacha20-poly1305"))
+        }
+
+        @Test("with --client-key: each client's key carries only its own inner addresses, replies are sealed with it, and a client with another's key gets nothing through")
+        func perClientKeys() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            func newKey(_ name: String) throws -> URL {
+                let url = try lab.file(name, Array(Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout.utf8))
+                chmod(url.path, 0o600)
+                return url
+            }
+            let alice = try newKey("alice.key"), bob = try newKey("bob.key")
+            // Alice owns tunnel address 198.19.0.1 (A's tun1), Bob 198.19.0.9. Alice's key is the second,
+            // so replies to her must be sealed with a key other than the relay's first.
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--encrypt",
+                                       "--client-key", "\(bob.path)=198.19.0.9/32", "--client-key", "\(alice.path)=\(Lab.innerA)/32"])
+            #expect(relay.stderr.contains("client_keys=2"), "\(relay.stderr)")
+            let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
+            // Bob's key from Alice's address: authenticated, but not for this inner source.
+            let impostor = try encryptedGenerator(lab, key: bob, count: 300, rate: 2000, name: "impostor", exitWhenDone: true)
+            #expect(impostor.wait(timeout: 15) == 0)
+            let client = try encryptedGenerator(lab, key: alice, count: 1000, rate: 4000)
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
+            let sinkReport = try #require(sink.report())
+            #expect(sinkReport.int("received") == 1000)
+            #expect(sinkReport.int("streams") == 1, "nothing from the impostor")
+            try TCPTransfer.bothWays(lab, size: 1 << 20)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            let clientReport = try #require(client.report())
+            #expect(clientReport.drop("unknown_key") == 0 && clientReport.drop("bad_tag") == 0, "replies sealed with Alice's key")
+            let relayReport = try #require(relay.report())
+            #expect(relayReport.drop("spoofed_source") >= 300)
+            #expect(relayReport.drop("unknown_key") == 0)
+            #expect(relayReport.drop("bad_tag") == 0)
         }
 
         @Test("a relay that is down (ICMP port unreachable) does not stop the client; delivery starts when it comes up")

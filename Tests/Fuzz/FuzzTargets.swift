@@ -14,8 +14,11 @@ import Shared
 
 let target = getenv("UDPTUN_FUZZ_TARGET").map { String(cString: $0) } ?? "ip"
 let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
-// A new-sender budget no fuzzer can spend, so made-up sender ids keep reaching the key setup and the cipher.
-nonisolated(unsafe) var opener = AuthenticatedEncapsulation.Opener(key: key, newSenders: TokenBucket(rate: 1_000_000_000, burst: 1_000_000))
+let secondKey = TunnelKey(base64: "WBtbZczXQonyHVUGzMkgWqP1q4ejJ0j++tEK/KHl4Fw=")!
+// Two keys, as a relay with --client-key holds; a new-sender budget no fuzzer can spend, so made-up
+// sender ids keep reaching the key setup and the cipher.
+nonisolated(unsafe) var opener = AuthenticatedEncapsulation.Opener(keys: [key, secondKey],
+                                                                   newSenders: TokenBucket(rate: 1_000_000_000, burst: 1_000_000))
 /// Reused across inputs: allocating 128 KiB per input under ASan made the gso target crawl.
 nonisolated(unsafe) var segmentBuffer = [UInt8](repeating: 0, count: 2 * 65536)
 
@@ -118,6 +121,7 @@ func fuzzOpening(_ input: [UInt8]) {
     var span = datagram.mutableSpan
     if case let .success(range) = opener.open(&span, datagram: 0..<count) {
         check(range.lowerBound == 20 && range.upperBound == count - 16, "inner range")
+        check(opener.lastKeyIndex.map { (0..<2).contains($0) } == true, "the key that opened it is one of the two")
     }
     let raw = RawEncapsulation().makeOpener()
     _ = raw.open(&span, datagram: 0..<count)

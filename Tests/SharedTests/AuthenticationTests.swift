@@ -6,7 +6,8 @@ import Testing
 @Suite("Authenticated encapsulation")
 struct AuthenticationTests {
     static let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
-    static let otherKey = TunnelKey(base64: TunnelKey.generate())!
+    // Fixed, so that its key id is known to differ from `key`'s (random keys clash 1 time in 65,536).
+    static let otherKey = TunnelKey(base64: "q0Zs6N3lQpUjV2mYb1n8cT5rWx4eHf7gKd9aLs2uYiA=")!
     let packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 7, streamID: 1)
 
     /// Seals `packet` in a buffer with room around it; returns the datagram.
@@ -114,14 +115,54 @@ struct AuthenticationTests {
         #expect(opener.knownSenders == 2)
     }
 
+    /// `datagram` with its key id replaced by `key`'s: a forger's datagram claiming a key it lacks.
+    func claiming(_ key: TunnelKey, _ datagram: [UInt8]) -> [UInt8] {
+        var forged = datagram
+        forged[2] = UInt8(key.id >> 8)
+        forged[3] = UInt8(key.id & 0xff)
+        return forged
+    }
+
     @Test func wrongKeysRawPacketsAndScrapsAreRefused() throws {
+        #expect(Self.key.id != Self.otherKey.id)
         var stranger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).makeSealer()
         var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: true).makeOpener()
-        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&stranger, packet)).get() }
+        #expect(throws: DropReason.unknownKey) { try open(&opener, try seal(&stranger, packet)).get() }
+        #expect(throws: DropReason.badTag) { try open(&opener, claiming(Self.key, try seal(&stranger, packet))).get() }
         #expect(throws: DropReason.badFraming) { try open(&opener, packet).get() }  // a raw IPv4 packet
         #expect(throws: DropReason.badFraming) { try open(&opener, [0x12, 0, 0, 0]).get() }
         #expect(throws: DropReason.truncated) { try open(&opener, []).get() }
         #expect(opener.knownSenders == 0)
+    }
+
+    /// A relay holding one key per client: each datagram is opened with the key its id names, and
+    /// the opener says which, so the relay can hold it to that client's inner addresses.
+    @Test("an opener with several keys opens each client's datagrams with that client's key and says which")
+    func severalKeysAreTellApart() throws {
+        let alice = Self.key, bob = Self.otherKey
+        let third = try #require(TunnelKey(base64: "WBtbZczXQonyHVUGzMkgWqP1q4ejJ0j++tEK/KHl4Fw="))
+        #expect(Set([alice.id, bob.id, third.id]).count == 3)
+        var opener = AuthenticatedEncapsulation(keys: [alice, bob], encrypt: true).makeOpener()
+        var aliceSealer = AuthenticatedEncapsulation(key: alice, encrypt: true).makeSealer()
+        var bobSealer = AuthenticatedEncapsulation(key: bob, encrypt: true).makeSealer()
+        let fromAlice = try seal(&aliceSealer, packet)
+        #expect(fromAlice[1] == 0 && UInt16(fromAlice[2]) << 8 | UInt16(fromAlice[3]) == alice.id, "the key id travels in bytes 2-3")
+        #expect(try open(&opener, fromAlice).get() == packet)
+        #expect(opener.lastKeyIndex == 0)
+        #expect(try open(&opener, try seal(&bobSealer, packet)).get() == packet)
+        #expect(opener.lastKeyIndex == 1)
+        // A key the opener does not hold is refused by its id, before any key is derived.
+        var stranger = AuthenticatedEncapsulation(key: third, encrypt: true).makeSealer()
+        #expect(throws: DropReason.unknownKey) { try open(&opener, try seal(&stranger, packet)).get() }
+        // Bob cannot pass his datagrams off as Alice's: her id with his tag fails, and so does her
+        // known sender id under his key id.
+        #expect(throws: DropReason.badTag) { try open(&opener, claiming(alice, try seal(&bobSealer, packet))).get() }
+        var bobAsAlicesSender = AuthenticatedEncapsulation.Sealer(key: bob, encrypt: true, sender: aliceSealer.sender)
+        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&bobAsAlicesSender, packet)).get() }
+        #expect(opener.lastKeyIndex == 1, "failures leave the last accepted key as it was")
+        #expect(opener.knownSenders == 2)
+        #expect(AuthenticatedEncapsulation.clashingKeys([alice, bob, alice]).map { [$0.0, $0.1] } == [0, 2])
+        #expect(AuthenticatedEncapsulation.clashingKeys([alice, bob, third]) == nil)
     }
 
     @Test("key setups for unknown senders are held to the budget; known senders never wait for it")
@@ -136,13 +177,13 @@ struct AuthenticationTests {
         // before any key is derived; the three known senders go on as before.
         var forger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).makeSealer()
         var newcomer = framing.makeSealer()
-        #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&forger, packet)).get() }
+        #expect(throws: DropReason.senderLimit) { try open(&opener, claiming(Self.key, try seal(&forger, packet))).get() }
         #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&newcomer, packet)).get() }
         for index in senders.indices { #expect(throws: Never.self) { try open(&opener, try seal(&senders[index], packet)).get() } }
         // 100 ms later one token has come back (10 per second): the forger's next datagram spends it on
         // a key setup that fails its tag, and is remembered nowhere.
         now.withLock { $0 += 100_000_000 }
-        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&forger, packet)).get() }
+        #expect(throws: DropReason.badTag) { try open(&opener, claiming(Self.key, try seal(&forger, packet))).get() }
         #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&newcomer, packet)).get() }
         now.withLock { $0 += 100_000_000 }
         #expect(throws: Never.self) { try open(&opener, try seal(&newcomer, packet)).get() }

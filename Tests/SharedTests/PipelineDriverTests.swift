@@ -126,9 +126,12 @@ struct PipelineDriverTests {
         #expect(idle <= 2, "a worker with no traffic polled \(idle) times in 0.1 s")
         stages[0].feed(1)
         Clock.sleep(nanoseconds: 10_000_000)
-        // Inside the window it polls instead of sleeping (sharing the core when others need it).
+        // Inside the window it polls instead of sleeping, yielding the core when others need it: on
+        // a loaded machine (CI runs the end-to-end suites alongside) that can be as few as one poll
+        // per scheduler slice, and 47 in 0.15 s were seen. A sleeping worker polls at most twice in
+        // 0.1 s (above), so more than 10 tells the two apart without depending on the load.
         let spinning = pumps(during: 150_000_000)
-        #expect(spinning > 50, "only \(spinning) polls inside the busy-poll window")
+        #expect(spinning > 10, "only \(spinning) polls inside the busy-poll window")
         Clock.sleep(nanoseconds: 300_000_000)
         let after = pumps(during: 100_000_000)
         #expect(after <= 2, "still polling after the window: \(after) polls in 0.1 s")

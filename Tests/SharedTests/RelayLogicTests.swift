@@ -121,6 +121,33 @@ struct RelayLogicTests {
         #expect(PacketPolicy().refusal(for: try info(source: "198.19.9.9", destination: "198.18.2.2"), from: other) == nil)
     }
 
+    @Test func keyRulesParse() throws {
+        let rule = try #require(PacketPolicy.KeyRule("/etc/udptun/alice.key=198.19.0.2/32,2001:db8::/64"))
+        #expect(rule.path == "/etc/udptun/alice.key")
+        #expect(rule.innerSources == [try #require(IPPrefix("198.19.0.2/32")), try #require(IPPrefix("2001:db8::/64"))])
+        #expect(PacketPolicy.KeyRule("odd=name.key=198.19.0.2/32")?.path == "odd=name.key")  // split at the last '='
+        for bad in ["alice.key", "alice.key=", "=198.19.0.2/32", "alice.key=x", "alice.key=198.19.0.2/32,"] {
+            #expect(PacketPolicy.KeyRule(bad) == nil, "\(bad)")
+        }
+    }
+
+    /// `--client-key`: each key's inner sources, on top of (never instead of) the underlay rules.
+    @Test func innerSourcesFollowTheKey() throws {
+        let alice = [try #require(IPPrefix("198.19.0.2/32"))]
+        let policy = PacketPolicy(innerSourcesByKey: [nil, alice])  // key 0: shared, unlimited; key 1: alice's
+        let peer = try #require(IPAddress("198.18.1.1"))
+        let fromAlice = try info(source: "198.19.0.2", destination: "198.18.2.2")
+        let fromBob = try info(source: "198.19.0.3", destination: "198.18.2.2")
+        #expect(policy.refusal(for: fromAlice, from: peer, keyIndex: 1) == nil)
+        #expect(policy.refusal(for: fromBob, from: peer, keyIndex: 1) == .spoofedSource)
+        #expect(policy.refusal(for: fromBob, from: peer, keyIndex: 0) == nil)
+        #expect(policy.refusal(for: fromBob, from: peer, keyIndex: nil) == nil)  // raw framing has no key
+        let both = PacketPolicy(clientRules: [try #require(PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.3/32"))],
+                                innerSourcesByKey: [alice])
+        #expect(both.refusal(for: fromAlice, from: peer, keyIndex: 0) == .spoofedSource, "the underlay rule still applies")
+        #expect(both.refusal(for: fromBob, from: peer, keyIndex: 0) == .spoofedSource, "and so does the key's")
+    }
+
     @Test func forbiddenAndNarrowedDestinations() throws {
         let own = try #require(IPAddress("198.18.2.1"))
         let peer = try #require(IPAddress("198.18.1.1"))
@@ -148,6 +175,9 @@ struct RelayLogicTests {
         #expect(table.learn(.v4(1), at: a, now: 1))
         #expect(!table.learn(.v4(1), at: a, now: 2))
         #expect(table.learn(.v4(1), at: b, now: 3))  // the client moved (NAT rebinding)
+        #expect(table.learn(.v4(1), at: b, keyIndex: 2, now: 3))  // or came back with another key
+        #expect(table.withLookup { $0(.v4(1)) }?.keyIndex == 2, "replies follow the key")
+        #expect(table.learn(.v4(1), at: b, now: 3))
         #expect(table.endpoint(for: .v4(1)) == b)
         table.learn(.v4(2), at: a, now: 4)
         table.learn(.v4(3), at: a, now: 5)  // evicts the entry refreshed longest ago: .v4(1)

@@ -13,24 +13,34 @@ public struct EncapsulationOptions: ParsableArguments {
 
     public init() {}
 
-    public func validate() throws {
-        if encrypt, keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
+    /// The chosen encapsulation, with its keys loaded: raw without any; authenticated with the
+    /// `--key-file` key first, then `clientKeyFiles` (the relay's `--client-key`s, in order, so a
+    /// key's index names its client). Pass it to a generic function so the data plane is specialised
+    /// for the concrete type. (`--encrypt` without a key is each command's usage error.)
+    public func make(logger: Logger, clientKeyFiles: [String] = []) throws -> any Encapsulation {
+        let paths = (keyFile.map { [$0] } ?? []) + clientKeyFiles
+        guard !paths.isEmpty else { return RawEncapsulation() }
+        let keys = try paths.map { try Self.loadKey($0, logger: logger) }
+        if let (first, second) = AuthenticatedEncapsulation.clashingKeys(keys) {
+            throw UserFacingError(paths[first] == paths[second]
+                ? "key file \(paths[first]) is given twice"
+                : "key files \(paths[first]) and \(paths[second]) have the same key id (the same key, or 1 chance in 65,536): give one of them a new key (udptun-relay --genkey)",
+                exitCode: ExitStatus.configuration)
+        }
+        return AuthenticatedEncapsulation(keys: keys, encrypt: encrypt)
     }
 
-    /// The chosen encapsulation, with its key loaded. Pass it to a generic function so the data plane
-    /// is specialised for the concrete type.
-    public func make(logger: Logger) throws -> any Encapsulation {
-        guard let keyFile else { return RawEncapsulation() }
+    static func loadKey(_ path: String, logger: Logger) throws -> TunnelKey {
         let key: TunnelKey
         do {
-            key = try TunnelKey(contentsOf: keyFile)
+            key = try TunnelKey(contentsOf: path)
         } catch {
             throw UserFacingError(error.description, exitCode: ExitStatus.configuration)
         }
-        if TextFile.isReadableByOthers(keyFile) {
-            logger.warning("key file \(keyFile) is readable by every user: chmod 600 \(keyFile)")
+        if TextFile.isReadableByOthers(path) {
+            logger.warning("key file \(path) is readable by every user: chmod 600 \(path)")
         }
-        return AuthenticatedEncapsulation(key: key, encrypt: encrypt)
+        return key
     }
 }
 

@@ -1,13 +1,16 @@
-/// udptun's authenticated framing, for tunnels that hold a shared key (`--key-file`):
+/// udptun's authenticated framing, for tunnels that hold a key (`--key-file`, the relay's `--client-key`):
 ///
-///     0  type: 0x11 authenticated, 0x12 authenticated and encrypted    1  reserved (3 bytes, zero)
+///     0  type: 0x11 authenticated, 0x12 authenticated and encrypted    1  reserved (zero)
+///     2  key id (u16, `TunnelKey.id`)
 ///     4  sender id (u64, random per sending worker)                   12  counter (u64)
 ///     20 the inner IP packet (ChaCha20-encrypted with 0x12)           end  Poly1305 tag (16 bytes)
 ///
 /// The tag covers the header and the packet. Each sender seals with its own key, derived from the
-/// shared one and its sender id, and a nonce made of its counter, so nonces never repeat. Receivers
-/// keep a replay window per sender and commit to it only after the tag verified. The type byte's
-/// high nibble (1) can never be an IP version, so raw and authenticated datagrams are never confused.
+/// tunnel key and its sender id, and a nonce made of its counter, so nonces never repeat. Receivers
+/// keep a replay window per sender and commit to it only after the tag verified. A receiver may hold
+/// several keys (one per client); the key id says which one a datagram claims, and its tag proves
+/// it. The type byte's high nibble (1) can never be an IP version, so raw and authenticated
+/// datagrams are never confused.
 public struct AuthenticatedEncapsulation: Encapsulation {
     public static let headerLength = 20
     public static let tagLength = 16
@@ -21,12 +24,28 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     /// `sender_limit` at the price of a table lookup. Senders already known are never limited.
     public static let newSendersPerSecond: UInt64 = 1000
 
-    public let key: TunnelKey
+    /// The keys datagrams may be sealed with; a client seals with the first, a relay answers each
+    /// client with the key that client used.
+    public let keys: [TunnelKey]
     public let encrypts: Bool
 
     public init(key: TunnelKey, encrypt: Bool) {
-        self.key = key
+        self.init(keys: [key], encrypt: encrypt)
+    }
+
+    /// `keys` must be non-empty, with distinct ids (see `clashingKeys`).
+    public init(keys: [TunnelKey], encrypt: Bool) {
+        precondition(!keys.isEmpty && Self.clashingKeys(keys) == nil, "keys must be given, with distinct ids")
+        self.keys = keys
         encrypts = encrypt
+    }
+
+    /// The indices of two keys whose ids are equal, if any (one in 65,536 per pair: make a new key).
+    public static func clashingKeys(_ keys: [TunnelKey]) -> (Int, Int)? {
+        for second in keys.indices {
+            if let first = keys[..<second].firstIndex(where: { $0.id == keys[second].id }) { return (first, second) }
+        }
+        return nil
     }
 
     public var name: String { encrypts ? "chacha20-poly1305" : "poly1305 (authenticated, not encrypted)" }
@@ -34,18 +53,23 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     public var headroom: Int { Self.headerLength }
     public var isAuthenticated: Bool { true }
 
-    public func makeSealer() -> Sealer { Sealer(key: key, encrypt: encrypts, sender: UInt64.random(in: 1...UInt64.max)) }
-    public func makeOpener() -> Opener { Opener(key: key) }
+    public var keyCount: Int { keys.count }
+    public func makeSealer(keyIndex: Int) -> Sealer {
+        Sealer(key: keys[keyIndex], encrypt: encrypts, sender: UInt64.random(in: 1...UInt64.max))
+    }
+    public func makeOpener() -> Opener { Opener(keys: keys) }
 
     public struct Sealer: PacketSealer {
         public let sender: UInt64
         let senderKey: SenderKey
+        let keyID: UInt16
         let encrypt: Bool
         public private(set) var counter: UInt64 = 0
 
         public init(key: TunnelKey, encrypt: Bool, sender: UInt64) {
             self.sender = sender
             self.encrypt = encrypt
+            keyID = key.id
             senderKey = SenderKey(key, sender: sender)
         }
 
@@ -55,7 +79,7 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             guard start >= 0, end <= slot.count, counter < UInt64.max else { return nil }
             slot[start] = encrypt ? AuthenticatedEncapsulation.encryptedType : AuthenticatedEncapsulation.authenticatedType
             slot[start + 1] = 0
-            slot.setU16(0, at: start + 2)
+            slot.setU16(keyID, at: start + 2)
             slot.setU64(sender, at: start + 4)
             slot.setU64(counter, at: start + 12)
             guard PacketCrypto.seal(&slot, header: start..<packet.lowerBound, payload: packet, tagOffset: packet.upperBound,
@@ -66,16 +90,26 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     }
 
     public struct Opener: PacketOpener {
-        let key: TunnelKey
-        private var senders: [UInt64: (key: SenderKey, window: ReplayWindow)] = [:]
+        let keys: [TunnelKey]
+        private let keyIDs: [UInt16]
+        private var senders: [UInt64: (key: SenderKey, window: ReplayWindow, keyIndex: Int)] = [:]
         private var newSenders: TokenBucket
         private let clock: @Sendable () -> UInt64
+        public private(set) var lastKeyIndex: Int?
 
         public init(key: TunnelKey,
                     newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
                                                           burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
                     clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
-            self.key = key
+            self.init(keys: [key], newSenders: newSenders, clock: clock)
+        }
+
+        public init(keys: [TunnelKey],
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+            self.keys = keys
+            keyIDs = keys.map(\.id)
             self.newSenders = newSenders
             self.clock = clock
             senders.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
@@ -90,15 +124,18 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             let start = datagram.lowerBound
             let type = slot[start]
             guard type == AuthenticatedEncapsulation.authenticatedType || type == AuthenticatedEncapsulation.encryptedType,
-                  slot[start + 1] == 0, slot.span.u16(at: start + 2) == 0 else { return .failure(.badFraming) }
+                  slot[start + 1] == 0 else { return .failure(.badFraming) }
+            guard let keyIndex = keyIDs.firstIndex(of: slot.span.u16(at: start + 2)) else { return .failure(.unknownKey) }
             let sender = slot.span.u64(at: start + 4)
             let counter = slot.span.u64(at: start + 12)
             let known = senders[sender]
+            // A sender id belongs to one key: the same id under another key is somebody else's forgery.
+            if let known, known.keyIndex != keyIndex { return .failure(.badTag) }
             if let known, !known.window.check(counter) { return .failure(.replayed) }
             // A new sender's key is derived before its first packet is verified (within the
             // new-sender budget), but nothing is remembered about it unless the tag checks out.
             if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
-            let senderKey = known?.key ?? SenderKey(key, sender: sender)
+            let senderKey = known?.key ?? SenderKey(keys[keyIndex], sender: sender)
             let payload = (start + header)..<(datagram.upperBound - tag)
             guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
                                     encrypted: type == AuthenticatedEncapsulation.encryptedType, key: senderKey, counter: counter)
@@ -107,9 +144,10 @@ public struct AuthenticatedEncapsulation: Encapsulation {
                 if senders.count >= AuthenticatedEncapsulation.maximumSenders, let any = senders.keys.first {
                     senders.removeValue(forKey: any)
                 }
-                senders[sender] = (senderKey, ReplayWindow())
+                senders[sender] = (senderKey, ReplayWindow(), keyIndex)
             }
             senders[sender]!.window.accept(counter)
+            lastKeyIndex = keyIndex
             return .success(payload)
         }
     }

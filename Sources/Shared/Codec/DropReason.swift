@@ -20,6 +20,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case forbiddenDestination
     // Authenticated framing.
     case badFraming
+    case unknownKey
     case badTag
     case replayed
     case senderLimit
@@ -47,6 +48,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .spoofedSource: "spoofed_source"
         case .forbiddenDestination: "forbidden_destination"
         case .badFraming: "bad_framing"
+        case .unknownKey: "unknown_key"
         case .badTag: "bad_tag"
         case .replayed: "replayed"
         case .senderLimit: "sender_limit"

@@ -14,9 +14,17 @@ public protocol Encapsulation: Sendable {
     var headroom: Int { get }
     /// False when anybody who can reach the UDP port can inject packets.
     var isAuthenticated: Bool { get }
+    /// Keys a receiver tells apart (`PacketOpener.lastKeyIndex`); 1 for a framing without keys.
+    var keyCount: Int { get }
 
-    func makeSealer() -> Sealer
+    /// A sealer for replies to peers whose datagrams opened with the key at `keyIndex`.
+    func makeSealer(keyIndex: Int) -> Sealer
     func makeOpener() -> Opener
+}
+
+extension Encapsulation {
+    /// A sealer with the first key (a client has only one).
+    public func makeSealer() -> Sealer { makeSealer(keyIndex: 0) }
 }
 
 public protocol PacketSealer {
@@ -29,6 +37,10 @@ public protocol PacketOpener {
     /// Checks the datagram occupying `datagram` of `slot` and returns where its inner packet is
     /// (decrypted in place where the encapsulation encrypts).
     mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<Range<Int>, DropReason>
+    /// Which of the receiver's keys the last datagram `open` accepted was sealed with (its index in
+    /// the order the keys were given), so the relay can hold each key to its own inner addresses;
+    /// nil for a framing without keys.
+    var lastKeyIndex: Int? { get }
 }
 
 /// The seed programs' and socat's format: the UDP payload is exactly one IP packet, nothing added.
@@ -38,7 +50,8 @@ public struct RawEncapsulation: Encapsulation {
     public var overhead: Int { 0 }
     public var headroom: Int { 0 }
     public var isAuthenticated: Bool { false }
-    public func makeSealer() -> Passthrough { Passthrough() }
+    public var keyCount: Int { 1 }
+    public func makeSealer(keyIndex: Int) -> Passthrough { Passthrough() }
     public func makeOpener() -> Passthrough { Passthrough() }
 
     public struct Passthrough: PacketSealer, PacketOpener {
@@ -47,5 +60,7 @@ public struct RawEncapsulation: Encapsulation {
         public func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<Range<Int>, DropReason> {
             datagram.isEmpty ? .failure(.truncated) : .success(datagram)
         }
+
+        public var lastKeyIndex: Int? { nil }
     }
 }

@@ -9,6 +9,9 @@ import Foundation
 /// The shared secret of an authenticated tunnel: 32 random bytes, kept base64-encoded in a key file.
 public struct TunnelKey: Sendable {
     let key: SymmetricKey
+    /// Names the key on the wire (bytes 2–3 of the header), so a relay holding several keys picks the
+    /// right one without trying each: HKDF-SHA256 of the key, so it tells nothing about the key.
+    public let id: UInt16
 
     public enum Failure: Error, CustomStringConvertible {
         case unreadable(String)
@@ -25,6 +28,8 @@ public struct TunnelKey: Sendable {
     public init?(base64 text: some StringProtocol) {
         guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })), data.count == 32 else { return nil }
         key = SymmetricKey(data: data)
+        id = HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Array("udptun v1 key id".utf8), outputByteCount: 2)
+            .withUnsafeBytes { UInt16($0[0]) << 8 | UInt16($0[1]) }
     }
 
     public init(contentsOf path: String) throws(Failure) {

@@ -142,18 +142,19 @@ public struct InboundWork<E: Encapsulation>: PipelineWork {
         case let .success(valid): info = valid
         case let .failure(reason): tally.drop(reason); return
         }
-        if let refusal = pipeline.policy.packets?.refusal(for: info, from: peer.ip) {
+        if let refusal = pipeline.policy.packets?.refusal(for: info, from: peer.ip, keyIndex: opener.lastKeyIndex) {
             tally.drop(refusal)
             return
         }
         if info.version == 6, !pipeline.policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
         if info.totalLength > pipeline.policy.maximumPacketLength { tally.drop(.oversize); return }
         if let clients = pipeline.clients {
-            let known = learned[info.source]
-            if known?.endpoint != peer || now &- (known?.refreshedAt ?? 0) > InboundPipeline<E>.refreshInterval {
+            let known = learned[info.source], keyIndex = opener.lastKeyIndex ?? 0
+            if known?.endpoint != peer || known?.keyIndex != keyIndex
+                || now &- (known?.refreshedAt ?? 0) > InboundPipeline<E>.refreshInterval {
                 if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
-                learned[info.source] = ClientTable.Entry(endpoint: peer, refreshedAt: now)
-                clients.learn(info.source, at: peer, now: now)
+                learned[info.source] = ClientTable.Entry(endpoint: peer, keyIndex: keyIndex, refreshedAt: now)
+                clients.learn(info.source, at: peer, keyIndex: keyIndex, now: now)
             }
         }
         do throws(SystemError) {

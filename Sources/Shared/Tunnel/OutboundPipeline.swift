@@ -41,8 +41,9 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
     private let queue: SendQueue
     private var destinations: [IPAddress?]
     private var headers: [VirtioNetHeader]
-    private var resolved: [SocketAddress?]
-    private var sealer: E.Sealer
+    private var resolved: [ClientTable.Entry?]
+    /// One per key: a reply is sealed with the key its client's datagrams opened with.
+    private var sealers: [E.Sealer]
 
     init(_ pipeline: OutboundPipeline<E>) {
         self.pipeline = pipeline
@@ -53,8 +54,8 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
         queue = SendQueue(capacity: 4 * pipeline.batchSize)
         destinations = [IPAddress?](repeating: nil, count: pipeline.batchSize)
         headers = [VirtioNetHeader](repeating: .plain, count: pipeline.batchSize)
-        resolved = [SocketAddress?](repeating: nil, count: pipeline.batchSize)
-        sealer = pipeline.encapsulation.makeSealer()
+        resolved = [ClientTable.Entry?](repeating: nil, count: pipeline.batchSize)
+        sealers = (0..<pipeline.encapsulation.keyCount).map { pipeline.encapsulation.makeSealer(keyIndex: $0) }
     }
 
     public var readinessDescriptor: Int32 { pipeline.tun.fd }
@@ -113,11 +114,11 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
         }
 
         /// Encapsulates and queues one packet read from TUN (or the segments of a super-packet).
-        func send(_ slot: Int, to peer: SocketAddress?) {
+        func send(_ slot: Int, to peer: SocketAddress?, keyIndex: Int) {
             let header = virtioLength > 0 ? headers[slot] : .plain
             guard let peer else { tally.tunRead += 1; tally.drop(.noRoute); return }
             if header.isGSO {
-                sendSegments(slot, header: header, to: peer)
+                sendSegments(slot, header: header, to: peer, keyIndex: keyIndex)
                 return
             }
             tally.tunRead += 1
@@ -126,7 +127,7 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
                 if header.needsChecksumCompletion,
                    !TransportChecksum.finishPartial(&bytes, packet: packet, start: Int(header.checksumStart),
                                                     offset: Int(header.checksumOffset)) { return .failure(.badTransportHeader) }
-                return sealer.seal(&bytes, packet: packet).map { .success($0) } ?? .failure(.oversize)
+                return sealers[keyIndex].seal(&bytes, packet: packet).map { .success($0) } ?? .failure(.oversize)
             }
             switch sealed {
             case let .success(payload): if !enqueue(readBatch, slot, payload, peer) { tally.drop(.noRoute) }
@@ -134,7 +135,7 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
             }
         }
 
-        func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress) {
+        func sendSegments(_ slot: Int, header: VirtioNetHeader, to peer: SocketAddress, keyIndex: Int) {
             let result = segments.withMutableSlot(0) { output in
                 readBatch.withPacket(slot) { packet in
                     GSOSegmenter.segment(packet, header: header, into: &output, headroom: headroom,
@@ -153,7 +154,7 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
             for index in 0..<layout.count {
                 let start = index * stride + headroom
                 let packet = start..<(start + layout.length(of: index))
-                guard let payload = segments.withMutableSlot(0, { sealer.seal(&$0, packet: packet) }),
+                guard let payload = segments.withMutableSlot(0, { sealers[keyIndex].seal(&$0, packet: packet) }),
                       payload.lowerBound == index * stride else {
                     tally.drop(.oversize, count: layout.count)  // none of the segments leaves
                     return
@@ -181,7 +182,7 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
 
         switch pipeline.route {
         case let .fixed(peer):
-            for slot in 0..<read where destinations[slot] != nil { send(slot, to: peer) }
+            for slot in 0..<read where destinations[slot] != nil { send(slot, to: peer, keyIndex: 0) }
         case let .clients(table):
             // Resolve the whole batch under one lock, then send outside it.
             table.withLookup { lookup in
@@ -189,7 +190,9 @@ public struct OutboundWork<E: Encapsulation>: PipelineWork {
                     resolved[slot] = destinations[slot].flatMap(lookup)
                 }
             }
-            for slot in 0..<read where destinations[slot] != nil { send(slot, to: resolved[slot]) }
+            for slot in 0..<read where destinations[slot] != nil {
+                send(slot, to: resolved[slot]?.endpoint, keyIndex: resolved[slot]?.keyIndex ?? 0)
+            }
         }
         flushQueue()
         pipeline.counters.add(tally)

@@ -21,8 +21,28 @@ public struct PacketPolicy: Sendable {
         }
     }
 
+    /// A client's own key file and the inner source prefixes datagrams sealed with it may carry.
+    public struct KeyRule: Sendable, Equatable {
+        public var path: String
+        public var innerSources: [IPPrefix]
+
+        /// `PATH=INNER_CIDR[,INNER_CIDR…]`, e.g. `/etc/udptun/alice.key=198.19.0.2/32` (split at the
+        /// last `=`, so a path may contain one).
+        public init?(_ text: some StringProtocol) {
+            guard let equals = text.lastIndex(of: "=") else { return nil }
+            let path = String(text[..<equals])
+            let inner = text[text.index(after: equals)...].split(separator: ",", omittingEmptySubsequences: false).map { IPPrefix($0) }
+            guard !path.isEmpty, !inner.isEmpty, inner.allSatisfy({ $0 != nil }) else { return nil }
+            self.path = path
+            innerSources = inner.compactMap { $0 }
+        }
+    }
+
     /// Empty: any inner source (only well-formedness is checked).
     public var clientRules: [ClientRule]
+    /// The inner sources datagrams sealed with each key may carry, by the key's index in the
+    /// encapsulation (`--client-key`); nil, or no entry, leaves that key's sources unchecked here.
+    public var innerSourcesByKey: [[IPPrefix]?]
     /// Nil: any destination not forbidden below.
     public var allowedDestinations: [IPPrefix]?
     /// The relay's own addresses: never a destination for injected packets.
@@ -35,14 +55,22 @@ public struct PacketPolicy: Sendable {
         "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96",
     ].compactMap { IPPrefix($0) }
 
-    public init(clientRules: [ClientRule] = [], allowedDestinations: [IPPrefix]? = nil, ownAddresses: [IPAddress] = []) {
+    public init(clientRules: [ClientRule] = [], innerSourcesByKey: [[IPPrefix]?] = [], allowedDestinations: [IPPrefix]? = nil,
+                ownAddresses: [IPAddress] = []) {
         self.clientRules = clientRules
+        self.innerSourcesByKey = innerSourcesByKey
         self.allowedDestinations = allowedDestinations
         self.ownAddresses = ownAddresses
     }
 
-    /// Why an inner packet from `peer` is refused, or nil if it may be forwarded.
-    public func refusal(for info: IPPacketInfo, from peer: IPAddress) -> DropReason? {
+    /// Why an inner packet from `peer`, sealed with the key at `keyIndex` (nil: raw framing), is
+    /// refused, or nil if it may be forwarded. Both the underlay rule and the key's rule must allow
+    /// its source.
+    public func refusal(for info: IPPacketInfo, from peer: IPAddress, keyIndex: Int? = nil) -> DropReason? {
+        if let keyIndex, keyIndex < innerSourcesByKey.count, let sources = innerSourcesByKey[keyIndex],
+           !sources.contains(where: { $0.contains(info.source) }) {
+            return .spoofedSource
+        }
         if !clientRules.isEmpty {
             var permitted = false
             for rule in clientRules where rule.peers.contains(peer) {
