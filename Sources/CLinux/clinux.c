@@ -109,11 +109,11 @@ int clinux_eventfd(void) {
     return fd < 0 ? -errno : fd;
 }
 
-void clinux_set_thread_name(const char *name) {
+void clinux_set_thread_name(pthread_t thread, const char *name) {
     char short_name[16];
     strncpy(short_name, name, sizeof(short_name) - 1);
     short_name[sizeof(short_name) - 1] = 0;
-    pthread_setname_np(pthread_self(), short_name);
+    pthread_setname_np(thread, short_name);
 }
 
 int clinux_pin_thread(pthread_t thread, int cpu) {

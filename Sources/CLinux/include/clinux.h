@@ -81,8 +81,8 @@ int clinux_sendmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
 
 /// A non-blocking, close-on-exec eventfd (for waking threads blocked in poll). Returns fd or -errno.
 int clinux_eventfd(void);
-/// Names the calling thread (visible in top -H); truncated to 15 bytes.
-void clinux_set_thread_name(const char *name);
+/// Names `thread` (visible in top -H and /proc); truncated to 15 bytes.
+void clinux_set_thread_name(pthread_t thread, const char *name);
 /// Restricts a thread to one CPU. Returns 0 or -errno.
 int clinux_pin_thread(pthread_t thread, int cpu);
 /// Writes the CPUs the calling thread may run on into `cpus` (at most `capacity`, ascending) and

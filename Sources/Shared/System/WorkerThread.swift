@@ -8,23 +8,20 @@ public final class WorkerThread: @unchecked Sendable {
     private var thread = pthread_t()
 
     private final class Body {
-        let name: String
         let run: @Sendable () -> Void
-        init(name: String, run: @escaping @Sendable () -> Void) {
-            self.name = name
-            self.run = run
-        }
+        init(run: @escaping @Sendable () -> Void) { self.run = run }
     }
 
+    /// The thread carries `name` by the time this returns (named here, not by the thread itself,
+    /// so that whoever looks right after start, in /proc or top -H, finds it).
     public init(name: String, _ run: @escaping @Sendable () -> Void) {
-        let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
+        let body = Unmanaged.passRetained(Body(run: run)).toOpaque()
         let status = pthread_create(&thread, nil, { argument in
-            let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
-            clinux_set_thread_name(body.name)
-            body.run()
+            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
             return nil
         }, body)
         precondition(status == 0, "pthread_create failed: \(status)")
+        clinux_set_thread_name(thread, name)
     }
 
     public func join() { pthread_join(thread, nil) }
