@@ -1,6 +1,16 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Modules by job, dependencies one way (each line depends only on those above it):
+//   CLinux, CAEAD   C shims: kernel headers and calls Swift cannot import; in-place AEAD
+//   WireFormat      packet formats: IP validation, checksums, segmentation, coalescing, addresses,
+//                   encapsulations and their crypto, generator payload (no system calls)
+//   KernelIO        the kernel: one syscall helper, owned descriptors, TUN device with its offloads,
+//                   UDP sockets and batches, sysctl, privileges, signals, threads, affinity
+//   Engine          the tunnel: pipelines, driver, return-path table, policy, counters, housekeeping
+//   Measurement     the generator and the sink's accounting
+//   CLI             option groups, role runner, exit codes, reports (the only user of ArgumentParser)
+//   Client, Relay, Sink   the three programs
 let package = Package(
     name: "udptun",
     platforms: [.macOS(.v15)],
@@ -18,42 +28,38 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
-        // Kernel constants and the few syscalls Swift cannot import directly (mmsghdr, ifreq ioctls).
         .target(name: "CLinux", path: "Sources/CLinux"),
         // In-place ChaCha20-Poly1305 through the BoringSSL that swift-crypto links in (see caead.c).
         .target(name: "CAEAD", path: "Sources/CAEAD"),
+        .target(name: "WireFormat", dependencies: ["CAEAD", .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/WireFormat"),
+        .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/KernelIO"),
+        .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Engine"),
+        .target(name: "Measurement", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Sources/Measurement"),
         .target(
-            name: "Shared",
+            name: "CLI",
             dependencies: [
-                "CLinux",
-                "CAEAD",
+                "Engine", "Measurement", "KernelIO", "WireFormat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            path: "Sources/Shared"
+            path: "Sources/CLI"
         ),
-        .executableTarget(
-            name: "Client",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/Client"
-        ),
-        .executableTarget(
-            name: "Relay",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/Relay"
-        ),
-        .executableTarget(
-            name: "Sink",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/Sink"
-        ),
+        .executableTarget(name: "Client", dependencies: ["CLI"], path: "Sources/Client"),
+        .executableTarget(name: "Relay", dependencies: ["CLI"], path: "Sources/Relay"),
+        .executableTarget(name: "Sink", dependencies: ["CLI"], path: "Sources/Sink"),
+        // Packet builders and in-memory fakes of the TUN device and the datagram socket.
+        .target(name: "TestSupport", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Tests/TestSupport"),
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
-        // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address.
-        .executableTarget(name: "Fuzz", dependencies: ["Shared"], path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", .product(name: "Crypto", package: "swift-crypto")],
-                    path: "Tests/SharedTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Shared", "CLinux", "Client", "Relay", "Sink"], path: "Tests/EndToEndTests"),
+        // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address. No CLI code.
+        .executableTarget(name: "Fuzz", dependencies: ["Engine", "Measurement", "KernelIO", "WireFormat", "TestSupport"],
+                          path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
+        .testTarget(name: "UnitTests",
+                    dependencies: ["CLI", "Engine", "Measurement", "KernelIO", "WireFormat", "TestSupport",
+                                   .product(name: "Crypto", package: "swift-crypto")],
+                    path: "Tests/UnitTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "Client", "Relay", "Sink"],
+                    path: "Tests/EndToEndTests"),
     ],
     swiftLanguageModes: [.v6]
 )

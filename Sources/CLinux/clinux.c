@@ -16,8 +16,42 @@
 #include <sys/signalfd.h>
 #include <sys/uio.h>
 #include <netinet/udp.h>
+#include <linux/virtio_net.h>
 
 _Static_assert(sizeof(clinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+
+const int CLINUX_IFNAMSIZ = IFNAMSIZ;
+const short CLINUX_IFF_TUN = IFF_TUN;
+const short CLINUX_IFF_NO_PI = IFF_NO_PI;
+const short CLINUX_IFF_VNET_HDR = IFF_VNET_HDR;
+const short CLINUX_IFF_MULTI_QUEUE = IFF_MULTI_QUEUE;
+const unsigned CLINUX_TUN_F_CSUM = TUN_F_CSUM;
+const unsigned CLINUX_TUN_F_TSO4 = TUN_F_TSO4;
+const unsigned CLINUX_TUN_F_TSO6 = TUN_F_TSO6;
+#ifdef TUN_F_USO4
+const unsigned CLINUX_TUN_F_USO4 = TUN_F_USO4;
+const unsigned CLINUX_TUN_F_USO6 = TUN_F_USO6;
+#else
+// Headers older than Linux 6.2 lack them; the values are the kernel ABI's, and a kernel that does
+// not know them refuses TUNSETOFFLOAD with EINVAL, which TunDevice handles.
+const unsigned CLINUX_TUN_F_USO4 = 0x20;
+const unsigned CLINUX_TUN_F_USO6 = 0x40;
+#endif
+const int CLINUX_VIRTIO_NET_HDR_LEN = sizeof(struct virtio_net_hdr);
+const int CLINUX_IP_MTU = IP_MTU;
+const int CLINUX_IPV6_MTU = IPV6_MTU;
+const int CLINUX_UDP_SEGMENT = UDP_SEGMENT;
+const int CLINUX_UDP_GRO = UDP_GRO;
+
+// WireFormat's VirtioNetHeader mirrors struct virtio_net_hdr in Swift (it cannot import this module):
+// these are the values it uses.
+_Static_assert(sizeof(struct virtio_net_hdr) == 10, "VirtioNetHeader.length");
+_Static_assert(VIRTIO_NET_HDR_F_NEEDS_CSUM == 1, "VirtioNetHeader.needsChecksum");
+_Static_assert(VIRTIO_NET_HDR_GSO_NONE == 0 && VIRTIO_NET_HDR_GSO_TCPV4 == 1 && VIRTIO_NET_HDR_GSO_UDP == 3
+               && VIRTIO_NET_HDR_GSO_TCPV6 == 4 && VIRTIO_NET_HDR_GSO_ECN == 0x80, "VirtioNetHeader.GSOType");
+#ifdef VIRTIO_NET_HDR_GSO_UDP_L4
+_Static_assert(VIRTIO_NET_HDR_GSO_UDP_L4 == 5, "VirtioNetHeader.GSOType.udpL4");
+#endif
 
 int clinux_errno(void) { return errno; }
 
@@ -157,12 +191,6 @@ int clinux_read_signal(int fd) {
     return 0;
 }
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 int clinux_tun_set_offload(int fd, unsigned flags) {
     int size = CLINUX_VIRTIO_NET_HDR_LEN;
@@ -177,24 +205,8 @@ long clinux_writev2(int fd, const void *header, unsigned long header_len, const 
     return n < 0 ? -errno : (long)n;
 }
 
-int clinux_udp_enable_gro(int fd) {
-    int on = 1;
-    return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
-}
-
-int clinux_udp_probe_gso(int fd) {
-    int size = 0;
-    socklen_t len = sizeof(size);
-    return getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &size, &len) < 0 ? -errno : 0;
-}
-
 // Room for a UDP_GRO (int) and an SO_RXQ_OVFL (uint32) message on every received datagram.
 unsigned long clinux_udp_control_space(void) { return CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)); }
-
-int clinux_socket_enable_drop_count(int fd) {
-    int on = 1;
-    return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) < 0 ? -errno : 0;
-}
 
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size) {
     memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));

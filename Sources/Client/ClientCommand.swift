@@ -1,6 +1,10 @@
 import ArgumentParser
 import Logging
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import WireFormat
 
 @main
 struct ClientCommand: ParsableCommand {
@@ -134,7 +138,10 @@ struct ClientCommand: ParsableCommand {
                 "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
             let exitWhenDone = exitWhenDone
             threads.append(WorkerThread(name: "generator") {
-                generator.run(lifecycle, counters: generatorCounters, logger: logger)
+                generator.run(lifecycle, counters: generatorCounters) { logger.warning("generator: send failed: \($0)") }
+                logger.info("generator finished", metadata: [
+                    "sent": "\(generatorCounters.sent.load)", "failed": "\(generatorCounters.failed.load)",
+                    "stream": "\(generator.streamID)"])
                 if exitWhenDone, !lifecycle.isStopping {
                     Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
                     lifecycle.stop()
@@ -157,8 +164,8 @@ struct ClientCommand: ParsableCommand {
             }
     }
 
-    /// The TUN device, the socket and the data-plane worker threads, specialised for the encapsulation.
-    private func startTunnel<E: Encapsulation>(_ framing: E, relay relayAddress: SocketAddress, counters: [TunnelCounters],
+    /// The TUN device, the sockets and the data-plane worker threads.
+    private func startTunnel(_ framing: any Encapsulation, relay relayAddress: SocketAddress, counters: [TunnelCounters],
                                                lifecycle: Lifecycle, logger: Logger) throws -> [WorkerThread] {
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
@@ -170,10 +177,10 @@ struct ClientCommand: ParsableCommand {
             ?? SocketAddress(ip: anyAddress, port: 0)
         let sockets = try UDPSocket.bindGroup(local, count: queues.count)
         offloads.apply(to: sockets, tun: device, logger: logger)
-        let threads = workers.startWorkers(
-            devices: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .fixed(relayAddress),
-            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU), clients: nil,
-            lifecycle: lifecycle, logger: logger)
+        let tunnel = Tunnel(queues: queues, sockets: sockets, counters: counters, encapsulation: framing,
+                            route: .fixed(relayAddress),
+                            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
+        let threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
         // Last, as the relay's "relay listening": once it is printed, the data plane runs.
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Logging
-import Shared
+import Synchronization
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import WireFormat
 
 @main
 struct RelayCommand: ParsableCommand {
@@ -124,12 +129,12 @@ struct RelayCommand: ParsableCommand {
         }
         // Key indices follow EncapsulationOptions.make: the shared key (unlimited here) first.
         let keyRules = try clientKeyRules()
-        let innerSourcesByKey: [[IPPrefix]?] = (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
+        let innerSourcesBySession: [[IPPrefix]?] = (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
         let destinations = try allowDest.map { text in
             guard let prefix = IPPrefix(text) else { throw ValidationError("--allow-dest '\(text)' is not a prefix such as 198.18.2.0/24") }
             return prefix
         }
-        return PacketPolicy(clientRules: rules, innerSourcesByKey: innerSourcesByKey,
+        return PacketPolicy(clientRules: rules, innerSourcesBySession: innerSourcesBySession,
                             allowedDestinations: destinations.isEmpty ? nil : destinations, ownAddresses: ownAddresses)
     }
 
@@ -181,7 +186,16 @@ struct RelayCommand: ParsableCommand {
         let sockets = try UDPSocket.bindGroup(listenAddress, count: queues.count)
         offloads.apply(to: sockets, tun: device, logger: logger)
         let sources = try allowedSources()
-        let packets = try packetPolicy(ownAddresses: InterfaceAddresses.all())
+        // Fail closed: without its own addresses the relay cannot keep clients from reaching it.
+        let ownAddresses: OwnAddresses
+        do throws(SystemError) {
+            ownAddresses = try OwnAddresses()
+        } catch {
+            throw UserFacingError(
+                "refusing to start: cannot read this host's addresses, so packets to the relay itself could not be dropped (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",
+                exitCode: ExitStatus.configuration)
+        }
+        let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients)
         let lifecycle = try Lifecycle()
@@ -191,8 +205,15 @@ struct RelayCommand: ParsableCommand {
         }
         framing.describe(logger)
         try privileges.dropIfAsked(logger: logger)
-        let threads = startWorkers(framing, sockets: sockets, devices: queues, sources: sources, packets: packets,
-                                   counters: counters, clients: clients, lifecycle: lifecycle, logger: logger)
+        let tunnel = Tunnel(
+            queues: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
+            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,
+                                  packets: packets),
+            clients: clients, ownAddresses: ownAddresses)
+        var threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
+        if let housekeeping = Housekeeping([Self.refreshTask(ownAddresses, logger: logger)]).start(lifecycle) {
+            threads.append(housekeeping)
+        }
         logger.info("relay listening", metadata: [
             "listen": "\(sockets[0].localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
@@ -208,21 +229,33 @@ struct RelayCommand: ParsableCommand {
                 let now = counters.snapshot()
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                                        now: now, previous: previous,
-                                       extra: [("clients", UInt64(clients.count))] + counters.perQueueFigures()))
+                                       extra: [("clients", UInt64(clients.count)),
+                                               ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
+                                           + counters.perQueueFigures()))
                 previous = now
             }
     }
 
-    /// The data-plane worker threads, specialised for the encapsulation in use; all queues share the
-    /// return-path table.
-    private func startWorkers<E: Encapsulation>(
-        _ framing: E, sockets: [UDPSocket], devices: [TunDevice], sources: [IPPrefix]?, packets: PacketPolicy,
-        counters: [TunnelCounters], clients: ClientTable, lifecycle: Lifecycle, logger: Logger
-    ) -> [WorkerThread] {
-        workers.startWorkers(
-            devices: devices, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
-            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: devices[0].mtu ?? 65535,
-                                  packets: packets),
-            clients: clients, lifecycle: lifecycle, logger: logger)
+    /// Re-reads the relay's own addresses every two seconds, so one added while it runs is protected
+    /// too; a failed read keeps the last list (logged once per kind of failure, counted in the report).
+    static func refreshTask(_ ownAddresses: OwnAddresses, logger: Logger) -> Housekeeping.Task {
+        let lastFailure = Mutex<String?>(nil)
+        return Housekeeping.Task("own-address refresh", every: 2) {
+            switch ownAddresses.refresh() {
+            case .unchanged:
+                lastFailure.withLock { $0 = nil }
+            case let .changed(added, removed):
+                lastFailure.withLock { $0 = nil }
+                logger.info("own addresses changed", metadata: [
+                    "added": "\(added.map(\.description).joined(separator: ","))",
+                    "removed": "\(removed.map(\.description).joined(separator: ","))"])
+            case let .failed(reason):
+                let isNew = lastFailure.withLock { last in
+                    defer { last = reason }
+                    return last != reason
+                }
+                if isNew { logger.warning("cannot re-read own addresses, keeping the last list: \(reason)") }
+            }
+        }
     }
 }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Logging
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import WireFormat
 
 @main
 struct SinkCommand: ParsableCommand {

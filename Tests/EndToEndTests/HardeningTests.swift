@@ -1,6 +1,11 @@
 import Foundation
 import Glibc
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import TestSupport
+import WireFormat
 import Testing
 
 extension EndToEnd {

@@ -1,7 +1,12 @@
 import Foundation
 import CLinux
 import Glibc
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import TestSupport
+import WireFormat
 import Synchronization
 import Testing
 

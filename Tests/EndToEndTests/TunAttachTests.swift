@@ -1,6 +1,11 @@
 import Foundation
 import Glibc
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import TestSupport
+import WireFormat
 import Testing
 
 extension EndToEnd {
@@ -44,7 +49,7 @@ extension EndToEnd {
         private static func readsProbe(_ device: TunDevice, batch: PacketBatch, payload: [UInt8]) -> Bool {
             let deadline = Date().addingTimeInterval(0.2)
             while Date() < deadline {
-                let count = (try? device.read(into: batch, headroom: 0)) ?? 0
+                let count = (try? device.readFrames(into: batch, slots: 0..<batch.slotCount, offset: 0)) ?? 0
                 for slot in 0..<count {
                     let packet = batch.withPacket(slot) { span in (0..<span.count).map { span[$0] } }
                     if packet.count >= payload.count, Array(packet.suffix(payload.count)) == payload { return true }

@@ -1,5 +1,10 @@
 import Foundation
-import Shared
+import CLI
+import Engine
+import KernelIO
+import Measurement
+import TestSupport
+import WireFormat
 import Testing
 
 extension EndToEnd {

@@ -10,7 +10,11 @@
 //   open      authenticated and raw framing (AuthenticatedEncapsulation.Opener, replay windows)
 //   address   address, prefix, host:port and --allowed-ips parsing
 import Glibc
-import Shared
+import Engine
+import KernelIO
+import Measurement
+import TestSupport
+import WireFormat
 
 let target = getenv("UDPTUN_FUZZ_TARGET").map { String(cString: $0) } ?? "ip"
 let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
@@ -73,21 +77,17 @@ func fuzzSegmentation(_ input: [UInt8]) {
     check(layout.stride * (layout.count - 1) + 20 + layout.lastLength <= capacity, "bounds")
 }
 
-/// The data plane's own writers (reused across inputs), their output collected instead of written to a
-/// device: every coalesced group is cut apart again, as the kernel will.
-nonisolated(unsafe) var emitted = 0
-nonisolated(unsafe) let tcpWriter = TunWriter(coalesce: true, coalesceUDP: false, output: collect)
-nonisolated(unsafe) let udpWriter = TunWriter(coalesce: true, coalesceUDP: true, output: collect)
-
-func collect(_ packet: Span<UInt8>, _ header: VirtioNetHeader) throws(SystemError) {
-    guard header.isGSO else { emitted += 1; return }
+/// The TUN layer's own writer, writing into in-memory queues: every coalesced group is cut apart
+/// again, as the kernel will.
+func segmentCount(_ frame: FakeTunQueue.Frame) -> Int {
+    guard frame.header.isGSO else { return 1 }
     let capacity = segmentBuffer.count
     var span = segmentBuffer.mutableSpan
-    guard case let .success(layout) = GSOSegmenter.segment(packet, header: header, into: &span) else {
+    guard case let .success(layout) = GSOSegmenter.segment(frame.packet.span, header: frame.header, into: &span) else {
         fatalError("a coalesced group does not segment")
     }
     check(layout.stride * (layout.count - 1) + layout.lastLength <= capacity, "bounds")
-    emitted += layout.count
+    return layout.count
 }
 
 /// Input: a sequence of [length u16][bytes] records, each a candidate packet.
@@ -101,17 +101,18 @@ func fuzzCoalescing(_ input: [UInt8]) {
         packets.append(Array(input[offset..<end]))
         offset = end
     }
-    emitted = 0
-    var writer = input.first.map { $0 & 1 == 1 } ?? false ? udpWriter : tcpWriter  // a copy: its coalescer starts empty
-    var tally = BatchTally()
+    let device = FakeTunQueue(virtioHeaders: true, udpSegmentation: input.first.map { $0 & 1 == 1 } ?? false)
+    var writer = TunWriter(queues: [device])
     var valid = 0
     for packet in packets {
         guard case let .success(info) = IPPacket.validate(packet.span) else { continue }
         valid += 1
-        try? writer.write(packet.span, info: info, tally: &tally)
+        try? writer.write(packet.span, info: info)
     }
-    try? writer.flush(tally: &tally)
-    check(tally.tunWritten == valid, "every valid packet written exactly once (\(tally.tunWritten) of \(valid))")
+    try? writer.flush()
+    let written = writer.takeCounts().written
+    let emitted = device.written.reduce(0) { $0 + segmentCount($1) }
+    check(written == valid, "every valid packet written exactly once (\(written) of \(valid))")
     check(emitted == valid, "groups segment back into every packet (\(emitted) of \(valid))")
 }
 
@@ -119,12 +120,14 @@ func fuzzOpening(_ input: [UInt8]) {
     var datagram = input
     let count = datagram.count
     var span = datagram.mutableSpan
-    if case let .success(range) = opener.open(&span, datagram: 0..<count) {
+    if case let .success((range, keyIndex)) = opener.open(&span, datagram: 0..<count) {
         check(range.lowerBound == 20 && range.upperBound == count - 16, "inner range")
-        check(opener.lastKeyIndex.map { (0..<2).contains($0) } == true, "the key that opened it is one of the two")
+        check((0..<2).contains(keyIndex), "the key that opened it is one of the two")
     }
-    let raw = RawEncapsulation().makeOpener()
-    _ = raw.open(&span, datagram: 0..<count)
+    var raw = RawEncapsulation().makeOpener()
+    var reply = [UInt8](repeating: 0, count: 64)
+    var replySpan = reply.mutableSpan
+    _ = raw.open(&span, datagram: 0..<count, from: SocketAddress(ip: .v4(1), port: 1), reply: &replySpan)
 }
 
 func fuzzAddresses(_ input: [UInt8]) {
@@ -178,7 +181,7 @@ func seeds() -> [String: [[UInt8]]] {
     var sealed = [UInt8](repeating: 0, count: 20) + probe + [UInt8](repeating: 0, count: 16)
     let sealedCount = sealed.count
     var sealedSpan = sealed.mutableSpan
-    _ = sealer.seal(&sealedSpan, packet: 20..<(sealedCount - 16))
+    _ = sealer.seal(&sealedSpan, packet: 20..<(sealedCount - 16), session: PeerSession())
     return [
         "ip": [probe, tcpSuper, PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1, 2, 3])),
                PacketBuilder.ipv4(flagsAndOffset: 0x2000, transport: Array(PacketBuilder.udp(payload: [UInt8](repeating: 7, count: 16)).prefix(16)))],

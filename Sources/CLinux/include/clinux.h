@@ -11,25 +11,30 @@
 #include <stdint.h>
 #include <pthread.h>
 
-static const int CLINUX_IFNAMSIZ = 16;
-static const short CLINUX_IFF_TUN = 0x0001;
-static const short CLINUX_IFF_NO_PI = 0x1000;
-static const short CLINUX_IFF_VNET_HDR = 0x4000;
+// Kernel constants, defined in clinux.c from the kernel's and libc's own headers (<linux/if_tun.h>,
+// <linux/udp.h>, <linux/virtio_net.h>, ...), never copied by hand. This header cannot include the
+// kernel's <linux/if.h> (it clashes with glibc's <net/if.h>, which Swift's Glibc module imports).
+extern const int CLINUX_IFNAMSIZ;
+extern const short CLINUX_IFF_TUN;
+extern const short CLINUX_IFF_NO_PI;
+extern const short CLINUX_IFF_VNET_HDR;
 /// One device, several file descriptors (queues); the kernel spreads flows across them.
-static const short CLINUX_IFF_MULTI_QUEUE = 0x0100;
+extern const short CLINUX_IFF_MULTI_QUEUE;
 /// TUNSETOFFLOAD flags: checksum offload and TCP segmentation offload for IPv4/IPv6.
-static const unsigned CLINUX_TUN_F_CSUM = 0x01;
-static const unsigned CLINUX_TUN_F_TSO4 = 0x02;
-static const unsigned CLINUX_TUN_F_TSO6 = 0x04;
+extern const unsigned CLINUX_TUN_F_CSUM;
+extern const unsigned CLINUX_TUN_F_TSO4;
+extern const unsigned CLINUX_TUN_F_TSO6;
 /// UDP segmentation offload (Linux 6.2 and later).
-static const unsigned CLINUX_TUN_F_USO4 = 0x20;
-static const unsigned CLINUX_TUN_F_USO6 = 0x40;
-/// struct virtio_net_hdr (legacy, 10 bytes) that precedes every packet on an IFF_VNET_HDR device.
-static const int CLINUX_VIRTIO_NET_HDR_LEN = 10;
-static const int CLINUX_IP_MTU = 14;
-static const int CLINUX_IPV6_MTU = 24;
-static const int CLINUX_IP_MTU_DISCOVER = 10;
-static const int CLINUX_IP_PMTUDISC_DONT = 0;
+extern const unsigned CLINUX_TUN_F_USO4;
+extern const unsigned CLINUX_TUN_F_USO6;
+/// sizeof(struct virtio_net_hdr): the header that precedes every packet on an IFF_VNET_HDR device.
+/// WireFormat's VirtioNetHeader.length mirrors it; clinux.c asserts the two agree.
+extern const int CLINUX_VIRTIO_NET_HDR_LEN;
+extern const int CLINUX_IP_MTU;
+extern const int CLINUX_IPV6_MTU;
+/// UDP socket options (<linux/udp.h>).
+extern const int CLINUX_UDP_SEGMENT;
+extern const int CLINUX_UDP_GRO;
 
 /// Attaches `fd` (an open /dev/net/tun) to the device `name` (empty: the kernel picks one) with `flags`.
 /// Writes the resulting name to `name_out` (CLINUX_IFNAMSIZ bytes). Returns 0 or -errno.
@@ -41,18 +46,10 @@ int clinux_tun_set_offload(int fd, unsigned flags);
 /// Writes `header` then `packet` in one writev. Returns bytes written or -errno.
 long clinux_writev2(int fd, const void *header, unsigned long header_len, const void *packet, unsigned long packet_len);
 
-/// UDP segmentation (UDP_SEGMENT) and receive coalescing (UDP_GRO).
-int clinux_udp_enable_gro(int fd);
-/// Returns 0 if the kernel accepts UDP_SEGMENT on this socket, -errno otherwise.
-int clinux_udp_probe_gso(int fd);
 /// Bytes of control buffer one message needs for a UDP_SEGMENT or UDP_GRO cmsg.
 unsigned long clinux_udp_control_space(void);
 /// Fills `control` with a UDP_SEGMENT cmsg for `segment_size` and attaches it to `msg`.
 void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size);
-/// Asks the kernel to report, with every received message, how many buffers it has dropped on this
-/// socket because the receive buffer was full (SO_RXQ_OVFL; a UDP GSO buffer is up to 64 datagrams).
-/// Returns 0 or -errno.
-int clinux_socket_enable_drop_count(int fd);
 /// Reads a received message's control messages in one pass: returns its UDP_GRO segment size (0 when
 /// it is a single datagram) and stores the SO_RXQ_OVFL drop count in `drop_count` (-1 when absent).
 int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count);

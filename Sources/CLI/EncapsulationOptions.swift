@@ -1,0 +1,62 @@
+import ArgumentParser
+import Logging
+import Engine
+import Measurement
+import KernelIO
+import WireFormat
+
+/// `--key-file` and `--encrypt`: raw framing, or authenticated (optionally encrypted) framing.
+public struct EncapsulationOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Shared key (32 random bytes, base64; udptun-relay --genkey prints one). Every datagram is then authenticated and replays are dropped. Without it: raw framing, unauthenticated.",
+        valueName: "PATH"))
+    public var keyFile: String?
+
+    @Flag(help: "With --key-file: also encrypt the inner packets (ChaCha20-Poly1305).")
+    public var encrypt = false
+
+    public init() {}
+
+    /// The chosen encapsulation, with its keys loaded: raw without any; authenticated with the
+    /// `--key-file` key first, then `clientKeyFiles` (the relay's `--client-key`s, in order, so a
+    /// key's index names its client). Pass it to a generic function so the data plane is specialised
+    /// for the concrete type. (`--encrypt` without a key is each command's usage error.)
+    public func make(logger: Logger, clientKeyFiles: [String] = []) throws -> any Encapsulation {
+        let paths = (keyFile.map { [$0] } ?? []) + clientKeyFiles
+        guard !paths.isEmpty else { return RawEncapsulation() }
+        let keys = try paths.map { try Self.loadKey($0, logger: logger) }
+        if let (first, second) = AuthenticatedEncapsulation.clashingKeys(keys) {
+            throw UserFacingError(paths[first] == paths[second]
+                ? "key file \(paths[first]) is given twice"
+                : "key files \(paths[first]) and \(paths[second]) have the same key id (the same key, or 1 chance in 65,536): give one of them a new key (udptun-relay --genkey)",
+                exitCode: ExitStatus.configuration)
+        }
+        return AuthenticatedEncapsulation(keys: keys, encrypt: encrypt)
+    }
+
+    static func loadKey(_ path: String, logger: Logger) throws -> TunnelKey {
+        guard let text = TextFile.read(path) else {
+            throw UserFacingError("cannot read key file \(path) (create one: udptun-relay --genkey > \(path); chmod 600 \(path))",
+                                  exitCode: ExitStatus.configuration)
+        }
+        guard let key = TunnelKey(base64: text) else {
+            throw UserFacingError("key file \(path) must hold 32 random bytes in base64 (44 characters), as udptun-relay --genkey prints",
+                                  exitCode: ExitStatus.configuration)
+        }
+        if TextFile.isReadableByOthers(path) {
+            logger.warning("key file \(path) is readable by every user: chmod 600 \(path)")
+        }
+        return key
+    }
+}
+
+extension Encapsulation {
+    /// The log line that says how datagrams are protected.
+    public func describe(_ logger: Logger) {
+        if isAuthenticated {
+            logger.info("encapsulation \(name): datagrams without a valid tag, and replays, are dropped")
+        } else {
+            logger.warning("encapsulation \(name) is unauthenticated: use --key-file to authenticate every datagram")
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Engine
+import Measurement
+import KernelIO
+import WireFormat
+
+/// Formats a tunnel endpoint's counters as iperf3-style lines or JSON objects.
+public struct TunnelReport {
+    public let role: String
+    public let json: Bool
+
+    public init(role: String, json: Bool) {
+        self.role = role
+        self.json = json
+    }
+
+    /// `extra` adds role-specific fields (the client's generator, the relay's client count).
+    public func line(event: String, elapsed: Double, interval: Double, now: TunnelSnapshot, previous: TunnelSnapshot,
+                     extra: [(String, UInt64)] = []) -> String {
+        if json {
+            var object = JSONLine()
+            object.add("event", event)
+            object.add("role", role)
+            object.add("elapsed", elapsed)
+            object.add("received", now.udpReceived)
+            object.add("received_bytes", now.udpReceivedBytes)
+            object.add("forwarded", now.tunWritten)
+            object.add("forwarded_bytes", now.tunWrittenBytes)
+            object.add("tun_read", now.tunRead)
+            object.add("sent", now.udpSent)
+            object.add("sent_bytes", now.udpSentBytes)
+            object.add("dropped", now.dropped)
+            object.add("socket_dropped", now.socketDrops)
+            var drops = JSONLine()
+            for reason in DropReason.allCases { drops.add(reason.description, now.drops(reason)) }
+            object.add("drops", drops)
+            for (key, value) in extra { object.add(key, value) }
+            return object.description
+        }
+        let seconds = max(interval, 1e-9)
+        func rate(_ current: UInt64, _ before: UInt64) -> String { Self.formatRate(Double(current &- before) / seconds) }
+        func bits(_ current: UInt64, _ before: UInt64) -> String { Self.formatBits(Double(current &- before) * 8 / seconds) }
+        var text = "[\(Self.pad(String(format1(elapsed)) + "s", 7))] " + (event == "final" ? "total " : "")
+        if event == "final" {
+            text += "udp→tun \(now.udpReceived) rx / \(now.tunWritten) fwd | tun→udp \(now.tunRead) rd / \(now.udpSent) tx | dropped \(now.dropped)"
+        } else {
+            text += "udp→tun \(rate(now.tunWritten, previous.tunWritten)) \(bits(now.tunWrittenBytes, previous.tunWrittenBytes))"
+            text += " | tun→udp \(rate(now.udpSent, previous.udpSent)) \(bits(now.udpSentBytes, previous.udpSentBytes))"
+            text += " | dropped \(now.dropped &- previous.dropped) (total \(now.dropped))"
+        }
+        var reasons = DropReason.allCases.filter { now.drops($0) > 0 }.map { "\($0)=\(now.drops($0))" }
+        if now.socketDrops > 0 { reasons.append("socket_full=\(now.socketDrops)") }
+        if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
+        for (key, value) in extra { text += " \(key)=\(value)" }
+        return text
+    }
+
+    public static func formatRate(_ perSecond: Double) -> String {
+        perSecond >= 1e6 ? "\(format1(perSecond / 1e6)) Mpps" : perSecond >= 1e3 ? "\(format1(perSecond / 1e3)) kpps" : "\(Int(perSecond)) pps"
+    }
+
+    public static func formatBits(_ perSecond: Double) -> String {
+        perSecond >= 1e9 ? "\(format2(perSecond / 1e9)) Gb/s" : perSecond >= 1e6 ? "\(format2(perSecond / 1e6)) Mb/s" : "\(format2(perSecond / 1e3)) kb/s"
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+}
+
+func format1(_ value: Double) -> String { JSONLine.format(value, decimals: 1).withDecimals(1) }
+func format2(_ value: Double) -> String { JSONLine.format(value, decimals: 2).withDecimals(2) }
+
+extension String {
+    /// Pads a number's fractional part to `decimals` digits ("3" → "3.0").
+    func withDecimals(_ decimals: Int) -> String {
+        let parts = split(separator: ".", maxSplits: 1)
+        let fraction = parts.count > 1 ? String(parts[1]) : ""
+        return parts[0] + "." + fraction + String(repeating: "0", count: max(0, decimals - fraction.count))
+    }
+}

@@ -1,0 +1,188 @@
+import KernelIO
+import WireFormat
+
+/// What the UDP → TUN direction lets in, beyond well-formedness.
+public struct InboundPolicy: Sendable {
+    /// Datagram sources accepted; nil accepts any source.
+    public var allowedSources: [IPPrefix]?
+    /// When set, only datagrams from this endpoint's address are accepted (the client's relay).
+    public var onlyPeer: IPAddress?
+    public var forwardIPv6: Bool
+    /// Largest inner packet the TUN device accepts (its MTU).
+    public var maximumPacketLength: Int
+    /// Inner sources per client and reachable destinations (the relay); nil checks neither.
+    public var packets: PacketPolicy?
+
+    public init(allowedSources: [IPPrefix]? = nil, onlyPeer: IPAddress? = nil, forwardIPv6: Bool = true,
+                maximumPacketLength: Int = 65535, packets: PacketPolicy? = nil) {
+        self.allowedSources = allowedSources
+        self.onlyPeer = onlyPeer
+        self.forwardIPv6 = forwardIPv6
+        self.maximumPacketLength = maximumPacketLength
+        self.packets = packets
+    }
+
+    /// Why a datagram from `peer` is refused, or nil if it may be processed.
+    func refusal(for peer: SocketAddress) -> DropReason? {
+        if let onlyPeer, peer.ip != onlyPeer { return .unknownPeer }
+        if let allowedSources, !allowedSources.contains(where: { $0.contains(peer.ip) }) { return .notAllowed }
+        return nil
+    }
+}
+
+/// One thread's UDP → TUN state, allocated once: it receives datagrams, checks who sent them, opens
+/// them (the encapsulation), validates the inner packet and hands it to the TUN layer; control
+/// messages are counted and answered from the same socket. Used by the relay (toward C) and the
+/// client (return traffic). All per-thread state is in this one struct, worked on in place by its
+/// driver, and the per-datagram work is a method, not a nested function: a class's stored `var`s,
+/// or a local captured by a closure, would each cost a dynamic exclusivity check per access.
+public struct InboundStage: PipelineStage {
+    public let socket: any DatagramSocket
+    private let counters: TunnelCounters
+    private var policy: InboundPolicy
+    /// The relay learns return routes here; the client has none.
+    private let clients: ClientTable?
+    /// The relay's own addresses as last read; the policy's copy is refreshed when they change.
+    private let ownAddresses: OwnAddresses?
+    private var ownAddressesVersion: UInt64 = 0
+    private let batch: PacketBatch
+    private var writer: TunWriter
+    private var opener: any PacketOpener
+    // Worker-local memory of the last learned endpoint per client, so the shared table is locked
+    // only when a client appears, moves, or is due for a refresh.
+    private var learned: [IPAddress: ClientTable.Entry] = [:]
+    /// Where an opener builds a control reply; each is sent at once (replies are rare, and a flood
+    /// of requests costs the relay no more syscalls than it cost the sender).
+    private let reply: PacketBatch
+    private var tally = BatchTally()
+    private var deviceError: SystemError?
+    /// How often a worker re-stamps a known client in the shared table (nanoseconds).
+    public static var refreshInterval: UInt64 { 1_000_000_000 }
+
+    /// `tunQueues` are every queue of the device: packets are written through the queue of their
+    /// flow, not the socket's own (see `FlowSteering`).
+    public init(socket: any DatagramSocket, tunQueues: [any TunQueue], encapsulation: any Encapsulation,
+                policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
+                ownAddresses: OwnAddresses? = nil, batchSize: Int = 16) {
+        self.socket = socket
+        self.counters = counters
+        self.policy = policy
+        self.clients = clients
+        self.ownAddresses = ownAddresses
+        batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
+        writer = TunWriter(queues: tunQueues)
+        opener = encapsulation.makeOpener()
+        learned.reserveCapacity(clients?.capacity ?? 0)
+        reply = PacketBatch(slotCount: 1, slotSize: 2048)
+    }
+
+    public var readinessDescriptor: Int32 { socket.readinessDescriptor }
+
+    public mutating func pump(_ lifecycle: Lifecycle) -> Int? {
+        let socket = socket, batch = batch
+        let received: Int
+        do {
+            received = try socket.receive(into: batch)
+        } catch {
+            lifecycle.fail("UDP receive failed: \(error)")
+            return nil
+        }
+        if received == 0 { return 0 }
+        if let ownAddresses, ownAddresses.version != ownAddressesVersion, policy.packets != nil {
+            (ownAddressesVersion, policy.packets!.ownAddresses) = ownAddresses.current
+        }
+        tally = BatchTally()
+        deviceError = nil
+        let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
+        for slot in 0..<received where deviceError == nil {
+            let range = batch.range(of: slot)
+            // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
+            let segmentSize = batch.segmentSize(of: slot) > 0 ? batch.segmentSize(of: slot) : max(range.count, 1)
+            let datagrams = max(1, (range.count + segmentSize - 1) / segmentSize)
+            tally.udpReceived += datagrams
+            tally.udpReceivedBytes += range.count
+            guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
+            if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
+            batch.withMutableSlot(slot) { bytes in
+                var offset = range.lowerBound
+                repeat {
+                    let end = min(offset + segmentSize, range.upperBound)
+                    deliver(&bytes, offset..<end, from: peer, now: now)
+                    offset = end
+                } while offset < range.upperBound && deviceError == nil
+            }
+        }
+        if deviceError == nil {
+            do throws(SystemError) { try writer.flush() } catch { deviceError = error }
+        }
+        countWrites()
+        counters.add(tally)
+        if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
+        if let deviceError, !lifecycle.isStopping {
+            lifecycle.fail("TUN device \(writer.name) disappeared (deleted?): \(deviceError)")
+            return nil
+        }
+        return received
+    }
+
+    /// One datagram: open (verify, decrypt, answer), validate, learn the sender, hand to the writer.
+    private mutating func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress,
+                                  now: UInt64) {
+        let opened = reply.withMutableSlot(0) { reply in
+            opener.open(&slotBytes, datagram: datagram, from: peer, reply: &reply)
+        }
+        let inner: Range<Int>, session: PeerSession
+        switch opened {
+        case let .forward(range, forwardSession):
+            inner = range
+            session = forwardSession
+        case let .control(message, reply):
+            tally.received(message)
+            if let reply { send(reply, to: peer) }
+            return
+        case let .drop(reason, reply):
+            tally.drop(reason)
+            if let reply { send(reply, to: peer) }
+            return
+        }
+        let packet = slotBytes.span.extracting(inner)
+        let info: IPPacketInfo
+        switch IPPacket.validate(packet) {
+        case let .success(valid): info = valid
+        case let .failure(reason): tally.drop(reason); return
+        }
+        if let refusal = policy.packets?.refusal(for: info, from: peer.ip, session: session) {
+            tally.drop(refusal)
+            return
+        }
+        if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
+        if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
+        if let clients {
+            let known = learned[info.source]
+            if known?.endpoint != peer || known?.session != session
+                || now &- (known?.refreshedAt ?? 0) > Self.refreshInterval {
+                if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
+                learned[info.source] = ClientTable.Entry(endpoint: peer, session: session, refreshedAt: now)
+                clients.learn(info.source, at: peer, session: session, now: now)
+            }
+        }
+        do throws(SystemError) {
+            try writer.write(packet, info: info)
+        } catch {
+            deviceError = error
+        }
+    }
+
+    private mutating func send(_ control: ControlReply, to peer: SocketAddress) {
+        reply.setRange(0..<control.length, of: 0)
+        let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer)) != nil }
+        if sent { tally.sent(control.message) } else { tally.controlSendFailed += 1 }
+    }
+
+    private mutating func countWrites() {
+        let counts = writer.takeCounts()
+        tally.tunWritten += counts.written
+        tally.tunWrittenBytes += counts.writtenBytes
+        if counts.failed > 0 { tally.drop(.tunWriteFailed, count: counts.failed) }
+    }
+}

@@ -1,0 +1,151 @@
+import KernelIO
+import WireFormat
+
+/// Where packets read from TUN go: to one fixed peer (the client's relay), or to the client that owns
+/// each packet's destination address (the relay's return path).
+public enum OutboundRoute: Sendable {
+    case fixed(SocketAddress, session: PeerSession = PeerSession())
+    case clients(ClientTable)
+}
+
+/// One thread's TUN → UDP state, allocated once: it takes a batch of plain IP packets from the TUN
+/// layer (which has already cut super-packets into runs of segments), validates them, encapsulates
+/// them in place and sends the batch with one sendmmsg. A run of segments leaves as one UDP GSO
+/// message per up to 64 datagrams, copied nowhere on the way; equal-length packets to one peer are
+/// gathered into one message the same way.
+public struct OutboundStage: PipelineStage {
+    public let socket: any DatagramSocket
+    private let route: OutboundRoute
+    private let counters: TunnelCounters
+    private var reader: TunReader
+    private let queue: SendQueue
+    private let headroom: Int
+    private var destinations: [IPAddress?]
+    private var resolved: [ClientTable.Entry?]
+    private var sealer: any PacketSealer
+    private var tally = BatchTally()
+
+    public init(tunQueue: any TunQueue, socket: any DatagramSocket, encapsulation: any Encapsulation, route: OutboundRoute,
+                counters: TunnelCounters, batchSize: Int = 16) {
+        self.socket = socket
+        self.route = route
+        self.counters = counters
+        headroom = encapsulation.headroom
+        reader = TunReader(queue: tunQueue, batchSize: batchSize, headroom: encapsulation.headroom,
+                           overhead: encapsulation.overhead)
+        queue = SendQueue(capacity: 4 * batchSize)
+        destinations = [IPAddress?](repeating: nil, count: batchSize)
+        resolved = [ClientTable.Entry?](repeating: nil, count: batchSize)
+        sealer = encapsulation.makeSealer()
+    }
+
+    public var readinessDescriptor: Int32 { reader.queue.readinessDescriptor }
+
+    public mutating func pump(_ lifecycle: Lifecycle) -> Int? {
+        let read: Int
+        do {
+            read = try reader.read()
+        } catch {
+            if !lifecycle.isStopping {
+                lifecycle.fail(error.isDeviceGone
+                    ? "TUN device \(reader.queue.name) disappeared (deleted?): \(error)"
+                    : "TUN device \(reader.queue.name) failed: \(error)")
+            }
+            return nil
+        }
+        if read == 0 { return 0 }
+        tally = BatchTally()
+        tally.tunReadBytes += reader.bytesRead
+        for index in 0..<read {
+            destinations[index] = nil
+            switch reader.entry(index) {
+            case let .dropped(reason, count):
+                tally.tunRead += count
+                tally.drop(reason, count: count)
+            case let .packets(run):
+                // Segments share the headers of their first packet (the segmenter built them from it).
+                switch run.buffer.withMutableSlot(run.slot, { IPPacket.validate($0.span.extracting(run.range(of: 0))) }) {
+                case let .success(info): destinations[index] = info.destination
+                case let .failure(reason): tally.tunRead += run.count; tally.drop(reason, count: run.count)
+                }
+            }
+        }
+        switch route {
+        case let .fixed(peer, session):
+            for index in 0..<read where destinations[index] != nil { send(index, to: peer, session: session, lifecycle) }
+        case let .clients(table):
+            // Resolve the whole batch under one lock, then send outside it.
+            table.withLookup { lookup in
+                for index in 0..<read { resolved[index] = destinations[index].flatMap(lookup) }
+            }
+            for index in 0..<read where destinations[index] != nil {
+                if let entry = resolved[index] {
+                    send(index, to: entry.endpoint, session: entry.session, lifecycle)
+                } else if case let .packets(run) = reader.entry(index) {
+                    tally.tunRead += run.count
+                    tally.drop(.noRoute, count: run.count)
+                }
+            }
+        }
+        flushQueue(lifecycle)
+        counters.add(tally)
+        return read
+    }
+
+    /// Encapsulates and queues one entry's packets: a single packet (gathered with its equals), or a
+    /// run of segments that leaves as UDP GSO messages.
+    private mutating func send(_ index: Int, to peer: SocketAddress, session: PeerSession, _ lifecycle: Lifecycle) {
+        guard case let .packets(run) = reader.entry(index) else { return }
+        tally.tunRead += run.count
+        let buffer = run.buffer, slot = run.slot, origin = run.start - headroom
+        // Encapsulate each packet in place; a run's datagrams must end up back to back.
+        var end = 0
+        for packet in 0..<run.count {
+            let range = run.range(of: packet)
+            guard let payload = buffer.withMutableSlot(slot, { sealer.seal(&$0, packet: range, session: session) }),
+                  run.count == 1 || payload.lowerBound == origin + packet * run.stride else {
+                tally.drop(.oversize, count: run.count)  // none of the run leaves
+                return
+            }
+            end = payload.upperBound
+            if run.count == 1 {
+                enqueue(buffer, slot, payload, peer, segmentSize: nil, lifecycle)
+                return
+            }
+        }
+        let stride = run.stride
+        if socket.segmentationEnabled {
+            let perSend = max(1, min(SendQueue.maximumSegments, SendQueue.maximumBytes / stride))
+            var first = 0
+            while first < run.count {
+                let last = min(first + perSend, run.count)
+                let range = (origin + first * stride)..<(last == run.count ? end : origin + last * stride)
+                enqueue(buffer, slot, range, peer, segmentSize: stride, lifecycle, datagrams: last - first)
+                first = last
+            }
+        } else {
+            for packet in 0..<run.count {
+                let start = origin + packet * stride
+                enqueue(buffer, slot, start..<(packet == run.count - 1 ? end : start + stride), peer, segmentSize: nil, lifecycle)
+            }
+        }
+    }
+
+    private mutating func enqueue(_ buffer: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress,
+                                  segmentSize: Int?, _ lifecycle: Lifecycle, datagrams: Int = 1) {
+        if queue.isFull { flushQueue(lifecycle) }
+        // Equal-length packets to one peer leave as one UDP GSO message where the socket can.
+        if !queue.append(buffer, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize,
+                         gather: socket.segmentationEnabled) {
+            tally.drop(.noRoute, count: datagrams)  // a peer the socket's family cannot reach
+        }
+    }
+
+    private mutating func flushQueue(_ lifecycle: Lifecycle) {
+        guard queue.count > 0 else { return }
+        let result = socket.send(queue, waker: lifecycle.waker)
+        tally.udpSent += result.sent
+        tally.udpSentBytes += result.sentBytes
+        if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
+    }
+}

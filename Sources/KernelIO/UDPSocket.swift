@@ -1,0 +1,276 @@
+import CLinux
+import Glibc
+import Synchronization
+import WireFormat
+
+/// What the engine needs of a datagram socket: batch receive and send, and a descriptor to wait on.
+/// `UDPSocket` is the real one; TestSupport has an in-memory fake.
+public protocol DatagramSocket: AnyObject, Sendable {
+    /// Readable when `receive` has datagrams.
+    var readinessDescriptor: Int32 { get }
+    /// AF_INET or AF_INET6 (dual-stack when bound to `::`).
+    var family: Int32 { get }
+    /// Whether sends may carry a UDP_SEGMENT size (equal-length datagrams gathered into one message).
+    var segmentationEnabled: Bool { get }
+    /// Receives up to `batch.slotCount` datagrams without waiting; 0 when none is ready.
+    func receive(into batch: PacketBatch) throws(SystemError) -> Int
+    /// Sends the queue and clears it (see `UDPSocket.send`).
+    func send(_ queue: SendQueue, waker: Waker?) -> SendResult
+    /// Sends one datagram (control replies, keepalives).
+    func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError)
+}
+
+/// Outcome of sending a queue: datagrams that left, and datagrams the kernel refused.
+public struct SendResult: Sendable {
+    public var sent = 0
+    public var sentBytes = 0
+    public var failed = 0
+    public var lastError: SystemError?
+
+    public init() {}
+}
+
+/// A non-blocking UDP socket with batch IO (recvmmsg/sendmmsg) over a `PacketBatch`.
+public final class UDPSocket: DatagramSocket {
+    private let descriptor: FileDescriptor
+    var fd: Int32 { descriptor.rawValue }
+    public var readinessDescriptor: Int32 { descriptor.rawValue }
+    public let family: Int32
+    private let segmentation = Atomic<Bool>(false)
+    /// What the kernel granted at set-up, for the feature line in the log.
+    public let features: Features
+
+    /// Socket options the kernel may grant in part or refuse without the socket being unusable.
+    public struct Features: Sendable, CustomStringConvertible {
+        /// Receive and send buffer sizes actually obtained (as the kernel reports them: twice what it
+        /// accounts as payload room), and what was asked for.
+        public var receiveBufferBytes: Int
+        public var sendBufferBytes: Int
+        public var requestedBufferBytes: Int
+        /// SO_RXQ_OVFL: kernel drops at a full receive buffer are reported with each message.
+        public var reportsDrops: Bool
+
+        public var description: String {
+            let granted = receiveBufferBytes / 2 >= requestedBufferBytes ? "" : " (asked \(requestedBufferBytes); raise net.core.rmem_max or run with CAP_NET_ADMIN)"
+            return "rcvbuf=\(receiveBufferBytes) sndbuf=\(sendBufferBytes)\(granted) drop_count=\(reportsDrops ? "on" : "off")"
+        }
+    }
+
+    public enum Failure: Error, CustomStringConvertible, Sendable {
+        case addressInUse(SocketAddress)
+        case addressNotAvailable(SocketAddress)
+        case permissionDenied(SocketAddress)
+        case system(SystemError)
+
+        public var description: String {
+            switch self {
+            case let .addressInUse(address):
+                "address \(address) is already in use (another udptun or socat running? check: ss -ulpn 'sport = :\(address.port)')"
+            case let .addressNotAvailable(address):
+                "cannot bind \(address): the address is not assigned to any interface here"
+            case let .permissionDenied(address):
+                "no permission to bind \(address) (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            case let .system(error):
+                error.description
+            }
+        }
+    }
+
+    /// Opens a socket for `address`'s family; binds it when `bind` is true (a listener), otherwise the
+    /// kernel picks a source port on first send.
+    /// With `reusePort`, several sockets share the address (SO_REUSEPORT) and the kernel hands each
+    /// flow (source and destination address and port) to one of them; see `bindGroup`.
+    /// Required options (dual-stack on `::`, SO_REUSEPORT when asked) that fail are errors; buffer
+    /// sizes and drop reports are taken as granted and reported in `features`.
+    public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
+                reusePort: Bool = false) throws(Failure) {
+        let family = address.ip.isIPv4 ? AF_INET : AF_INET6
+        let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let descriptor: FileDescriptor
+        do throws(SystemError) {
+            descriptor = FileDescriptor(owning: try Syscall.call("socket") { socket(family, type, 0) })
+        } catch {
+            throw .system(error)
+        }
+        let fd = descriptor.rawValue
+        do throws(SystemError) {
+            if family == AF_INET6 {
+                try Syscall.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0, "IPV6_V6ONLY=0")  // `::` takes IPv4 peers too
+            }
+            if reusePort { try Syscall.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+        } catch {
+            throw .system(error)
+        }
+        // Kernel drops at a full receive buffer are reported with each message (see `kernelDrops`).
+        let reportsDrops = (try? Syscall.setOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL")) != nil
+        // SO_*BUFFORCE passes net.core.rmem_max/wmem_max where privileged; SO_*BUF is capped at them.
+        for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
+            if (try? Syscall.setOption(fd, SOL_SOCKET, force, receiveBufferBytes, "buffer size")) == nil {
+                _ = try? Syscall.setOption(fd, SOL_SOCKET, plain, receiveBufferBytes, "buffer size")
+            }
+        }
+        let features = Features(
+            receiveBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF")) ?? 0),
+            sendBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF")) ?? 0),
+            requestedBufferBytes: Int(receiveBufferBytes), reportsDrops: reportsDrops)
+        if shouldBind {
+            let status = address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1
+            if status != 0 {
+                // `descriptor` is still owned here: throwing closes it, once.
+                let code = clinux_errno()
+                switch code {
+                case EADDRINUSE: throw .addressInUse(address)
+                case EADDRNOTAVAIL: throw .addressNotAvailable(address)
+                case EACCES, EPERM: throw .permissionDenied(address)
+                default: throw .system(SystemError("bind \(address)", code: code))
+                }
+            }
+        }
+        self.descriptor = descriptor
+        self.family = family
+        self.features = features
+    }
+
+    /// Binds `count` sockets to one address (one plain socket when `count` is 1). A port of 0 gets one
+    /// free port for all of them. A plain bind first proves nobody holds the address: SO_REUSEPORT
+    /// alone would let this group join another process's (same user) and split its traffic silently.
+    public static func bindGroup(_ address: SocketAddress, count: Int) throws(Failure) -> [UDPSocket] {
+        precondition(count >= 1, "a group needs at least one socket")
+        guard count > 1 else { return [try UDPSocket(for: address, bind: true)] }
+        var shared = address
+        do {
+            let probe = try UDPSocket(for: address, bind: true)
+            if let port = probe.localAddress?.port { shared.port = port }
+        }  // the probe closes here, freeing the port for the group
+        var sockets: [UDPSocket] = []
+        for _ in 0..<count { sockets.append(try UDPSocket(for: shared, bind: true, reusePort: true)) }
+        return sockets
+    }
+
+    /// Turns on UDP GSO for sends if the kernel supports it. Returns whether it is on.
+    @discardableResult
+    public func enableSegmentation() -> Bool {
+        // UDP_SEGMENT is set per message; reading the option back proves the kernel knows it.
+        let supported = (try? Syscall.option(fd, Int32(IPPROTO_UDP), CLINUX_UDP_SEGMENT, "UDP_SEGMENT")) != nil
+        segmentation.store(supported, ordering: .relaxed)
+        return supported
+    }
+
+    /// Turns on UDP GRO: the kernel may hand over several datagrams of one flow in one receive.
+    /// Counted as on only when the kernel reads it back as on.
+    @discardableResult
+    public func enableCoalescing() -> Bool {
+        guard (try? Syscall.setOption(fd, Int32(IPPROTO_UDP), CLINUX_UDP_GRO, 1, "UDP_GRO")) != nil else { return false }
+        return ((try? Syscall.option(fd, Int32(IPPROTO_UDP), CLINUX_UDP_GRO, "UDP_GRO")) ?? 0) != 0
+    }
+
+    /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
+    public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
+
+    public var localAddress: SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard status == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { SocketAddress($0) }
+    }
+
+    public func receive(into batch: PacketBatch) throws(SystemError) -> Int {
+        try receive(into: batch, waker: nil, timeoutMilliseconds: 0)
+    }
+
+    /// Receives up to `batch.slotCount` datagrams, waiting up to `timeoutMilliseconds` for the first.
+    /// Returns the number received (also `batch.count`); 0 on timeout or wake.
+    public func receive(into batch: PacketBatch, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
+        batch.prepareForReceive()
+        while true {
+            let received = clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
+            if received >= 0 {
+                batch.finishReceive(count: Int(received))
+                return Int(received)
+            }
+            let code = clinux_errno()
+            switch code {
+            case EINTR:
+                continue
+            case EAGAIN:
+                batch.finishReceive(count: 0)
+                guard timeoutMilliseconds != 0,
+                      waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready
+                else { return 0 }
+            case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH:
+                // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
+                continue
+            default:
+                batch.finishReceive(count: 0)
+                throw SystemError("recvmmsg", code: code)
+            }
+        }
+    }
+
+    /// Sends the queue and clears it. Waits (bounded) for buffer space rather than dropping under
+    /// momentary pressure; a message the kernel rejects (ICMP-refused peer, no route) is counted as
+    /// failed and the rest still go. EIO on a segmented send means the route cannot do UDP GSO:
+    /// segmentation is switched off for later sends.
+    public func send(_ queue: SendQueue, waker: Waker?) -> SendResult {
+        var result = SendResult()
+        var next = 0
+        let total = queue.count
+        var stalls = 0
+        while next < total {
+            let sent = clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0)
+            if sent > 0 {
+                for index in next..<(next + Int(sent)) {
+                    result.sentBytes += Int(queue.messages[index].msg_len)
+                    result.sent += queue.datagramCount(of: index)
+                }
+                next += Int(sent)
+                stalls = 0
+                continue
+            }
+            let code = clinux_errno()
+            if code == EINTR { continue }
+            if code == EAGAIN || code == ENOBUFS, stalls < 100 {
+                stalls += 1
+                if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
+                continue
+            }
+            if code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+            result.failed += queue.datagramCount(of: next)
+            result.lastError = SystemError("sendmmsg", code: code)
+            next += 1
+        }
+        for index in next..<total { result.failed += queue.datagramCount(of: index) }
+        queue.clear()
+        return result
+    }
+
+    /// Sends one datagram (control paths and the probe generator's slow mode).
+    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError) {
+        let fd = fd, family = family
+        guard let status: Int = try bytes.withUnsafeBytes({ raw throws(SystemError) -> Int? in
+            try destination.withSockaddr(family: family) { address, length throws(SystemError) in
+                try Syscall.call("sendto \(destination)") { sendto(fd, raw.baseAddress, raw.count, 0, address, length) }
+            }
+        }) else { throw SystemError("sendto \(destination)", code: EAFNOSUPPORT) }
+        _ = status
+    }
+
+    /// The path MTU the kernel would use toward `destination` (from the route, via a connected probe
+    /// socket), or nil if it cannot tell.
+    public static func pathMTU(toward destination: SocketAddress) -> Int? {
+        let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
+        guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        else { return nil }
+        let probe = FileDescriptor(owning: raw)
+        let connected = destination.withSockaddr(family: family) { connect(probe.rawValue, $0, $1) } ?? -1
+        guard connected == 0 else { return nil }
+        let mtu = family == AF_INET
+            ? try? Syscall.option(probe.rawValue, Int32(IPPROTO_IP), CLINUX_IP_MTU, "IP_MTU")
+            : try? Syscall.option(probe.rawValue, Int32(IPPROTO_IPV6), CLINUX_IPV6_MTU, "IPV6_MTU")
+        guard let mtu, mtu > 0 else { return nil }
+        return Int(mtu)
+    }
+}

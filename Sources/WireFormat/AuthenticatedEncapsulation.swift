@@ -1,0 +1,183 @@
+/// udptun's authenticated framing, for tunnels that hold a key (`--key-file`, the relay's `--client-key`):
+///
+///     0  type: 0x11 authenticated, 0x12 authenticated and encrypted    1  reserved (zero)
+///     2  key id (u16, `TunnelKey.id`)
+///     4  sender id (u64, random per sending worker)                   12  counter (u64)
+///     20 the inner IP packet (ChaCha20-encrypted with 0x12)           end  Poly1305 tag (16 bytes)
+///
+/// The tag covers the header and the packet. Each sender seals with its own key, derived from the
+/// tunnel key and its sender id, and a nonce made of its counter, so nonces never repeat. Receivers
+/// keep a replay window per sender and commit to it only after the tag verified. A receiver may hold
+/// several keys (one per client); the key id says which one a datagram claims, and its tag proves
+/// it. The type byte's high nibble (1) can never be an IP version, so raw and authenticated
+/// datagrams are never confused.
+public struct AuthenticatedEncapsulation: Encapsulation {
+    public static let headerLength = 20
+    public static let tagLength = 16
+    static let authenticatedType: UInt8 = 0x11
+    static let encryptedType: UInt8 = 0x12
+    /// Senders remembered by an opener (keys and replay windows).
+    public static let maximumSenders = 4096
+    /// New senders whose key an opener sets up per second, after a first burst of `maximumSenders`.
+    /// Before its tag is checked, a datagram under an unknown sender id costs a key derivation; a
+    /// flood of made-up ids (from an allowed source) is held to this rate and the rest dropped as
+    /// `sender_limit` at the price of a table lookup. Senders already known are never limited.
+    public static let newSendersPerSecond: UInt64 = 1000
+
+    /// The keys datagrams may be sealed with; a client seals with the first, a relay answers each
+    /// client with the key that client used.
+    public let keys: [TunnelKey]
+    public let encrypts: Bool
+
+    public init(key: TunnelKey, encrypt: Bool) {
+        self.init(keys: [key], encrypt: encrypt)
+    }
+
+    /// `keys` must be non-empty, with distinct ids (see `clashingKeys`).
+    public init(keys: [TunnelKey], encrypt: Bool) {
+        precondition(!keys.isEmpty && Self.clashingKeys(keys) == nil, "keys must be given, with distinct ids")
+        self.keys = keys
+        encrypts = encrypt
+    }
+
+    /// The indices of two keys whose ids are equal, if any (one in 65,536 per pair: make a new key).
+    public static func clashingKeys(_ keys: [TunnelKey]) -> (Int, Int)? {
+        for second in keys.indices {
+            if let first = keys[..<second].firstIndex(where: { $0.id == keys[second].id }) { return (first, second) }
+        }
+        return nil
+    }
+
+    public var name: String { encrypts ? "chacha20-poly1305" : "poly1305 (authenticated, not encrypted)" }
+    public var overhead: Int { Self.headerLength + Self.tagLength }
+    public var headroom: Int { Self.headerLength }
+    public var isAuthenticated: Bool { true }
+
+    /// One session per key, in the order the keys were given.
+    public var sessionCount: Int { keys.count }
+    public func makeSealer() -> any PacketSealer { Sealer(keys: keys, encrypt: encrypts) }
+    public func makeOpener() -> any PacketOpener { Opener(keys: keys) }
+
+    /// Seals for every key: a client has one, a relay answers each client with the key that client
+    /// used (the session its datagrams opened under). Each key has its own random sender id.
+    public struct Sealer: PacketSealer {
+        private var senders: [KeySender]
+
+        public init(keys: [TunnelKey], encrypt: Bool) {
+            senders = keys.map { KeySender(key: $0, encrypt: encrypt, sender: UInt64.random(in: 1...UInt64.max)) }
+        }
+
+        /// A sealer for one key with a chosen sender id (tests, fixed vectors).
+        public init(key: TunnelKey, encrypt: Bool, sender: UInt64) {
+            senders = [KeySender(key: key, encrypt: encrypt, sender: sender)]
+        }
+
+        public var sender: UInt64 { senders[0].sender }
+        public var counter: UInt64 { senders[0].counter }
+
+        public mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>, session: PeerSession) -> Range<Int>? {
+            guard senders.indices.contains(session.index) else { return nil }
+            return senders[session.index].seal(&slot, packet: packet)
+        }
+    }
+
+    struct KeySender {
+        let sender: UInt64
+        let senderKey: SenderKey
+        let keyID: UInt16
+        let encrypt: Bool
+        private(set) var counter: UInt64 = 0
+
+        init(key: TunnelKey, encrypt: Bool, sender: UInt64) {
+            self.sender = sender
+            self.encrypt = encrypt
+            keyID = key.id
+            senderKey = SenderKey(key, sender: sender)
+        }
+
+        mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>? {
+            let start = packet.lowerBound - AuthenticatedEncapsulation.headerLength
+            let end = packet.upperBound + AuthenticatedEncapsulation.tagLength
+            guard start >= 0, end <= slot.count, counter < UInt64.max else { return nil }
+            slot[start] = encrypt ? AuthenticatedEncapsulation.encryptedType : AuthenticatedEncapsulation.authenticatedType
+            slot[start + 1] = 0
+            slot.setU16(keyID, at: start + 2)
+            slot.setU64(sender, at: start + 4)
+            slot.setU64(counter, at: start + 12)
+            guard PacketCrypto.seal(&slot, header: start..<packet.lowerBound, payload: packet, tagOffset: packet.upperBound,
+                                    encrypt: encrypt, key: senderKey, counter: counter) else { return nil }
+            counter += 1
+            return start..<end
+        }
+    }
+
+    public struct Opener: PacketOpener {
+        let keys: [TunnelKey]
+        private let keyIDs: [UInt16]
+        private var senders: [UInt64: (key: SenderKey, window: ReplayWindow, keyIndex: Int)] = [:]
+        private var newSenders: TokenBucket
+        private let clock: @Sendable () -> UInt64
+
+        public init(key: TunnelKey,
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+            self.init(keys: [key], newSenders: newSenders, clock: clock)
+        }
+
+        public init(keys: [TunnelKey],
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+            self.keys = keys
+            keyIDs = keys.map(\.id)
+            self.newSenders = newSenders
+            self.clock = clock
+            senders.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
+        }
+
+        public var knownSenders: Int { senders.count }
+
+        public mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+                                  reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+            switch open(&slot, datagram: datagram) {
+            case let .success((payload, keyIndex)): .forward(payload, session: PeerSession(index: keyIndex))
+            case let .failure(reason): .drop(reason, reply: nil)
+            }
+        }
+
+        /// The inner packet's range and the index of the key it was sealed with, or why not.
+        public mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<(Range<Int>, Int), DropReason> {
+            let header = AuthenticatedEncapsulation.headerLength
+            let tag = AuthenticatedEncapsulation.tagLength
+            guard datagram.count > header + tag else { return .failure(datagram.isEmpty ? .truncated : .badFraming) }
+            let start = datagram.lowerBound
+            let type = slot[start]
+            guard type == AuthenticatedEncapsulation.authenticatedType || type == AuthenticatedEncapsulation.encryptedType,
+                  slot[start + 1] == 0 else { return .failure(.badFraming) }
+            guard let keyIndex = keyIDs.firstIndex(of: slot.span.u16(at: start + 2)) else { return .failure(.unknownKey) }
+            let sender = slot.span.u64(at: start + 4)
+            let counter = slot.span.u64(at: start + 12)
+            let known = senders[sender]
+            // A sender id belongs to one key: the same id under another key is somebody else's forgery.
+            if let known, known.keyIndex != keyIndex { return .failure(.badTag) }
+            if let known, !known.window.check(counter) { return .failure(.replayed) }
+            // A new sender's key is derived before its first packet is verified (within the
+            // new-sender budget), but nothing is remembered about it unless the tag checks out.
+            if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
+            let senderKey = known?.key ?? SenderKey(keys[keyIndex], sender: sender)
+            let payload = (start + header)..<(datagram.upperBound - tag)
+            guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
+                                    encrypted: type == AuthenticatedEncapsulation.encryptedType, key: senderKey, counter: counter)
+            else { return .failure(.badTag) }
+            if known == nil {
+                if senders.count >= AuthenticatedEncapsulation.maximumSenders, let any = senders.keys.first {
+                    senders.removeValue(forKey: any)
+                }
+                senders[sender] = (senderKey, ReplayWindow(), keyIndex)
+            }
+            senders[sender]!.window.accept(counter)
+            return .success((payload, keyIndex))
+        }
+    }
+}

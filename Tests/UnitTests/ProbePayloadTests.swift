@@ -1,0 +1,128 @@
+import Testing
+@testable import CLI
+@testable import Engine
+@testable import KernelIO
+@testable import Measurement
+@testable import TestSupport
+@testable import WireFormat
+
+@Suite("Generator payloads and the sink's accounting")
+struct ProbePayloadTests {
+    func encoded(_ probe: ProbePayload) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: probe.length)
+        var span = bytes.mutableSpan
+        probe.encode(into: &span)
+        return bytes
+    }
+
+    @Test func crc32MatchesTheCheckValue() {
+        var crc = CRC32()
+        crc.update(Array("123456789".utf8).span)
+        #expect(crc.value == 0xCBF4_3926)
+    }
+
+    /// Slicing-by-8 against the definition (one bit at a time), for every length up to 70 and for
+    /// updates split at every point: the 8-byte steps, the tail and the carry between calls.
+    @Test func crc32MatchesBitwiseDefinition() {
+        func bitwise(_ bytes: [UInt8]) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            return crc ^ 0xFFFF_FFFF
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for split in 0...length {
+                var crc = CRC32()
+                crc.update(bytes.span.extracting(0..<split))
+                crc.update(bytes.span.extracting(split..<length))
+                #expect(crc.value == bitwise(bytes), "length \(length), split at \(split)")
+            }
+        }
+    }
+
+    @Test(arguments: [32, 33, 64, 512, 1400, 9000])
+    func roundTrips(length: Int) {
+        let probe = ProbePayload(streamID: 7, sequence: 123_456_789, sendTimeNanoseconds: 1_700_000_000_000_000_000, length: length)
+        #expect(ProbePayload.decode(encoded(probe).span) == .probe(probe))
+    }
+
+    @Test func everyByteChangeIsCorruption() {
+        let bytes = encoded(ProbePayload(streamID: 1, sequence: 42, sendTimeNanoseconds: 5, length: 96))
+        for index in 4..<bytes.count {
+            var damaged = bytes
+            damaged[index] ^= 0x10
+            #expect(ProbePayload.decode(damaged.span) == .corrupt, "byte \(index)")
+        }
+        #expect(ProbePayload.decode(Array(bytes.dropLast()).span) == .corrupt)
+        #expect(ProbePayload.decode((bytes + [0]).span) == .corrupt)
+        #expect(ProbePayload.decode(Array(bytes.prefix(20)).span) == .corrupt)
+    }
+
+    @Test func otherPayloadsAreUnsequenced() {
+        #expect(ProbePayload.decode(Array("Hello from client".utf8).span) == .unsequenced)
+        #expect(ProbePayload.decode([UInt8]().span) == .unsequenced)
+        #expect(ProbePayload.decode([0x55, 0x54].span) == .unsequenced)
+    }
+
+    @Test func sequenceWindowCountsLossDuplicatesAndReordering() {
+        var window = SequenceWindow()
+        for sequence: UInt64 in [0, 1, 2, 4, 3, 3, 7, 5] { window.record(sequence) }
+        #expect(window.unique == 7)
+        #expect(window.duplicates == 1)
+        #expect(window.reordered == 2)  // 3 and 5 arrived after higher numbers
+        #expect(window.lost == 1)  // 6 never came
+        #expect(window.record(6) == .reordered)
+        #expect(window.lost == 0)
+        #expect(window.record(6) == .duplicate)
+    }
+
+    @Test func sequenceWindowSlidesWithoutForgettingRecentNumbers() {
+        var window = SequenceWindow()
+        let far = SequenceWindow.windowSize * 3 + 17
+        window.record(0)
+        window.record(far)
+        #expect(window.lost == far - 1)
+        #expect(window.record(far - 5) == .reordered)
+        #expect(window.record(far - 5) == .duplicate)
+        #expect(window.record(1) == .tooOld)
+        // Numbers the window slid over are gaps, not duplicates.
+        #expect(window.record(far - SequenceWindow.windowSize + 1) == .reordered)
+    }
+
+    @Test func sinkAccountingTotalsStreamsAndSources() {
+        var accounting = SinkAccounting()
+        let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
+        for sequence: UInt64 in [0, 1, 1, 3] {
+            let bytes = encoded(ProbePayload(streamID: 9, sequence: sequence, sendTimeNanoseconds: 100, length: 64))
+            accounting.record(bytes.span, from: source, receivedAt: 150)
+        }
+        let other = encoded(ProbePayload(streamID: 10, sequence: 0, sendTimeNanoseconds: 100, length: 64))
+        accounting.record(other.span, from: source, receivedAt: 300)
+        var damaged = other
+        damaged[40] ^= 1
+        accounting.record(damaged.span, from: source, receivedAt: 300)
+        accounting.record(Array("hello".utf8).span, from: nil, receivedAt: 300)
+        let totals = accounting.totals
+        #expect(totals.datagrams == 7)
+        #expect(totals.bytes == 6 * 64 + 5)
+        #expect(totals.received == 4)
+        #expect(totals.duplicates == 1)
+        #expect(totals.lost == 1)
+        #expect(totals.corrupt == 1)
+        #expect(totals.unsequenced == 1)
+        #expect(totals.streams == 2)
+        #expect(accounting.sources[source] == SinkAccounting.SourceTally(datagrams: 6, bytes: 6 * 64))
+        #expect(accounting.latency.minimum == 50)
+        #expect(accounting.latency.maximum == 200)
+    }
+
+    @Test func generatorPacingIsProportionalToElapsedTime() {
+        #expect(ProbeGenerator.due(elapsedNanoseconds: 0, rate: 1000) == 1)
+        #expect(ProbeGenerator.due(elapsedNanoseconds: 1_000_000_000, rate: 1000) == 1001)
+        #expect(ProbeGenerator.due(elapsedNanoseconds: 500_000_000, rate: 10) == 6)
+    }
+}
