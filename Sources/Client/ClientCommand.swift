@@ -12,27 +12,27 @@ struct ClientCommand: ParsableCommand {
         commandName: "udptun-client",
         abstract: "Tunnel the IP packets routed into a TUN device to a udptun relay over UDP, and generate test traffic.",
         discussion: """
-        Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet
-        per UDP datagram; datagrams coming back from the relay are validated and written to the device,
-        so traffic is tunnelled both ways. Route the far network into the device first, e.g.
-        ip route add 198.18.2.0/24 dev tun1.
+        Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet per UDP datagram; datagrams coming back from the relay are validated and written to the device, so traffic is tunnelled both ways. Route the far network into the device first, e.g. ip route add 198.18.2.0/24 dev tun1.
 
-        The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into
-        the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which
-        udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
+        The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
 
         EXAMPLES
           udptun-client --relay 198.18.1.2:8080
-          udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 --count 10000 --rate 5000
+          udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 \\
+              --count 10000 --rate 5000
           udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
-          udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 --exit-when-done
+          udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 \\
+              --exit-when-done
           udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
-          udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 --cpu 1   # low latency
-          udptun-client --relay 198.18.1.2 --queues 4                             # many flows, many cores
+          udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 \\
+              --cpu 1                                    # low latency
+          udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
 
         EXIT STATUS
-          0 stopped by SIGINT/SIGTERM or finished (--exit-when-done); 64 usage error; 78 configuration
-          to fix (permissions, device busy, address in use); 1 runtime failure.
+          0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
+          64  usage error
+          78  configuration to fix: permissions, device busy, address in use
+          1   runtime failure
         """)
 
     @Option(help: "The relay's UDP address (HOST:PORT; port 8080 when omitted).")

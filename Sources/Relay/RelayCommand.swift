@@ -13,28 +13,30 @@ struct RelayCommand: ParsableCommand {
         commandName: "udptun-relay",
         abstract: "Receive IP packets tunnelled in UDP, validate them and forward them through a TUN device.",
         discussion: """
-        Datagrams from sources inside an --allow prefix are decapsulated, validated and written to the
-        TUN device, so the kernel forwards the inner packets. Packets the kernel routes back into the
-        device are sent to the UDP endpoint their destination (a client's inner address) last sent from.
+        Datagrams from sources inside an --allow prefix are decapsulated, validated and written to the TUN device, so the kernel forwards the inner packets. Packets the kernel routes back into the device are sent to the UDP endpoint their destination (a client's inner address) last sent from.
 
-        The kernel must forward: net.ipv4.ip_forward=1, and reverse-path filtering on the TUN device
-        must not be strict (the effective value is max(conf.all.rp_filter, conf.<tun>.rp_filter); it
-        must be 0 or 2). The relay checks these before it starts and prints the exact sysctl commands.
+        The kernel must forward: net.ipv4.ip_forward=1, and reverse-path filtering on the TUN device must not be strict (the effective value is max(conf.all.rp_filter, conf.<tun>.rp_filter); it must be 0 or 2). The relay checks these before it starts and prints the exact sysctl commands.
+
+        Packets to the relay's own addresses are never forwarded. The relay reads them at start (it refuses to start if it cannot: allow AF_NETLINK sockets in a sandbox) and every two seconds after.
 
         EXAMPLES
           udptun-relay --allow 198.18.1.0/24
-          udptun-relay --listen [::]:8080 --tun tun2 --allow 198.18.1.0/24 --allow 2001:db8::/32 --ipv6
+          udptun-relay --listen [::]:8080 --allow 2001:db8::/32 --ipv6
           udptun-relay --check --tun tun2
           udptun-relay --fix-sysctl --allow 198.18.1.1 --json
           udptun-relay --genkey > /etc/udptun/key && chmod 600 /etc/udptun/key
           udptun-relay --allow 198.18.1.0/24 --key-file /etc/udptun/key --encrypt
-          udptun-relay --allow 198.18.1.0/24 --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
+          udptun-relay --allow 198.18.1.0/24 \\
+              --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
           udptun-relay --allow any --client-key alice.key=198.19.0.2/32 --encrypt
-          udptun-relay --allow 198.18.1.0/24 --queues 4          # spread many clients and flows over 4 cores
+          udptun-relay --allow 198.18.1.0/24 --queues 4   # many clients, 4 cores
 
         EXIT STATUS
-          0 stopped by SIGINT/SIGTERM, or --check passed; 64 usage error; 78 configuration to fix
-          (sysctls, permissions, device busy, address in use); 1 runtime failure.
+          0   stopped by SIGINT/SIGTERM, or --check passed
+          64  usage error
+          78  configuration to fix: sysctls, permissions, device busy, address
+              in use, own addresses unreadable
+          1   runtime failure
         """)
 
     @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")

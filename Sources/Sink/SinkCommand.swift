@@ -11,11 +11,9 @@ struct SinkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "udptun-sink",
         abstract: "Receive UDP payloads and count them: loss, duplicates, order, integrity and latency.",
+        usage: "udptun-sink [--listen HOST:PORT] [--expect N] [--timeout S] [<options>]",
         discussion: """
-        Every datagram is counted per source. Payloads from udptun-client's generator are also checked:
-        received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt
-        (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the
-        one-host lab). Anything else counts as unsequenced.
+        Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the one-host lab). Anything else counts as unsequenced.
 
         EXAMPLES
           udptun-sink
@@ -23,8 +21,10 @@ struct SinkCommand: ParsableCommand {
           udptun-sink --expect 10000 --timeout 30 --interval 0
 
         EXIT STATUS
-          0 stopped by SIGINT/SIGTERM, or --expect reached; 1 --timeout passed before --expect was
-          reached, or a runtime failure; 64 usage error; 78 address in use or not available.
+          0   stopped by SIGINT/SIGTERM, or --expect reached
+          1   --timeout passed before --expect was reached, or a runtime failure
+          64  usage error
+          78  address in use or not available
         """)
 
     @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")

@@ -26,6 +26,22 @@ extension EndToEnd {
             #expect(result.stdout.contains("--json"))
         }
 
+        /// Paragraphs are one source line each and wrapped by ArgumentParser, so nothing comes out
+        /// ragged or over the width of an 80-column terminal.
+        @Test(arguments: ["udptun-client", "udptun-relay", "udptun-sink"])
+        func helpFitsEightyColumns(binary: String) {
+            let result = Lab.shell([Lab.binDirectory.appendingPathComponent(binary).path, "--help"],
+                                   environment: ["COLUMNS": "80"], timeout: 20)
+            #expect(result.status == 0)
+            let long = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+            #expect(long.isEmpty, "lines over 80 columns: \(long)")
+            // A paragraph hard-wrapped in the source comes out as a long line, then a stub of a few words.
+            let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            for (line, next) in zip(lines, lines.dropFirst()) where line.count > 70 && !line.hasPrefix(" ") {
+                #expect(next.isEmpty || next.hasPrefix(" ") || next.count > 20 || next.hasSuffix("."), "ragged: '\(line)' / '\(next)'")
+            }
+        }
+
         @Test func usageErrorsExit64() {
             expectCleanFailure(run("udptun-relay", []), status: 64, mentioning: "--allow")
             expectCleanFailure(run("udptun-relay", ["--allow", "198.18.0.0/99"]), status: 64, mentioning: "198.18.0.0/99")

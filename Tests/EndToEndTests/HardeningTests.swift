@@ -133,5 +133,55 @@ extension EndToEnd {
             #expect(sinkReport.int("corrupt") == 0)
             #expect(clientReport.int("sent") > 100_000, "the run carried real load")
         }
+
+        /// Debian's python3-seccomp, in the system python (the python3 on PATH may be another build).
+        static func withoutNetlink() throws -> [String] {
+            let script = Lab.packageRoot.appendingPathComponent("Tests/scripts/without-netlink.py").path
+            if Lab.shell(["/usr/bin/python3", "-c", "import seccomp"], timeout: 10).status != 0 {
+                let install = Lab.shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-seccomp"],
+                                        timeout: 300)
+                guard install.status == 0 else { throw LabError("python3-seccomp is missing and could not be installed: \(install.stderr)") }
+            }
+            return ["/usr/bin/python3", script]
+        }
+
+        @Test("a relay that cannot read its own addresses (AF_NETLINK refused, as under the old systemd unit) refuses to start")
+        func ownAddressGuardFailsClosed() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.spawn(.b, try Self.withoutNetlink() + [lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32"],
+                                      name: "relay-sandboxed")
+            #expect(relay.wait(timeout: 15) == 78, "stderr: \(relay.stderr)")
+            let lines = relay.stderr.split(separator: "\n").filter { $0.contains("error:") }
+            #expect(lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("AF_NETLINK"), "\(relay.stderr)")
+            // The same relay without the filter starts: the refusal is the filter's doing.
+            _ = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+        }
+
+        @Test("an address added to the relay's host while it runs is protected within a few seconds")
+        func addedOwnAddressIsProtected() throws {
+            try Lab.ensureCommand("ping", package: "iputils-ping")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080"])
+            try client.waitForLog("client tunnelling")
+            let added = "198.18.2.77"
+            // Before: nobody holds the address, so the pings go unanswered, but the relay forwards them.
+            lab.run(.a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", added])
+            #expect(lab.run(.b, ["ip", "addr", "add", "\(added)/32", "dev", "lo"]).status == 0)
+            try relay.waitForLog("own addresses changed", timeout: 6)
+            // After: B holds it and would answer, but the relay drops what clients send it.
+            let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", added])
+            #expect(ping.stdout.contains(" 0 received"), "\(ping.stdout)")
+            // The control: B does answer for that address when asked from its own side.
+            #expect(lab.run(.b, ["ping", "-c", "1", "-W", "1", added]).status == 0)
+            #expect(relay.stop() == 0)
+            #expect(client.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.drop("forbidden_destination") == 3, "\(report)")
+            #expect(report.int("forwarded") >= 2, "the pings before the address existed were forwarded")
+            #expect(report.int("own_address_refresh_failed") == 0)
+        }
     }
 }

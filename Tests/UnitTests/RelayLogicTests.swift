@@ -234,3 +234,17 @@ struct RelayLogicTests {
         #expect((object["drops"] as? [String: Int])?["bad_checksum"] == 2)
     }
 }
+
+@Suite("Deployment files")
+struct DeploymentTests {
+    /// The relay refuses to start when it cannot read its own addresses, which glibc reads over an
+    /// AF_NETLINK socket: its unit must allow that family (the unit once did not, and the guard was
+    /// silently off under it).
+    @Test func relayUnitAllowsNetlink() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let unit = try String(contentsOf: root.appendingPathComponent("deploy/systemd/udptun-relay.service"), encoding: .utf8)
+        let families = unit.split(separator: "\n").filter { $0.hasPrefix("RestrictAddressFamilies=") }
+        #expect(families.count == 1)
+        #expect(families.first?.split(separator: "=")[1].split(separator: " ").contains("AF_NETLINK") == true)
+    }
+}
