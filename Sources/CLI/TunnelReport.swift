@@ -33,6 +33,16 @@ public struct TunnelReport {
             var drops = JSONLine()
             for reason in DropReason.allCases { drops.add(reason.description, now.drops(reason)) }
             object.add("drops", drops)
+            // Control messages of the encapsulation's own: received = forwarded + control + dropped.
+            object.add("control", now.control)
+            var controlIn = JSONLine(), controlOut = JSONLine()
+            for type in ControlMessage.allCases {
+                controlIn.add(type.description, now.controlReceived[type.rawValue])
+                controlOut.add(type.description, now.controlSent[type.rawValue])
+            }
+            object.add("control_in", controlIn)
+            object.add("control_out", controlOut)
+            object.add("control_send_failed", now.controlSendFailed)
             for (key, value) in extra { object.add(key, value) }
             return object.description
         }
@@ -49,6 +59,9 @@ public struct TunnelReport {
         }
         var reasons = DropReason.allCases.filter { now.drops($0) > 0 }.map { "\($0)=\(now.drops($0))" }
         if now.socketDrops > 0 { reasons.append("socket_full=\(now.socketDrops)") }
+        let control = ControlMessage.allCases.filter { now.controlReceived[$0.rawValue] + now.controlSent[$0.rawValue] > 0 }
+            .map { "\($0)=\(now.controlReceived[$0.rawValue])/\(now.controlSent[$0.rawValue])" }
+        if !control.isEmpty { text += " control in/out [" + control.joined(separator: " ") + "]" }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         return text

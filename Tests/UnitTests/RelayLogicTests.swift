@@ -224,14 +224,23 @@ struct RelayLogicTests {
         snapshot.udpReceived = 10
         snapshot.tunWritten = 8
         snapshot.drops[DropReason.badChecksum.rawValue] = 2
+        snapshot.udpReceived += 3
+        snapshot.controlReceived[ControlMessage.echoRequest.rawValue] = 2
+        snapshot.controlReceived[ControlMessage.endMarker.rawValue] = 1
+        snapshot.controlSent[ControlMessage.echoResponse.rawValue] = 2
         let line = TunnelReport(role: "relay", json: true)
             .line(event: "final", elapsed: 1, interval: 1, now: snapshot, previous: TunnelSnapshot())
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(object["event"] as? String == "final")
-        #expect(object["received"] as? Int == 10)
+        #expect(object["received"] as? Int == 13)
         #expect(object["forwarded"] as? Int == 8)
         #expect(object["dropped"] as? Int == 2)
+        #expect(object["control"] as? Int == 3, "received = forwarded + control + dropped")
         #expect((object["drops"] as? [String: Int])?["bad_checksum"] == 2)
+        #expect((object["control_in"] as? [String: Int])?["echo_request"] == 2)
+        #expect((object["control_in"] as? [String: Int])?["end_marker"] == 1)
+        #expect((object["control_out"] as? [String: Int])?["echo_response"] == 2)
+        #expect(object["control_send_failed"] as? Int == 0)
     }
 }
 
