@@ -12,11 +12,9 @@ public enum StandardStreams {
         text.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
+                // A closed stdout or stderr has nobody to tell: the line is dropped.
+                guard let written = try? Syscall.call("write", { write(fd, bytes.baseAddress! + offset, bytes.count - offset) })
+                else { return }
                 offset += written
             }
         }
@@ -26,12 +24,12 @@ public enum StandardStreams {
 /// Small text files such as /proc/sys entries.
 public enum TextFile {
     public static func read(_ path: String, limit: Int = 4096) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let raw = try? Syscall.call("open \(path)", { open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
+        let file = FileDescriptor(owning: raw)
         var buffer = [UInt8](repeating: 0, count: limit)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, limit) }
-        guard count >= 0 else { return nil }
+        guard let count = try? buffer.withUnsafeMutableBytes({ bytes throws(SystemError) in
+            try Syscall.call("read \(path)") { Glibc.read(file.rawValue, bytes.baseAddress, limit) }
+        }) else { return nil }
         return String(decoding: buffer[0..<count], as: UTF8.self)
     }
 
@@ -43,11 +41,14 @@ public enum TextFile {
     }
 
     static func write(_ path: String, _ text: String) throws(SystemError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC | O_TRUNC)
-        guard fd >= 0 else { throw SystemError("open \(path)") }
-        defer { close(fd) }
+        let file = FileDescriptor(owning: try Syscall.call("open \(path)") { open(path, O_WRONLY | O_CLOEXEC | O_TRUNC) })
         var text = text
-        let written = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
-        if written < 0 { throw SystemError("write \(path)") }
+        let written = text.withUTF8 { bytes in
+            Result { () throws(SystemError) in
+                try Syscall.call("write \(path)") { Glibc.write(file.rawValue, bytes.baseAddress, bytes.count) }
+            }
+        }
+        _ = try written.get()
     }
+
 }

@@ -185,28 +185,28 @@ public final class UDPSocket: DatagramSocket {
     /// Returns the number received (also `batch.count`); 0 on timeout or wake.
     public func receive(into batch: PacketBatch, waker: Waker?, timeoutMilliseconds: Int32) throws(SystemError) -> Int {
         batch.prepareForReceive()
+        let fd = fd
         while true {
-            let received = clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
-            if received >= 0 {
+            let received: Int32?
+            do {
+                received = try Syscall.nonBlocking("recvmmsg") {
+                    clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
+                }
+            } catch where error.code == ECONNREFUSED || error.code == EHOSTUNREACH || error.code == ENETUNREACH {
+                // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
+                continue
+            } catch {
+                batch.finishReceive(count: 0)
+                throw error
+            }
+            if let received {
                 batch.finishReceive(count: Int(received))
                 return Int(received)
             }
-            let code = clinux_errno()
-            switch code {
-            case EINTR:
-                continue
-            case EAGAIN:
-                batch.finishReceive(count: 0)
-                guard timeoutMilliseconds != 0,
-                      waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready
-                else { return 0 }
-            case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH:
-                // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
-                continue
-            default:
-                batch.finishReceive(count: 0)
-                throw SystemError("recvmmsg", code: code)
-            }
+            batch.finishReceive(count: 0)
+            guard timeoutMilliseconds != 0,
+                  waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready
+            else { return 0 }
         }
     }
 
@@ -219,28 +219,29 @@ public final class UDPSocket: DatagramSocket {
         var next = 0
         let total = queue.count
         var stalls = 0
+        let fd = fd
         while next < total {
-            let sent = clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0)
-            if sent > 0 {
-                for index in next..<(next + Int(sent)) {
-                    result.sentBytes += Int(queue.messages[index].msg_len)
-                    result.sent += queue.datagramCount(of: index)
+            let sent: Int32
+            do {
+                sent = try Syscall.call("sendmmsg") { clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0) }
+            } catch {
+                if error.code == EAGAIN || error.code == ENOBUFS, stalls < 100 {
+                    stalls += 1
+                    if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
+                    continue
                 }
-                next += Int(sent)
-                stalls = 0
+                if error.code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+                result.failed += queue.datagramCount(of: next)
+                result.lastError = error
+                next += 1
                 continue
             }
-            let code = clinux_errno()
-            if code == EINTR { continue }
-            if code == EAGAIN || code == ENOBUFS, stalls < 100 {
-                stalls += 1
-                if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
-                continue
+            for index in next..<(next + Int(sent)) {
+                result.sentBytes += Int(queue.messages[index].msg_len)
+                result.sent += queue.datagramCount(of: index)
             }
-            if code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
-            result.failed += queue.datagramCount(of: next)
-            result.lastError = SystemError("sendmmsg", code: code)
-            next += 1
+            next += Int(sent)
+            stalls = 0
         }
         for index in next..<total { result.failed += queue.datagramCount(of: index) }
         queue.clear()

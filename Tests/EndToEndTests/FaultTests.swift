@@ -1,11 +1,5 @@
 import Foundation
 import Glibc
-import CLI
-import Engine
-import KernelIO
-import Measurement
-import TestSupport
-import WireFormat
 import Testing
 
 extension EndToEnd {

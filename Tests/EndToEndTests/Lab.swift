@@ -1,12 +1,7 @@
 import Foundation
 import CLinux
 import Glibc
-import CLI
-import Engine
 import KernelIO
-import Measurement
-import TestSupport
-import WireFormat
 import Synchronization
 import Testing
 

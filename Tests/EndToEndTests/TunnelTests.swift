@@ -1,10 +1,5 @@
 import Foundation
-import CLI
-import Engine
-import KernelIO
-import Measurement
 import TestSupport
-import WireFormat
 import Testing
 
 extension EndToEnd {

@@ -1,10 +1,6 @@
 import Crypto
 import Synchronization
 import Testing
-@testable import CLI
-@testable import Engine
-@testable import KernelIO
-@testable import Measurement
 @testable import TestSupport
 @testable import WireFormat
 

@@ -2,11 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import CLI
-@testable import Engine
 @testable import KernelIO
-@testable import Measurement
-@testable import TestSupport
-@testable import WireFormat
 
 @Suite("--cpu: CPU lists and pinned data-plane threads")
 struct CPUPinningTests {

@@ -1,8 +1,5 @@
 import Testing
-@testable import CLI
-@testable import Engine
 @testable import KernelIO
-@testable import Measurement
 @testable import TestSupport
 @testable import WireFormat
 

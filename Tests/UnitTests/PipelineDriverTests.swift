@@ -1,11 +1,8 @@
 import Glibc
 import Synchronization
 import Testing
-@testable import CLI
 @testable import Engine
 @testable import KernelIO
-@testable import Measurement
-@testable import TestSupport
 @testable import WireFormat
 
 /// A stage fed through a pipe: each byte written is one "packet".

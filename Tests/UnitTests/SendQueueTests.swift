@@ -1,10 +1,6 @@
 import Glibc
 import Testing
-@testable import CLI
-@testable import Engine
 @testable import KernelIO
-@testable import Measurement
-@testable import TestSupport
 @testable import WireFormat
 
 /// Gathered UDP GSO sends, checked against the kernel over loopback: the receiver (no GRO) must see
