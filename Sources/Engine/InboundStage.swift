@@ -91,7 +91,7 @@ public struct InboundStage: PipelineStage {
         if let ownAddresses, ownAddresses.version != ownAddressesVersion, policy.packets != nil {
             (ownAddressesVersion, policy.packets!.ownAddresses) = ownAddresses.current
         }
-        tally = BatchTally()
+        tally.reset()
         deviceError = nil
         let now = clients == nil ? 0 : Clock.monotonicNanoseconds()
         for slot in 0..<received where deviceError == nil {

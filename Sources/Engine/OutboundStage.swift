@@ -54,7 +54,7 @@ public struct OutboundStage: PipelineStage {
             return nil
         }
         if read == 0 { return 0 }
-        tally = BatchTally()
+        tally.reset()
         tally.tunReadBytes += reader.bytesRead
         for index in 0..<read {
             destinations[index] = nil
@@ -64,7 +64,7 @@ public struct OutboundStage: PipelineStage {
                 tally.drop(reason, count: count)
             case let .packets(run):
                 // Segments share the headers of their first packet (the segmenter built them from it).
-                switch run.buffer.withMutableSlot(run.slot, { IPPacket.validate($0.span.extracting(run.range(of: 0))) }) {
+                switch reader.buffer(of: run).withMutableSlot(run.slot, { IPPacket.validate($0.span.extracting(run.range(of: 0))) }) {
                 case let .success(info): destinations[index] = info.destination
                 case let .failure(reason): tally.tunRead += run.count; tally.drop(reason, count: run.count)
                 }
@@ -97,7 +97,7 @@ public struct OutboundStage: PipelineStage {
     private mutating func send(_ index: Int, to peer: SocketAddress, session: PeerSession, _ lifecycle: Lifecycle) {
         guard case let .packets(run) = reader.entry(index) else { return }
         tally.tunRead += run.count
-        let buffer = run.buffer, slot = run.slot, origin = run.start - headroom
+        let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
         // Encapsulate each packet in place; a run's datagrams must end up back to back.
         var end = 0
         for packet in 0..<run.count {

@@ -89,6 +89,29 @@ public struct BatchTally {
 
     public init() {}
 
+    /// Back to zero for the next batch, touching the per-reason counts only when some were taken (a
+    /// fresh tally is a few hundred bytes to copy, paid per batch).
+    public mutating func reset() {
+        udpReceived = 0
+        udpReceivedBytes = 0
+        udpSent = 0
+        udpSentBytes = 0
+        tunRead = 0
+        tunReadBytes = 0
+        tunWritten = 0
+        tunWrittenBytes = 0
+        controlSendFailed = 0
+        if anyDrops {
+            drops = InlineArray(repeating: 0)
+            anyDrops = false
+        }
+        if anyControl {
+            controlReceived = InlineArray(repeating: 0)
+            controlSent = InlineArray(repeating: 0)
+            anyControl = false
+        }
+    }
+
     public mutating func drop(_ reason: DropReason, count: Int = 1) {
         anyDrops = true
         drops[reason.rawValue] += count

@@ -12,8 +12,8 @@ public final class PacketBatch {
     public let slotSize: Int
     public var count: Int { state.pointee.count }
 
-    private let storage: UnsafeMutableRawPointer
-    private let ranges: UnsafeMutablePointer<Range<Int>>
+    @usableFromInline let storage: UnsafeMutableRawPointer
+    @usableFromInline let ranges: UnsafeMutablePointer<Range<Int>>
     private let segmentSizes: UnsafeMutablePointer<Int>
     /// The socket's cumulative count of buffers the kernel dropped for want of space (a UDP GSO buffer
     /// holds up to 64 datagrams), as of the last receive (SO_RXQ_OVFL); nil before the first report.
@@ -54,7 +54,8 @@ public final class PacketBatch {
         segmentSizes.deallocate()
     }
 
-    private func slotBytes(_ slot: Int) -> UnsafeMutableBufferPointer<UInt8> {
+    @usableFromInline
+    func slotBytes(_ slot: Int) -> UnsafeMutableBufferPointer<UInt8> {
         precondition(slot >= 0 && slot < slotCount, "slot out of range")
         return UnsafeMutableBufferPointer(
             start: (storage + slot * slotSize).assumingMemoryBound(to: UInt8.self), count: slotSize)
@@ -62,13 +63,18 @@ public final class PacketBatch {
 
     // MARK: Safe access for everything above this layer
 
+    // Inlinable: the engine (another module) calls these per packet, and an unspecialised generic
+    // call with a closure context costs more than the work inside.
+
     /// The packet bytes of `slot`.
+    @inlinable
     public func withPacket<R>(_ slot: Int, _ body: (Span<UInt8>) throws -> R) rethrows -> R {
         let range = ranges[slot]
         return try body(UnsafeBufferPointer(slotBytes(slot)).span.extracting(range))
     }
 
     /// The whole slot, writable (encoders, segmentation and in-place encapsulation).
+    @inlinable
     public func withMutableSlot<R>(_ slot: Int, _ body: (inout MutableSpan<UInt8>) throws -> R) rethrows -> R {
         var span = slotBytes(slot).mutableSpan
         return try body(&span)

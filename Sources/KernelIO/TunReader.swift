@@ -5,8 +5,10 @@ import WireFormat
 /// encapsulation's headroom free in front of each and its tailroom behind. A frame that was one
 /// packet is a run of one; the segments of a super-packet are a run of many, back to back at a
 /// stride that leaves them back to back once encapsulated, so they can leave as one UDP GSO message.
-public struct PacketRun {
-    public let buffer: PacketBatch
+public struct PacketRun: Sendable {
+    /// In the reader's segment buffer (a cut super-packet) rather than its frame buffer: see
+    /// `TunReader.buffer(of:)`. A plain value, so handing runs around costs no reference counting.
+    public let isSegmented: Bool
     public let slot: Int
     public let start: Int
     public let stride: Int
@@ -21,7 +23,7 @@ public struct PacketRun {
 }
 
 /// One entry of a TUN read: packets, or a frame that carried none that could be sent.
-public enum TunReadEntry {
+public enum TunReadEntry: Sendable {
     case packets(PacketRun)
     /// `count` packets dropped for `reason` (a malformed frame counts as one).
     case dropped(DropReason, count: Int)
@@ -61,6 +63,9 @@ public struct TunReader {
 
     public func entry(_ index: Int) -> TunReadEntry { entries[index] }
 
+    /// The buffer a run's packets lie in (for in-place encapsulation and the send queue).
+    public func buffer(of run: PacketRun) -> PacketBatch { run.isSegmented ? segments : frames }
+
     /// Reads what the queue has, up to a batch, without waiting. Returns the number of entries.
     public mutating func read() throws(SystemError) -> Int {
         bytesRead = 0
@@ -95,7 +100,7 @@ public struct TunReader {
             switch result {
             case let .success(layout):
                 usedSegments += 1
-                return .packets(PacketRun(buffer: segments, slot: segmentSlot, start: headroom, stride: layout.stride,
+                return .packets(PacketRun(isSegmented: true, slot: segmentSlot, start: headroom, stride: layout.stride,
                                           count: layout.count, length: layout.segmentLength, lastLength: layout.lastLength))
             case let .failure(reason):
                 return .dropped(reason, count: 1)
@@ -111,7 +116,7 @@ public struct TunReader {
     }
 
     private func single(_ slot: Int, _ packet: Range<Int>) -> PacketRun {
-        PacketRun(buffer: frames, slot: slot, start: packet.lowerBound, stride: packet.count, count: 1,
+        PacketRun(isSegmented: false, slot: slot, start: packet.lowerBound, stride: packet.count, count: 1,
                   length: packet.count, lastLength: packet.count)
     }
 }

@@ -4,10 +4,10 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// High and low 64 bits, network order read as big-endian integers.
     case v6(UInt64, UInt64)
 
-    public var isIPv4: Bool { if case .v4 = self { true } else { false } }
+    @inlinable public var isIPv4: Bool { if case .v4 = self { true } else { false } }
 
     /// `::ffff:a.b.c.d` seen on dual-stack sockets is the IPv4 peer a.b.c.d.
-    public var unmappingIPv4: IPAddress {
+    @inlinable public var unmappingIPv4: IPAddress {
         if case let .v6(high, low) = self, high == 0, low >> 32 == 0xffff {
             return .v4(UInt32(truncatingIfNeeded: low))
         }

@@ -25,6 +25,8 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     /// An IPv4 prefix also contains the IPv4-mapped IPv6 form of its addresses (what dual-stack
     /// sockets report); an IPv6 prefix compares addresses as they are.
+    /// Inlinable: the relay's policy checks a dozen prefixes per packet from another module.
+    @inlinable
     public func contains(_ candidate: IPAddress) -> Bool {
         let candidate = address.isIPv4 ? candidate.unmappingIPv4 : candidate
         switch (address, candidate) {
@@ -37,7 +39,8 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(address)/\(length)" }
 
-    private static func masked(_ address: IPAddress, _ length: Int) -> IPAddress {
+    @usableFromInline
+    static func masked(_ address: IPAddress, _ length: Int) -> IPAddress {
         switch address {
         case let .v4(a):
             let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << UInt32(32 - length)
