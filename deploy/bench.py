@@ -387,6 +387,19 @@ def allocation_counts(log):
         return [int(value) for value in re.findall(r"allocation-counter: (\d+)", handle.read())]
 
 
+def settle_addresses():
+    """Waits (up to 5 s) until no IPv6 address in the lab is tentative, then 1.5 s more. Duplicate
+    address detection finishing on a fresh veth is an address change, which the relay answers within
+    a second by reading its own addresses again: that is set-up, and must not land in the
+    steady-state window."""
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if not any(run(["ip", "-6", "addr", "show", "tentative"], node=node).stdout.strip() for node in "abc"):
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)
+
+
 def measure_allocations(packets, extra=()):
     """Heap allocations per packet in steady state: relay and client run with an LD_PRELOAD malloc
     counter (Tests/AllocationCounter), sampled with SIGUSR2 after a warm-up and again after `packets`
@@ -407,6 +420,7 @@ def measure_allocations(packets, extra=()):
         time.sleep(0.3)
 
     generate(10_000)  # warm-up: tables, buffers and caches reach their steady size
+    settle_addresses()
     sample()
     generate(packets)
     sample()

@@ -233,3 +233,35 @@ int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count) {
     }
     return gro_size;
 }
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+int clinux_address_watch_open(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -errno;
+    struct sockaddr_nl local;
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0) {
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+    return fd;
+}
+
+int clinux_address_watch_drain(int fd) {
+    char buffer[8192] __attribute__((aligned(4)));
+    int messages = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+        if (n > 0) { messages++; continue; }
+        if (n == 0) return messages;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return messages;
+        // ENOBUFS: notifications were lost; the caller re-reads as if there had been some.
+        return -errno;
+    }
+}

@@ -8,16 +8,31 @@ import WireFormat
 /// list and counts the failure: the list is never emptied for want of an answer.
 public final class OwnAddresses: Sendable {
     public typealias Reader = @Sendable () throws(SystemError) -> [IPAddress]
+    /// Whether the addresses may have changed since last asked (`AddressWatch.changed`).
+    public typealias ChangeProbe = @Sendable () -> Bool
 
     private let reader: Reader
+    private let changes: ChangeProbe?
     private let state: Mutex<(version: UInt64, addresses: [IPAddress])>
     private let published = Atomic<UInt64>(1)
     private let failures = Atomic<UInt64>(0)
 
-    /// Reads the addresses now; throws when they cannot be read.
-    public init(reader: @escaping Reader = { () throws(SystemError) in try InterfaceAddresses.all() }) throws(SystemError) {
+    /// Reads the addresses now; throws when they cannot be read. With `changes` (set up before this
+    /// read, so no change can fall between the two), `refreshIfChanged` reads them again only when it
+    /// says they may have changed.
+    public init(reader: @escaping Reader = { () throws(SystemError) in try InterfaceAddresses.all() },
+                changes: ChangeProbe? = nil) throws(SystemError) {
         self.reader = reader
+        self.changes = changes
         state = Mutex((1, try reader()))
+    }
+
+    /// `refresh`, when the change probe says the addresses may have changed (always without one).
+    /// A host whose addresses stay put then costs no read and no allocation.
+    @discardableResult
+    public func refreshIfChanged() -> Refresh {
+        if let changes, !changes() { return .unchanged }
+        return refresh()
     }
 
     /// Changes whenever the list does: workers compare it once per batch (one relaxed load) and copy
@@ -46,11 +61,12 @@ public final class OwnAddresses: Sendable {
             return .failed(error.description)
         }
         return state.withLock { state in
-            let old = Set(state.addresses), new = Set(fresh)
-            guard old != new else { return .unchanged }
+            let old = state.addresses
+            let added = fresh.filter { !old.contains($0) }, removed = old.filter { !fresh.contains($0) }
+            guard !added.isEmpty || !removed.isEmpty else { return .unchanged }
             state = (state.version &+ 1, fresh)
             published.store(state.version, ordering: .releasing)
-            return .changed(added: fresh.filter { !old.contains($0) }, removed: Array(old.subtracting(new)))
+            return .changed(added: added, removed: removed)
         }
     }
 }

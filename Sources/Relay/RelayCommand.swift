@@ -17,7 +17,7 @@ struct RelayCommand: ParsableCommand {
 
         The kernel must forward: net.ipv4.ip_forward=1, and reverse-path filtering on the TUN device must not be strict (the effective value is max(conf.all.rp_filter, conf.<tun>.rp_filter); it must be 0 or 2). The relay checks these before it starts and prints the exact sysctl commands.
 
-        Packets to the relay's own addresses are never forwarded. The relay reads them at start (it refuses to start if it cannot: allow AF_NETLINK sockets in a sandbox) and every two seconds after.
+        Packets to the relay's own addresses are never forwarded. The relay reads them at start (it refuses to start if it cannot: allow AF_NETLINK sockets in a sandbox) and again whenever the kernel announces a change.
 
         EXAMPLES
           udptun-relay --allow 198.18.1.0/24
@@ -191,7 +191,8 @@ struct RelayCommand: ParsableCommand {
         // Fail closed: without its own addresses the relay cannot keep clients from reaching it.
         let ownAddresses: OwnAddresses
         do throws(SystemError) {
-            ownAddresses = try OwnAddresses()
+            let watch = try AddressWatch()  // before the first read, so no change falls between
+            ownAddresses = try OwnAddresses(changes: { watch.changed() })
         } catch {
             throw UserFacingError(
                 "refusing to start: cannot read this host's addresses, so packets to the relay itself could not be dropped (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",
@@ -238,12 +239,13 @@ struct RelayCommand: ParsableCommand {
             }
     }
 
-    /// Re-reads the relay's own addresses every two seconds, so one added while it runs is protected
-    /// too; a failed read keeps the last list (logged once per kind of failure, counted in the report).
+    /// Re-reads the relay's own addresses within a second of the kernel announcing a change, so one
+    /// added while it runs is protected too; a failed read keeps the last list (logged once per kind
+    /// of failure, counted in the report).
     static func refreshTask(_ ownAddresses: OwnAddresses, logger: Logger) -> Housekeeping.Task {
         let lastFailure = Mutex<String?>(nil)
-        return Housekeeping.Task("own-address refresh", every: 2) {
-            switch ownAddresses.refresh() {
+        return Housekeeping.Task("own-address refresh", every: 1) {
+            switch ownAddresses.refreshIfChanged() {
             case .unchanged:
                 lastFailure.withLock { $0 = nil }
             case let .changed(added, removed):

@@ -289,22 +289,10 @@ struct EngineTests {
         #expect(receiveLifecycle.fatalError?.contains("UDP receive failed") == true)
     }
 
-    /// SplitMix64: a seeded generator, so a failing run can be repeated from its printed seed.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test("random damage: whatever arrives, the counters balance and exactly the valid packets are forwarded")
     func randomDamageBalances() throws {
-        let seed = ProcessInfoSeed.value
-        var random = SeededGenerator(state: seed)
+        let seed = TestSeed.value
+        var random = SeededGenerator(seed: seed)
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
         let policy = InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], forwardIPv6: true)
         var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(), policy: policy,
@@ -371,11 +359,19 @@ struct EngineTests {
     }
 }
 
-/// The seed of the randomised tests: UDPTUN_TEST_SEED repeats a run; otherwise a fresh one, printed
-/// with every failure.
-enum ProcessInfoSeed {
-    static let value: UInt64 = {
-        if let text = getenv("UDPTUN_TEST_SEED"), let seed = UInt64(String(cString: text)) { return seed }
-        return UInt64.random(in: 0...UInt64.max)
-    }()
+extension EngineTests {
+    @Test("with a change probe, own addresses are read again only when it reports a change")
+    func ownAddressesReadOnlyOnChange() throws {
+        let reads = Atomic<Int>(0), changed = Atomic<Bool>(false)
+        let own = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in
+            reads.add(1, ordering: .relaxed)
+            return [Self.relayOwn]
+        }, changes: { changed.exchange(false, ordering: .relaxed) })
+        #expect(reads.load(ordering: .relaxed) == 1)
+        for _ in 0..<5 { #expect(own.refreshIfChanged() == .unchanged) }
+        #expect(reads.load(ordering: .relaxed) == 1, "no change announced, nothing read")
+        changed.store(true, ordering: .relaxed)
+        own.refreshIfChanged()
+        #expect(reads.load(ordering: .relaxed) == 2)
+    }
 }

@@ -179,12 +179,13 @@ struct OffloadTests {
             PacketBuilder.ipv4(proto: IPProtocolNumber.icmp, transport: [8, 0, 0, 0, 0, 0, 0, 0]),
             PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1])),
         ]
+        var random = SeededGenerator()
         for round in 0..<300 {
             var mix = segments + v6Segments + others
-            if round > 0 { mix.shuffle() }
-            mix = Array(mix.prefix(Int.random(in: 1...mix.count)))
+            if round > 0 { mix.shuffle(using: &random) }
+            mix = Array(mix.prefix(Int.random(in: 1...mix.count, using: &random)))
             let groups = try coalesce(mix, udp: round % 2 == 0).groups
-            #expect(groups.reduce(0) { $0 + $1.2 } == mix.count)
+            #expect(groups.reduce(0) { $0 + $1.2 } == mix.count, "seed \(TestSeed.value), round \(round)")
             for (bytes, groupHeader, count) in groups where count > 1 {
                 #expect(groupHeader.isGSO)
                 #expect(try segment(bytes, groupHeader).count == count)
@@ -279,9 +280,10 @@ struct OffloadTests {
             while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
             return ~UInt16(sum)
         }
+        var random = SeededGenerator()
         for length in 0..<300 {
-            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255) }
-            #expect(InternetChecksum.of(bytes.span) == reference(bytes), "length \(length)")
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            #expect(InternetChecksum.of(bytes.span) == reference(bytes), "seed \(TestSeed.value), length \(length)")
         }
         let ones = [UInt8](repeating: 0xff, count: 4096)  // worst case for carries
         #expect(InternetChecksum.of(ones.span) == reference(ones))

@@ -67,6 +67,12 @@ unsigned clinux_if_index(const char *name);
 /// Moves the calling thread into the network namespace at `path` (/run/netns/NAME). Returns 0 or -errno.
 int clinux_join_network_namespace(const char *path);
 
+/// A non-blocking NETLINK_ROUTE socket subscribed to IPv4 and IPv6 address changes, or -errno.
+int clinux_address_watch_open(void);
+/// Reads every pending notification (into a stack buffer: nothing is allocated) and returns how
+/// many there were, or -errno (ENOBUFS: some were lost, so the addresses must be read again).
+int clinux_address_watch_drain(int fd);
+
 /// Batches of datagrams: mirrors struct mmsghdr so Swift can allocate arrays of it.
 typedef struct clinux_mmsghdr {
     struct msghdr msg_hdr;
