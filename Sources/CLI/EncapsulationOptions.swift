@@ -53,7 +53,9 @@ public struct EncapsulationOptions: ParsableArguments {
 extension Encapsulation {
     /// The log line that says how datagrams are protected.
     public func describe(_ logger: Logger) {
-        if isAuthenticated {
+        if self is GTPUEncapsulation {
+            logger.info("encapsulation \(name): unauthenticated, as 3GPP defines it; --allow and the sessions' prefixes are its gates")
+        } else if isAuthenticated {
             logger.info("encapsulation \(name): datagrams without a valid tag, and replays, are dropped")
         } else {
             logger.warning("encapsulation \(name) is unauthenticated: use --key-file to authenticate every datagram")

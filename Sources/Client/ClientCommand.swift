@@ -14,6 +14,8 @@ struct ClientCommand: ParsableCommand {
         discussion: """
         Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet per UDP datagram; datagrams coming back from the relay are validated and written to the device, so traffic is tunnelled both ways. Route the far network into the device first, e.g. ip route add 198.18.2.0/24 dev tun1.
 
+        With --gtpu the client is a RAN node (gNB/eNB) with one static session: it sends G-PDUs with the uplink TEID and a PDU Session Container (3GPP TS 29.281, TS 38.415) to a UPF on port 2152, answers Echo Requests and sends its own.
+
         The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
 
         EXAMPLES
@@ -27,6 +29,7 @@ struct ClientCommand: ParsableCommand {
           udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 \\
               --cpu 1                                    # low latency
           udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
+          udptun-client --relay 198.18.1.2 --gtpu --teid 0x100 --qfi 9
 
         EXIT STATUS
           0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
@@ -75,6 +78,8 @@ struct ClientCommand: ParsableCommand {
 
     @OptionGroup var encapsulation: EncapsulationOptions
 
+    @OptionGroup(title: "GTP-U (RAN node)") var gtpu: GTPUClientOptions
+
     @OptionGroup var offloads: OffloadOptions
 
     @OptionGroup var workers: WorkerOptions
@@ -85,6 +90,9 @@ struct ClientCommand: ParsableCommand {
 
     func validate() throws {
         if encapsulation.encrypt, encapsulation.keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
+        if gtpu.gtpu, encapsulation.keyFile != nil {
+            throw ValidationError("--gtpu and --key-file cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)")
+        }
         if noTunnel {
             guard generate != nil else { throw ValidationError("--no-tunnel needs --generate") }
         } else {
@@ -120,11 +128,27 @@ struct ClientCommand: ParsableCommand {
         let generatorCounters = ProbeGenerator.Counters()
         var threads: [WorkerThread] = []
 
+        var gtpuMonitor: GTPUPathMonitor?
         if !noTunnel, let relay {
-            let framing = try encapsulation.make(logger: logger)
-            let relayAddress = try AddressResolver.resolve(relay, defaultPort: 8080)
+            let relayAddress = try AddressResolver.resolve(relay, defaultPort: gtpu.gtpu ? GTPU.port : 8080)
+            let framing: any Encapsulation
+            if gtpu.gtpu {
+                let local = UDPSocket.sourceAddress(toward: relayAddress) ?? (relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0))
+                let gtpuFraming = gtpu.make(localAddress: local)
+                gtpuMonitor = gtpuFraming.monitor
+                framing = gtpuFraming
+            } else {
+                framing = try encapsulation.make(logger: logger)
+            }
             framing.describe(logger)
-            threads += try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle, logger: logger)
+            let (tunnelThreads, sockets) = try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle,
+                                                           logger: logger)
+            threads += tunnelThreads
+            if let gtpuMonitor {
+                let tasks = GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor,
+                                           counters: counters[0], peers: { [relayAddress] }, logger: logger)
+                if let housekeeping = Housekeeping(tasks).start(lifecycle) { threads.append(housekeeping) }
+            }
         }
 
         try privileges.dropIfAsked(logger: logger)
@@ -158,6 +182,7 @@ struct ClientCommand: ParsableCommand {
                 if target != nil {
                     extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
                 }
+                if let gtpuMonitor { extra += GTPUEcho.figures(gtpuMonitor) }
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                                        now: now, previous: previous, extra: extra))
                 previous = now
@@ -166,7 +191,7 @@ struct ClientCommand: ParsableCommand {
 
     /// The TUN device, the sockets and the data-plane worker threads.
     private func startTunnel(_ framing: any Encapsulation, relay relayAddress: SocketAddress, counters: [TunnelCounters],
-                                               lifecycle: Lifecycle, logger: Logger) throws -> [WorkerThread] {
+                                               lifecycle: Lifecycle, logger: Logger) throws -> ([WorkerThread], [UDPSocket]) {
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
@@ -185,7 +210,7 @@ struct ClientCommand: ParsableCommand {
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
             "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        return threads
+        return (threads, sockets)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

@@ -98,21 +98,29 @@ public struct OutboundStage: PipelineStage {
         guard case let .packets(run) = reader.entry(index) else { return }
         tally.tunRead += run.count
         let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
-        // Encapsulate each packet in place; a run's datagrams must end up back to back.
-        var end = 0
+        // Encapsulate each packet in place. A run whose datagrams end up back to back at its stride
+        // leaves as UDP GSO messages of that stride; when the encapsulation's header for these packets
+        // is shorter than its headroom (GTP-U without a QoS flow to name), each datagram is queued on
+        // its own and equal lengths are still gathered into one message.
+        var end = 0, individually = false
         for packet in 0..<run.count {
             let range = run.range(of: packet)
-            guard let payload = buffer.withMutableSlot(slot, { sealer.seal(&$0, packet: range, session: session) }),
-                  run.count == 1 || payload.lowerBound == origin + packet * run.stride else {
+            guard let payload = buffer.withMutableSlot(slot, { sealer.seal(&$0, packet: range, session: session) }) else {
+                tally.drop(.oversize, count: individually ? run.count - packet : run.count)  // what has not left
+                return
+            }
+            if packet == 0 { individually = run.count == 1 || payload.lowerBound != origin }
+            if individually {
+                enqueue(buffer, slot, payload, peer, segmentSize: nil, lifecycle)
+                continue
+            }
+            guard payload.lowerBound == origin + packet * run.stride else {
                 tally.drop(.oversize, count: run.count)  // none of the run leaves
                 return
             }
             end = payload.upperBound
-            if run.count == 1 {
-                enqueue(buffer, slot, payload, peer, segmentSize: nil, lifecycle)
-                return
-            }
         }
+        if individually { return }
         let stride = run.stride
         if socket.segmentationEnabled {
             let perSend = max(1, min(SendQueue.maximumSegments, SendQueue.maximumBytes / stride))

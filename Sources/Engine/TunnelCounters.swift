@@ -79,7 +79,7 @@ public struct BatchTally {
     public var tunWritten = 0
     public var tunWrittenBytes = 0
     /// Indexed by `DropReason.rawValue`; inline so a tally never allocates.
-    public var drops = InlineArray<24, Int>(repeating: 0)
+    public var drops = InlineArray<28, Int>(repeating: 0)
     public private(set) var anyDrops = false
     /// Indexed by `ControlMessage.rawValue`.
     public var controlReceived = InlineArray<6, Int>(repeating: 0)

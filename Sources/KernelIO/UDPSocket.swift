@@ -259,6 +259,23 @@ public final class UDPSocket: DatagramSocket {
         _ = status
     }
 
+    /// The source address the kernel would send from toward `destination` (from the route, via a
+    /// connected probe socket that sends nothing), or nil if it cannot tell.
+    public static func sourceAddress(toward destination: SocketAddress) -> IPAddress? {
+        let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
+        guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        else { return nil }
+        let probe = FileDescriptor(owning: raw)
+        guard destination.withSockaddr(family: family, { connect(probe.rawValue, $0, $1) }) == 0 else { return nil }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe.rawValue, $0, &length) }
+        }
+        guard status == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { SocketAddress($0) }?.ip
+    }
+
     /// The path MTU the kernel would use toward `destination` (from the route, via a connected probe
     /// socket), or nil if it cannot tell.
     public static func pathMTU(toward destination: SocketAddress) -> Int? {

@@ -30,6 +30,7 @@ struct RelayCommand: ParsableCommand {
               --allowed-ips 198.18.1.1/32=198.19.0.1/32 --allow-dest 198.18.2.0/24
           udptun-relay --allow any --client-key alice.key=198.19.0.2/32 --encrypt
           udptun-relay --allow 198.18.1.0/24 --queues 4   # many clients, 4 cores
+          udptun-relay --allow 198.18.1.0/24 --gtpu --session 0x100=198.19.0.1/32
 
         EXIT STATUS
           0   stopped by SIGINT/SIGTERM, or --check passed
@@ -39,8 +40,8 @@ struct RelayCommand: ParsableCommand {
           1   runtime failure
         """)
 
-    @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")
-    var listen = "0.0.0.0:8080"
+    @Option(help: ArgumentHelp("UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT). Default 0.0.0.0:8080, with --gtpu 0.0.0.0:2152.", valueName: "address"))
+    var listen: String?
 
     @Option(help: "TUN device to attach to (created if it does not exist).")
     var tun = "tun2"
@@ -85,6 +86,8 @@ struct RelayCommand: ParsableCommand {
 
     @OptionGroup var encapsulation: EncapsulationOptions
 
+    @OptionGroup(title: "GTP-U (UPF)") var gtpu: GTPURelayOptions
+
     @OptionGroup var offloads: OffloadOptions
 
     @OptionGroup var workers: WorkerOptions
@@ -101,6 +104,9 @@ struct RelayCommand: ParsableCommand {
                     Name the client prefixes (--allow 198.18.1.0/24), or pass --allow any to accept everyone
                     """)
             }
+        }
+        if gtpu.gtpu, encapsulation.keyFile != nil || !clientKey.isEmpty {
+            throw ValidationError("--gtpu and --key-file/--client-key cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)")
         }
         if encapsulation.encrypt, encapsulation.keyFile == nil, clientKey.isEmpty {
             throw ValidationError("--encrypt needs --key-file or --client-key")
@@ -131,7 +137,9 @@ struct RelayCommand: ParsableCommand {
         }
         // Key indices follow EncapsulationOptions.make: the shared key (unlimited here) first.
         let keyRules = try clientKeyRules()
-        let innerSourcesBySession: [[IPPrefix]?] = (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
+        let innerSourcesBySession: [[IPPrefix]?] = gtpu.gtpu
+            ? try gtpu.parsedSessions().map(\.innerSources)
+            : (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
         let destinations = try allowDest.map { text in
             guard let prefix = IPPrefix(text) else { throw ValidationError("--allow-dest '\(text)' is not a prefix such as 198.18.2.0/24") }
             return prefix
@@ -165,8 +173,10 @@ struct RelayCommand: ParsableCommand {
             if findings.isEmpty { emitReport("OK forwarding sysctls are ready for \(tun)") }
             throw ExitCode(findings.isEmpty ? 0 : ExitStatus.configuration)
         }
-        let framing = try encapsulation.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
-        let listenAddress = try AddressResolver.resolve(listen, defaultPort: 8080)
+        // Keys are loaded before anything else is set up, so a bad key file is the error reported.
+        let keyedFraming = gtpu.gtpu ? nil : try encapsulation.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
+        let listenAddress = try AddressResolver.resolve(listen ?? (gtpu.gtpu ? "0.0.0.0:\(GTPU.port)" : "0.0.0.0:8080"),
+                                                        defaultPort: gtpu.gtpu ? GTPU.port : 8080)
         let signals = try SignalWaiter()
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
@@ -199,6 +209,20 @@ struct RelayCommand: ParsableCommand {
                 exitCode: ExitStatus.configuration)
         }
         let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
+        let framing: any Encapsulation
+        var gtpuMonitor: GTPUPathMonitor?
+        if let keyedFraming {
+            framing = keyedFraming
+        } else {
+            // Error Indications name the address G-PDUs arrive at: the listening one, or on a wildcard
+            // listener this host's first address of that family.
+            let unspecified: IPAddress = listenAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
+            let local = listenAddress.ip != unspecified ? listenAddress.ip
+                : ownAddresses.current.addresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
+            let gtpuFraming = try gtpu.make(localAddress: local)
+            gtpuMonitor = gtpuFraming.monitor
+            framing = gtpuFraming
+        }
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients)
         let lifecycle = try Lifecycle()
@@ -214,7 +238,12 @@ struct RelayCommand: ParsableCommand {
                                   packets: packets),
             clients: clients, ownAddresses: ownAddresses)
         var threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
-        if let housekeeping = Housekeeping([Self.refreshTask(ownAddresses, logger: logger)]).start(lifecycle) {
+        var tasks = [Self.refreshTask(ownAddresses, logger: logger)]
+        if let gtpuMonitor {
+            tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor, counters: counters[0],
+                                    peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, logger: logger)
+        }
+        if let housekeeping = Housekeeping(tasks).start(lifecycle) {
             threads.append(housekeeping)
         }
         logger.info("relay listening", metadata: [
@@ -234,7 +263,7 @@ struct RelayCommand: ParsableCommand {
                                        now: now, previous: previous,
                                        extra: [("clients", UInt64(clients.count)),
                                                ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
-                                           + counters.perQueueFigures()))
+                                           + counters.perQueueFigures() + (gtpuMonitor.map(GTPUEcho.figures) ?? [])))
                 previous = now
             }
     }

@@ -24,6 +24,11 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case badTag
     case replayed
     case senderLimit
+    // GTP-U framing.
+    case badGTPHeader
+    case unknownTEID
+    case unsupportedExtension
+    case unexpectedMessage
     // Output failures.
     case tunWriteFailed
     case sendFailed
@@ -52,6 +57,10 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .badTag: "bad_tag"
         case .replayed: "replayed"
         case .senderLimit: "sender_limit"
+        case .badGTPHeader: "bad_gtp_header"
+        case .unknownTEID: "unknown_teid"
+        case .unsupportedExtension: "unsupported_extension"
+        case .unexpectedMessage: "unexpected_message"
         case .tunWriteFailed: "tun_write_failed"
         case .sendFailed: "send_failed"
         }

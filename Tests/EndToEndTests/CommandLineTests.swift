@@ -42,6 +42,22 @@ extension EndToEnd {
             }
         }
 
+        @Test func gtpuUsageErrorsExit64() {
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu"]), status: 64, mentioning: "--teid")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0"]), status: 64, mentioning: "--teid")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0x1", "--qfi", "64"]), status: 64,
+                               mentioning: "--qfi")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--teid", "7"]), status: 64, mentioning: "need --gtpu")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "7", "--key-file", "/nonexistent"]),
+                               status: 64, mentioning: "cannot be combined")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu"]), status: 64, mentioning: "--session")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "0x100"]), status: 64, mentioning: "--session")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--session", "1=198.19.0.2"]),
+                               status: 64, mentioning: "given twice")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--client-key", "k=198.19.0.1"]),
+                               status: 64, mentioning: "cannot be combined")
+        }
+
         @Test func usageErrorsExit64() {
             expectCleanFailure(run("udptun-relay", []), status: 64, mentioning: "--allow")
             expectCleanFailure(run("udptun-relay", ["--allow", "198.18.0.0/99"]), status: 64, mentioning: "198.18.0.0/99")

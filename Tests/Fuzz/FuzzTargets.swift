@@ -9,6 +9,7 @@
 //   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
 //   open      authenticated and raw framing (AuthenticatedEncapsulation.Opener, replay windows)
 //   address   address, prefix, host:port and --allowed-ips parsing
+//   gtpu      GTP-U header parsing and the extension walk, and the UPF's and RAN's openers
 import Glibc
 import Engine
 import KernelIO
@@ -36,6 +37,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case "coalesce": fuzzCoalescing(input)
     case "open": fuzzOpening(input)
     case "address": fuzzAddresses(input)
+    case "gtpu": fuzzGTPU(input)
     default: fatalError("unknown UDPTUN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -143,6 +145,43 @@ func fuzzAddresses(_ input: [UInt8]) {
     _ = PacketPolicy.ClientRule(text)
 }
 
+/// The UPF's opener (two sessions; its Error Indication budget refills only once a second, so most
+/// unknown TEIDs take the silent path too) and the RAN's.
+nonisolated(unsafe) var gtpuOpeners: [any PacketOpener] = [
+    GTPUEncapsulation(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("7=2001:db8::/64")!]), qfi: nil,
+                      localAddress: IPAddress("198.18.1.2")!).makeOpener(),
+    GTPUEncapsulation(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("2001:db8::1")!).makeOpener(),
+]
+nonisolated(unsafe) var replyBuffer = [UInt8](repeating: 0, count: 2048)
+
+func fuzzGTPU(_ input: [UInt8]) {
+    let parsed = GTPU.parse(input.span, 0..<input.count)
+    if case let .success(header) = parsed {
+        check(header.content.lowerBound >= 8 && header.content.upperBound == input.count, "content \(header.content) of \(input.count)")
+        check(input.count - 8 == Int(input[2]) << 8 | Int(input[3]), "Length matches the datagram")
+        check(header.qfi.map { $0 <= 63 } ?? true, "QFI")
+    }
+    for index in gtpuOpeners.indices {
+        var datagram = input
+        var span = datagram.mutableSpan, reply = replyBuffer.mutableSpan
+        let opened = gtpuOpeners[index].open(&span, datagram: 0..<input.count, from: SocketAddress(ip: .v4(1), port: 2152), reply: &reply)
+        switch opened {
+        case let .forward(inner, _):
+            guard case let .success(header) = parsed else { fatalError("forwarded what does not parse") }
+            check(inner == header.content && header.type == GTPU.MessageType.gpdu && !inner.isEmpty, "forwarded range")
+        case let .control(_, answer?), let .drop(_, answer?):
+            check(answer.length > 0 && answer.length <= 64, "reply length \(answer.length)")
+            check(GTPU.parse(replyBuffer.span, 0..<answer.length).isSuccess, "a reply we send parses")
+        default:
+            break
+        }
+    }
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { true } else { false } }
+}
+
 // MARK: Seeds
 
 func seeds() -> [String: [[UInt8]]] {
@@ -189,7 +228,29 @@ func seeds() -> [String: [[UInt8]]] {
         "gso": [withHeader(tso, tcpSuper), withHeader(uso, PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: bulk)))],
         "coalesce": [records, [1] + records],
         "open": [sealed, probe],
+        "gtpu": gtpuSeeds(probe),
         "address": ["198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"].map { Array($0.utf8) },
+    ]
+}
+
+/// G-PDUs with and without a container, a UDP Port extension, echo, end marker, error indication,
+/// an unknown comprehension-required extension.
+func gtpuSeeds(_ packet: [UInt8]) -> [[UInt8]] {
+    func message(_ flags: UInt8, _ type: UInt8, _ teid: UInt32, _ rest: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = [flags, type, UInt8(rest.count >> 8), UInt8(rest.count & 0xff),
+                              UInt8(teid >> 24), UInt8(teid >> 16 & 0xff), UInt8(teid >> 8 & 0xff), UInt8(teid & 0xff)]
+        bytes += rest
+        return bytes
+    }
+    return [
+        message(0x30, 255, 0x100, packet),
+        message(0x34, 255, 0x100, [0, 0, 0, 0x85, 1, 0x10, 9, 0] + packet),
+        message(0x34, 255, 0x200, [0, 0, 0, 0x40, 1, 0x08, 0x68, 0x85, 2, 0x00, 0x85, 0x60, 0, 0, 0, 0] + packet),
+        message(0x32, 1, 0, [0, 1, 0, 0]),
+        message(0x32, 2, 0, [0, 1, 0, 0, 14, 0]),
+        message(0x30, 254, 0x100, []),
+        message(0x32, 26, 0, [0, 0, 0, 0, 16, 0, 0, 1, 0, 133, 0, 4, 198, 18, 1, 1]),
+        message(0x34, 255, 0x100, [0, 0, 0, 0xC1, 1, 0, 0, 0] + packet),
     ]
 }
 

@@ -172,6 +172,8 @@ struct IPPacketTests {
 
     @Test func dropReasonsFitTheTally() {
         #expect(DropReason.allCases.count <= BatchTally().drops.count)
+        #expect(ControlMessage.allCases.count <= BatchTally().controlReceived.count)
+        #expect(Set(ControlMessage.allCases.map(\.description)).count == ControlMessage.allCases.count)
         #expect(Set(DropReason.allCases.map(\.description)).count == DropReason.allCases.count)
         #expect(DropReason.allCases.filter(\.isMalformed).count == 9)
     }

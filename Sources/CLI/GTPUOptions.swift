@@ -1,0 +1,155 @@
+import ArgumentParser
+import Logging
+import Synchronization
+import Engine
+import KernelIO
+import WireFormat
+
+/// Parses a TEID given on the command line (decimal or 0x-hex, 1 to 2^32−1).
+struct TEID: ExpressibleByArgument {
+    let value: UInt32
+    init?(argument: String) {
+        guard let value = GTPUSession.teid(argument) else { return nil }
+        self.value = value
+    }
+}
+
+/// The client's GTP-U flags: the client as a RAN node (gNB/eNB) with one static session.
+public struct GTPUClientOptions: ParsableArguments {
+    @Flag(help: "GTP-U framing (3GPP TS 29.281): the client acts as a RAN node; the relay port defaults to 2152.")
+    public var gtpu = false
+
+    @Option(help: ArgumentHelp("Uplink TEID, assigned by the UPF, on every G-PDU to the relay (decimal or 0x-hex, 1 to 2^32-1). Required with --gtpu.", valueName: "N"))
+    var teid: TEID?
+
+    @Option(help: ArgumentHelp("Downlink TEID the relay must use toward this client (default: the same as --teid).", valueName: "N"))
+    var localTeid: TEID?
+
+    @Option(help: ArgumentHelp("QoS flow id carried in a UL PDU Session Container on every G-PDU (0-63).", valueName: "N"))
+    var qfi: UInt8 = 9
+
+    @Flag(help: "Send plain LTE-style G-PDUs (flags 0x30), without a PDU Session Container.")
+    var noPduSessionContainer = false
+
+    @Option(help: ArgumentHelp("Seconds between GTP-U Echo Requests to the relay (0 turns them off).", valueName: "S"))
+    public var echoInterval: Double = 60
+
+    public init() {}
+
+    public func validate() throws {
+        guard gtpu else {
+            if teid != nil || localTeid != nil || noPduSessionContainer {
+                throw ValidationError("--teid, --local-teid and --no-pdu-session-container need --gtpu")
+            }
+            return
+        }
+        guard teid != nil else { throw ValidationError("--gtpu needs --teid N (the uplink TEID the UPF assigned)") }
+        guard qfi <= 63 else { throw ValidationError("--qfi must be 0 to 63") }
+        guard echoInterval >= 0, echoInterval.isFinite else { throw ValidationError("--echo-interval must be 0 or more seconds") }
+    }
+
+    public func make(localAddress: IPAddress) -> GTPUEncapsulation {
+        let up = teid?.value ?? 1
+        return GTPUEncapsulation(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
+                                 qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
+                                 localAddress: localAddress)
+    }
+}
+
+/// The relay's GTP-U flags: the relay as a UPF with static sessions.
+public struct GTPURelayOptions: ParsableArguments {
+    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise.")
+    public var gtpu = false
+
+    @Option(name: .customLong("session"), help: ArgumentHelp("A static session (repeatable): uplink TEID UP carries inner sources in PREFIX, and replies to those addresses go out with downlink TEID DOWN (default UP) to where the session last sent from.", valueName: "UP[:DOWN]=PREFIX[,PREFIX...]"))
+    var sessions: [String] = []
+
+    @Option(help: ArgumentHelp("QoS flow id in the DL PDU Session Container (0-63; default: the QFI of the session's latest uplink G-PDU, none if it sent none).", valueName: "N"))
+    var qfi: UInt8?
+
+    @Option(help: ArgumentHelp("Seconds between GTP-U Echo Requests to each active client (0 turns them off).", valueName: "S"))
+    public var echoInterval: Double = 60
+
+    public init() {}
+
+    public func validate() throws {
+        guard gtpu else {
+            if !sessions.isEmpty || qfi != nil { throw ValidationError("--session and --qfi need --gtpu") }
+            return
+        }
+        let parsed = try parsedSessions()
+        guard !parsed.isEmpty else { throw ValidationError("--gtpu needs at least one --session UP[:DOWN]=PREFIX (e.g. --session 0x100=198.19.0.1/32)") }
+        let teids = parsed.map(\.uplinkTEID)
+        if let repeated = teids.first(where: { teid in teids.filter { $0 == teid }.count > 1 }) {
+            throw ValidationError("--session: uplink TEID \(repeated) is given twice")
+        }
+        if let qfi { guard qfi <= 63 else { throw ValidationError("--qfi must be 0 to 63") } }
+        guard echoInterval >= 0, echoInterval.isFinite else { throw ValidationError("--echo-interval must be 0 or more seconds") }
+    }
+
+    public func parsedSessions() throws -> [GTPUSession] {
+        try sessions.map { text in
+            guard let session = GTPUSession(text) else {
+                throw ValidationError("--session '\(text)' is not UP[:DOWN]=PREFIX[,PREFIX...] with TEIDs 1 to 2^32-1 (e.g. 0x100:0x200=198.19.0.1/32)")
+            }
+            return session
+        }
+    }
+
+    public func make(localAddress: IPAddress) throws -> GTPUEncapsulation {
+        GTPUEncapsulation(role: .upf(try parsedSessions()), qfi: qfi, localAddress: localAddress)
+    }
+}
+
+/// Periodic GTP-U Echo Requests from a data socket, and the path state they reveal, logged when it
+/// changes and counted as control messages sent.
+public enum GTPUEcho {
+    /// Housekeeping: Echo Requests to `peers()` every `interval` seconds from `socket` (none when 0),
+    /// and once a second a look at what the receiving side recorded, logged when it changed: paths
+    /// that came back, and TEIDs a peer's Error Indication rejected.
+    public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
+                             peers: @escaping @Sendable () -> [SocketAddress], logger: Logger) -> [Housekeeping.Task] {
+        let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
+        let echo = Housekeeping.Task("gtp-u echo", every: max(interval, 0.001)) {
+            var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
+            for peer in peers() {
+                let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
+                var span = request.mutableSpan
+                let length = GTPU.writeEchoRequest(&span, sequence: sequence)
+                if (try? socket.send(request.span.extracting(0..<length), to: peer)) != nil {
+                    counters.controlSent[ControlMessage.echoRequest.rawValue].add(1)
+                }
+                if wentDown {
+                    logger.warning("gtp-u path down: no Echo Response from \(peer) to \(GTPUPathMonitor.missedForDown) requests in a row")
+                    reported.withLock { _ = $0.down.insert(peer) }
+                }
+            }
+        }
+        let watch = Housekeeping.Task("gtp-u path report", every: 1) {
+            let paths = monitor.paths, rejected = monitor.rejectedTEIDs
+            reported.withLock { reported in
+                for peer in reported.down where paths[peer]?.isDown == false {
+                    logger.notice("gtp-u path up: \(peer) answers again")
+                    reported.down.remove(peer)
+                }
+                if rejected.count > reported.rejected {
+                    let teids = rejected.suffix(rejected.count - reported.rejected).map { "0x" + String($0, radix: 16) }
+                    logger.warning("gtp-u session rejected: an Error Indication named TEID \(teids.joined(separator: ",")) (the peer knows no such session)")
+                    reported.rejected = rejected.count
+                }
+            }
+        }
+        return interval > 0 ? [echo, watch] : [watch]
+    }
+
+    /// Report fields: paths down now, down events so far, the round trip of the first path (µs; the
+    /// client has one), and TEIDs peers rejected.
+    public static func figures(_ monitor: GTPUPathMonitor) -> [(String, UInt64)] {
+        let paths = monitor.paths
+        let roundTrip = paths.values.compactMap(\.roundTrip).min().map { $0 / 1000 } ?? 0
+        return [("gtpu_paths_down", UInt64(paths.values.filter(\.isDown).count)),
+                ("gtpu_path_down_events", UInt64(paths.values.reduce(0) { $0 + $1.downEvents })),
+                ("echo_rtt_us", roundTrip),
+                ("gtpu_rejected_teids", UInt64(monitor.rejectedTEIDs.count))]
+    }
+}

@@ -1,0 +1,334 @@
+import Synchronization
+
+/// One static GTP-U session (there is no GTP-C or PFCP: sessions are configured): the uplink TEID
+/// the UPF assigned (on every G-PDU from the RAN node), the downlink TEID replies carry, and the
+/// inner source prefixes the session may use.
+public struct GTPUSession: Sendable, Equatable {
+    public var uplinkTEID: UInt32
+    public var downlinkTEID: UInt32
+    public var innerSources: [IPPrefix]
+
+    public init(uplinkTEID: UInt32, downlinkTEID: UInt32, innerSources: [IPPrefix]) {
+        self.uplinkTEID = uplinkTEID
+        self.downlinkTEID = downlinkTEID
+        self.innerSources = innerSources
+    }
+
+    /// `UP[:DOWN]=PREFIX[,PREFIX…]`, TEIDs in decimal or 0x-hex (1 to 2^32−1); DOWN defaults to UP.
+    public init?(_ text: some StringProtocol) {
+        let sides = text.split(separator: "=", omittingEmptySubsequences: false)
+        guard sides.count == 2 else { return nil }
+        let teids = sides[0].split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(teids.count), let up = Self.teid(teids[0]) else { return nil }
+        let down = teids.count == 2 ? Self.teid(teids[1]) : up
+        let prefixes = sides[1].split(separator: ",", omittingEmptySubsequences: false).map { IPPrefix($0) }
+        guard let down, !prefixes.isEmpty, prefixes.allSatisfy({ $0 != nil }) else { return nil }
+        self.init(uplinkTEID: up, downlinkTEID: down, innerSources: prefixes.compactMap { $0 })
+    }
+
+    /// A TEID in decimal or 0x-hex, 1 to 2^32−1 (0 is reserved for signalling).
+    public static func teid(_ text: some StringProtocol) -> UInt32? {
+        let lower = text.lowercased()
+        let value = lower.hasPrefix("0x") ? UInt32(lower.dropFirst(2), radix: 16) : UInt32(lower)
+        guard let value, value != 0 else { return nil }
+        return value
+    }
+}
+
+/// What the periodic echoes and the received signalling tell about each GTP-U peer, shared between
+/// the receiving worker (which records responses and Error Indications) and housekeeping (which
+/// sends requests and reports). Touched per signalling message only, never per G-PDU.
+public final class GTPUPathMonitor: Sendable {
+    public struct PathState: Sendable, Equatable {
+        /// Echo Requests sent in a row that no response answered.
+        public var unanswered = 0
+        public var isDown = false
+        public var downEvents = 0
+        /// The last round trip, in nanoseconds.
+        public var roundTrip: UInt64?
+        var pending: (sequence: UInt16, sentAt: UInt64)?
+
+        public static func == (lhs: PathState, rhs: PathState) -> Bool {
+            lhs.unanswered == rhs.unanswered && lhs.isDown == rhs.isDown && lhs.downEvents == rhs.downEvents
+                && lhs.roundTrip == rhs.roundTrip && lhs.pending?.sequence == rhs.pending?.sequence
+        }
+    }
+
+    /// Requests in a row without an answer before a path counts as down.
+    public static let missedForDown = 3
+    /// Paths remembered at most (a relay echoes its active clients); beyond, new peers are not tracked.
+    public static let maximumPaths = 4096
+    private struct State {
+        var paths: [SocketAddress: PathState] = [:]
+        var nextSequence: UInt16 = 1
+        var rejectedTEIDs: [UInt32] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var paths: [SocketAddress: PathState] { state.withLock { $0.paths } }
+    /// Our TEIDs that a peer's Error Indication named (the peer does not know the session).
+    public var rejectedTEIDs: [UInt32] { state.withLock { $0.rejectedTEIDs } }
+
+    /// Records a request about to be sent to `peer` at `now`; returns its sequence number, and
+    /// whether the path just went down (the requests before it went unanswered).
+    public func sending(to peer: SocketAddress, at now: UInt64) -> (sequence: UInt16, wentDown: Bool) {
+        state.withLock { state in
+            let sequence = state.nextSequence
+            state.nextSequence &+= 1
+            if state.paths[peer] == nil, state.paths.count >= Self.maximumPaths { return (sequence, false) }
+            var path = state.paths[peer] ?? PathState()
+            if path.pending != nil { path.unanswered += 1 }
+            var wentDown = false
+            if path.unanswered >= Self.missedForDown, !path.isDown {
+                path.isDown = true
+                path.downEvents += 1
+                wentDown = true
+            }
+            path.pending = (sequence, now)
+            state.paths[peer] = path
+            return (sequence, wentDown)
+        }
+    }
+
+    /// Records an Echo Response from `peer`; returns true when it brought its path back up.
+    @discardableResult
+    public func responded(from peer: SocketAddress, sequence: UInt16?, at now: UInt64) -> Bool {
+        state.withLock { state in
+            guard var path = state.paths[peer] else { return false }
+            if let pending = path.pending, sequence == nil || sequence == pending.sequence {
+                path.roundTrip = now &- pending.sentAt
+                path.pending = nil
+            }
+            path.unanswered = 0
+            let cameBack = path.isDown
+            path.isDown = false
+            state.paths[peer] = path
+            return cameBack
+        }
+    }
+
+    public func rejected(teid: UInt32) {
+        state.withLock { state in
+            if !state.rejectedTEIDs.contains(teid), state.rejectedTEIDs.count < 64 { state.rejectedTEIDs.append(teid) }
+        }
+    }
+}
+
+/// GTP-U framing (TS 29.281) for a RAN node (the client: one session, uplink G-PDUs to the UPF) or a
+/// UPF (the relay: static sessions by uplink TEID, replies with each session's downlink TEID).
+/// G-PDUs carry a PDU Session Container with the QoS flow id unless turned off; Echo Requests are
+/// answered, G-PDUs for unknown TEIDs draw a rate-limited Error Indication, End Markers are counted,
+/// and an extension that must be understood but is not draws a Supported Extension Headers
+/// Notification.
+public struct GTPUEncapsulation: Encapsulation {
+    public enum Role: Sendable {
+        /// The RAN node: sends with `uplinkTEID`, accepts G-PDUs for `downlinkTEID`.
+        case ran(uplinkTEID: UInt32, downlinkTEID: UInt32)
+        /// The UPF: the sessions, by uplink TEID.
+        case upf([GTPUSession])
+    }
+
+    public let role: Role
+    /// The QFI carried in a PDU Session Container on every G-PDU; nil sends none (LTE-style, flags
+    /// 0x30). For the UPF, nil means: the QFI of the session's latest uplink G-PDU, none if it sent none.
+    public let qfi: UInt8?
+    public let sessionContainer: Bool
+    /// The address Error Indications name as the GTP-U peer (where the G-PDU arrived).
+    public let localAddress: IPAddress
+    public let monitor: GTPUPathMonitor
+    /// Shared with the UPF's sealers: each session's latest uplink QFI.
+    let uplinkQFIs: QFITable
+
+    /// Error Indications per peer per second (after a burst as large).
+    public static let errorIndicationsPerSecond: UInt64 = 5
+
+    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress,
+                monitor: GTPUPathMonitor = GTPUPathMonitor()) {
+        self.role = role
+        self.qfi = qfi
+        self.sessionContainer = sessionContainer
+        self.localAddress = localAddress
+        self.monitor = monitor
+        uplinkQFIs = QFITable(sessions: GTPUEncapsulation.sessionCount(role))
+    }
+
+    public var name: String { sessionContainer ? "gtp-u (PDU session container)" : "gtp-u" }
+    /// 8 + 4 + 4 with a PDU Session Container; 8 without.
+    public var overhead: Int { GTPU.gpduHeaderLength(sessionContainer: sessionContainer) }
+    public var headroom: Int { overhead }
+    public var isAuthenticated: Bool { false }
+    public var sessionCount: Int { GTPUEncapsulation.sessionCount(role) }
+
+    static func sessionCount(_ role: Role) -> Int {
+        switch role {
+        case .ran: 1
+        case let .upf(sessions): sessions.count
+        }
+    }
+
+    public var sessions: [GTPUSession] {
+        switch role {
+        case let .ran(up, down): [GTPUSession(uplinkTEID: up, downlinkTEID: down, innerSources: [])]
+        case let .upf(sessions): sessions
+        }
+    }
+
+    public func makeSealer() -> any PacketSealer { Sealer(self) }
+    public func makeOpener() -> any PacketOpener { Opener(self) }
+
+    /// The latest uplink QFI of each session (0xff: none yet), published with a version so a sealer
+    /// re-reads the table only when it changed: one relaxed load per packet.
+    final class QFITable: Sendable {
+        private let table: Mutex<[UInt8]>
+        private let version = Atomic<UInt64>(0)
+
+        init(sessions: Int) { table = Mutex([UInt8](repeating: 0xff, count: sessions)) }
+
+        var currentVersion: UInt64 { version.load(ordering: .acquiring) }
+        var snapshot: [UInt8] { table.withLock { $0 } }
+
+        func record(_ qfi: UInt8, session: Int) {
+            table.withLock { table in
+                guard table[session] != qfi else { return }
+                table[session] = qfi
+                version.add(1, ordering: .releasing)
+            }
+        }
+    }
+
+    struct Sealer: PacketSealer {
+        let teids: [UInt32]
+        let pduType: UInt8
+        let fixedQFI: UInt8?
+        let sessionContainer: Bool
+        let learned: QFITable?
+        var learnedVersion: UInt64 = 0
+        var learnedQFIs: [UInt8]
+
+        init(_ encapsulation: GTPUEncapsulation) {
+            switch encapsulation.role {
+            case let .ran(up, _):
+                teids = [up]
+                pduType = GTPU.PDUType.uplink
+                learned = nil
+            case let .upf(sessions):
+                teids = sessions.map(\.downlinkTEID)
+                pduType = GTPU.PDUType.downlink
+                learned = encapsulation.qfi == nil ? encapsulation.uplinkQFIs : nil
+            }
+            fixedQFI = encapsulation.qfi
+            sessionContainer = encapsulation.sessionContainer
+            learnedQFIs = [UInt8](repeating: 0xff, count: teids.count)
+        }
+
+        mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>, session: PeerSession) -> Range<Int>? {
+            let headerLength = GTPU.gpduHeaderLength(sessionContainer: sessionContainer)
+            let start = packet.lowerBound - headerLength
+            guard start >= 0, teids.indices.contains(session.index), packet.count <= 65535 - headerLength else { return nil }
+            var qfi = fixedQFI
+            if let learned {
+                if learned.currentVersion != learnedVersion {
+                    learnedVersion = learned.currentVersion
+                    learnedQFIs = learned.snapshot
+                }
+                qfi = learnedQFIs[session.index] == 0xff ? nil : learnedQFIs[session.index]
+            }
+            // The slot keeps room for the container whatever the QFI: without one the header is 8
+            // bytes, written just in front of the packet.
+            let container = sessionContainer ? qfi.map { (pduType, $0) } : nil
+            let used = GTPU.gpduHeaderLength(sessionContainer: container != nil)
+            GTPU.writeGPDUHeader(&slot, at: packet.lowerBound - used, payloadLength: packet.count, teid: teids[session.index],
+                                 sessionContainer: container)
+            return (packet.lowerBound - used)..<packet.upperBound
+        }
+    }
+
+    struct Opener: PacketOpener {
+        /// Uplink TEID (UPF) or our downlink TEID (RAN) → session index.
+        let sessionsByTEID: [UInt32: Int]
+        let isUPF: Bool
+        let localAddress: IPAddress
+        let monitor: GTPUPathMonitor
+        let uplinkQFIs: QFITable
+        /// Each session's QFI as last recorded by this worker, so the shared table is locked only on a change.
+        var recordedQFIs: [UInt8]
+        /// Error Indications left per peer (refilled every second), bounded in peers.
+        var errorBudget: [IPAddress: (tokens: UInt64, refilledAt: UInt64)] = [:]
+        let clock: @Sendable () -> UInt64
+
+        init(_ encapsulation: GTPUEncapsulation, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+            switch encapsulation.role {
+            case let .ran(_, down):
+                sessionsByTEID = [down: 0]
+                isUPF = false
+            case let .upf(sessions):
+                sessionsByTEID = Dictionary(sessions.enumerated().map { ($1.uplinkTEID, $0) }, uniquingKeysWith: { first, _ in first })
+                isUPF = true
+            }
+            localAddress = encapsulation.localAddress
+            monitor = encapsulation.monitor
+            uplinkQFIs = encapsulation.uplinkQFIs
+            recordedQFIs = [UInt8](repeating: 0xff, count: encapsulation.sessionCount)
+            self.clock = clock
+        }
+
+        mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+                           reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+            let header: GTPU.Header
+            switch GTPU.parse(slot.span, datagram) {
+            case let .success(parsed):
+                header = parsed
+            case .failure(.malformed):
+                return .drop(datagram.isEmpty ? .truncated : .badGTPHeader, reply: nil)
+            case .failure(.unsupportedExtension):
+                let sequence = datagram.count >= 10 ? slot.span.u16(at: datagram.lowerBound + 8) : 0
+                let length = GTPU.writeSupportedExtensionHeadersNotification(&reply, sequence: sequence)
+                return .drop(.unsupportedExtension, reply: ControlReply(.extensionHeadersNotification, length: length))
+            }
+            switch header.type {
+            case GTPU.MessageType.gpdu:
+                guard let session = sessionsByTEID[header.teid] else {
+                    guard allowErrorIndication(to: peer.ip) else { return .drop(.unknownTEID, reply: nil) }
+                    let length = GTPU.writeErrorIndication(&reply, teid: header.teid, localAddress: localAddress)
+                    return .drop(.unknownTEID, reply: ControlReply(.errorIndication, length: length))
+                }
+                if isUPF, let qfi = header.qfi, header.pduType == GTPU.PDUType.uplink, recordedQFIs[session] != qfi {
+                    recordedQFIs[session] = qfi
+                    uplinkQFIs.record(qfi, session: session)
+                }
+                guard !header.content.isEmpty else { return .drop(.truncated, reply: nil) }
+                return .forward(header.content, session: PeerSession(index: session))
+            case GTPU.MessageType.echoRequest:
+                let length = GTPU.writeEchoResponse(&reply, sequence: header.sequence ?? 0)
+                return .control(.echoRequest, reply: ControlReply(.echoResponse, length: length))
+            case GTPU.MessageType.echoResponse:
+                monitor.responded(from: peer, sequence: header.sequence, at: clock())
+                return .control(.echoResponse, reply: nil)
+            case GTPU.MessageType.errorIndication:
+                if let teid = GTPU.errorIndicationTEID(slot.span, header.content) { monitor.rejected(teid: teid) }
+                return .control(.errorIndication, reply: nil)
+            case GTPU.MessageType.endMarker:
+                return .control(.endMarker, reply: nil)
+            case GTPU.MessageType.supportedExtensionHeadersNotification:
+                return .control(.extensionHeadersNotification, reply: nil)
+            default:
+                return .drop(.unexpectedMessage, reply: nil)
+            }
+        }
+
+        /// At most `errorIndicationsPerSecond` per peer (a burst as large first); a table of 1,024
+        /// peers at most, emptied when full, so a flood from made-up peers costs no memory.
+        private mutating func allowErrorIndication(to peer: IPAddress) -> Bool {
+            let now = clock(), rate = GTPUEncapsulation.errorIndicationsPerSecond
+            if errorBudget.count >= 1024, errorBudget[peer] == nil { errorBudget.removeAll(keepingCapacity: true) }
+            var budget = errorBudget[peer] ?? (rate, now)
+            if now &- budget.refilledAt >= 1_000_000_000 { budget = (rate, now) }
+            guard budget.tokens > 0 else { errorBudget[peer] = budget; return false }
+            budget.tokens -= 1
+            errorBudget[peer] = budget
+            return true
+        }
+    }
+}

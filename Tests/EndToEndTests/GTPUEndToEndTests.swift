@@ -1,0 +1,125 @@
+import Foundation
+import TestSupport
+import Testing
+
+extension EndToEnd {
+    /// GTP-U on the wire: the client as a RAN node, the relay as a UPF, checked by Wireshark's own
+    /// dissector (tshark), not only by udptun's code.
+    @Suite("GTP-U end to end", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    struct GTPUEndToEndTests {
+        static let session = ["--gtpu", "--session", "0x100:0x200=\(Lab.innerA)/32", "--echo-interval", "1"]
+        static let ran = ["--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--local-teid", "0x200", "--echo-interval", "1"]
+
+        /// Wireshark's dumpcap capturing GTP-U on B's client-side link into `file`, until stopped (tshark
+        /// itself leaves its dumpcap child running when stopped, so dumpcap is started directly).
+        static func capture(_ lab: Lab, into file: URL) throws -> Spawned {
+            try Lab.ensureCommand("tshark", package: "tshark")
+            let capture = try lab.spawn(.b, ["dumpcap", "-i", "to-a", "-B", "32", "-f", "udp port 2152", "-w", file.path, "-q"], name: "dumpcap")
+            try capture.waitForLog("Capturing on", timeout: 20)
+            return capture
+        }
+
+        /// The capture decoded by tshark: one line per GTP-U message, fields tab-separated.
+        static func decode(_ lab: Lab, _ file: URL, fields: [String], filter: String = "gtp", occurrence: String = "l") -> [[String]] {
+            let result = Lab.shell(["tshark", "-r", file.path, "-Y", filter, "-T", "fields", "-E", "occurrence=\(occurrence)"]
+                                   + fields.flatMap { ["-e", $0] }, timeout: 60)
+            return result.stdout.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        }
+
+        @Test("10,000 payloads counted exactly through GTP-U, echoes both ways, and tshark decodes every message as sent")
+        func payloadsEchoesAndDissector() throws {
+            try Lab.ensureCommand("ping", package: "iputils-ping")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let pcap = lab.directory.appendingPathComponent("gtpu.pcap")
+            let capture = try Self.capture(lab, into: pcap)
+            // Offloads off: with UDP GSO a capture sees runs of datagrams as one frame, and tshark would
+            // decode only the first of each (offloads on are tested below, by bytes compared).
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--offload", "off"] + Self.session)
+            let sink = try lab.sink(["--expect", "10000", "--timeout", "60"])
+            let client = try lab.client(Self.ran + ["--offload", "off", "--generate", "\(Lab.addressC):8080", "--count", "10000",
+                                                    "--rate", "5000", "--size", "256"])
+            #expect(sink.wait(timeout: 70) == 0, "sink: \(sink.stderr)")
+            let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", Lab.addressC])  // downlink G-PDUs too
+            #expect(ping.stdout.contains("3 received"), "\(ping.stdout)")
+            Thread.sleep(forTimeInterval: 1.5)  // at least one more echo round each way
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            _ = capture.stop()
+            let sinkReport = try #require(sink.report())
+            #expect(sinkReport.int("received") == 10000 && sinkReport.int("lost") == 0 && sinkReport.int("corrupt") == 0
+                    && sinkReport.int("duplicates") == 0)
+            let relayReport = try #require(relay.report()), clientReport = try #require(client.report())
+            let clientEchoes = (clientReport["control_out"] as? [String: Int] ?? [:]).values.reduce(0, +)
+            #expect(relayReport.int("received") == clientReport.int("sent") + clientEchoes, "hop by hop: G-PDUs and echoes")
+            for (report, name) in [(relayReport, "relay"), (clientReport, "client")] {
+                let received = report["control_in"] as? [String: Int] ?? [:], sent = report["control_out"] as? [String: Int] ?? [:]
+                #expect((received["echo_request"] ?? 0) >= 1 && (sent["echo_response"] ?? 0) == received["echo_request"], "\(name): \(report)")
+                #expect((sent["echo_request"] ?? 0) >= 1 && (received["echo_response"] ?? 0) >= 1, "\(name): \(report)")
+                #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"), "\(name) balances")
+                #expect(report.int("gtpu_paths_down") == 0)
+            }
+            #expect(clientReport.int("echo_rtt_us") > 0)
+
+            // The outer source (first occurrence) tells the direction; the inner addresses are the last.
+            let outer = Self.decode(lab, pcap, fields: ["ip.src"], occurrence: "f")
+            let inner = Self.decode(lab, pcap, fields: ["gtp.teid", "gtp.message", "gtp.ext_hdr.pdu_ses_con.qos_flow_id",
+                                                        "gtp.ext_hdr.pdu_ses_con.pdu_type", "ip.src", "ip.dst"])
+            #expect(outer.count == inner.count)
+            let lines = zip(outer, inner).map { [$0.first == Lab.addressA ? "uplink" : "downlink"] + $1 }
+            let gpdus = lines.filter { $0.count == 7 && $0[2] == "0xff" }
+            let uplink = gpdus.filter { $0[0] == "uplink" }, downlink = gpdus.filter { $0[0] == "downlink" }
+            #expect(uplink.count >= 10003, "every uplink G-PDU decoded (\(uplink.count) of \(lines.count) lines: \(lines.prefix(2)))")
+            #expect(uplink.allSatisfy { $0[1] == "0x00000100" && $0[3] == "9" && $0[4] == "1" && $0[5] == Lab.innerA && $0[6] == Lab.addressC },
+                    "uplink: TEID 0x100, UL container with QFI 9, inner 198.19.0.1 → C: \(uplink.prefix(3))")
+            #expect(downlink.count >= 3 && downlink.allSatisfy { $0[1] == "0x00000200" && $0[3] == "9" && $0[4] == "0" && $0[6] == Lab.innerA },
+                    "downlink: TEID 0x200, DL container with the session's QFI: \(downlink.prefix(3))")
+            #expect(lines.contains { $0.count > 2 && $0[2] == "0x01" } && lines.contains { $0.count > 2 && $0[2] == "0x02" },
+                    "echo requests and responses on the wire")
+            let flagged = Self.decode(lab, pcap, fields: ["frame.number"], filter: "_ws.malformed || _ws.expert")
+            #expect(flagged.isEmpty, "tshark flagged \(flagged.count) frames as malformed or with expert notes")
+        }
+
+        @Test("TCP crosses GTP-U both ways byte for byte, offloads on and off", arguments: ["on", "off"])
+        func tcpBothWays(offload: String) throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--offload", offload] + Self.session)
+            let client = try lab.client(Self.ran + ["--offload", offload])
+            try client.waitForLog("client tunnelling")
+            try TCPTransfer.bothWays(lab)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            #expect(report.int("dropped") == 0, "\(report)")
+        }
+
+        @Test("an unknown TEID draws an Error Indication and the client reports its session rejected; a spoofed inner source is dropped")
+        func unknownTEIDAndSpoofing() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            // The UPF knows TEID 0x100 only for 198.19.0.9: the client's 198.19.0.1 is spoofed there.
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100=198.19.0.9/32",
+                                       "--session", "0x300=\(Lab.innerA)/32"])
+            let sink = try lab.sink()
+            let stranger = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x999", "--generate", "\(Lab.addressC):8080",
+                                           "--count", "50", "--rate", "100"], name: "stranger")
+            try stranger.waitForLog("gtp-u session rejected", timeout: 10)
+            #expect(stranger.stop() == 0)
+            let spoofer = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--generate", "\(Lab.addressC):8080",
+                                          "--count", "50", "--rate", "100", "--exit-when-done"], name: "spoofer")
+            #expect(spoofer.wait(timeout: 20) == 0)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.drop("unknown_teid") == 50, "\(report)")
+            let sent = (report["control_out"] as? [String: Int])?["error_indication"] ?? 0
+            #expect((1...10).contains(sent), "Error Indications are sent, and rate-limited (\(sent) for 50 G-PDUs)")
+            #expect(report.drop("spoofed_source") == 50)
+            #expect(try #require(stranger.report()).int("gtpu_rejected_teids") == 1)
+            #expect(try #require(sink.report()).int("datagrams") == 0, "nothing reached C")
+        }
+    }
+}
