@@ -11,6 +11,8 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   udptun-busy-poll  udptun with --threads 1 --busy-poll 20000, client on CPU 0 and relay on
                     CPU 1 (--cpu; the low-latency profile)
   udptun-queues     udptun with --queues 2 (multi-queue TUN devices, a socket and threads per queue)
+  udptun-gtpu       udptun with --gtpu: the client as a RAN node, the relay as a UPF (GTP-U with a
+                    PDU Session Container on every G-PDU)
 
 Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
 Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
@@ -148,6 +150,14 @@ def setup_udptun_encrypted(args):
     return setup_udptun(args, ("--key-file", key, "--encrypt"))
 
 
+def setup_udptun_gtpu(args):
+    # 16 bytes of GTP-U header with the container: the relay's device gets the client's automatic MTU.
+    run(["ip", "link", "set", "tun2", "mtu", "1456"], node="b")
+    return setup_udptun(args, relay_extra=("--gtpu", "--session", "0x100=198.19.0.0/24", "--listen", "0.0.0.0:8080",
+                                           "--echo-interval", "0"),
+                        client_extra=("--gtpu", "--teid", "0x100", "--echo-interval", "0"))
+
+
 def setup_udptun_busy_poll(args):
     # One thread per process moves both directions and polls for 20 ms after each packet, so
     # traffic with gaps shorter than that (these pings are 10 ms apart) never waits for a wake-up.
@@ -249,6 +259,7 @@ ROWS = {
     "udptun-encrypted": ("udptun, ChaCha20-Poly1305", setup_udptun_encrypted),
     "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000, pinned", setup_udptun_busy_poll),
     "udptun-queues": ("udptun, --queues 2", setup_udptun_queues),
+    "udptun-gtpu": ("udptun, GTP-U (RAN node → UPF)", setup_udptun_gtpu),
 }
 def tun_queues(flags):
     """The TUN queues udptun's flags ask for (`--queues N`), so the lab's devices can be made to match."""
@@ -400,7 +411,7 @@ def settle_addresses():
     time.sleep(1.5)
 
 
-def measure_allocations(packets, extra=()):
+def measure_allocations(packets, extra=(), relay_extra=(), client_extra=()):
     """Heap allocations per packet in steady state: relay and client run with an LD_PRELOAD malloc
     counter (Tests/AllocationCounter), sampled with SIGUSR2 after a warm-up and again after `packets`
     more generator payloads crossed the tunnel."""
@@ -408,7 +419,7 @@ def measure_allocations(packets, extra=()):
     counter = os.path.join(bin_dir, "libAllocationCounter.so")
     lab_up(tun_queues(extra))
     spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
-    relay, client = start_udptun(extra, env={**os.environ, "LD_PRELOAD": counter}, name="alloc")
+    relay, client = start_udptun(extra, relay_extra, client_extra, env={**os.environ, "LD_PRELOAD": counter}, name="alloc")
 
     def generate(count):
         run([f"{bin_dir}/udptun-client", "--no-tunnel", "--generate", f"{C}:8080", "--count", str(count),
@@ -482,6 +493,9 @@ def comparison(rows):
         lines.append(f"- {what}: {ours[test]['delivered_kpps'] / best_udp[test]['delivered_kpps']:.2f}× {best_udp['label']}")
         if "openvpn" in by_key and best_udp["row"] != "openvpn":
             lines.append(f"- {what} vs OpenVPN: {ours[test]['delivered_kpps'] / by_key['openvpn'][test]['delivered_kpps']:.2f}×")
+    gtpu = by_key.get("udptun-gtpu")
+    if gtpu and gtpu["tcp1"]["gbps"] is not None and ours["tcp1"]["gbps"]:
+        lines.append(f"- GTP-U vs raw udptun, TCP 1 stream: {gtpu['tcp1']['gbps'] / ours['tcp1']['gbps']:.2f}×")
     if encrypted and "wireguard" in by_key and encrypted["tcp1"]["gbps"] is not None:
         lines.append(f"- encrypted udptun vs wireguard-go, TCP 1 stream: "
                      f"{encrypted['tcp1']['gbps'] / by_key['wireguard']['tcp1']['gbps']:.2f}×")
@@ -532,10 +546,13 @@ def main():
     allocations = None
     if args.allocation_packets > 0:
         allocations = {}
-        for mode, extra in (("raw", ()), ("encrypted", ("--key-file", key_file(), "--encrypt"))):
+        gtpu = (("--gtpu", "--session", "0x100=198.19.0.0/24", "--listen", "0.0.0.0:8080", "--echo-interval", "0"),
+                ("--gtpu", "--teid", "0x100", "--echo-interval", "0"))
+        for mode, extra, roles in (("raw", (), ((), ())), ("encrypted", ("--key-file", key_file(), "--encrypt"), ((), ())),
+                                   ("gtpu", (), gtpu)):
             print(f"bench: counting udptun's heap allocations per packet ({mode}) …", file=sys.stderr, flush=True)
             try:
-                allocations[mode] = measure_allocations(args.allocation_packets, (*extra, *args.udptun_args.split()))
+                allocations[mode] = measure_allocations(args.allocation_packets, (*extra, *args.udptun_args.split()), *roles)
             except Exception as error:
                 print(f"bench: allocation check ({mode}) failed: {error}", file=sys.stderr)
                 stop_started()

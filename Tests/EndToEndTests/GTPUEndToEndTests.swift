@@ -121,5 +121,106 @@ extension EndToEnd {
             #expect(try #require(stranger.report()).int("gtpu_rejected_teids") == 1)
             #expect(try #require(sink.report()).int("datagrams") == 0, "nothing reached C")
         }
+
+        @Test("driven by scapy's GTP layer: echo answered, unknown TEID and unknown required extension refused with the right messages, skippable extensions forwarded")
+        func scapyPeer() throws {
+            if Lab.shell(["/usr/bin/python3", "-c", "import scapy.contrib.gtp"], timeout: 30).status != 0 {
+                let install = Lab.shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-scapy"],
+                                        timeout: 300)
+                guard install.status == 0 else { throw LabError("python3-scapy is missing and could not be installed: \(install.stderr)") }
+            }
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100=\(Lab.innerA)/32"])
+            let sink = try lab.sink()
+            let script = Lab.packageRoot.appendingPathComponent("Tests/scripts/gtpu-scapy.py").path
+            let driven = lab.run(.a, ["/usr/bin/python3", script, Lab.addressB, "0x100", Lab.innerA, Lab.addressC], timeout: 60)
+            #expect(driven.status == 0, "\(driven.stderr)")
+            let replies = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: [String: Any]],
+                                       "\(driven.stdout)\(driven.stderr)")
+            let echo = try #require(replies["echo"]), indication = try #require(replies["unknown_teid"])
+            let notification = try #require(replies["required_extension"])
+            #expect(echo["type"] as? Int == 2 && echo["seq"] as? Int == 0x1234 && echo["teid"] as? Int == 0 && echo["S"] as? Int == 1
+                    && echo["ies"] as? [Int] == [14] && echo["restart_counter"] as? Int == 0 && echo["length_ok"] as? Bool == true, "\(echo)")
+            #expect(indication["type"] as? Int == 26 && indication["ies"] as? [Int] == [16, 133]
+                    && indication["teid_data_i"] as? Int == 0x999 && indication["length_ok"] as? Bool == true, "\(indication)")
+            #expect(notification["type"] as? Int == 31 && notification["ies"] as? [Int] == [141]
+                    && notification["length_ok"] as? Bool == true, "\(notification)")
+            Thread.sleep(forTimeInterval: 0.3)
+            #expect(relay.stop() == 0)
+            #expect(sink.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.int("forwarded") == 2, "the G-PDUs with skippable and UDP Port extensions: \(report)")
+            #expect(report.drop("unknown_teid") == 1 && report.drop("unsupported_extension") == 1)
+            #expect((report["control_in"] as? [String: Int])?["end_marker"] == 1)
+            #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            #expect(try #require(sink.report()).int("datagrams") == 2)
+        }
+
+        @Test("osmo-ggsn (Osmocom's GGSN, Debian's build) answers the client's periodic GTP-U Echo Requests")
+        func osmoGGSNEchoPeer() throws {
+            try Lab.ensureCommand("osmo-ggsn", package: "osmo-ggsn")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            // Its own TUN device and an inner prefix from the lab's range; it serves GTP-U on B's address.
+            let state = lab.directory.appendingPathComponent("osmo-ggsn-state")
+            try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+            let config = try lab.file("osmo-ggsn.cfg", Array("""
+                log stderr
+                 logging filter all 1
+                ggsn ggsn0
+                 gtp state-dir \(state.path)
+                 gtp bind-ip \(Lab.addressB)
+                 apn internet
+                  gtpu-mode tun
+                  tun-device tunggsn
+                  type-support v4
+                  ip prefix dynamic 198.19.100.0/24
+                  ip dns 0 \(Lab.addressC)
+                  no shutdown
+                 default-apn internet
+                 no shutdown ggsn
+
+                """.utf8))
+            let ggsn = try lab.spawn(.b, ["osmo-ggsn", "-c", config.path], name: "osmo-ggsn")
+            Thread.sleep(forTimeInterval: 1)
+            #expect(ggsn.isRunning, "osmo-ggsn: \(ggsn.stderr)")
+            let client = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "1", "--echo-interval", "1"])
+            try client.waitForLog("client tunnelling")
+            Thread.sleep(forTimeInterval: 3.5)
+            #expect(client.stop() == 0)
+            _ = ggsn.stop()
+            let report = try #require(client.report())
+            let answered = (report["control_in"] as? [String: Int])?["echo_response"] ?? 0
+            #expect(answered >= 2, "echo responses from osmo-ggsn: \(report)")
+            #expect(report.int("echo_rtt_us") > 0 && report.int("gtpu_paths_down") == 0)
+        }
+
+        @Test("GTP-U over an IPv6 underlay: payloads counted exactly, echoes both ways, the MTU sized for the larger header")
+        func ipv6Underlay() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            // Documentation addresses on the A–B link, without duplicate address detection.
+            for (node, address) in [(Lab.Node.a, "2001:db8:1::1/64"), (.b, "2001:db8:1::2/64")] {
+                let device = node == .a ? "to-b" : "to-a"
+                #expect(lab.run(node, ["ip", "-6", "addr", "add", address, "dev", device, "nodad"]).status == 0)
+            }
+            let relay = try lab.relay(["--allow", "2001:db8:1::/64", "--listen", "[2001:db8:1::2]:2152"] + Self.session)
+            let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
+            let client = try lab.client(["--relay", "[2001:db8:1::2]", "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
+                                         "--echo-interval", "1", "--generate", "\(Lab.addressC):8080", "--count", "1000", "--rate", "1000"])
+            try client.waitForLog("client tunnelling")
+            #expect(client.stderr.contains("mtu=1436"), "1500 − 40 − 8 − 16: \(client.stderr)")
+            #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stderr)")
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            let sinkReport = try #require(sink.report())
+            #expect(sinkReport.int("received") == 1000 && sinkReport.int("lost") == 0 && sinkReport.int("corrupt") == 0)
+            for report in [try #require(relay.report()), try #require(client.report())] {
+                #expect(((report["control_in"] as? [String: Int])?["echo_response"] ?? 0) >= 1, "\(report)")
+                #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            }
+        }
     }
 }
