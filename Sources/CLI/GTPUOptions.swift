@@ -107,8 +107,11 @@ public enum GTPUEcho {
     /// Housekeeping: Echo Requests to `peers()` every `interval` seconds from `socket` (none when 0),
     /// and once a second a look at what the receiving side recorded, logged when it changed: paths
     /// that came back, and TEIDs a peer's Error Indication rejected.
+    /// `rejected` hears of each TEID a peer's Error Indication named (the relay forgets that session's
+    /// return path).
     public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
-                             peers: @escaping @Sendable () -> [SocketAddress], logger: Logger) -> [Housekeeping.Task] {
+                             peers: @escaping @Sendable () -> [SocketAddress], logger: Logger,
+                             rejected onRejected: @escaping @Sendable (UInt32) -> Void = { _ in }) -> [Housekeeping.Task] {
         let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
         let echo = Housekeeping.Task("gtp-u echo", every: max(interval, 0.001)) {
             var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
@@ -135,6 +138,7 @@ public enum GTPUEcho {
                 if rejected.count > reported.rejected {
                     let teids = rejected.suffix(rejected.count - reported.rejected).map { "0x" + String($0, radix: 16) }
                     logger.warning("gtp-u session rejected: an Error Indication named TEID \(teids.joined(separator: ",")) (the peer knows no such session)")
+                    for teid in rejected.suffix(rejected.count - reported.rejected) { onRejected(teid) }
                     reported.rejected = rejected.count
                 }
             }

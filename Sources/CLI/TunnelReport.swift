@@ -14,8 +14,10 @@ public struct TunnelReport {
     }
 
     /// `extra` adds role-specific fields (the client's generator, the relay's client count).
-    public func line(event: String, elapsed: Double, interval: Double, now: TunnelSnapshot, previous: TunnelSnapshot,
-                     extra: [(String, UInt64)] = []) -> String {
+    /// `sessions` names each session with its counts (the relay's final report: per key or GTP-U session).
+    public func line(event: String, elapsed: Double, interval: Double,
+                     sessions: [(String, (forwarded: UInt64, forwardedBytes: UInt64, sealed: UInt64, sealedBytes: UInt64))] = [],
+                     now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []) -> String {
         if json {
             var object = JSONLine()
             object.add("event", event)
@@ -44,6 +46,17 @@ public struct TunnelReport {
             object.add("control_out", controlOut)
             object.add("control_send_failed", now.controlSendFailed)
             for (key, value) in extra { object.add(key, value) }
+            if !sessions.isEmpty {
+                object.add("sessions", sessions.map { name, counts in
+                    var session = JSONLine()
+                    session.add("session", name)
+                    session.add("forwarded", counts.forwarded)
+                    session.add("forwarded_bytes", counts.forwardedBytes)
+                    session.add("sent", counts.sealed)
+                    session.add("sent_bytes", counts.sealedBytes)
+                    return session
+                })
+            }
             return object.description
         }
         let seconds = max(interval, 1e-9)
@@ -64,6 +77,9 @@ public struct TunnelReport {
         if !control.isEmpty { text += " control in/out [" + control.joined(separator: " ") + "]" }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         for (key, value) in extra { text += " \(key)=\(value)" }
+        if !sessions.isEmpty {
+            text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sealed)" }.joined(separator: " ") + "]"
+        }
         return text
     }
 

@@ -55,5 +55,16 @@ public final class ClientTable: Sendable {
 
     public var count: Int { entries.withLock { $0.count } }
 
+    /// Forgets every return path of `session` (its peer said it knows no such session); they are
+    /// learned again when the client next sends. Returns how many were forgotten.
+    @discardableResult
+    public func forget(session: PeerSession) -> Int {
+        entries.withLock { table in
+            let before = table.count
+            table = table.filter { $0.value.session != session }
+            return before - table.count
+        }
+    }
+
     public func snapshot() -> [IPAddress: Entry] { entries.withLock { $0 } }
 }

@@ -55,6 +55,8 @@ public struct InboundStage: PipelineStage {
     /// of requests costs the relay no more syscalls than it cost the sender).
     private let reply: PacketBatch
     private var tally = BatchTally()
+    private let sessionCounters: SessionCounters?
+    private var sessionTally: SessionTally
     private var deviceError: SystemError?
     /// How often a worker re-stamps a known client in the shared table (nanoseconds).
     public static var refreshInterval: UInt64 { 1_000_000_000 }
@@ -63,8 +65,10 @@ public struct InboundStage: PipelineStage {
     /// flow, not the socket's own (see `FlowSteering`).
     public init(socket: any DatagramSocket, tunQueues: [any TunQueue], encapsulation: any Encapsulation,
                 policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
-                ownAddresses: OwnAddresses? = nil, batchSize: Int = 16) {
+                ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
         self.socket = socket
+        self.sessionCounters = sessionCounters
+        sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
         self.counters = counters
         self.policy = policy
         self.clients = clients
@@ -117,6 +121,7 @@ public struct InboundStage: PipelineStage {
         }
         countWrites()
         counters.add(tally)
+        if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: false) }
         if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
         if let deviceError, !lifecycle.isStopping {
             lifecycle.fail("TUN device \(writer.name) disappeared (deleted?): \(deviceError)")
@@ -166,6 +171,7 @@ public struct InboundStage: PipelineStage {
                 clients.learn(info.source, at: peer, session: session, now: now)
             }
         }
+        if sessionCounters != nil { sessionTally.add(session, bytes: packet.count) }
         do throws(SystemError) {
             try writer.write(packet, info: info)
         } catch {

@@ -24,10 +24,14 @@ public struct OutboundStage: PipelineStage {
     private var resolved: [ClientTable.Entry?]
     private var sealer: any PacketSealer
     private var tally = BatchTally()
+    private let sessionCounters: SessionCounters?
+    private var sessionTally: SessionTally
 
     public init(tunQueue: any TunQueue, socket: any DatagramSocket, encapsulation: any Encapsulation, route: OutboundRoute,
-                counters: TunnelCounters, batchSize: Int = 16) {
+                counters: TunnelCounters, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
         self.socket = socket
+        self.sessionCounters = sessionCounters
+        sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
         self.route = route
         self.counters = counters
         headroom = encapsulation.headroom
@@ -89,6 +93,7 @@ public struct OutboundStage: PipelineStage {
         }
         flushQueue(lifecycle)
         counters.add(tally)
+        if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: true) }
         return read
     }
 
@@ -111,6 +116,7 @@ public struct OutboundStage: PipelineStage {
             }
             if packet == 0 { individually = run.count == 1 || payload.lowerBound != origin }
             if individually {
+                if sessionCounters != nil { sessionTally.add(session, bytes: payload.count) }
                 enqueue(buffer, slot, payload, peer, segmentSize: nil, lifecycle)
                 continue
             }
@@ -121,6 +127,7 @@ public struct OutboundStage: PipelineStage {
             end = payload.upperBound
         }
         if individually { return }
+        if sessionCounters != nil { sessionTally.add(session, bytes: end - origin, packets: run.count) }
         let stride = run.stride
         if socket.segmentationEnabled {
             let perSend = max(1, min(SendQueue.maximumSegments, SendQueue.maximumBytes / stride))

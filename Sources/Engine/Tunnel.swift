@@ -37,11 +37,13 @@ public struct Tunnel: Sendable {
     public let policy: InboundPolicy
     public let clients: ClientTable?
     public let ownAddresses: OwnAddresses?
+    /// Per-session counts (the relay's report); nil counts none.
+    public let sessionCounters: SessionCounters?
 
     /// Queue i moves TUN queue `queues[i]` to `sockets[i]` and back, counting in `counters[i]`.
     public init(queues: [any TunQueue], sockets: [any DatagramSocket], counters: [TunnelCounters],
                 encapsulation: any Encapsulation, route: OutboundRoute, policy: InboundPolicy,
-                clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil) {
+                clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil) {
         precondition(!queues.isEmpty && queues.count == sockets.count && queues.count == counters.count,
                      "one socket and counters per queue")
         self.queues = queues
@@ -52,17 +54,18 @@ public struct Tunnel: Sendable {
         self.policy = policy
         self.clients = clients
         self.ownAddresses = ownAddresses
+        self.sessionCounters = sessionCounters
     }
 
     public func outboundStage(queue index: Int) -> OutboundStage {
         OutboundStage(tunQueue: queues[index], socket: sockets[index], encapsulation: encapsulation, route: route,
-                      counters: counters[index])
+                      counters: counters[index], sessionCounters: sessionCounters)
     }
 
     /// Every queue writes through the queue of the packet's flow (`FlowSteering`), so it gets them all.
     public func inboundStage(queue index: Int) -> InboundStage {
         InboundStage(socket: sockets[index], tunQueues: queues, encapsulation: encapsulation, policy: policy,
-                     counters: counters[index], clients: clients, ownAddresses: ownAddresses)
+                     counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
     }
 
     /// Starts the data-plane threads for every queue, laid out as asked. Thread names stay within

@@ -232,16 +232,26 @@ struct RelayCommand: ParsableCommand {
         }
         framing.describe(logger)
         try privileges.dropIfAsked(logger: logger)
+        // Per-session counts cost a little per packet: kept only where there are several sessions to
+        // tell apart (with one, the totals are its counts).
+        let sessionCounters = framing.sessionCount > 1 ? SessionCounters(sessions: framing.sessionCount) : nil
+        let sessionNames = try sessionNames()
         let tunnel = Tunnel(
             queues: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,
                                   packets: packets),
-            clients: clients, ownAddresses: ownAddresses)
+            clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
         var threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
         var tasks = [Self.refreshTask(ownAddresses, logger: logger)]
         if let gtpuMonitor {
+            let downlinkSessions = try gtpu.parsedSessions().enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
             tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor, counters: counters[0],
-                                    peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, logger: logger)
+                                    peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, logger: logger,
+                                    rejected: { teid in
+                                        for (downlink, session) in downlinkSessions where downlink == teid {
+                                            clients.forget(session: session)
+                                        }
+                                    })
         }
         if let housekeeping = Housekeeping(tasks).start(lifecycle) {
             threads.append(housekeeping)
@@ -260,12 +270,22 @@ struct RelayCommand: ParsableCommand {
             .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
+                                       sessions: final && (sessionNames.count > 1 || gtpu.gtpu)
+                                           ? zip(sessionNames, sessionCounters?.figures
+                                                 ?? [(now.tunWritten, now.tunWrittenBytes, now.udpSent, now.udpSentBytes)]).map { $0 } : [],
                                        now: now, previous: previous,
                                        extra: [("clients", UInt64(clients.count)),
                                                ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
                                            + counters.perQueueFigures() + (gtpuMonitor.map(GTPUEcho.figures) ?? [])))
                 previous = now
             }
+    }
+
+    /// How the final report names each session: its uplink TEID (GTP-U), or its key (the shared
+    /// `--key-file` first, then each `--client-key`), in the encapsulation's session order.
+    func sessionNames() throws -> [String] {
+        if gtpu.gtpu { return try gtpu.parsedSessions().map { "0x" + String($0.uplinkTEID, radix: 16) } }
+        return (encapsulation.keyFile == nil ? [] : ["shared"]) + (try clientKeyRules().map(\.path))
     }
 
     /// Re-reads the relay's own addresses within a second of the kernel announcing a change, so one

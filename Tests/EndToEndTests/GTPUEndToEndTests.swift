@@ -60,6 +60,10 @@ extension EndToEnd {
                 #expect(report.int("gtpu_paths_down") == 0)
             }
             #expect(clientReport.int("echo_rtt_us") > 0)
+            let sessions = try #require(relayReport["sessions"] as? [[String: Any]], "\(relayReport)")
+            #expect(sessions.count == 1 && sessions[0]["session"] as? String == "0x100", "\(sessions)")
+            #expect((sessions[0]["forwarded"] as? Int ?? 0) >= 10003 && (sessions[0]["sent"] as? Int ?? 0) >= 3,
+                    "the session's uplink and downlink packets: \(sessions)")
 
             // The outer source (first occurrence) tells the direction; the inner addresses are the last.
             let outer = Self.decode(lab, pcap, fields: ["ip.src"], occurrence: "f")
@@ -146,14 +150,21 @@ extension EndToEnd {
                     && indication["teid_data_i"] as? Int == 0x999 && indication["length_ok"] as? Bool == true, "\(indication)")
             #expect(notification["type"] as? Int == 31 && notification["ies"] as? [Int] == [141]
                     && notification["length_ok"] as? Bool == true, "\(notification)")
-            Thread.sleep(forTimeInterval: 0.3)
+            // Its closing Error Indication names the session's downlink TEID: the relay forgets the
+            // return path it had learned (until the client sends again).
+            try relay.waitForLog("gtp-u session rejected", timeout: 5)
             #expect(relay.stop() == 0)
             #expect(sink.stop() == 0)
             let report = try #require(relay.report())
             #expect(report.int("forwarded") == 2, "the G-PDUs with skippable and UDP Port extensions: \(report)")
             #expect(report.drop("unknown_teid") == 1 && report.drop("unsupported_extension") == 1)
             #expect((report["control_in"] as? [String: Int])?["end_marker"] == 1)
+            #expect((report["control_in"] as? [String: Int])?["error_indication"] == 1)
+            #expect(report.int("clients") == 0, "the rejected session's return path is forgotten: \(report)")
             #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            let sessions = try #require(report["sessions"] as? [[String: Any]])
+            #expect(sessions.count == 1 && sessions[0]["session"] as? String == "0x100" && sessions[0]["forwarded"] as? Int == 2,
+                    "per-session counts: \(sessions)")
             #expect(try #require(sink.report()).int("datagrams") == 2)
         }
 

@@ -375,3 +375,34 @@ extension EngineTests {
         #expect(reads.load(ordering: .relaxed) == 2)
     }
 }
+
+extension EngineTests {
+    @Test("per-session counts: each direction tallies by session, and a forgotten session's return paths go")
+    func sessionCountsAndForgetting() throws {
+        let counters = SessionCounters(sessions: 2)
+        let tun = FakeTunQueue(), socket = FakeDatagramSocket(), lifecycle = try Lifecycle(), clients = ClientTable(capacity: 8)
+        let key0 = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
+        let key1 = TunnelKey(base64: "q0Zs6N3lQpUjV2mYb1n8cT5rWx4eHf7gKd9aLs2uYiA=")!
+        let relay = AuthenticatedEncapsulation(keys: [key0, key1], encrypt: false)
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: relay, policy: InboundPolicy(),
+                                   counters: TunnelCounters(), clients: clients, sessionCounters: counters)
+        var outbound = OutboundStage(tunQueue: tun, socket: socket, encapsulation: relay, route: .clients(clients),
+                                     counters: TunnelCounters(), sessionCounters: counters)
+        var sealer = AuthenticatedEncapsulation(key: key1, encrypt: false).makeSealer()
+        for sequence in 0..<3 {
+            var buffer = [UInt8](repeating: 0, count: 20) + Self.packet(sequence: UInt64(sequence)) + [UInt8](repeating: 0, count: 16)
+            let count = buffer.count
+            var span = buffer.mutableSpan
+            let range = try #require(sealer.seal(&span, packet: 20..<(count - 16), session: PeerSession()))
+            socket.deliver(Array(buffer[range]), from: Self.clientA)
+        }
+        Self.drain(&inbound, lifecycle)
+        tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0001))
+        Self.drain(&outbound, lifecycle)
+        let figures = counters.figures
+        #expect(figures[0].forwarded == 0 && figures[1].forwarded == 3 && figures[1].forwardedBytes == UInt64(3 * Self.packet().count))
+        #expect(figures[1].sealed == 1 && figures[0].sealed == 0, "\(figures) sent \(socket.sent.count)")
+        #expect(clients.forget(session: PeerSession(index: 0)) == 0)
+        #expect(clients.forget(session: PeerSession(index: 1)) == 1 && clients.count == 0)
+    }
+}

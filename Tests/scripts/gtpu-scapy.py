@@ -9,8 +9,8 @@ import socket
 import sys
 
 from scapy.all import IP, UDP, Raw, raw
-from scapy.contrib.gtp import (GTPEchoRequest, GTPHeader, GTPPDUSessionContainer, GTP_U_Header,
-                               GTP_UDPPort_ExtensionHeader)
+from scapy.contrib.gtp import (GTPEchoRequest, GTPErrorIndication, GTPHeader, GTPPDUSessionContainer, GTP_U_Header,
+                               GTP_UDPPort_ExtensionHeader, IE_TEIDI)
 
 relay, teid, source, destination = sys.argv[1], int(sys.argv[2], 0), sys.argv[3], sys.argv[4]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -56,4 +56,6 @@ exchange(GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x01) / Raw(b"\x01\x
 exchange(GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x40) / GTP_UDPPort_ExtensionHeader(udp_port=2152, next_ex=0x85)
          / GTPPDUSessionContainer(type=1, QFI=5) / inner("udp port extension"), expect_reply=False)
 exchange(GTP_U_Header(teid=teid, gtp_type=254), expect_reply=False)  # End Marker
+# Last: this side says it knows no session with the TEID the relay answers with.
+exchange(GTPHeader(seq=1, S=1, gtp_type=26) / GTPErrorIndication(IE_list=[IE_TEIDI(TEIDI=teid)]), expect_reply=False)
 print(json.dumps(results))

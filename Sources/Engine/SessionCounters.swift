@@ -1,0 +1,63 @@
+import KernelIO
+import WireFormat
+
+/// Packets and bytes per session (a key with `--client-key`, a GTP-U session), both ways: what the
+/// UDP → TUN direction handed to the device for it, and what the TUN → UDP direction sealed for it.
+/// Workers tally locally and add once per batch, for the sessions the batch touched only.
+public final class SessionCounters: Sendable {
+    public let forwarded: [Counter]
+    public let forwardedBytes: [Counter]
+    public let sealed: [Counter]
+    public let sealedBytes: [Counter]
+
+    public init(sessions: Int) {
+        forwarded = (0..<sessions).map { _ in Counter() }
+        forwardedBytes = (0..<sessions).map { _ in Counter() }
+        sealed = (0..<sessions).map { _ in Counter() }
+        sealedBytes = (0..<sessions).map { _ in Counter() }
+    }
+
+    public var count: Int { forwarded.count }
+
+    /// Each session's forwarded and sealed packets and bytes, in session order.
+    public var figures: [(forwarded: UInt64, forwardedBytes: UInt64, sealed: UInt64, sealedBytes: UInt64)] {
+        (0..<count).map { (forwarded[$0].load, forwardedBytes[$0].load, sealed[$0].load, sealedBytes[$0].load) }
+    }
+}
+
+/// One worker's per-session counts for the batch in hand, allocated once. The range of sessions a
+/// batch touched is kept as two bounds, so flushing costs nothing for sessions it did not touch and
+/// counting a packet is two increments and two comparisons.
+struct SessionTally {
+    private var packets: [Int]
+    private var bytes: [Int]
+    private var lowest = Int.max
+    private var highest = -1
+
+    init(sessions: Int) {
+        packets = [Int](repeating: 0, count: sessions)
+        bytes = [Int](repeating: 0, count: sessions)
+    }
+
+    mutating func add(_ session: PeerSession, bytes count: Int, packets number: Int = 1) {
+        let index = session.index
+        guard index >= 0, index < packets.count else { return }
+        packets[index] += number
+        bytes[index] += count
+        if index < lowest { lowest = index }
+        if index > highest { highest = index }
+    }
+
+    /// Adds what the batch counted to `counters` (its forwarded or its sealed side) and starts over.
+    mutating func flush(into counters: SessionCounters, sealed: Bool) {
+        guard highest >= lowest else { return }
+        for index in lowest...highest where packets[index] > 0 {
+            (sealed ? counters.sealed : counters.forwarded)[index].add(packets[index])
+            (sealed ? counters.sealedBytes : counters.forwardedBytes)[index].add(bytes[index])
+            packets[index] = 0
+            bytes[index] = 0
+        }
+        lowest = .max
+        highest = -1
+    }
+}
