@@ -133,7 +133,7 @@ struct ClientCommand: ParsableCommand {
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: gtpu.gtpu ? GTPU.port : 8080)
             let framing: any Encapsulation
             if gtpu.gtpu {
-                let local = UDPSocket.sourceAddress(toward: relayAddress) ?? (relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0))
+                let local = UDPSocket.sourceAddress(toward: relayAddress) ?? .unspecified(like: relayAddress.ip)
                 let gtpuFraming = gtpu.make(localAddress: local)
                 gtpuMonitor = gtpuFraming.monitor
                 framing = gtpuFraming
@@ -197,7 +197,7 @@ struct ClientCommand: ParsableCommand {
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
         try device.setMTU(tunMTU)
         try device.bringUp(logger: logger)
-        let anyAddress: IPAddress = relayAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
+        let anyAddress = IPAddress.unspecified(like: relayAddress.ip)
         let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
             ?? SocketAddress(ip: anyAddress, port: 0)
         let sockets = try UDPSocket.bindGroup(local, count: queues.count)

@@ -71,15 +71,9 @@ public enum AddressResolver {
         var candidate: UnsafeMutablePointer<addrinfo>? = list
         var fallback: IPAddress?
         while let entry = candidate {
-            if let sockaddr = entry.pointee.ai_addr {
-                var storage = sockaddr_storage()
-                withUnsafeMutableBytes(of: &storage) { raw in
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: sockaddr, count: Int(entry.pointee.ai_addrlen)))
-                }
-                if let address = withUnsafePointer(to: &storage, { SocketAddress($0) }) {
-                    if address.ip.isIPv4 { return SocketAddress(ip: address.ip, port: port) }
-                    fallback = fallback ?? address.ip
-                }
+            if let sockaddr = entry.pointee.ai_addr, let address = SocketAddress(sockaddr, length: Int(entry.pointee.ai_addrlen)) {
+                if address.ip.isIPv4 { return SocketAddress(ip: address.ip, port: port) }
+                fallback = fallback ?? address.ip
             }
             candidate = entry.pointee.ai_next
         }

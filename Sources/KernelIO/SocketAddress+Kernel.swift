@@ -22,6 +22,16 @@ extension SocketAddress {
         }
     }
 
+    /// Reads `length` bytes of a sockaddr a library handed over (getifaddrs, getaddrinfo).
+    init?(_ address: UnsafePointer<sockaddr>, length: Int) {
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: min(length, MemoryLayout<sockaddr_storage>.size)))
+        }
+        guard let address = withUnsafePointer(to: &storage, { SocketAddress($0) }) else { return nil }
+        self = address
+    }
+
     /// Writes this address for a socket of `family`, mapping IPv4 into IPv6 for dual-stack sockets.
     /// Returns the sockaddr length, or nil when the socket cannot reach this family.
     func write(to storage: UnsafeMutablePointer<sockaddr_storage>, family: Int32) -> socklen_t? {

@@ -167,7 +167,10 @@ public final class UDPSocket: DatagramSocket {
     /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
     public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
 
-    public var localAddress: SocketAddress? {
+    public var localAddress: SocketAddress? { Self.boundAddress(of: fd) }
+
+    /// The address a descriptor is bound to (getsockname), or nil.
+    private static func boundAddress(of fd: Int32) -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let status = withUnsafeMutablePointer(to: &storage) {
@@ -259,36 +262,32 @@ public final class UDPSocket: DatagramSocket {
         _ = status
     }
 
-    /// The source address the kernel would send from toward `destination` (from the route, via a
-    /// connected probe socket that sends nothing), or nil if it cannot tell.
+    /// The source address the kernel would send from toward `destination` (from the route), or nil
+    /// if it cannot tell.
     public static func sourceAddress(toward destination: SocketAddress) -> IPAddress? {
+        withConnectedProbe(toward: destination) { probe, _ in boundAddress(of: probe)?.ip }
+    }
+
+    /// The path MTU the kernel would use toward `destination` (from the route), or nil if it cannot tell.
+    public static func pathMTU(toward destination: SocketAddress) -> Int? {
+        withConnectedProbe(toward: destination) { probe, family in
+            let mtu = family == AF_INET
+                ? try? Syscall.option(probe, Int32(IPPROTO_IP), CLINUX_IP_MTU, "IP_MTU")
+                : try? Syscall.option(probe, Int32(IPPROTO_IPV6), CLINUX_IPV6_MTU, "IPV6_MTU")
+            guard let mtu, mtu > 0 else { return nil }
+            return Int(mtu)
+        }
+    }
+
+    /// Asks the routing table about `destination` through a UDP socket connected to it, which sends
+    /// nothing and is closed on return: `body` gets its descriptor and address family.
+    private static func withConnectedProbe<Answer>(toward destination: SocketAddress,
+                                                   _ body: (Int32, Int32) -> Answer?) -> Answer? {
         let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
         guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         else { return nil }
         let probe = FileDescriptor(owning: raw)
         guard destination.withSockaddr(family: family, { connect(probe.rawValue, $0, $1) }) == 0 else { return nil }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe.rawValue, $0, &length) }
-        }
-        guard status == 0 else { return nil }
-        return withUnsafePointer(to: &storage) { SocketAddress($0) }?.ip
-    }
-
-    /// The path MTU the kernel would use toward `destination` (from the route, via a connected probe
-    /// socket), or nil if it cannot tell.
-    public static func pathMTU(toward destination: SocketAddress) -> Int? {
-        let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
-        guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
-        else { return nil }
-        let probe = FileDescriptor(owning: raw)
-        let connected = destination.withSockaddr(family: family) { connect(probe.rawValue, $0, $1) } ?? -1
-        guard connected == 0 else { return nil }
-        let mtu = family == AF_INET
-            ? try? Syscall.option(probe.rawValue, Int32(IPPROTO_IP), CLINUX_IP_MTU, "IP_MTU")
-            : try? Syscall.option(probe.rawValue, Int32(IPPROTO_IPV6), CLINUX_IPV6_MTU, "IPV6_MTU")
-        guard let mtu, mtu > 0 else { return nil }
-        return Int(mtu)
+        return body(probe.rawValue, family)
     }
 }

@@ -6,6 +6,9 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     @inlinable public var isIPv4: Bool { if case .v4 = self { true } else { false } }
 
+    /// 0.0.0.0 or ::, in the family of `address` (a wildcard bind, an address not known).
+    public static func unspecified(like address: IPAddress) -> IPAddress { address.isIPv4 ? .v4(0) : .v6(0, 0) }
+
     /// `::ffff:a.b.c.d` seen on dual-stack sockets is the IPv4 peer a.b.c.d.
     @inlinable public var unmappingIPv4: IPAddress {
         if case let .v6(high, low) = self, high == 0, low >> 32 == 0xffff {
