@@ -106,14 +106,13 @@ public struct GTPURelayOptions: ParsableArguments {
 public enum GTPUEcho {
     /// Housekeeping: Echo Requests to `peers()` every `interval` seconds from `socket` (none when 0),
     /// and once a second a look at what the receiving side recorded, logged when it changed: paths
-    /// that came back, and TEIDs a peer's Error Indication rejected.
-    /// `rejected` hears of each TEID a peer's Error Indication named (the relay forgets that session's
-    /// return path).
+    /// that came back, and TEIDs a peer's Error Indication rejected, each also handed to `rejected`
+    /// (the relay forgets that session's return path).
     public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
                              peers: @escaping @Sendable () -> [SocketAddress], logger: Logger,
                              rejected onRejected: @escaping @Sendable (UInt32) -> Void = { _ in }) -> [Housekeeping.Task] {
         let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
-        let echo = Housekeeping.Task("gtp-u echo", every: max(interval, 0.001)) {
+        let echo = { Housekeeping.Task("gtp-u echo", every: interval) {
             var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
             for peer in peers() {
                 let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
@@ -127,7 +126,7 @@ public enum GTPUEcho {
                     reported.withLock { _ = $0.down.insert(peer) }
                 }
             }
-        }
+        } }
         let watch = Housekeeping.Task("gtp-u path report", every: 1) {
             let paths = monitor.paths, rejected = monitor.rejectedTEIDs
             reported.withLock { reported in
@@ -136,14 +135,14 @@ public enum GTPUEcho {
                     reported.down.remove(peer)
                 }
                 if rejected.count > reported.rejected {
-                    let teids = rejected.suffix(rejected.count - reported.rejected).map { "0x" + String($0, radix: 16) }
-                    logger.warning("gtp-u session rejected: an Error Indication named TEID \(teids.joined(separator: ",")) (the peer knows no such session)")
-                    for teid in rejected.suffix(rejected.count - reported.rejected) { onRejected(teid) }
+                    let new = rejected[reported.rejected...]
+                    logger.warning("gtp-u session rejected: an Error Indication named TEID \(new.map { "0x" + String($0, radix: 16) }.joined(separator: ",")) (the peer knows no such session)")
+                    for teid in new { onRejected(teid) }
                     reported.rejected = rejected.count
                 }
             }
         }
-        return interval > 0 ? [echo, watch] : [watch]
+        return interval > 0 ? [echo(), watch] : [watch]
     }
 
     /// Report fields: paths down now, down events so far, the round trip of the first path (µs; the

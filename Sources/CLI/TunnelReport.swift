@@ -16,7 +16,7 @@ public struct TunnelReport {
     /// `extra` adds role-specific fields (the client's generator, the relay's client count).
     /// `sessions` names each session with its counts (the relay's final report: per key or GTP-U session).
     public func line(event: String, elapsed: Double, interval: Double,
-                     sessions: [(String, (forwarded: UInt64, forwardedBytes: UInt64, sealed: UInt64, sealedBytes: UInt64))] = [],
+                     sessions: [(String, SessionCounts)] = [],
                      now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []) -> String {
         if json {
             var object = JSONLine()
@@ -52,8 +52,8 @@ public struct TunnelReport {
                     session.add("session", name)
                     session.add("forwarded", counts.forwarded)
                     session.add("forwarded_bytes", counts.forwardedBytes)
-                    session.add("sent", counts.sealed)
-                    session.add("sent_bytes", counts.sealedBytes)
+                    session.add("sent", counts.sent)
+                    session.add("sent_bytes", counts.sentBytes)
                     return session
                 })
             }
@@ -78,7 +78,7 @@ public struct TunnelReport {
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         if !sessions.isEmpty {
-            text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sealed)" }.joined(separator: " ") + "]"
+            text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sent)" }.joined(separator: " ") + "]"
         }
         return text
     }

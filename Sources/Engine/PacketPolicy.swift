@@ -58,10 +58,10 @@ public struct PacketPolicy: Sendable {
         "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96",
     ].compactMap { IPPrefix($0) }
 
+    static let loopback: [IPPrefix] = ["127.0.0.0/8", "::1/128"].compactMap { IPPrefix($0) }
+
     /// 127.0.0.0/8 and ::1.
-    public static func isLoopback(_ address: IPAddress) -> Bool {
-        ["127.0.0.0/8", "::1/128"].compactMap { IPPrefix($0) }.contains { $0.contains(address) }
-    }
+    public static func isLoopback(_ address: IPAddress) -> Bool { loopback.contains { $0.contains(address) } }
 
     public init(clientRules: [ClientRule] = [], innerSourcesBySession: [[IPPrefix]?] = [], allowedDestinations: [IPPrefix]? = nil,
                 ownAddresses: [IPAddress] = []) {

@@ -19,9 +19,32 @@ public final class SessionCounters: Sendable {
 
     public var count: Int { forwarded.count }
 
-    /// Each session's forwarded and sealed packets and bytes, in session order.
-    public var figures: [(forwarded: UInt64, forwardedBytes: UInt64, sealed: UInt64, sealedBytes: UInt64)] {
-        (0..<count).map { (forwarded[$0].load, forwardedBytes[$0].load, sealed[$0].load, sealedBytes[$0].load) }
+    /// Each session's counts, in session order.
+    public var figures: [SessionCounts] {
+        (0..<count).map {
+            SessionCounts(forwarded: forwarded[$0].load, forwardedBytes: forwardedBytes[$0].load,
+                          sent: sealed[$0].load, sentBytes: sealedBytes[$0].load)
+        }
+    }
+}
+
+/// One session's packets and bytes: handed to the TUN device from it, and sealed and sent to it.
+public struct SessionCounts: Sendable, Equatable {
+    public var forwarded: UInt64
+    public var forwardedBytes: UInt64
+    public var sent: UInt64
+    public var sentBytes: UInt64
+
+    public init(forwarded: UInt64, forwardedBytes: UInt64, sent: UInt64, sentBytes: UInt64) {
+        self.forwarded = forwarded
+        self.forwardedBytes = forwardedBytes
+        self.sent = sent
+        self.sentBytes = sentBytes
+    }
+
+    /// An endpoint with a single session: all it carried is that session's.
+    public init(totals: TunnelSnapshot) {
+        self.init(forwarded: totals.tunWritten, forwardedBytes: totals.tunWrittenBytes, sent: totals.udpSent, sentBytes: totals.udpSentBytes)
     }
 }
 

@@ -75,7 +75,7 @@ public struct Tunnel: Sendable {
         for index in queues.indices {
             let suffix = queues.count > 1 ? "/\(index)" : ""
             let polling = layout.polling
-            // Each thread allocates its own buffers, on its own stack's side of the machine.
+            // Each thread sets up its own stages (buffers included) when it starts.
             if layout.threadsPerQueue == 1 {
                 workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
                     var driver = PipelineDriver(outboundStage(queue: index), inboundStage(queue: index), policy: polling)

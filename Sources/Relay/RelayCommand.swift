@@ -209,20 +209,16 @@ struct RelayCommand: ParsableCommand {
                 exitCode: ExitStatus.configuration)
         }
         let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
-        let framing: any Encapsulation
-        var gtpuMonitor: GTPUPathMonitor?
-        if let keyedFraming {
-            framing = keyedFraming
-        } else {
+        var gtpuFraming: GTPUEncapsulation?
+        if keyedFraming == nil {
             // Error Indications name the address G-PDUs arrive at: the listening one, or on a wildcard
             // listener this host's first address of that family.
-            let unspecified: IPAddress = listenAddress.ip.isIPv4 ? .v4(0) : .v6(0, 0)
+            let unspecified = IPAddress.unspecified(like: listenAddress.ip)
             let local = listenAddress.ip != unspecified ? listenAddress.ip
                 : ownAddresses.current.addresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
-            let gtpuFraming = try gtpu.make(localAddress: local)
-            gtpuMonitor = gtpuFraming.monitor
-            framing = gtpuFraming
+            gtpuFraming = try gtpu.make(localAddress: local)
         }
+        let framing: any Encapsulation = keyedFraming ?? gtpuFraming!
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients)
         let lifecycle = try Lifecycle()
@@ -235,7 +231,10 @@ struct RelayCommand: ParsableCommand {
         // Per-session counts cost a little per packet: kept only where there are several sessions to
         // tell apart (with one, the totals are its counts).
         let sessionCounters = framing.sessionCount > 1 ? SessionCounters(sessions: framing.sessionCount) : nil
-        let sessionNames = try sessionNames()
+        // How the final report names each session, in the encapsulation's order: a GTP-U session by its
+        // uplink TEID, a key by its file (the shared --key-file first).
+        let sessionNames = try gtpuFraming.map { $0.sessions.map { "0x" + String($0.uplinkTEID, radix: 16) } }
+            ?? (encapsulation.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
         let tunnel = Tunnel(
             queues: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,
@@ -243,9 +242,9 @@ struct RelayCommand: ParsableCommand {
             clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
         var threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
         var tasks = [Self.refreshTask(ownAddresses, logger: logger)]
-        if let gtpuMonitor {
-            let downlinkSessions = try gtpu.parsedSessions().enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
-            tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor, counters: counters[0],
+        if let gtpuFraming {
+            let downlinkSessions = gtpuFraming.sessions.enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
+            tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuFraming.monitor, counters: counters[0],
                                     peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, logger: logger,
                                     rejected: { teid in
                                         for (downlink, session) in downlinkSessions where downlink == teid {
@@ -270,22 +269,14 @@ struct RelayCommand: ParsableCommand {
             .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       sessions: final && (sessionNames.count > 1 || gtpu.gtpu)
-                                           ? zip(sessionNames, sessionCounters?.figures
-                                                 ?? [(now.tunWritten, now.tunWrittenBytes, now.udpSent, now.udpSentBytes)]).map { $0 } : [],
+                                       sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
+                                           ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: now)])) : [],
                                        now: now, previous: previous,
                                        extra: [("clients", UInt64(clients.count)),
                                                ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
-                                           + counters.perQueueFigures() + (gtpuMonitor.map(GTPUEcho.figures) ?? [])))
+                                           + counters.perQueueFigures() + (gtpuFraming.map { GTPUEcho.figures($0.monitor) } ?? [])))
                 previous = now
             }
-    }
-
-    /// How the final report names each session: its uplink TEID (GTP-U), or its key (the shared
-    /// `--key-file` first, then each `--client-key`), in the encapsulation's session order.
-    func sessionNames() throws -> [String] {
-        if gtpu.gtpu { return try gtpu.parsedSessions().map { "0x" + String($0.uplinkTEID, radix: 16) } }
-        return (encapsulation.keyFile == nil ? [] : ["shared"]) + (try clientKeyRules().map(\.path))
     }
 
     /// Re-reads the relay's own addresses within a second of the kernel announcing a change, so one

@@ -401,7 +401,7 @@ extension EngineTests {
         Self.drain(&outbound, lifecycle)
         let figures = counters.figures
         #expect(figures[0].forwarded == 0 && figures[1].forwarded == 3 && figures[1].forwardedBytes == UInt64(3 * Self.packet().count))
-        #expect(figures[1].sealed == 1 && figures[0].sealed == 0, "\(figures) sent \(socket.sent.count)")
+        #expect(figures[1].sent == 1 && figures[0].sent == 0, "\(figures) sent \(socket.sent.count)")
         #expect(clients.forget(session: PeerSession(index: 0)) == 0)
         #expect(clients.forget(session: PeerSession(index: 1)) == 1 && clients.count == 0)
     }
