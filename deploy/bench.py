@@ -150,12 +150,15 @@ def setup_udptun_encrypted(args):
     return setup_udptun(args, ("--key-file", key, "--encrypt"))
 
 
+# GTP-U on the bench's usual port, one session for the lab's inner network, no echoes in the way.
+GTPU_RELAY_FLAGS = ("--gtpu", "--session", "0x100=198.19.0.0/24", "--listen", "0.0.0.0:8080", "--echo-interval", "0")
+GTPU_CLIENT_FLAGS = ("--gtpu", "--teid", "0x100", "--echo-interval", "0")
+
+
 def setup_udptun_gtpu(args):
     # 16 bytes of GTP-U header with the container: the relay's device gets the client's automatic MTU.
     run(["ip", "link", "set", "tun2", "mtu", "1456"], node="b")
-    return setup_udptun(args, relay_extra=("--gtpu", "--session", "0x100=198.19.0.0/24", "--listen", "0.0.0.0:8080",
-                                           "--echo-interval", "0"),
-                        client_extra=("--gtpu", "--teid", "0x100", "--echo-interval", "0"))
+    return setup_udptun(args, relay_extra=GTPU_RELAY_FLAGS, client_extra=GTPU_CLIENT_FLAGS)
 
 
 def setup_udptun_busy_poll(args):
@@ -546,10 +549,8 @@ def main():
     allocations = None
     if args.allocation_packets > 0:
         allocations = {}
-        gtpu = (("--gtpu", "--session", "0x100=198.19.0.0/24", "--listen", "0.0.0.0:8080", "--echo-interval", "0"),
-                ("--gtpu", "--teid", "0x100", "--echo-interval", "0"))
         for mode, extra, roles in (("raw", (), ((), ())), ("encrypted", ("--key-file", key_file(), "--encrypt"), ((), ())),
-                                   ("gtpu", (), gtpu)):
+                                   ("gtpu", (), (GTPU_RELAY_FLAGS, GTPU_CLIENT_FLAGS))):
             print(f"bench: counting udptun's heap allocations per packet ({mode}) …", file=sys.stderr, flush=True)
             try:
                 allocations[mode] = measure_allocations(args.allocation_packets, (*extra, *args.udptun_args.split()), *roles)

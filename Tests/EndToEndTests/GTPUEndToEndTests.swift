@@ -128,11 +128,7 @@ extension EndToEnd {
 
         @Test("driven by scapy's GTP layer: echo answered, unknown TEID and unknown required extension refused with the right messages, skippable extensions forwarded")
         func scapyPeer() throws {
-            if Lab.shell(["/usr/bin/python3", "-c", "import scapy.contrib.gtp"], timeout: 30).status != 0 {
-                let install = Lab.shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-scapy"],
-                                        timeout: 300)
-                guard install.status == 0 else { throw LabError("python3-scapy is missing and could not be installed: \(install.stderr)") }
-            }
+            try Lab.ensurePythonModule("scapy.contrib.gtp", package: "python3-scapy")
             let lab = try Lab()
             defer { lab.tearDown() }
             let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100=\(Lab.innerA)/32"])

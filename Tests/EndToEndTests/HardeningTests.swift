@@ -128,15 +128,10 @@ extension EndToEnd {
             #expect(clientReport.int("sent") > 100_000, "the run carried real load")
         }
 
-        /// Debian's python3-seccomp, in the system python (the python3 on PATH may be another build).
+        /// A command prefix that runs what follows with AF_NETLINK sockets refused (Debian's python3-seccomp).
         static func withoutNetlink() throws -> [String] {
-            let script = Lab.packageRoot.appendingPathComponent("Tests/scripts/without-netlink.py").path
-            if Lab.shell(["/usr/bin/python3", "-c", "import seccomp"], timeout: 10).status != 0 {
-                let install = Lab.shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-seccomp"],
-                                        timeout: 300)
-                guard install.status == 0 else { throw LabError("python3-seccomp is missing and could not be installed: \(install.stderr)") }
-            }
-            return ["/usr/bin/python3", script]
+            try Lab.ensurePythonModule("seccomp", package: "python3-seccomp")
+            return ["/usr/bin/python3", Lab.packageRoot.appendingPathComponent("Tests/scripts/without-netlink.py").path]
         }
 
         @Test("a relay that cannot read its own addresses (AF_NETLINK refused, as under the old systemd unit) refuses to start")

@@ -299,10 +299,20 @@ extension Dictionary where Key == String, Value == Any {
 extension Lab {
     /// Installs a Debian package when its command is missing, so the test command sets up a fresh machine.
     static func ensureCommand(_ command: String, package: String) throws {
-        if shell(["sh", "-c", "command -v \(command)"], timeout: 10).status == 0 { return }
+        try ensure(["sh", "-c", "command -v \(command)"], what: command, package: package)
+    }
+
+    /// Installs the Debian package of a module of the system python (/usr/bin/python3: the python3 on
+    /// PATH may be another build) when the module does not import.
+    static func ensurePythonModule(_ module: String, package: String) throws {
+        try ensure(["/usr/bin/python3", "-c", "import \(module)"], what: "python module \(module)", package: package)
+    }
+
+    private static func ensure(_ check: [String], what: String, package: String) throws {
+        if shell(check, timeout: 30).status == 0 { return }
         let install = shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \(package)"],
                             timeout: 300)
-        guard install.status == 0 else { throw LabError("\(command) is missing and apt-get install \(package) failed: \(install.stderr)") }
+        guard install.status == 0 else { throw LabError("\(what) is missing and apt-get install \(package) failed: \(install.stderr)") }
     }
 
     /// Writes `bytes` to a file in the lab's directory.
