@@ -174,7 +174,7 @@ final class Lab: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning, Date() < deadline { usleep(20_000) }
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+            killTree(process.processIdentifier)
             process.waitUntilExit()
             return Shell(status: -9, stdout: read(out), stderr: read(err) + "\n(killed after \(timeout) s)")
         }
@@ -183,6 +183,25 @@ final class Lab: @unchecked Sendable {
     }
 
     static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+
+    /// SIGKILL to `pid` and every process descended from it, children first. Foundation notices that
+    /// a child exited only when every process holding its inherited descriptors has, so a grandchild
+    /// left running (a `socat` whose `timeout` was killed) would make `waitUntilExit` hang.
+    static func killTree(_ pid: Int32) {
+        var children: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { children[parent, default: []].append(child) }
+        }
+        func killBelow(_ pid: Int32) {
+            for child in children[pid] ?? [] { killBelow(child) }
+            kill(pid, SIGKILL)
+        }
+        killBelow(pid)
+    }
 }
 
 struct LabError: Error, CustomStringConvertible {
@@ -258,13 +277,13 @@ final class Spawned: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    /// SIGTERM, then SIGKILL after 5 s. Returns the exit status.
+    /// SIGTERM, then SIGKILL (to it and its descendants) after 5 s. Returns the exit status.
     @discardableResult
     func stop() -> Int32 {
         if process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             if wait(timeout: 5) == nil {
-                kill(process.processIdentifier, SIGKILL)
+                Lab.killTree(process.processIdentifier)
                 process.waitUntilExit()
             }
         }
