@@ -14,6 +14,14 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   udptun-gtpu       udptun with --gtpu: the client as a RAN node, the relay as a UPF (GTP-U with a
                     PDU Session Container on every G-PDU)
 
+With --clients 1,100,1000,10000 it measures the relay as a hub instead: for each client count, the
+clients of Tests/scripts/swarm.py (one UDP socket and inner address each, raw framing) flood the
+relay round-robin; it reports the relay's forwarded packets per second (wall clock, bounded by the
+Python load generator) and per relay CPU second (what the relay itself can do), its CPU per packet,
+and its RSS before and after learning the clients against the table's stated bytes per entry. Then
+a churn test: a udptun-client generator's delivered rate alone, beside a steady load from one other
+sender, and beside that sender cycling through 100,000 inner sources.
+
 Each tunnel carries both directions (iperf3's data one way, ACKs and replies the other).
 Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at full offered load
 (delivered packets/s and loss), ping RTT (avg, p99), CPU seconds per GB moved by the tunnel's own
@@ -224,7 +232,14 @@ def setup_openvpn(_args):
     return processes
 
 
-def setup_wireguard(_args):
+def wireguard_go_version(path):
+    """What `wireguard-go --version` says (e.g. v0.0.20250522), or "?"."""
+    result = run([path, "--version"], check=False)
+    match = re.search(r"v[\d.]+", result.stdout + result.stderr)
+    return match.group(0) if match else "?"
+
+
+def setup_wireguard(args):
     keys = {}
     for node in "ab":
         private = run(["wg", "genkey"]).stdout.strip()
@@ -234,8 +249,8 @@ def setup_wireguard(_args):
             handle.write(private + "\n")
         keys[node] = (path, public)
     env = {**os.environ, "WG_PROCESS_FOREGROUND": "1"}
-    processes = [spawn("a", ["wireguard-go", "wga"], "wireguard-a", env=env),
-                 spawn("b", ["wireguard-go", "wgb"], "wireguard-b", env=env)]
+    processes = [spawn("a", [args.wireguard_go, "wga"], "wireguard-a", env=env),
+                 spawn("b", [args.wireguard_go, "wgb"], "wireguard-b", env=env)]
     wait_for(lambda: run(["wg", "show", "wga"], node="a", check=False).returncode == 0
              and run(["wg", "show", "wgb"], node="b", check=False).returncode == 0, "wireguard-go devices")
     run(["wg", "set", "wga", "private-key", keys["a"][0], "listen-port", "51820", "peer", keys["b"][1],
@@ -370,6 +385,8 @@ def ratio(numerator, denominator):
 
 def measure(key, args):
     label, setup = ROWS[key]
+    if key == "wireguard":
+        label = f"{label} {wireguard_go_version(args.wireguard_go)}"
     lab_up(max(TUN_QUEUES_BY_ROW.get(key, 1), tun_queues(args.udptun_args.split())))
     processes = setup(args)
     row = {"row": key, "label": label, **SKIPPED}
@@ -449,6 +466,140 @@ def measure_allocations(packets, extra=(), relay_extra=(), client_extra=()):
     return result
 
 
+# ---- the relay as a hub (--clients) ----
+
+SWARM = os.path.join(ROOT, "Tests", "scripts", "swarm.py")
+
+
+def rss_kb(process):
+    with open(f"/proc/{process.pid}/status") as handle:
+        match = re.search(r"VmRSS:\s+(\d+) kB", handle.read())
+    return int(match.group(1)) if match else 0
+
+
+def final_report(process, name):
+    """Stops a udptun process with SIGINT and returns its final JSON report."""
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+    with open(os.path.join(workdir, name + ".log")) as handle:
+        for line in reversed(handle.read().splitlines()):
+            if line.startswith("{") and '"final"' in line:
+                return json.loads(line)
+    raise RuntimeError(f"{name}: no final report")
+
+
+def log_text(name):
+    with open(os.path.join(workdir, name + ".log")) as handle:
+        return handle.read()
+
+
+def swarm_report(result):
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"swarm gave no result: {result.stderr.strip()[-300:]}")
+
+
+def measure_clients(count, packets, seconds, relay_args=()):
+    bin_dir = os.path.join(ROOT, ".build", "release")
+    lab_up()
+    route("b", "198.19.0.0/16", "dev", "tun2")
+    route("c", "198.19.0.0/16", "via", B_C)
+    # The load's destination: a sink that counts it (no ICMP port unreachable comes back).
+    spawn("c", [f"{bin_dir}/udptun-sink", "--listen", f"{C}:9", "--interval", "0"], f"hub-sink-{count}")
+    name = f"hub-relay-{count}"
+    relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", "198.18.1.0/24", "--interval", "0", "--json", *relay_args], name)
+    wait_for(lambda: "relay listening" in log_text(name), "relay")
+    bytes_per_client = int(re.search(r"client_bytes=(\d+)", log_text(name)).group(1))
+
+    def flood(total, clients=count):
+        return swarm_report(run(["python3", SWARM, "flood", "--relay", f"{B_A}:8080", "--clients", str(clients), "--packets",
+                                 str(total), "--target", f"{C}:9", "--seconds", str(seconds)], node="a", timeout=seconds + 60))
+
+    # One client warms the data path up (buffers touched, caches filled), so the RSS step that
+    # follows, when every client sends once and the relay learns them all, is the table's.
+    flood(20_000, clients=1)
+    time.sleep(0.5)
+    idle_kb = rss_kb(relay)
+    flood(count)
+    time.sleep(0.5)
+    learned_kb = rss_kb(relay)
+    cpu_before = cpu_seconds([relay])
+    load = flood(packets)
+    time.sleep(0.5)
+    cpu = cpu_seconds([relay]) - cpu_before
+    report = final_report(relay, name)
+    stop_started()
+    forwarded = report["forwarded"] - count - 20_000
+    return {"clients": count, "learned": report["clients"], "sent": load["sent"], "forwarded": forwarded,
+            "dropped": report["dropped"], "seconds": load["seconds"], "wall_kpps": forwarded / load["seconds"] / 1e3,
+            "relay_cpu_s": cpu, "kpps_per_relay_cpu_s": forwarded / cpu / 1e3 if cpu else None,
+            "relay_cpu_us_per_packet": cpu / forwarded * 1e6 if forwarded else None,
+            "rss_idle_mb": idle_kb / 1024, "rss_learned_mb": learned_kb / 1024,
+            "rss_growth_bytes_per_client": (learned_kb - idle_kb) * 1024 / (count - 1) if count > 1 else None,
+            "stated_bytes_per_client": bytes_per_client}
+
+
+def measure_churn(seconds, rounds):
+    """The generator's delivered rate through udptun: alone, beside one other sender's steady load
+    (one inner source), and beside that sender cycling through 100,000 inner sources; rounds
+    alternate the three so drift hits them alike."""
+    bin_dir = os.path.join(ROOT, ".build", "release")
+    lab_up()
+    run(["ip", "addr", "add", "198.18.1.3/24", "dev", "to-b"], node="a")
+    start_udptun(relay_extra=("--allow", "198.18.1.0/24", "--json"), name="churn")
+    results = {"quiet": [], "steady": [], "churn": []}
+    for round_index in range(rounds):
+        for mode in results:
+            sink_name = f"churn-sink-{mode}-{round_index}"
+            sink = spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0", "--json"], sink_name)
+            wait_for(lambda: "sink listening" in log_text(sink_name), "sink")
+            load = None
+            if mode != "quiet":
+                load = spawn("a", ["python3", SWARM, "churn", "--relay", f"{B_A}:8080", "--bind", "198.18.1.3", "--repeat",
+                                   "--sources", "1" if mode == "steady" else "100000", "--target", f"{C}:9",
+                                   "--seconds", str(seconds + 1)], f"churn-load-{mode}-{round_index}")
+                time.sleep(0.3)
+            run([f"{bin_dir}/udptun-client", "--no-tunnel", "--generate", f"{C}:8080", "--rate", "0", "--size", "256",
+                 "--duration", str(seconds), "--exit-when-done", "--interval", "0"], node="a", timeout=seconds + 30)
+            time.sleep(0.3)
+            received = final_report(sink, sink_name)["received"]
+            if load:
+                load.wait(timeout=seconds + 10)
+            results[mode].append(received / seconds / 1e3)
+    relay = started[0]
+    report = final_report(relay, "churn-relay")
+    stop_started()
+    medians = {mode: statistics.median(values) for mode, values in results.items()}
+    return {"kpps": results, "median_kpps": medians, "churn_vs_quiet": ratio(medians["churn"], medians["quiet"]),
+            "churn_vs_steady": ratio(medians["churn"], medians["steady"]),
+            "relay_new_client_limit": report["drops"]["new_client_limit"],
+            "relay_client_table_full": report["drops"]["client_table_full"], "relay_clients": report["clients"]}
+
+
+def hub_tables(hub, churn):
+    lines = ["| clients | forwarded kpps (wall) | kpps per relay CPU s | relay CPU µs/packet | relay RSS warm → learned MB | "
+             "RSS growth B/client (stated) |", "|---|---|---|---|---|---|"]
+    for row in hub:
+        lines.append(f"| {row['clients']:,} | {fmt(row['wall_kpps'], 0)} | {fmt(row['kpps_per_relay_cpu_s'], 0)} | "
+                     f"{fmt(row['relay_cpu_us_per_packet'], 2)} | {fmt(row['rss_idle_mb'], 1)} → {fmt(row['rss_learned_mb'], 1)} | "
+                     f"{fmt(row['rss_growth_bytes_per_client'], 0)} ({row['stated_bytes_per_client']}) |")
+    if hub:
+        first, last = hub[0], hub[-1]
+        lines.append("")
+        lines.append(f"- {last['clients']:,} clients against {first['clients']:,}: "
+                     f"{fmt(ratio(last['kpps_per_relay_cpu_s'], first['kpps_per_relay_cpu_s']))}× packets per relay CPU second, "
+                     f"{fmt(ratio(last['wall_kpps'], first['wall_kpps']))}× wall-clock rate")
+    if churn:
+        median = churn["median_kpps"]
+        lines.append(f"- churn: generator delivered {fmt(median['quiet'], 1)} kpps alone, {fmt(median['steady'], 1)} beside a "
+                     f"steady sender, {fmt(median['churn'], 1)} beside 100,000 cycling sources (medians of "
+                     f"{len(churn['kpps']['quiet'])} alternating rounds): {fmt(churn['churn_vs_steady'])}× the steady-load rate, "
+                     f"{fmt(churn['churn_vs_quiet'])}× alone; relay refused {churn['relay_new_client_limit']:,} as new_client_limit, "
+                     f"{churn['relay_client_table_full']:,} as client_table_full, held {churn['relay_clients']:,} clients")
+    return "\n".join(lines)
+
+
 # ---- report ----
 
 def fmt(value, digits=2):
@@ -521,6 +672,12 @@ def main():
     parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated tests per row (default: all)")
     parser.add_argument("--udptun-args", default="", help="extra arguments for udptun's client and relay, e.g. '--threads 1'")
     parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
+    parser.add_argument("--wireguard-go", default="wireguard-go", metavar="PATH",
+                        help="the wireguard-go to compare with (default: the one on PATH; the 2025 build with offloads "
+                             "is much faster than Debian 12's)")
+    parser.add_argument("--clients", help="measure the relay as a hub instead, at these client counts (e.g. 1,100,1000,10000)")
+    parser.add_argument("--hub-packets", type=int, default=1_000_000, help="packets per client count in --clients (default 1000000)")
+    parser.add_argument("--churn-rounds", type=int, default=3, help="alternating rounds of the churn test (default 3)")
     parser.add_argument("--allocation-packets", type=int, default=100_000,
                         help="packets for the allocations-per-packet check (0 skips it)")
     args = parser.parse_args()
@@ -536,6 +693,8 @@ def main():
     atexit.register(cleanup)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.clients:
+        return hub_main(args)
 
     rows = []
     started_at = time.time()
@@ -559,6 +718,8 @@ def main():
                 stop_started()
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release,
                "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows,
+               "wireguard_go": {"path": args.wireguard_go, "version": wireguard_go_version(args.wireguard_go)}
+               if "wireguard" in keys else None,
                "allocations": allocations}
     with open(args.json, "w") as handle:
         json.dump(results, handle, indent=2)
@@ -569,6 +730,37 @@ def main():
         print(f"- heap allocations in steady state over {counted['packets']} packets ({mode}): relay "
               f"{counted['relay_allocations']} ({counted['relay_per_packet']:.4f}/packet), client "
               f"{counted['client_allocations']} ({counted['client_per_packet']:.4f}/packet)")
+    print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
+
+
+def hub_main(args):
+    counts = [int(count) for count in args.clients.split(",")]
+    started_at = time.time()
+    hub = []
+    # Two passes, the second in reverse order, so drift over the run hits every count alike.
+    for count in counts + counts[::-1]:
+        print(f"bench: relay with {count} clients …", file=sys.stderr, flush=True)
+        hub.append(measure_clients(count, args.hub_packets, seconds=30, relay_args=args.udptun_args.split()))
+    merged = []
+    for count in counts:
+        runs = [row for row in hub if row["clients"] == count]
+        row = dict(runs[0])
+        for key in ("wall_kpps", "kpps_per_relay_cpu_s", "relay_cpu_us_per_packet", "rss_growth_bytes_per_client"):
+            values = [run_[key] for run_ in runs if run_[key] is not None]
+            row[key] = statistics.mean(values) if values else None
+        merged.append(row)
+    print("bench: churn …", file=sys.stderr, flush=True)
+    try:
+        churn = measure_churn(seconds=3, rounds=args.churn_rounds)
+    except Exception as error:  # the client-count figures stand without it
+        print(f"bench: churn failed: {error}", file=sys.stderr)
+        stop_started()
+        churn = None
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release, "cpus": os.cpu_count(),
+               "seconds": round(time.time() - started_at), "hub_runs": hub, "hub": merged, "churn": churn}
+    with open(args.json, "w") as handle:
+        json.dump(results, handle, indent=2)
+    print(hub_tables(merged, churn))
     print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
 
 

@@ -4,6 +4,8 @@
 # writes raw JSON. Takes about four minutes; cleans up on every exit path.
 #
 # Usage: sudo deploy/bench.sh [--rows direct,udptun,...] [--tcp-seconds 10] [--seconds 4] [--json FILE]
+#                            [--wireguard-go PATH]   (e.g. ../shared/anchors/wireguard-go, the 2025 build)
+#        sudo deploy/bench.sh --clients 1,100,1000,10000   (the relay as a hub: rates, CPU, RSS; churn)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh: must run as root: sudo $0 $*" >&2; exit 1; }

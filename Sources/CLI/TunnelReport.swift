@@ -45,6 +45,7 @@ public struct TunnelReport {
             object.add("control_in", controlIn)
             object.add("control_out", controlOut)
             object.add("control_send_failed", now.controlSendFailed)
+            object.add("too_big_sent", now.tooBigSent)
             for (key, value) in extra { object.add(key, value) }
             if !sessions.isEmpty {
                 object.add("sessions", sessions.map { name, counts in
@@ -76,6 +77,7 @@ public struct TunnelReport {
             .map { "\($0)=\(now.controlReceived[$0.rawValue])/\(now.controlSent[$0.rawValue])" }
         if !control.isEmpty { text += " control in/out [" + control.joined(separator: " ") + "]" }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
+        if now.tooBigSent > 0 { text += " too_big_sent=\(now.tooBigSent)" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         if !sessions.isEmpty {
             text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sent)" }.joined(separator: " ") + "]"

@@ -206,22 +206,57 @@ long clinux_writev2(int fd, const void *header, unsigned long header_len, const 
 }
 
 // Room for a UDP_GRO (int) and an SO_RXQ_OVFL (uint32) message on every received datagram.
-unsigned long clinux_udp_control_space(void) { return CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)); }
-
-void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size) {
-    memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));
-    msg->msg_control = control;
-    msg->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-    struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
-    cm->cmsg_level = IPPROTO_UDP;
-    cm->cmsg_type = UDP_SEGMENT;
-    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+unsigned long clinux_udp_control_space(void) {
+    return CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(struct in_pktinfo))
+         + CMSG_SPACE(sizeof(struct in6_pktinfo));
 }
 
-int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count) {
+void clinux_msg_set_send_control(struct msghdr *msg, void *control, unsigned short segment_size,
+                                 int local_family, const unsigned char *local_address) {
+    size_t length = (segment_size > 0 ? CMSG_SPACE(sizeof(uint16_t)) : 0)
+        + (local_family == AF_INET ? CMSG_SPACE(sizeof(struct in_pktinfo)) : 0)
+        + (local_family == AF_INET6 ? CMSG_SPACE(sizeof(struct in6_pktinfo)) : 0);
+    if (length == 0) {
+        msg->msg_control = NULL;
+        msg->msg_controllen = 0;
+        return;
+    }
+    memset(control, 0, length);
+    msg->msg_control = control;
+    msg->msg_controllen = length;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
+    if (segment_size > 0) {
+        cm->cmsg_level = IPPROTO_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+        cm = CMSG_NXTHDR(msg, cm);
+    }
+    if (local_family == AF_INET) {
+        // ipi_spec_dst is the source to use; on an AF_INET6 socket the kernel takes it for an
+        // IPv4-mapped destination too.
+        struct in_pktinfo info;
+        memset(&info, 0, sizeof(info));
+        memcpy(&info.ipi_spec_dst, local_address, 4);
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(info));
+        memcpy(CMSG_DATA(cm), &info, sizeof(info));
+    } else if (local_family == AF_INET6) {
+        struct in6_pktinfo info;
+        memset(&info, 0, sizeof(info));
+        memcpy(&info.ipi6_addr, local_address, 16);
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(info));
+        memcpy(CMSG_DATA(cm), &info, sizeof(info));
+    }
+}
+
+int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count, int *local_family, unsigned char *local_address) {
     int gro_size = 0;
     *drop_count = -1;
+    *local_family = 0;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
         if (cm->cmsg_level == IPPROTO_UDP && cm->cmsg_type == UDP_GRO) {
             memcpy(&gro_size, CMSG_DATA(cm), sizeof(gro_size));
@@ -229,9 +264,49 @@ int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count) {
             uint32_t dropped = 0;
             memcpy(&dropped, CMSG_DATA(cm), sizeof(dropped));
             *drop_count = dropped;
+        } else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo info;
+            memcpy(&info, CMSG_DATA(cm), sizeof(info));
+            *local_family = AF_INET;
+            memcpy(local_address, &info.ipi_addr, 4);  // the header's destination
+        } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO && *local_family == 0) {
+            struct in6_pktinfo info;
+            memcpy(&info, CMSG_DATA(cm), sizeof(info));
+            if (IN6_IS_ADDR_V4MAPPED(&info.ipi6_addr)) {
+                *local_family = AF_INET;
+                memcpy(local_address, &info.ipi6_addr.s6_addr[12], 4);
+            } else {
+                *local_family = AF_INET6;
+                memcpy(local_address, &info.ipi6_addr, 16);
+            }
         }
     }
     return gro_size;
+}
+
+int clinux_enable_packet_info(int fd, int family) {
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) != 0) return -errno;
+    if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) != 0) return -errno;
+    return 0;
+}
+
+long clinux_send_from(int fd, const void *bytes, unsigned long count, const struct sockaddr *address, unsigned address_length,
+                      int local_family, const unsigned char *local_address) {
+    union {
+        char buffer[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = (void *)bytes, .iov_len = count };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_name = (void *)address;
+    msg.msg_namelen = address_length;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    clinux_msg_set_send_control(&msg, control.buffer, 0, local_family, local_address);
+    long sent = sendmsg(fd, &msg, 0);
+    return sent < 0 ? -errno : sent;
 }
 
 #include <linux/netlink.h>

@@ -2,69 +2,273 @@ import Synchronization
 import KernelIO
 import WireFormat
 
-/// The relay's return-path table: which UDP endpoint each client inner address last sent from, and
-/// in which session (the key its datagrams were sealed with: replies are sealed for the same one).
-/// Bounded: when full, the entry refreshed longest ago is replaced. Writers refresh an entry at most
-/// once per `refreshInterval` per address (see `InboundStage`), readers look up a whole batch
-/// under one lock, so the lock is taken per batch, not per packet.
+/// The relay's return-path table: which UDP endpoint each client inner address last sent from, the
+/// relay address it sent to (replies leave from there), and in which session (the key its datagrams
+/// were sealed with: replies are sealed for the same one).
+///
+/// Every operation is O(1): entries live in one array, found through an open-addressing index
+/// (linear probing, at most half full, keyed by the process's randomly seeded hasher so chosen
+/// addresses cannot make probes long) and kept in least-recently-refreshed order on a doubly linked
+/// list. The array's storage is reserved for `capacity` entries at start and touched as entries
+/// arrive, so memory grows by `bytesPerEntry` per client, never past the bound.
+///
+/// When the table is full, a new address replaces the entry refreshed longest ago, but only if
+/// that one is idle (not refreshed for `idleAfter`): a flood of new addresses never evicts clients
+/// that are sending. New addresses also spend a token from a rate budget, so one allowed sender
+/// cycling through inner sources is counted and held back, not given the table.
+///
+/// Writers refresh an entry at most once per `InboundStage.refreshInterval` per address (they keep a
+/// small cache of what they learned), readers look up a whole batch under one lock.
 public final class ClientTable: Sendable {
     public struct Entry: Sendable, Equatable {
         public var endpoint: SocketAddress
         public var session: PeerSession
+        /// The relay's address the client sent to; nil when not known (a socket bound to one address).
+        public var localAddress: IPAddress?
         public var refreshedAt: UInt64
 
-        public init(endpoint: SocketAddress, session: PeerSession = PeerSession(), refreshedAt: UInt64) {
+        public init(endpoint: SocketAddress, session: PeerSession = PeerSession(), localAddress: IPAddress? = nil,
+                    refreshedAt: UInt64) {
             self.endpoint = endpoint
             self.session = session
+            self.localAddress = localAddress
             self.refreshedAt = refreshedAt
+        }
+
+        /// Same return path (refresh time aside).
+        public func routesLike(_ other: Entry) -> Bool {
+            endpoint == other.endpoint && session == other.session && localAddress == other.localAddress
         }
     }
 
-    public let capacity: Int
-    private let entries: Mutex<[IPAddress: Entry]>
-
-    public init(capacity: Int) {
-        precondition(capacity > 0)
-        self.capacity = capacity
-        var initial: [IPAddress: Entry] = [:]
-        initial.reserveCapacity(capacity)
-        entries = Mutex(initial)
+    /// What `learn` did.
+    public enum Learned: Equatable, Sendable {
+        /// Known already, same return path: its refresh time is updated.
+        case refreshed
+        /// New, or its return path changed (a NAT rebinding, another key, another relay address).
+        case changed
+        /// New, and refused: the budget for new addresses is spent.
+        case rateLimited
+        /// New, and refused: every entry belongs to a client that sent within `idleAfter`.
+        case full
     }
 
-    /// Records that `address` is reachable at `endpoint`, in `session`. Returns true when this
-    /// changed where or how its replies go.
+    public let capacity: Int
+    /// Resident bytes each learned client adds: its slot and its share of the index.
+    public static var bytesPerEntry: Int { MemoryLayout<Slot>.stride + 2 * MemoryLayout<Int32>.stride }
+
+    private struct Slot {
+        var address: IPAddress
+        var entry: Entry
+        /// Neighbours in refresh order (`none` at the ends); `newer` also links the free list.
+        var newer: Int32
+        var older: Int32
+    }
+
+    private struct Storage {
+        var slots: [Slot] = []
+        /// Open addressing over slot indices; `none` is empty. Its size is a power of two ≥ 2 × capacity.
+        var index: [Int32]
+        var newest: Int32 = none
+        var oldest: Int32 = none
+        var free: Int32 = none
+        var count = 0
+        var newAddresses: TokenBucket
+        var evicted: UInt64 = 0
+    }
+
+    private static var none: Int32 { -1 }
+    private let idleAfter: UInt64
+    private let mask: Int
+    private let storage: Mutex<Storage>
+
+    /// `newPerSecond` new addresses are accepted per second, `newBurst` at once (default: as many as
+    /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted.
+    public init(capacity: Int, newPerSecond: Int = 10_000, newBurst: Int? = nil, idleAfter: UInt64 = 10_000_000_000) {
+        precondition(capacity > 0 && capacity <= 1 << 24, "client table capacity out of range")
+        self.capacity = capacity
+        self.idleAfter = idleAfter
+        var size = 2
+        while size < 2 * capacity { size <<= 1 }
+        mask = size - 1
+        let burst = min(newBurst ?? newPerSecond, 1_000_000)
+        var initial = Storage(index: [Int32](repeating: Self.none, count: size),
+                              newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
+        initial.slots.reserveCapacity(capacity)
+        storage = Mutex(initial)
+    }
+
+    /// Records that `address` is reachable at `endpoint`, in `session`, through `localAddress`.
     @discardableResult
-    public func learn(_ address: IPAddress, at endpoint: SocketAddress, session: PeerSession = PeerSession(), now: UInt64) -> Bool {
-        entries.withLock { table in
-            let previous = table[address]
-            if previous == nil, table.count >= capacity,
-               let oldest = table.min(by: { $0.value.refreshedAt < $1.value.refreshedAt })?.key {
-                table.removeValue(forKey: oldest)
+    public func learn(_ address: IPAddress, at endpoint: SocketAddress, session: PeerSession = PeerSession(),
+                      localAddress: IPAddress? = nil, now: UInt64) -> Learned {
+        let entry = Entry(endpoint: endpoint, session: session, localAddress: localAddress, refreshedAt: now)
+        let mask = mask, capacity = capacity, idleAfter = idleAfter
+        return storage.withLock { table in
+            let (position, found) = Self.probe(table.index, mask: mask, for: address, in: table.slots)
+            if found >= 0 {
+                let same = table.slots[Int(found)].entry.routesLike(entry)
+                table.slots[Int(found)].entry = entry
+                Self.moveToNewest(&table, found)
+                return same ? .refreshed : .changed
             }
-            table[address] = Entry(endpoint: endpoint, session: session, refreshedAt: now)
-            return previous?.endpoint != endpoint || previous?.session != session
+            if table.count >= capacity {
+                let oldest = table.oldest
+                guard now &- table.slots[Int(oldest)].entry.refreshedAt >= idleAfter else {
+                    return .full
+                }
+                guard table.newAddresses.take(now: now) else { return .rateLimited }
+                Self.remove(&table, oldest, mask: mask)
+                table.evicted += 1
+                // The removal may have shifted index entries: probe again for the insertion point.
+                Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none),
+                            at: Self.probe(table.index, mask: mask, for: address, in: table.slots).position)
+                return .changed
+            }
+            guard table.newAddresses.take(now: now) else { return .rateLimited }
+            Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none), at: position)
+            return .changed
         }
     }
 
     /// Looks up several destinations under one lock.
     public func withLookup<R>(_ body: (_ lookup: (IPAddress) -> Entry?) -> R) -> R {
-        entries.withLock { table in body { table[$0] } }
+        let mask = mask
+        return storage.withLock { table in
+            body { address in
+                let found = Self.probe(table.index, mask: mask, for: address, in: table.slots).found
+                return found >= 0 ? table.slots[Int(found)].entry : nil
+            }
+        }
     }
 
     public func endpoint(for address: IPAddress) -> SocketAddress? { withLookup { $0(address)?.endpoint } }
 
-    public var count: Int { entries.withLock { $0.count } }
+    public var count: Int { storage.withLock { $0.count } }
+
+    /// Idle entries replaced by new addresses (refusals are counted by the caller, as drops).
+    public var evicted: UInt64 { storage.withLock { $0.evicted } }
 
     /// Forgets every return path of `session` (its peer said it knows no such session); they are
-    /// learned again when the client next sends. Returns how many were forgotten.
+    /// learned again when the client next sends. Returns how many were forgotten. O(entries), for
+    /// housekeeping only.
     @discardableResult
     public func forget(session: PeerSession) -> Int {
-        entries.withLock { table in
-            let before = table.count
-            table = table.filter { $0.value.session != session }
-            return before - table.count
+        let mask = mask
+        return storage.withLock { table in
+            var forgotten = 0, cursor = table.newest
+            while cursor != Self.none {
+                let next = table.slots[Int(cursor)].older
+                if table.slots[Int(cursor)].entry.session == session {
+                    Self.remove(&table, cursor, mask: mask)
+                    forgotten += 1
+                }
+                cursor = next
+            }
+            return forgotten
         }
     }
 
-    public func snapshot() -> [IPAddress: Entry] { entries.withLock { $0 } }
+    /// Every entry, for reports and housekeeping (O(entries)).
+    public func snapshot() -> [IPAddress: Entry] {
+        storage.withLock { table in
+            var result: [IPAddress: Entry] = [:]
+            var cursor = table.newest
+            while cursor != Self.none {
+                result[table.slots[Int(cursor)].address] = table.slots[Int(cursor)].entry
+                cursor = table.slots[Int(cursor)].older
+            }
+            return result
+        }
+    }
+
+    /// The addresses from the one refreshed longest ago to the newest (for tests of the order).
+    public func addressesOldestFirst() -> [IPAddress] {
+        storage.withLock { table in
+            var result: [IPAddress] = [], cursor = table.oldest
+            while cursor != Self.none {
+                result.append(table.slots[Int(cursor)].address)
+                cursor = table.slots[Int(cursor)].newer
+            }
+            return result
+        }
+    }
+
+    // MARK: Index and list
+
+    private static func home(of address: IPAddress, mask: Int) -> Int {
+        var hasher = Hasher()
+        hasher.combine(address)
+        return hasher.finalize() & mask
+    }
+
+    /// Where `address` is in the index (`found` its slot), or the empty position where it would go
+    /// (`found` = none).
+    private static func probe(_ index: [Int32], mask: Int, for address: IPAddress, in slots: [Slot]) -> (position: Int, found: Int32) {
+        var position = home(of: address, mask: mask)
+        while true {
+            let slot = index[position]
+            if slot == none { return (position, none) }
+            if slots[Int(slot)].address == address { return (position, slot) }
+            position = (position + 1) & mask
+        }
+    }
+
+    private static func insert(_ table: inout Storage, _ slot: Slot, at position: Int) {
+        let taken: Int32
+        if table.free != none {
+            taken = table.free
+            table.free = table.slots[Int(taken)].newer
+            table.slots[Int(taken)] = slot
+        } else {
+            taken = Int32(table.slots.count)
+            table.slots.append(slot)
+        }
+        table.index[position] = taken
+        table.count += 1
+        linkAsNewest(&table, taken)
+    }
+
+    /// Unlinks `slot`, clears its index position (shifting back the entries probed past it, so no
+    /// tombstones accumulate) and puts it on the free list.
+    private static func remove(_ table: inout Storage, _ slot: Int32, mask: Int) {
+        unlink(&table, slot)
+        var hole = probe(table.index, mask: mask, for: table.slots[Int(slot)].address, in: table.slots).position
+        var position = (hole + 1) & mask
+        while table.index[position] != none {
+            let moving = table.index[position]
+            let home = home(of: table.slots[Int(moving)].address, mask: mask)
+            // `moving` may fill the hole only if its home is not cyclically within (hole, position].
+            let distanceToHole = (hole - home) & mask, distanceToHere = (position - home) & mask
+            if distanceToHole < distanceToHere {
+                table.index[hole] = moving
+                hole = position
+            }
+            position = (position + 1) & mask
+        }
+        table.index[hole] = none
+        table.slots[Int(slot)].newer = table.free
+        table.free = slot
+        table.count -= 1
+    }
+
+    private static func unlink(_ table: inout Storage, _ slot: Int32) {
+        let newer = table.slots[Int(slot)].newer, older = table.slots[Int(slot)].older
+        if newer != none { table.slots[Int(newer)].older = older } else { table.newest = older }
+        if older != none { table.slots[Int(older)].newer = newer } else { table.oldest = newer }
+    }
+
+    private static func linkAsNewest(_ table: inout Storage, _ slot: Int32) {
+        table.slots[Int(slot)].newer = none
+        table.slots[Int(slot)].older = table.newest
+        if table.newest != none { table.slots[Int(table.newest)].newer = slot }
+        table.newest = slot
+        if table.oldest == none { table.oldest = slot }
+    }
+
+    private static func moveToNewest(_ table: inout Storage, _ slot: Int32) {
+        guard table.newest != slot else { return }
+        unlink(&table, slot)
+        linkAsNewest(&table, slot)
+    }
 }

@@ -48,12 +48,18 @@ public struct InboundStage: PipelineStage {
     private let batch: PacketBatch
     private var writer: TunWriter
     private var opener: any PacketOpener
-    // Worker-local memory of the last learned endpoint per client, so the shared table is locked
-    // only when a client appears, moves, or is due for a refresh.
-    private var learned: [IPAddress: ClientTable.Entry] = [:]
+    /// Worker-local memory of recently learned clients, so the shared table is locked only when a
+    /// client appears, moves, is due for a refresh, or is not cached (more active clients than lines).
+    private var learned: LearnedClients
     /// Where an opener builds a control reply; each is sent at once (replies are rare, and a flood
     /// of requests costs the relay no more syscalls than it cost the sender).
     private let reply: PacketBatch
+    /// Seals the ICMP errors the relay sends back for oversize packets; they are held to a budget
+    /// per worker, like a router's ICMP rate limit, so a flood of big packets cannot become a flood
+    /// of replies.
+    private var errorSealer: any PacketSealer
+    private var tooBigBudget = TokenBucket(rate: 100, burst: 20)
+    private let headroom: Int
     private var tally = BatchTally()
     private let sessionCounters: SessionCounters?
     private var sessionTally: SessionTally
@@ -76,8 +82,10 @@ public struct InboundStage: PipelineStage {
         batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
         writer = TunWriter(queues: tunQueues)
         opener = encapsulation.makeOpener()
-        learned.reserveCapacity(clients?.capacity ?? 0)
+        learned = LearnedClients(lines: clients == nil ? 1 : LearnedClients.defaultLines)
         reply = PacketBatch(slotCount: 1, slotSize: 2048)
+        errorSealer = encapsulation.makeSealer()
+        headroom = encapsulation.headroom
     }
 
     public var readinessDescriptor: Int32 { socket.readinessDescriptor }
@@ -107,11 +115,12 @@ public struct InboundStage: PipelineStage {
             tally.udpReceivedBytes += range.count
             guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
             if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
+            let local = batch.localAddress(of: slot)
             batch.withMutableSlot(slot) { bytes in
                 var offset = range.lowerBound
                 repeat {
                     let end = min(offset + segmentSize, range.upperBound)
-                    deliver(&bytes, offset..<end, from: peer, now: now)
+                    deliver(&bytes, offset..<end, from: peer, to: local, now: now)
                     offset = end
                 } while offset < range.upperBound && deviceError == nil
             }
@@ -130,9 +139,10 @@ public struct InboundStage: PipelineStage {
         return received
     }
 
-    /// One datagram: open (verify, decrypt, answer), validate, learn the sender, hand to the writer.
+    /// One datagram, sent from `peer` to `local` (when the socket reports it): open (verify,
+    /// decrypt, answer), validate, learn the sender, hand to the writer.
     private mutating func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress,
-                                  now: UInt64) {
+                                  to local: IPAddress?, now: UInt64) {
         let opened = reply.withMutableSlot(0) { reply in
             opener.open(&slotBytes, datagram: datagram, from: peer, reply: &reply)
         }
@@ -143,11 +153,11 @@ public struct InboundStage: PipelineStage {
             session = forwardSession
         case let .control(message, reply):
             tally.received(message)
-            if let reply { send(reply, to: peer) }
+            if let reply { send(reply, to: peer, from: local) }
             return
         case let .drop(reason, reply):
             tally.drop(reason)
-            if let reply { send(reply, to: peer) }
+            if let reply { send(reply, to: peer, from: local) }
             return
         }
         let packet = slotBytes.span.extracting(inner)
@@ -161,14 +171,23 @@ public struct InboundStage: PipelineStage {
             return
         }
         if info.version == 6, !policy.forwardIPv6 { tally.drop(.ipv6Disabled); return }
-        if info.totalLength > policy.maximumPacketLength { tally.drop(.oversize); return }
+        if info.totalLength > policy.maximumPacketLength {
+            tally.drop(.oversize)
+            if let packets = policy.packets, PacketTooBig.warrantsReport(packet, info: info), tooBigBudget.take(now: now) {
+                // From the address the client sent to where it is of the inner family.
+                let source = local.flatMap { $0.isIPv4 == info.source.isIPv4 ? $0 : nil } ?? packets.errorSource(like: info.source)
+                reportTooBig(packet, info: info, from: source, to: peer, via: local, session: session)
+            }
+            return
+        }
         if let clients {
-            let known = learned[info.source]
-            if known?.endpoint != peer || known?.session != session
-                || now &- (known?.refreshedAt ?? 0) > Self.refreshInterval {
-                if learned.count >= clients.capacity { learned.removeAll(keepingCapacity: true) }
-                learned[info.source] = ClientTable.Entry(endpoint: peer, session: session, refreshedAt: now)
-                clients.learn(info.source, at: peer, session: session, now: now)
+            let entry = ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now)
+            if !learned.isFresh(info.source, entry, within: Self.refreshInterval) {
+                switch clients.learn(info.source, at: peer, session: session, localAddress: local, now: now) {
+                case .refreshed, .changed: learned.remember(info.source, entry)
+                case .rateLimited: tally.drop(.newClientLimit); return
+                case .full: tally.drop(.clientTableFull); return
+                }
             }
         }
         if sessionCounters != nil { sessionTally.add(session, bytes: packet.count) }
@@ -179,9 +198,27 @@ public struct InboundStage: PipelineStage {
         }
     }
 
-    private mutating func send(_ control: ControlReply, to peer: SocketAddress) {
+    /// Tells the sender of an oversize packet the largest the device takes (RFC 1191, RFC 8201), in
+    /// the tunnel it came through, so its TCP lowers the segment size instead of stalling.
+    private mutating func reportTooBig(_ packet: Span<UInt8>, info: IPPacketInfo, from source: IPAddress?, to peer: SocketAddress,
+                                       via local: IPAddress?, session: PeerSession) {
+        guard let source else { return }
+        let mtu = policy.maximumPacketLength, headroom = headroom
+        let sealed = reply.withMutableSlot(0) { slot -> Range<Int>? in
+            guard let error = PacketTooBig.write(into: &slot, at: headroom, about: packet, info: info, mtu: mtu, from: source) else {
+                return nil
+            }
+            return errorSealer.seal(&slot, packet: error, session: session)
+        }
+        guard let sealed else { return }
+        reply.setRange(sealed, of: 0)
+        let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer, from: local)) != nil }
+        if sent { tally.tooBigSent += 1 } else { tally.controlSendFailed += 1 }
+    }
+
+    private mutating func send(_ control: ControlReply, to peer: SocketAddress, from local: IPAddress?) {
         reply.setRange(0..<control.length, of: 0)
-        let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer)) != nil }
+        let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer, from: local)) != nil }
         if sent { tally.sent(control.message) } else { tally.controlSendFailed += 1 }
     }
 

@@ -76,7 +76,7 @@ public struct OutboundStage: PipelineStage {
         }
         switch route {
         case let .fixed(peer, session):
-            for index in 0..<read where destinations[index] != nil { send(index, to: peer, session: session, lifecycle) }
+            for index in 0..<read where destinations[index] != nil { send(index, to: peer, from: nil, session: session, lifecycle) }
         case let .clients(table):
             // Resolve the whole batch under one lock, then send outside it.
             table.withLookup { lookup in
@@ -84,7 +84,7 @@ public struct OutboundStage: PipelineStage {
             }
             for index in 0..<read where destinations[index] != nil {
                 if let entry = resolved[index] {
-                    send(index, to: entry.endpoint, session: entry.session, lifecycle)
+                    send(index, to: entry.endpoint, from: entry.localAddress, session: entry.session, lifecycle)
                 } else if case let .packets(run) = reader.entry(index) {
                     tally.tunRead += run.count
                     tally.drop(.noRoute, count: run.count)
@@ -98,8 +98,10 @@ public struct OutboundStage: PipelineStage {
     }
 
     /// Encapsulates and queues one entry's packets: a single packet (gathered with its equals), or a
-    /// run of segments that leaves as UDP GSO messages.
-    private mutating func send(_ index: Int, to peer: SocketAddress, session: PeerSession, _ lifecycle: Lifecycle) {
+    /// run of segments that leaves as UDP GSO messages. `source` is the address the peer sent to
+    /// (a wildcard listener's replies leave from it), nil for the kernel's choice.
+    private mutating func send(_ index: Int, to peer: SocketAddress, from source: IPAddress?, session: PeerSession,
+                               _ lifecycle: Lifecycle) {
         guard case let .packets(run) = reader.entry(index) else { return }
         tally.tunRead += run.count
         let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
@@ -117,7 +119,7 @@ public struct OutboundStage: PipelineStage {
             if packet == 0 { individually = run.count == 1 || payload.lowerBound != origin }
             if individually {
                 if sessionCounters != nil { sessionTally.add(session, bytes: payload.count) }
-                enqueue(buffer, slot, payload, peer, segmentSize: nil, lifecycle)
+                enqueue(buffer, slot, payload, peer, source, segmentSize: nil, lifecycle)
                 continue
             }
             guard payload.lowerBound == origin + packet * run.stride else {
@@ -135,22 +137,22 @@ public struct OutboundStage: PipelineStage {
             while first < run.count {
                 let last = min(first + perSend, run.count)
                 let range = (origin + first * stride)..<(last == run.count ? end : origin + last * stride)
-                enqueue(buffer, slot, range, peer, segmentSize: stride, lifecycle, datagrams: last - first)
+                enqueue(buffer, slot, range, peer, source, segmentSize: stride, lifecycle, datagrams: last - first)
                 first = last
             }
         } else {
             for packet in 0..<run.count {
                 let start = origin + packet * stride
-                enqueue(buffer, slot, start..<(packet == run.count - 1 ? end : start + stride), peer, segmentSize: nil, lifecycle)
+                enqueue(buffer, slot, start..<(packet == run.count - 1 ? end : start + stride), peer, source, segmentSize: nil, lifecycle)
             }
         }
     }
 
     private mutating func enqueue(_ buffer: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress,
-                                  segmentSize: Int?, _ lifecycle: Lifecycle, datagrams: Int = 1) {
+                                  _ source: IPAddress?, segmentSize: Int?, _ lifecycle: Lifecycle, datagrams: Int = 1) {
         if queue.isFull { flushQueue(lifecycle) }
         // Equal-length packets to one peer leave as one UDP GSO message where the socket can.
-        if !queue.append(buffer, slot: slot, range: range, to: peer, family: socket.family, segmentSize: segmentSize,
+        if !queue.append(buffer, slot: slot, range: range, to: peer, from: source, family: socket.family, segmentSize: segmentSize,
                          gather: socket.segmentationEnabled) {
             tally.drop(.noRoute, count: datagrams)  // a peer the socket's family cannot reach
         }

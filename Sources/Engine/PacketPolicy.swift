@@ -71,6 +71,14 @@ public struct PacketPolicy: Sendable {
         self.ownAddresses = ownAddresses
     }
 
+    /// The address the relay's ICMP errors about packets from `destination` come from: the first of
+    /// its own addresses of that family that is neither loopback nor link-local.
+    public func errorSource(like destination: IPAddress) -> IPAddress? {
+        ownAddresses.first { own in
+            own.isIPv4 == destination.isIPv4 && !Self.forbiddenDestinations.contains { $0.contains(own) }
+        }
+    }
+
     /// Why an inner packet from `peer`, in `session`, is refused, or nil if it may be forwarded. Both
     /// the underlay rule and the session's rule must allow its source.
     public func refusal(for info: IPPacketInfo, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {

@@ -19,6 +19,8 @@ public final class TunnelCounters: Sendable {
     public let controlSent: [Counter] = ControlMessage.allCases.map { _ in Counter() }
     /// Control replies the kernel refused to send.
     public let controlSendFailed = Counter()
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent back to the sender of an oversize packet.
+    public let tooBigSent = Counter()
     /// Buffers the kernel dropped at the UDP socket's full receive buffer (never seen by udptun).
     private let socketDrops = Atomic<UInt64>(0)
 
@@ -41,6 +43,7 @@ public final class TunnelCounters: Sendable {
             for reason in DropReason.allCases { drops[reason.rawValue].add(tally.drops[reason.rawValue]) }
         }
         controlSendFailed.add(tally.controlSendFailed)
+        tooBigSent.add(tally.tooBigSent)
         if tally.anyControl {
             for type in ControlMessage.allCases {
                 controlReceived[type.rawValue].add(tally.controlReceived[type.rawValue])
@@ -63,6 +66,7 @@ public final class TunnelCounters: Sendable {
         snapshot.controlReceived = controlReceived.map(\.load)
         snapshot.controlSent = controlSent.map(\.load)
         snapshot.controlSendFailed = controlSendFailed.load
+        snapshot.tooBigSent = tooBigSent.load
         snapshot.socketDrops = socketDrops.load(ordering: .relaxed)
         return snapshot
     }
@@ -79,13 +83,14 @@ public struct BatchTally {
     public var tunWritten = 0
     public var tunWrittenBytes = 0
     /// Indexed by `DropReason.rawValue`; inline so a tally never allocates.
-    public var drops = InlineArray<28, Int>(repeating: 0)
+    public var drops = InlineArray<32, Int>(repeating: 0)
     public private(set) var anyDrops = false
     /// Indexed by `ControlMessage.rawValue`.
     public var controlReceived = InlineArray<6, Int>(repeating: 0)
     public var controlSent = InlineArray<6, Int>(repeating: 0)
     public private(set) var anyControl = false
     public var controlSendFailed = 0
+    public var tooBigSent = 0
 
     public init() {}
 
@@ -101,6 +106,7 @@ public struct BatchTally {
         tunWritten = 0
         tunWrittenBytes = 0
         controlSendFailed = 0
+        tooBigSent = 0
         if anyDrops {
             drops = InlineArray(repeating: 0)
             anyDrops = false
@@ -142,6 +148,7 @@ public struct TunnelSnapshot: Sendable, Equatable {
     public var controlReceived: [UInt64] = ControlMessage.allCases.map { _ in 0 }
     public var controlSent: [UInt64] = ControlMessage.allCases.map { _ in 0 }
     public var controlSendFailed: UInt64 = 0
+    public var tooBigSent: UInt64 = 0
     public var socketDrops: UInt64 = 0
 
     public init() {}
@@ -167,6 +174,7 @@ public struct TunnelSnapshot: Sendable, Equatable {
         sum.controlReceived = zip(lhs.controlReceived, rhs.controlReceived).map { $0 + $1 }
         sum.controlSent = zip(lhs.controlSent, rhs.controlSent).map { $0 + $1 }
         sum.controlSendFailed = lhs.controlSendFailed + rhs.controlSendFailed
+        sum.tooBigSent = lhs.tooBigSent + rhs.tooBigSent
         sum.socketDrops = lhs.socketDrops + rhs.socketDrops
         return sum
     }

@@ -15,6 +15,8 @@ public final class PacketBatch {
     @usableFromInline let storage: UnsafeMutableRawPointer
     @usableFromInline let ranges: UnsafeMutablePointer<Range<Int>>
     private let segmentSizes: UnsafeMutablePointer<Int>
+    /// The address each datagram was sent to, where the socket reports it (a wildcard listener).
+    private let localAddresses: UnsafeMutablePointer<IPAddress?>
     /// The socket's cumulative count of buffers the kernel dropped for want of space (a UDP GSO buffer
     /// holds up to 64 datagrams), as of the last receive (SO_RXQ_OVFL); nil before the first report.
     public var kernelDrops: UInt64? { state.pointee.kernelDrops }
@@ -42,6 +44,8 @@ public final class PacketBatch {
         ranges.initialize(repeating: 0..<0, count: slotCount)
         segmentSizes = .allocate(capacity: slotCount)
         segmentSizes.initialize(repeating: 0, count: slotCount)
+        localAddresses = .allocate(capacity: slotCount)
+        localAddresses.initialize(repeating: nil, count: slotCount)
         vector = MessageVector(capacity: slotCount)
         state = .allocate(capacity: 1)
         state.initialize(to: State(messagesToPrepare: slotCount))
@@ -52,6 +56,7 @@ public final class PacketBatch {
         storage.deallocate()
         ranges.deallocate()
         segmentSizes.deallocate()
+        localAddresses.deallocate()
     }
 
     @usableFromInline
@@ -103,12 +108,20 @@ public final class PacketBatch {
         return SocketAddress(vector.addresses + slot)
     }
 
-    /// Marks `slot` as received from `peer`, holding datagrams of `segmentSize` bytes (0: one
-    /// datagram), as recvmmsg would (in-memory sockets in tests).
-    public func setReceived(_ slot: Int, from peer: SocketAddress, segmentSize: Int = 0) {
+    /// The relay address a received slot was sent to, when the socket reports it (bound to a
+    /// wildcard address); nil otherwise.
+    public func localAddress(of slot: Int) -> IPAddress? {
+        precondition(slot >= 0 && slot < count)
+        return localAddresses[slot]
+    }
+
+    /// Marks `slot` as received from `peer` (at `local`), holding datagrams of `segmentSize` bytes
+    /// (0: one datagram), as recvmmsg would (in-memory sockets in tests).
+    public func setReceived(_ slot: Int, from peer: SocketAddress, at local: IPAddress? = nil, segmentSize: Int = 0) {
         precondition(slot >= 0 && slot < slotCount)
         _ = peer.write(to: vector.addresses + slot, family: peer.ip.isIPv4 ? AF_INET : AF_INET6)
         segmentSizes[slot] = segmentSize
+        localAddresses[slot] = local
     }
 
     // MARK: Syscall plumbing (used by UDPSocket, SendQueue and TunDevice)
@@ -134,7 +147,13 @@ public final class PacketBatch {
             // it a counted drop rather than a silently cut packet.
             if messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { ranges[index] = 0..<0 }
             var dropped: Int64 = -1
-            segmentSizes[index] = Int(withUnsafePointer(to: &messages[index].msg_hdr) { clinux_msg_udp_control($0, &dropped) })
+            var local = PacketInfoAddress()
+            segmentSizes[index] = withUnsafeMutableBytes(of: &local.bytes) { bytes in
+                Int(withUnsafePointer(to: &messages[index].msg_hdr) {
+                    clinux_msg_udp_control($0, &dropped, &local.family, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                })
+            }
+            localAddresses[index] = local.address
             if dropped >= 0 { state.pointee.kernelDrops = UInt64(dropped) }
         }
         state.pointee.count = received

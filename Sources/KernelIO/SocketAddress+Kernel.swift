@@ -72,3 +72,39 @@ extension SocketAddress {
         }
     }
 }
+
+/// An address in the form IP_PKTINFO / IPV6_PKTINFO carry it: a family and 4 or 16 bytes.
+struct PacketInfoAddress {
+    var family: Int32 = 0
+    var bytes: (UInt64, UInt64) = (0, 0)
+
+    init() {}
+
+    init(_ address: IPAddress) {
+        switch address {
+        case let .v4(a):
+            family = AF_INET
+            withUnsafeMutableBytes(of: &bytes) { $0.storeBytes(of: a.bigEndian, toByteOffset: 0, as: UInt32.self) }
+        case let .v6(high, low):
+            family = AF_INET6
+            bytes = (high.bigEndian, low.bigEndian)
+        }
+    }
+
+    var address: IPAddress? {
+        switch family {
+        case AF_INET: .v4(UInt32(bigEndian: UInt32(truncatingIfNeeded: withUnsafeBytes(of: bytes) { $0.load(as: UInt32.self) })))
+        case AF_INET6: .v6(UInt64(bigEndian: bytes.0), UInt64(bigEndian: bytes.1))
+        default: nil
+        }
+    }
+
+    /// Calls `body` with the family and a pointer to the address bytes (family 0 for nil).
+    static func with<R, Failure: Error>(_ address: IPAddress?, _ body: (Int32, UnsafePointer<UInt8>) throws(Failure) -> R) throws(Failure) -> R {
+        var info = address.map(PacketInfoAddress.init) ?? PacketInfoAddress()
+        let family = info.family
+        return try withUnsafeBytes(of: &info.bytes) { raw throws(Failure) -> R in
+            try body(family, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+}

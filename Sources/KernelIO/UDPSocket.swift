@@ -16,8 +16,16 @@ public protocol DatagramSocket: AnyObject, Sendable {
     func receive(into batch: PacketBatch) throws(SystemError) -> Int
     /// Sends the queue and clears it (see `UDPSocket.send`).
     func send(_ queue: SendQueue, waker: Waker?) -> SendResult
-    /// Sends one datagram (control replies, keepalives).
-    func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError)
+    /// Sends one datagram (control replies, keepalives), from `source` when given (one of this
+    /// host's addresses: the one the peer sent to, on a wildcard listener).
+    func send(_ bytes: Span<UInt8>, to destination: SocketAddress, from source: IPAddress?) throws(SystemError)
+}
+
+extension DatagramSocket {
+    /// Sends one datagram from the address the kernel chooses.
+    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError) {
+        try send(bytes, to: destination, from: nil)
+    }
 }
 
 /// Outcome of sending a queue: datagrams that left, and datagrams the kernel refused.
@@ -103,6 +111,15 @@ public final class UDPSocket: DatagramSocket {
         }
         // Kernel drops at a full receive buffer are reported with each message (see `kernelDrops`).
         let reportsDrops = (try? Syscall.setOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL")) != nil
+        // A wildcard listener learns which of its addresses each datagram was sent to, so replies
+        // leave from that one (a client accepts replies only from the address it sent to).
+        if shouldBind, address.ip == IPAddress.unspecified(like: address.ip) {
+            do throws(SystemError) {
+                _ = try Syscall.call("IP_PKTINFO") { clinux_enable_packet_info(fd, family) }
+            } catch {
+                throw .system(error)
+            }
+        }
         // SO_*BUFFORCE passes net.core.rmem_max/wmem_max where privileged; SO_*BUF is capped at them.
         for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
             if (try? Syscall.setOption(fd, SOL_SOCKET, force, receiveBufferBytes, "buffer size")) == nil {
@@ -252,11 +269,18 @@ public final class UDPSocket: DatagramSocket {
     }
 
     /// Sends one datagram (control paths and the probe generator's slow mode).
-    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError) {
+    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress, from source: IPAddress?) throws(SystemError) {
         let fd = fd, family = family
         guard let status: Int = try bytes.withUnsafeBytes({ raw throws(SystemError) -> Int? in
             try destination.withSockaddr(family: family) { address, length throws(SystemError) in
-                try Syscall.call("sendto \(destination)") { sendto(fd, raw.baseAddress, raw.count, 0, address, length) }
+                guard let source else {
+                    return try Syscall.call("sendto \(destination)") { sendto(fd, raw.baseAddress, raw.count, 0, address, length) }
+                }
+                return try PacketInfoAddress.with(source) { sourceFamily, sourceBytes throws(SystemError) in
+                    try Syscall.call("sendmsg \(destination) from \(source)") {
+                        clinux_send_from(fd, raw.baseAddress, UInt(raw.count), address, length, sourceFamily, sourceBytes)
+                    }
+                }
             }
         }) else { throw SystemError("sendto \(destination)", code: EAFNOSUPPORT) }
         _ = status

@@ -72,8 +72,11 @@ struct RelayCommand: ParsableCommand {
     @Option(help: "Set the TUN device's MTU (default: leave it as it is).")
     var mtu: Int?
 
-    @Option(help: "Most client addresses remembered for the return path.")
-    var maxClients = 1024
+    @Option(help: ArgumentHelp("Most client inner addresses remembered for the return path (each takes \(ClientTable.bytesPerEntry) bytes once learned). When full, a new address replaces the one idle longest; clients that sent in the last 10 s are never replaced.", valueName: "n"))
+    var maxClients = 65_536
+
+    @Option(help: ArgumentHelp("New client inner addresses accepted per second (and at once); more are dropped and counted as new_client_limit, so a sender cycling through sources cannot crowd out known clients.", valueName: "n"))
+    var newClientsPerSecond = 10_000
 
     @Flag(help: "Set the sysctls forwarding needs, logging each change, then start.")
     var fixSysctl = false
@@ -114,7 +117,8 @@ struct RelayCommand: ParsableCommand {
         _ = try allowedSources()
         _ = try packetPolicy(ownAddresses: [])
         if let mtu, !(68...65535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
-        guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
+        guard (1...(1 << 24)).contains(maxClients) else { throw ValidationError("--max-clients must be 1 to 16777216") }
+        guard (1...1_000_000).contains(newClientsPerSecond) else { throw ValidationError("--new-clients-per-second must be 1 to 1000000") }
     }
 
     /// nil means any source.
@@ -220,7 +224,7 @@ struct RelayCommand: ParsableCommand {
         }
         let framing: any Encapsulation = keyedFraming ?? gtpuFraming!
         let counters = queues.map { _ in TunnelCounters() }
-        let clients = ClientTable(capacity: maxClients)
+        let clients = ClientTable(capacity: maxClients, newPerSecond: newClientsPerSecond)
         let lifecycle = try Lifecycle()
 
         if sources == nil {
@@ -259,7 +263,7 @@ struct RelayCommand: ParsableCommand {
             "listen": "\(sockets[0].localAddress ?? listenAddress)", "tun": "\(device.name)",
             "mtu": "\(device.mtu.map(String.init) ?? "?")",
             "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
-            "ipv6": "\(ipv6)",
+            "ipv6": "\(ipv6)", "max_clients": "\(maxClients)", "client_bytes": "\(ClientTable.bytesPerEntry)",
             "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
             "client_keys": "\(clientKey.count)",
             "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
@@ -272,7 +276,7 @@ struct RelayCommand: ParsableCommand {
                                        sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
                                            ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: now)])) : [],
                                        now: now, previous: previous,
-                                       extra: [("clients", UInt64(clients.count)),
+                                       extra: [("clients", UInt64(clients.count)), ("clients_evicted", clients.evicted),
                                                ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
                                            + counters.perQueueFigures() + (gtpuFraming.map { GTPUEcho.figures($0.monitor) } ?? [])))
                 previous = now

@@ -18,6 +18,10 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case oversize
     case spoofedSource
     case forbiddenDestination
+    /// A new inner source beyond the relay's budget for new clients per second.
+    case newClientLimit
+    /// A new inner source while every return path belongs to an active client.
+    case clientTableFull
     // Authenticated framing.
     case badFraming
     case unknownKey
@@ -52,6 +56,8 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .oversize: "oversize"
         case .spoofedSource: "spoofed_source"
         case .forbiddenDestination: "forbidden_destination"
+        case .newClientLimit: "new_client_limit"
+        case .clientTableFull: "client_table_full"
         case .badFraming: "bad_framing"
         case .unknownKey: "unknown_key"
         case .badTag: "bad_tag"

@@ -3,7 +3,8 @@
 // ordinary build it is `udptun-fuzz seeds DIR`, which writes the seed corpus from the project's own
 // packet builders. UDPTUN_FUZZ_TARGET picks what the bytes feed:
 //
-//   ip        IPPacket.validate (every inner packet the relay or client receives), FlowSteering
+//   ip        IPPacket.validate (every inner packet the relay or client receives), FlowSteering, and
+//             the relay's ICMP "too big" about any valid packet (itself a valid packet)
 //   probe     ProbePayload.decode and the sink's accounting
 //   gso       virtio-net header + super-packet → GSOSegmenter
 //   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
@@ -57,6 +58,21 @@ func fuzzValidation(_ input: [UInt8]) {
     check(info.totalLength == input.count, "length")
     check(info.headerLength <= info.totalLength, "header length")
     check(!info.source.isInvalidSource, "source")
+    // The ICMP error the relay would send about it is itself a valid packet, within the minimum MTU.
+    guard PacketTooBig.warrantsReport(input.span, info: info) else { return }
+    var buffer = [UInt8](repeating: 0, count: 1400)
+    var span = buffer.mutableSpan
+    let source: IPAddress = info.version == 4 ? .v4(0xC612_0102) : .v6(0x2001_0db8_0000_0002, 1)
+    guard let range = PacketTooBig.write(into: &span, at: 20, about: input.span, info: info, mtu: 1280, from: source) else {
+        check(false, "no room for the ICMP error")
+        return
+    }
+    check(range.count <= (info.version == 4 ? 576 : 1280), "ICMP error length \(range.count)")
+    guard case let .success(error) = IPPacket.validate(buffer.span.extracting(range)) else {
+        check(false, "the ICMP error does not validate")
+        return
+    }
+    check(error.destination == info.source && error.source == source, "ICMP error addresses")
 }
 
 func fuzzProbe(_ input: [UInt8]) {

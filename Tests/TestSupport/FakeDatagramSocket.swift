@@ -14,12 +14,15 @@ public final class FakeDatagramSocket: DatagramSocket {
     public struct Datagram: Sendable, Equatable {
         public var peer: SocketAddress
         public var bytes: [UInt8]
+        /// The address it was sent from, when the engine chose one.
+        public var source: IPAddress? = nil
     }
 
     private struct Incoming {
         var bytes: [UInt8]
         var peer: SocketAddress
         var segmentSize: Int
+        var local: IPAddress? = nil
     }
 
     private struct State {
@@ -36,9 +39,9 @@ public final class FakeDatagramSocket: DatagramSocket {
         segmentationEnabled = segmentation
     }
 
-    /// Queues one datagram from `peer`.
-    public func deliver(_ bytes: [UInt8], from peer: SocketAddress) {
-        state.withLock { $0.incoming.append(Incoming(bytes: bytes, peer: peer, segmentSize: 0)) }
+    /// Queues one datagram from `peer`, sent to `local` (as a wildcard listener reports it).
+    public func deliver(_ bytes: [UInt8], from peer: SocketAddress, to local: IPAddress? = nil) {
+        state.withLock { $0.incoming.append(Incoming(bytes: bytes, peer: peer, segmentSize: 0, local: local)) }
     }
 
     /// Queues equal-sized datagrams (the last may be shorter) from `peer` in one receive slot, as UDP
@@ -65,7 +68,7 @@ public final class FakeDatagramSocket: DatagramSocket {
                 let datagram = state.incoming.removeFirst()
                 batch.withMutableSlot(filled) { $0.copy(from: datagram.bytes.span, to: 0) }
                 batch.setRange(0..<datagram.bytes.count, of: filled)
-                batch.setReceived(filled, from: datagram.peer, segmentSize: datagram.segmentSize)
+                batch.setReceived(filled, from: datagram.peer, at: datagram.local, segmentSize: datagram.segmentSize)
                 filled += 1
             }
             batch.setCount(filled)
@@ -78,11 +81,11 @@ public final class FakeDatagramSocket: DatagramSocket {
         var result = SendResult()
         state.withLock { state in
             state.messages += queue.count
-            queue.forEachDatagram { peer, bytes in
+            queue.forEachDatagram { peer, source, bytes in
                 if state.refuseSends {
                     result.failed += 1
                 } else {
-                    state.sent.append(Datagram(peer: peer, bytes: (0..<bytes.count).map { bytes[$0] }))
+                    state.sent.append(Datagram(peer: peer, bytes: (0..<bytes.count).map { bytes[$0] }, source: source))
                     result.sent += 1
                     result.sentBytes += bytes.count
                 }
@@ -93,10 +96,10 @@ public final class FakeDatagramSocket: DatagramSocket {
         return result
     }
 
-    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress) throws(SystemError) {
+    public func send(_ bytes: Span<UInt8>, to destination: SocketAddress, from source: IPAddress?) throws(SystemError) {
         let copy = (0..<bytes.count).map { bytes[$0] }
         let refused = state.withLock { state in
-            if !state.refuseSends { state.sent.append(Datagram(peer: destination, bytes: copy)) }
+            if !state.refuseSends { state.sent.append(Datagram(peer: destination, bytes: copy, source: source)) }
             return state.refuseSends
         }
         if refused { throw SystemError("sendto \(destination)", code: ECONNREFUSED) }

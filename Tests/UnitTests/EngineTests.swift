@@ -405,4 +405,35 @@ extension EngineTests {
         #expect(clients.forget(session: PeerSession(index: 0)) == 0)
         #expect(clients.forget(session: PeerSession(index: 1)) == 1 && clients.count == 0)
     }
+
+    @Test("a wildcard relay answers each client from the address it sent to, replies and control alike")
+    func repliesLeaveFromTheAddressTheClientUsed() throws {
+        let clients = ClientTable(capacity: 16), lifecycle = try Lifecycle()
+        let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
+        let first = IPAddress("198.18.1.2")!, second = IPAddress("198.18.1.4")!
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: AnsweringEncapsulation(), policy: InboundPolicy(),
+                                   counters: counters, clients: clients)
+        var outbound = OutboundStage(tunQueue: tun, socket: socket, encapsulation: RawEncapsulation(), route: .clients(clients),
+                                     counters: counters)
+        socket.deliver(Self.packet(from: 0xC613_0001), from: Self.clientA, to: first)
+        socket.deliver(Self.packet(from: 0xC613_0002), from: Self.clientB, to: second)
+        socket.deliver([AnsweringEncapsulation.echoRequest, 1], from: Self.clientB, to: second)
+        Self.drain(&inbound, lifecycle)
+        #expect(clients.withLookup { $0(.v4(0xC613_0002)) }?.localAddress == second)
+        #expect(socket.sent == [FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringEncapsulation.echoResponse, 1],
+                                                            source: second)])
+        // Equal-length replies to both clients are not gathered into one message: their sources differ.
+        tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0002))
+        tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0001))
+        tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0001, sequence: 2))
+        Self.drain(&outbound, lifecycle)
+        #expect(socket.sent.dropFirst().map(\.peer) == [Self.clientB, Self.clientA, Self.clientA])
+        #expect(socket.sent.dropFirst().map(\.source) == [second, first, first])
+        #expect(socket.messages == 2, "B's reply alone, A's two gathered")
+        // The client moving to the other address moves its replies too.
+        socket.deliver(Self.packet(from: 0xC613_0001, sequence: 3), from: Self.clientA, to: second)
+        Self.drain(&inbound, lifecycle)
+        #expect(clients.withLookup { $0(.v4(0xC613_0001)) }?.localAddress == second)
+    }
+
 }

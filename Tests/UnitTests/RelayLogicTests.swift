@@ -172,24 +172,6 @@ struct RelayLogicTests {
         }
     }
 
-    @Test func clientTableLearnsMovesAndStaysBounded() {
-        let table = ClientTable(capacity: 2)
-        let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)
-        let b = SocketAddress(ip: .v4(0xC612_0101), port: 2000)
-        #expect(table.learn(.v4(1), at: a, now: 1))
-        #expect(!table.learn(.v4(1), at: a, now: 2))
-        #expect(table.learn(.v4(1), at: b, now: 3))  // the client moved (NAT rebinding)
-        #expect(table.learn(.v4(1), at: b, session: PeerSession(index: 2), now: 3))  // or came back with another key
-        #expect(table.withLookup { $0(.v4(1)) }?.session.index == 2, "replies follow the key")
-        #expect(table.learn(.v4(1), at: b, now: 3))
-        #expect(table.endpoint(for: .v4(1)) == b)
-        table.learn(.v4(2), at: a, now: 4)
-        table.learn(.v4(3), at: a, now: 5)  // evicts the entry refreshed longest ago: .v4(1)
-        #expect(table.count == 2)
-        #expect(table.endpoint(for: .v4(1)) == nil)
-        #expect(table.endpoint(for: .v4(3)) == a)
-    }
-
     @Test func rawEncapsulationCarriesThePacketUnchanged() throws {
         let raw = RawEncapsulation()
         var sealer = raw.makeSealer()

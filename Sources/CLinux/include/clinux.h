@@ -46,13 +46,26 @@ int clinux_tun_set_offload(int fd, unsigned flags);
 /// Writes `header` then `packet` in one writev. Returns bytes written or -errno.
 long clinux_writev2(int fd, const void *header, unsigned long header_len, const void *packet, unsigned long packet_len);
 
-/// Bytes of control buffer one message needs for a UDP_SEGMENT or UDP_GRO cmsg.
+/// Bytes of control buffer one message needs: UDP_GRO/UDP_SEGMENT, SO_RXQ_OVFL and the packet info
+/// (IP_PKTINFO, IPV6_PKTINFO) of either family.
 unsigned long clinux_udp_control_space(void);
-/// Fills `control` with a UDP_SEGMENT cmsg for `segment_size` and attaches it to `msg`.
-void clinux_msg_set_segment_size(struct msghdr *msg, void *control, unsigned short segment_size);
+/// Fills `control` with the cmsgs of a send and attaches them to `msg` (no control when neither is
+/// asked for): UDP_SEGMENT when `segment_size` > 0; the source address when `local_family` is AF_INET
+/// (IP_PKTINFO, 4 bytes at `local_address`) or AF_INET6 (IPV6_PKTINFO, 16 bytes).
+void clinux_msg_set_send_control(struct msghdr *msg, void *control, unsigned short segment_size,
+                                 int local_family, const unsigned char *local_address);
 /// Reads a received message's control messages in one pass: returns its UDP_GRO segment size (0 when
-/// it is a single datagram) and stores the SO_RXQ_OVFL drop count in `drop_count` (-1 when absent).
-int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count);
+/// it is a single datagram), stores the SO_RXQ_OVFL drop count in `drop_count` (-1 when absent) and
+/// the address the datagram was sent to in `local_family` (0 when absent; AF_INET: 4 bytes,
+/// AF_INET6: 16 bytes of `local_address`, an IPv4-mapped one unmapped to AF_INET).
+int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count, int *local_family, unsigned char *local_address);
+/// Asks for the destination address of each received datagram (IP_PKTINFO; on AF_INET6 sockets also
+/// IPV6_RECVPKTINFO). Returns 0 or -errno.
+int clinux_enable_packet_info(int fd, int family);
+/// sendmsg of one datagram to `address`, from `local_address` as in clinux_msg_set_send_control.
+/// Returns bytes sent or -errno.
+long clinux_send_from(int fd, const void *bytes, unsigned long count, const struct sockaddr *address, unsigned address_length,
+                      int local_family, const unsigned char *local_address);
 
 /// Interface MTU: returns the MTU or -errno.
 int clinux_if_get_mtu(const char *name);

@@ -1,0 +1,98 @@
+import Testing
+import Engine
+import TestSupport
+import WireFormat
+
+@Suite struct ClientTableTests {
+    static let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)
+    static let b = SocketAddress(ip: .v4(0xC612_0101), port: 2000)
+    static let second: UInt64 = 1_000_000_000
+
+    @Test func learnsMovesAndFollowsTheKey() {
+        let table = ClientTable(capacity: 2)
+        let (a, b) = (Self.a, Self.b)
+        #expect(table.learn(.v4(1), at: a, now: 1) == .changed)
+        #expect(table.learn(.v4(1), at: a, now: 2) == .refreshed)
+        #expect(table.learn(.v4(1), at: b, now: 3) == .changed)  // the client moved (NAT rebinding)
+        #expect(table.learn(.v4(1), at: b, session: PeerSession(index: 2), now: 3) == .changed)  // or came back with another key
+        #expect(table.withLookup { $0(.v4(1)) }?.session.index == 2, "replies follow the key")
+        #expect(table.learn(.v4(1), at: b, localAddress: .v4(7), now: 3) == .changed)  // or sent to another relay address
+        #expect(table.withLookup { $0(.v4(1)) }?.localAddress == .v4(7))
+        #expect(table.endpoint(for: .v4(1)) == b)
+        #expect(table.count == 1)
+    }
+
+    @Test func replacesTheLongestIdleButNeverAnActiveClient() {
+        let second = Self.second
+        let table = ClientTable(capacity: 2, idleAfter: 10 * second)
+        table.learn(.v4(1), at: Self.a, now: 0)
+        table.learn(.v4(2), at: Self.a, now: 1 * second)
+        table.learn(.v4(1), at: Self.a, now: 2 * second)  // refreshed: .v4(2) is now the oldest
+        #expect(table.addressesOldestFirst() == [.v4(2), .v4(1)])
+        #expect(table.learn(.v4(3), at: Self.b, now: 5 * second) == .full, "both sent within 10 s")
+        #expect(table.learn(.v4(3), at: Self.b, now: 11 * second) == .changed)
+        #expect(table.endpoint(for: .v4(2)) == nil && table.endpoint(for: .v4(3)) == Self.b)
+        #expect(table.endpoint(for: .v4(1)) == Self.a)
+        #expect(table.count == 2 && table.evicted == 1)
+    }
+
+    @Test func newAddressesSpendABudgetKnownOnesDoNot() {
+        let table = ClientTable(capacity: 100, newPerSecond: 10, newBurst: 3)
+        for address in 1...3 { #expect(table.learn(.v4(UInt32(address)), at: Self.a, now: 0) == .changed) }
+        #expect(table.learn(.v4(4), at: Self.a, now: 0) == .rateLimited)
+        #expect(table.learn(.v4(1), at: Self.b, now: 0) == .changed, "a known client may move")
+        #expect(table.learn(.v4(2), at: Self.a, now: 0) == .refreshed)
+        #expect(table.learn(.v4(4), at: Self.a, now: Self.second / 10) == .changed, "one token after 100 ms")
+        #expect(table.count == 4)
+    }
+
+    @Test func forgetsASessionAndReusesItsSlots() {
+        let table = ClientTable(capacity: 4)
+        for address in 1...4 { table.learn(.v4(UInt32(address)), at: Self.a, session: PeerSession(index: address % 2), now: 0) }
+        #expect(table.forget(session: PeerSession(index: 1)) == 2)
+        #expect(table.count == 2 && table.endpoint(for: .v4(1)) == nil && table.endpoint(for: .v4(2)) == Self.a)
+        #expect(table.learn(.v4(5), at: Self.b, now: 1) == .changed && table.learn(.v4(6), at: Self.b, now: 1) == .changed)
+        #expect(table.count == 4 && Set(table.snapshot().keys) == [.v4(2), .v4(4), .v4(5), .v4(6)])
+    }
+
+    /// Random learns, evictions and forgets against a plain model: the index (with its back-shifted
+    /// deletions), the refresh order and the free list must agree with it after every step.
+    @Test func agreesWithAModelUnderChurn() {
+        var random = SeededGenerator()
+        let capacity = 64
+        let table = ClientTable(capacity: capacity, newPerSecond: 1_000_000, newBurst: 1_000_000, idleAfter: 0)
+        var model: [(address: IPAddress, port: UInt16)] = []  // oldest first
+        for step in 0..<20_000 {
+            // A small address space makes collisions, moves and refreshes common; IPv6 too.
+            let raw = UInt32.random(in: 0..<200, using: &random)
+            let address: IPAddress = raw % 3 == 0 ? .v6(0x2001_0db8 << 32, UInt64(raw)) : .v4(raw)
+            if UInt32.random(in: 0..<50, using: &random) == 0 {
+                let session = PeerSession(index: Int.random(in: 0..<2, using: &random))
+                let forgotten = table.forget(session: session)
+                let kept = model.filter { Int($0.port % 2) != session.index }
+                #expect(forgotten == model.count - kept.count)
+                model = kept
+                continue
+            }
+            let port = UInt16.random(in: 0..<4, using: &random)
+            let result = table.learn(address, at: SocketAddress(ip: .v4(1), port: port),
+                                     session: PeerSession(index: Int(port % 2)), now: UInt64(step))
+            if let index = model.firstIndex(where: { $0.address == address }) {
+                #expect(result == (model[index].port == port ? .refreshed : .changed))
+                model.remove(at: index)
+            } else {
+                #expect(result == .changed)
+                if model.count == capacity { model.removeFirst() }
+            }
+            model.append((address, port))
+            if step % 97 == 0 || step > 19_900 {
+                #expect(table.addressesOldestFirst() == model.map(\.address), "step \(step)")
+                for raw in 0..<200 {
+                    let address: IPAddress = raw % 3 == 0 ? .v6(0x2001_0db8 << 32, UInt64(raw)) : .v4(UInt32(raw))
+                    #expect(table.endpoint(for: address)?.port == model.first { $0.address == address }?.port)
+                }
+            }
+        }
+        #expect(table.count == model.count)
+    }
+}
