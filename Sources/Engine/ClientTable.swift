@@ -1,4 +1,3 @@
-import Synchronization
 import KernelIO
 import WireFormat
 
@@ -80,7 +79,7 @@ public final class ClientTable: Sendable {
     private static var none: Int32 { -1 }
     private let idleAfter: UInt64
     private let mask: Int
-    private let storage: Mutex<Storage>
+    private let storage: Locked<Storage>
 
     /// `newPerSecond` new addresses are accepted per second, `newBurst` at once (default: as many as
     /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted.
@@ -95,7 +94,7 @@ public final class ClientTable: Sendable {
         var initial = Storage(index: [Int32](repeating: Self.none, count: size),
                               newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
         initial.slots.reserveCapacity(capacity)
-        storage = Mutex(initial)
+        storage = Locked(initial)
     }
 
     /// Records that `address` is reachable at `endpoint`, in `session`, through `localAddress`.

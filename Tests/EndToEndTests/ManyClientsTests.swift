@@ -86,8 +86,10 @@ extension EndToEnd {
                                          "--rate", "2000"])
             try client.waitForLog("client tunnelling")
             Thread.sleep(forTimeInterval: 1)  // the client is established before the churn starts
+            // Paced at 50,000 a second: churn, not an overload of the relay (a load test is not a test).
             let churn = lab.run(.a, ["python3", Self.swarm, "churn", "--relay", "\(Lab.addressB):8080", "--bind", "198.18.1.3",
-                                     "--sources", "100000", "--target", "\(Lab.addressC):9", "--seconds", "20"], timeout: 40)
+                                     "--sources", "100000", "--rate", "50000", "--target", "\(Lab.addressC):9", "--seconds", "20"],
+                                timeout: 40)
             #expect(Self.swarmReport(churn).int("sent") == 100_000, "\(churn.stdout) \(churn.stderr)")
             #expect(sink.wait(timeout: 45) == 0, "sink: \(sink.stderr)")
             #expect(client.stop() == 0)
@@ -95,8 +97,10 @@ extension EndToEnd {
             let sinkReport = try #require(sink.report())
             #expect(sinkReport.int("received") == 8000 && sinkReport.int("lost") == 0, "\(sinkReport)")
             let report = try #require(relay.report())
+            // Every churn datagram the relay read was forwarded (a new source within budget) or refused.
             let refused = report.drop("new_client_limit") + report.drop("client_table_full")
-            #expect(report.drop("new_client_limit") > 0 && refused >= 100_000 - 2000, "\(report)")
+            #expect(report.drop("new_client_limit") > 0 && refused > 50_000, "\(report)")
+            #expect(report.int("received") - 8000 <= refused + 2000, "\(report)")
             #expect(report.int("clients") <= 2000 && report.int("clients") > 1, "\(report)")
             #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
         }

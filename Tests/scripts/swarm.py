@@ -19,7 +19,7 @@
 
   swarm.py churn --relay 198.18.1.2:8080 --bind 198.18.1.3 --sources 100000 --target 198.18.2.2:9 --seconds 10
       One socket sends one raw-framed packet from each of --sources inner addresses in turn
-      (198.18.64.0 upward, skipping 198.19.0.0/24), as fast as it can, once (with --repeat, over
+      (198.18.64.0 upward, skipping 198.19.0.0/24), at --rate or as fast as it can, once (with --repeat, over
       and over until --seconds pass; with --sources 1, always the first: a steady load to compare).
 
 Bounded: every mode stops after --seconds and sends a fixed number of packets.
@@ -195,6 +195,7 @@ def churn(args):
     skip = ipaddress.ip_network("198.19.0.0/24")
     sent = 0
     address = first
+    start = time.monotonic()
     while (args.repeat or sent < args.sources) and time.monotonic() < deadline:
         if address - first >= args.sources + 256:
             address = first
@@ -208,6 +209,10 @@ def churn(args):
             sent += 1
         except (BlockingIOError, ConnectionRefusedError):
             pass
+        if args.rate > 0 and sent % 100 == 0:
+            due = start + sent / args.rate
+            while time.monotonic() < due:
+                time.sleep(0.0005)
     print(json.dumps({"event": "final", "sent": sent}), flush=True)
     return 0
 
@@ -219,7 +224,8 @@ def main():
     parser.add_argument("--relay", action="append", default=[])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--packets", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=20000, help="packets per second in all (0: unpaced)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="packets per second in all (0: unpaced; default 20000 for clients, unpaced for churn)")
     parser.add_argument("--inner", default="198.19.0.0/16")
     parser.add_argument("--target", default="198.18.2.2:7")
     parser.add_argument("--sources", type=int, default=100000)
@@ -228,6 +234,8 @@ def main():
     parser.add_argument("--bind", help="churn: the underlay address to send from")
     parser.add_argument("--repeat", action="store_true", help="churn: cycle until --seconds pass")
     args = parser.parse_args()
+    if args.rate is None:
+        args.rate = 20000 if args.mode == "clients" else 0
     if args.mode == "echo":
         echo(args)
         return 0
