@@ -12,12 +12,16 @@ case "$ROLE" in client|relay|sink) ;; *) echo "usage: $0 client|relay|sink" >&2;
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Swift runtime linked in: the binaries run where no Swift is installed, and map about 3 MB less.
+# SwiftPM does not relink when only --static-swift-stdlib changed: remove the programs so they are.
+rm -f "$ROOT"/.build/release/udptun-{client,relay,sink}
 (cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1)
 install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
 install -d /usr/local/lib/udptun /usr/local/share/doc/udptun
 install -m 0755 "$ROOT/deploy/host.sh" /usr/local/lib/udptun/
 install -m 0644 "$ROOT/README.md" /usr/local/share/doc/udptun/
 install -m 0644 "$ROOT/deploy/systemd/udptun-$ROLE.service" /etc/systemd/system/
+# Man pages (generated from the programs' own option definitions) and shell completions.
+"$ROOT/deploy/docs.sh" "$ROOT/.build/release" /usr/local/share "udptun-$ROLE"
 id udptun >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin udptun
 install -d -m 0750 -g udptun /etc/udptun
 if [ "$ROLE" != sink ] && [ ! -f /etc/udptun/key ]; then

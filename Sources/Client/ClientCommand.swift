@@ -36,7 +36,8 @@ struct ClientCommand: ParsableCommand {
           64  usage error
           78  configuration to fix: permissions, device busy, address in use
           1   runtime failure
-        """)
+        """,
+        version: UDPTunVersion.current)
 
     @Option(help: "The relay's UDP address (HOST:PORT; port 8080 when omitted).")
     var relay: String?

@@ -38,7 +38,8 @@ struct RelayCommand: ParsableCommand {
           78  configuration to fix: sysctls, permissions, device busy, address
               in use, own addresses unreadable
           1   runtime failure
-        """)
+        """,
+        version: UDPTunVersion.current)
 
     @Option(help: ArgumentHelp("UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT). Default 0.0.0.0:8080, with --gtpu 0.0.0.0:2152.", valueName: "address"))
     var listen: String?

@@ -25,7 +25,8 @@ struct SinkCommand: ParsableCommand {
           1   --timeout passed before --expect was reached, or a runtime failure
           64  usage error
           78  address in use or not available
-        """)
+        """,
+        version: UDPTunVersion.current)
 
     @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")
     var listen = "0.0.0.0:8080"

@@ -42,6 +42,27 @@ extension EndToEnd {
             }
         }
 
+        @Test("--version comes from one place: the three programs print the same x.y.z")
+        func versionFromOnePlace() {
+            let versions = ["udptun-client", "udptun-relay", "udptun-sink"].map { binary in
+                let result = run(binary, ["--version"])
+                #expect(result.status == 0, "\(binary): \(result.stderr)")
+                return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            #expect(Set(versions).count == 1, "\(versions)")
+            #expect(versions[0].split(separator: ".").count == 3 && versions[0].split(separator: ".").allSatisfy { Int($0) != nil },
+                    "\(versions[0])")
+        }
+
+        @Test(arguments: ["udptun-client", "udptun-relay", "udptun-sink"])
+        func completionScripts(binary: String) {
+            for shell in ["bash", "zsh", "fish"] {
+                let result = run(binary, ["--generate-completion-script", shell])
+                #expect(result.status == 0 && result.stdout.contains(binary) && result.stdout.contains("json"),
+                        "\(binary) \(shell): \(result.stderr)")
+            }
+        }
+
         @Test func gtpuUsageErrorsExit64() {
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu"]), status: 64, mentioning: "--teid")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0"]), status: 64, mentioning: "--teid")
