@@ -211,6 +211,13 @@ unsigned long clinux_udp_control_space(void) {
          + CMSG_SPACE(sizeof(struct in6_pktinfo));
 }
 
+static void put_cmsg(struct cmsghdr *cm, int level, int type, const void *data, size_t length) {
+    cm->cmsg_level = level;
+    cm->cmsg_type = type;
+    cm->cmsg_len = CMSG_LEN(length);
+    memcpy(CMSG_DATA(cm), data, length);
+}
+
 void clinux_msg_set_send_control(struct msghdr *msg, void *control, unsigned short segment_size,
                                  int local_family, const unsigned char *local_address) {
     size_t length = (segment_size > 0 ? CMSG_SPACE(sizeof(uint16_t)) : 0)
@@ -226,10 +233,7 @@ void clinux_msg_set_send_control(struct msghdr *msg, void *control, unsigned sho
     msg->msg_controllen = length;
     struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
     if (segment_size > 0) {
-        cm->cmsg_level = IPPROTO_UDP;
-        cm->cmsg_type = UDP_SEGMENT;
-        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+        put_cmsg(cm, IPPROTO_UDP, UDP_SEGMENT, &segment_size, sizeof(segment_size));
         cm = CMSG_NXTHDR(msg, cm);
     }
     if (local_family == AF_INET) {
@@ -238,18 +242,12 @@ void clinux_msg_set_send_control(struct msghdr *msg, void *control, unsigned sho
         struct in_pktinfo info;
         memset(&info, 0, sizeof(info));
         memcpy(&info.ipi_spec_dst, local_address, 4);
-        cm->cmsg_level = IPPROTO_IP;
-        cm->cmsg_type = IP_PKTINFO;
-        cm->cmsg_len = CMSG_LEN(sizeof(info));
-        memcpy(CMSG_DATA(cm), &info, sizeof(info));
+        put_cmsg(cm, IPPROTO_IP, IP_PKTINFO, &info, sizeof(info));
     } else if (local_family == AF_INET6) {
         struct in6_pktinfo info;
         memset(&info, 0, sizeof(info));
         memcpy(&info.ipi6_addr, local_address, 16);
-        cm->cmsg_level = IPPROTO_IPV6;
-        cm->cmsg_type = IPV6_PKTINFO;
-        cm->cmsg_len = CMSG_LEN(sizeof(info));
-        memcpy(CMSG_DATA(cm), &info, sizeof(info));
+        put_cmsg(cm, IPPROTO_IPV6, IPV6_PKTINFO, &info, sizeof(info));
     }
 }
 

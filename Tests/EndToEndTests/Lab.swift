@@ -117,6 +117,31 @@ final class Lab: @unchecked Sendable {
         return try outcome.withLock { $0! }.get()
     }
 
+    /// Inner IPv6 on documentation prefixes: 2001:db8:2::/64 between B (::1) and C (::2), the clients'
+    /// 2001:db8:19::/64 routed from C through B into tun2, forwarding on at B. Before the relay starts,
+    /// so it reads B's new address as its own.
+    func prepareInnerIPv6() throws {
+        try runAll([(.b, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "to-c", "nodad"]),
+                    (.c, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", "to-b", "nodad"]),
+                    (.c, ["ip", "-6", "route", "add", "2001:db8:19::/64", "via", "2001:db8:2::1"]),
+                    (.b, ["ip", "-6", "route", "add", "2001:db8:19::/64", "dev", "tun2"]),
+                    (.b, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])])
+    }
+
+    /// The client's side of `prepareInnerIPv6`, once the client has the device up: 2001:db8:19::1 on
+    /// tun1 and C's network routed into it.
+    func addInnerIPv6ToClient() throws {
+        try runAll([(.a, ["ip", "-6", "addr", "add", "2001:db8:19::1/64", "dev", "tun1", "nodad"]),
+                    (.a, ["ip", "-6", "route", "add", "2001:db8:2::/64", "dev", "tun1"])])
+    }
+
+    private func runAll(_ commands: [(Node, [String])]) throws {
+        for (node, command) in commands {
+            let result = run(node, command)
+            guard result.status == 0 else { throw LabError("\(command.joined(separator: " ")): \(result.stderr)") }
+        }
+    }
+
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {
         let result = run(node, ["sysctl", "-qw", "\(key)=\(value)"])
         guard result.status == 0 else { throw LabError("sysctl \(key)=\(value) failed: \(result.stderr)") }

@@ -131,21 +131,11 @@ extension EndToEnd {
             try Lab.ensureCommand("ping", package: "iputils-ping")
             let lab = try Lab()
             defer { lab.tearDown() }
-            let setup: [(Lab.Node, [String])] = [
-                (.b, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "to-c", "nodad"]),
-                (.c, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", "to-b", "nodad"]),
-                (.c, ["ip", "-6", "route", "add", "2001:db8:19::/64", "via", "2001:db8:2::1"]),
-                (.b, ["ip", "-6", "route", "add", "2001:db8:19::/64", "dev", "tun2"]),
-                (.b, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]),
-            ]
-            for (node, command) in setup { #expect(lab.run(node, command).status == 0, "\(command)") }
+            try lab.prepareInnerIPv6()
             let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6", "--mtu", "1400"])
             let client = try lab.client(["--relay", Lab.addressB])
             try client.waitForLog("client tunnelling")
-            for command in [["ip", "-6", "addr", "add", "2001:db8:19::1/64", "dev", "tun1", "nodad"],
-                            ["ip", "-6", "route", "add", "2001:db8:2::/64", "dev", "tun1"]] {
-                #expect(lab.run(.a, command).status == 0, "\(command)")
-            }
+            try lab.addInnerIPv6ToClient()
             let ping = lab.run(.a, ["ping", "-6", "-M", "do", "-s", "1424", "-c", "1", "-W", "2", "2001:db8:2::2"])
             #expect(ping.stdout.contains("Packet too big: mtu=1400"), "\(ping.stdout) \(ping.stderr)")
             #expect(lab.run(.a, ["ip", "-6", "route", "flush", "cache"]).status == 0)

@@ -84,19 +84,25 @@ def echo(args):
     print(json.dumps({"event": "final", "echoed": echoed}), flush=True)
 
 
-def clients(args):
+def open_clients(args):
+    """One non-blocking socket per client, connected to relay i mod R; with the inner network and
+    the target's address and port."""
     relays = [endpoint(r) for r in args.relay]
-    network = ipaddress.ip_network(args.inner)
     target_host, target_port = endpoint(args.target)
-    target = ipaddress.ip_address(target_host)
     raise_file_limit(args.clients + 64)
-    selector = selectors.DefaultSelector()
     sockets = []
     for index in range(args.clients):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.connect(relays[index % len(relays)])
         sockets.append(sock)
+    return sockets, ipaddress.ip_network(args.inner), ipaddress.ip_address(target_host), target_port
+
+
+def clients(args):
+    sockets, network, target, target_port = open_clients(args)
+    selector = selectors.DefaultSelector()
+    for index, sock in enumerate(sockets):
         selector.register(sock, selectors.EVENT_READ, index)
     start = time.monotonic()
     deadline = start + args.seconds
@@ -154,18 +160,9 @@ def clients(args):
 
 
 def flood(args):
-    relays = [endpoint(r) for r in args.relay]
-    network = ipaddress.ip_network(args.inner)
-    target_host, target_port = endpoint(args.target)
-    target = ipaddress.ip_address(target_host)
-    raise_file_limit(args.clients + 64)
-    sockets, packets = [], []
-    for index in range(args.clients):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.connect(relays[index % len(relays)])
-        sockets.append(sock)
-        packets.append(inner_packet(network[index + 1], target, target_port, struct.pack("!II", index, 0) + b"x" * 24))
+    sockets, network, target, target_port = open_clients(args)
+    packets = [inner_packet(network[index + 1], target, target_port, struct.pack("!II", index, 0) + b"x" * 24)
+               for index in range(args.clients)]
     start = time.monotonic()
     deadline = start + args.seconds
     sent = 0
