@@ -22,8 +22,5 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 echo "bench.sh: building release binaries" >&2
-# Swift runtime linked in: the binaries run where no Swift is installed, and map about 3 MB less.
-# SwiftPM does not relink when only --static-swift-stdlib changed: remove the programs so they are.
-rm -f "$ROOT"/.build/release/udptun-{client,relay,sink}
-(cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1) >&2
+"$ROOT/deploy/build-release.sh"
 exec python3 "$ROOT/deploy/bench.py" "$@"

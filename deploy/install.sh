@@ -11,10 +11,7 @@ case "$ROLE" in client|relay|sink) ;; *) echo "usage: $0 client|relay|sink" >&2;
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Swift runtime linked in: the binaries run where no Swift is installed, and map about 3 MB less.
-# SwiftPM does not relink when only --static-swift-stdlib changed: remove the programs so they are.
-rm -f "$ROOT"/.build/release/udptun-{client,relay,sink}
-(cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1)
+"$ROOT/deploy/build-release.sh"
 install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
 install -d /usr/local/lib/udptun /usr/local/share/doc/udptun
 install -m 0755 "$ROOT/deploy/host.sh" /usr/local/lib/udptun/

@@ -129,7 +129,7 @@ demo() {
     trap 'exit 130' INT TERM
 
     say "building release binaries (the first build takes a minute or two)"
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1) >&2
+    "$ROOT/deploy/build-release.sh"
     local bin="$ROOT/.build/release"
     up
 

@@ -10,9 +10,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$ROOT/.build/package}
 command -v dpkg-deb >/dev/null || { echo "package.sh: dpkg-deb is missing (apt-get install dpkg)" >&2; exit 1; }
 
-# SwiftPM does not relink when only --static-swift-stdlib changed: remove the programs so they are.
-rm -f "$ROOT"/.build/release/udptun-{client,relay,sink}
-(cd "$ROOT" && swift build -c release --static-swift-stdlib 2>&1 | tail -n 1) >&2
+"$ROOT/deploy/build-release.sh"
 BIN=$ROOT/.build/release
 VERSION=$("$BIN/udptun-relay" --version)
 ARCH=$(dpkg --print-architecture)
