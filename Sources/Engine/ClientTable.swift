@@ -53,6 +53,8 @@ public final class ClientTable: Sendable {
     }
 
     public let capacity: Int
+    /// The largest capacity (the index counts slots in Int32 and is twice the capacity).
+    public static var maximumCapacity: Int { 1 << 24 }
     /// Resident bytes each learned client adds: its slot and its share of the index.
     public static var bytesPerEntry: Int { MemoryLayout<Slot>.stride + 2 * MemoryLayout<Int32>.stride }
 
@@ -84,7 +86,7 @@ public final class ClientTable: Sendable {
     /// `newPerSecond` new addresses are accepted per second, `newBurst` at once (default: as many as
     /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted.
     public init(capacity: Int, newPerSecond: Int = 10_000, newBurst: Int? = nil, idleAfter: UInt64 = 10_000_000_000) {
-        precondition(capacity > 0 && capacity <= 1 << 24, "client table capacity out of range")
+        precondition(capacity > 0 && capacity <= Self.maximumCapacity, "client table capacity out of range")
         self.capacity = capacity
         self.idleAfter = idleAfter
         var size = 2
@@ -101,8 +103,13 @@ public final class ClientTable: Sendable {
     @discardableResult
     public func learn(_ address: IPAddress, at endpoint: SocketAddress, session: PeerSession = PeerSession(),
                       localAddress: IPAddress? = nil, now: UInt64) -> Learned {
-        let entry = Entry(endpoint: endpoint, session: session, localAddress: localAddress, refreshedAt: now)
-        let mask = mask, capacity = capacity, idleAfter = idleAfter
+        learn(address, Entry(endpoint: endpoint, session: session, localAddress: localAddress, refreshedAt: now))
+    }
+
+    /// Records `entry` as `address`'s return path, refreshed at `entry.refreshedAt`.
+    @discardableResult
+    public func learn(_ address: IPAddress, _ entry: Entry) -> Learned {
+        let now = entry.refreshedAt, mask = mask, capacity = capacity, idleAfter = idleAfter
         return storage.withLock { table in
             let (position, found) = Self.probe(table.index, mask: mask, for: address, in: table.slots)
             if found >= 0 {

@@ -183,7 +183,7 @@ public struct InboundStage: PipelineStage {
         if let clients {
             let entry = ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now)
             if !learned.isFresh(info.source, entry, within: Self.refreshInterval) {
-                switch clients.learn(info.source, at: peer, session: session, localAddress: local, now: now) {
+                switch clients.learn(info.source, entry) {
                 case .refreshed, .changed: learned.remember(info.source, entry)
                 case .rateLimited: tally.drop(.newClientLimit); return
                 case .full: tally.drop(.clientTableFull); return
@@ -211,15 +211,19 @@ public struct InboundStage: PipelineStage {
             return errorSealer.seal(&slot, packet: error, session: session)
         }
         guard let sealed else { return }
-        reply.setRange(sealed, of: 0)
-        let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer, from: local)) != nil }
-        if sent { tally.tooBigSent += 1 } else { tally.controlSendFailed += 1 }
+        if sendReply(sealed, to: peer, from: local) { tally.tooBigSent += 1 }
     }
 
     private mutating func send(_ control: ControlReply, to peer: SocketAddress, from local: IPAddress?) {
-        reply.setRange(0..<control.length, of: 0)
+        if sendReply(0..<control.length, to: peer, from: local) { tally.sent(control.message) }
+    }
+
+    /// Sends `range` of the reply buffer at once; a send the kernel refuses is counted here.
+    private mutating func sendReply(_ range: Range<Int>, to peer: SocketAddress, from local: IPAddress?) -> Bool {
+        reply.setRange(range, of: 0)
         let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer, from: local)) != nil }
-        if sent { tally.sent(control.message) } else { tally.controlSendFailed += 1 }
+        if !sent { tally.controlSendFailed += 1 }
+        return sent
     }
 
     private mutating func countWrites() {

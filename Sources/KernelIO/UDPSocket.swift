@@ -273,11 +273,9 @@ public final class UDPSocket: DatagramSocket {
         let fd = fd, family = family
         guard let status: Int = try bytes.withUnsafeBytes({ raw throws(SystemError) -> Int? in
             try destination.withSockaddr(family: family) { address, length throws(SystemError) in
-                guard let source else {
-                    return try Syscall.call("sendto \(destination)") { sendto(fd, raw.baseAddress, raw.count, 0, address, length) }
-                }
-                return try PacketInfoAddress.with(source) { sourceFamily, sourceBytes throws(SystemError) in
-                    try Syscall.call("sendmsg \(destination) from \(source)") {
+                // Without a source there is no control message: a plain sendto.
+                try PacketInfoAddress.with(source) { sourceFamily, sourceBytes throws(SystemError) in
+                    try Syscall.call("sendmsg \(destination)") {
                         clinux_send_from(fd, raw.baseAddress, UInt(raw.count), address, length, sourceFamily, sourceBytes)
                     }
                 }

@@ -118,7 +118,9 @@ struct RelayCommand: ParsableCommand {
         _ = try allowedSources()
         _ = try packetPolicy(ownAddresses: [])
         if let mtu, !(68...65535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
-        guard (1...(1 << 24)).contains(maxClients) else { throw ValidationError("--max-clients must be 1 to 16777216") }
+        guard (1...ClientTable.maximumCapacity).contains(maxClients) else {
+            throw ValidationError("--max-clients must be 1 to \(ClientTable.maximumCapacity)")
+        }
         guard (1...1_000_000).contains(newClientsPerSecond) else { throw ValidationError("--new-clients-per-second must be 1 to 1000000") }
     }
 

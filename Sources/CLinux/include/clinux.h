@@ -62,7 +62,8 @@ int clinux_msg_udp_control(const struct msghdr *msg, long long *drop_count, int 
 /// Asks for the destination address of each received datagram (IP_PKTINFO; on AF_INET6 sockets also
 /// IPV6_RECVPKTINFO). Returns 0 or -errno.
 int clinux_enable_packet_info(int fd, int family);
-/// sendmsg of one datagram to `address`, from `local_address` as in clinux_msg_set_send_control.
+/// sendmsg of one datagram to `address`, from `local_address` as in clinux_msg_set_send_control
+/// (`local_family` 0: the kernel's choice, no control message).
 /// Returns bytes sent or -errno.
 long clinux_send_from(int fd, const void *bytes, unsigned long count, const struct sockaddr *address, unsigned address_length,
                       int local_family, const unsigned char *local_address);
