@@ -9,6 +9,7 @@ import PackageDescription
 //                   UDP sockets and batches, sysctl, privileges, signals, threads, affinity
 //   Engine          the tunnel: pipelines, driver, return-path table, policy, counters, housekeeping
 //   Measurement     the generator and the sink's accounting
+//   Monitoring      the Prometheus exposition of those counters and its HTTP endpoint (SwiftNIO)
 //   CLI             option groups, role runner, exit codes, reports (the only user of ArgumentParser)
 //   Client, Relay, Sink   the three programs
 let package = Package(
@@ -26,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "CLinux", path: "Sources/CLinux"),
@@ -37,9 +40,20 @@ let package = Package(
         .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Engine"),
         .target(name: "Measurement", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Sources/Measurement"),
         .target(
-            name: "CLI",
+            name: "Monitoring",
             dependencies: [
                 "Engine", "Measurement", "KernelIO", "WireFormat",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/Monitoring"
+        ),
+        .target(
+            name: "CLI",
+            dependencies: [
+                "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -55,7 +69,7 @@ let package = Package(
         .executableTarget(name: "Fuzz", dependencies: ["Engine", "Measurement", "KernelIO", "WireFormat", "TestSupport"],
                           path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
         .testTarget(name: "UnitTests",
-                    dependencies: ["CLI", "Engine", "Measurement", "KernelIO", "WireFormat", "TestSupport",
+                    dependencies: ["CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport",
                                    .product(name: "Crypto", package: "swift-crypto")],
                     path: "Tests/UnitTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "Client", "Relay", "Sink"],

@@ -34,6 +34,8 @@ if [ ! -f "$env_file" ]; then
     client) printf 'UDPTUN_RELAY=198.18.1.2:8080\nINNER_ADDR=198.19.0.1/24\nREMOTE_NETS=198.18.2.0/24\nTUN_MTU=1436\n' >"$env_file" ;;
     sink) printf 'UDPTUN_SINK_LISTEN=0.0.0.0:8080\n' >"$env_file" ;;
     esac
+    # More flags for the program, e.g. --metrics 127.0.0.1:9101 (relay), --keepalive 25 (client).
+    printf '# UDPTUN_EXTRA_ARGS=--metrics 127.0.0.1:9101\n' >>"$env_file"
     echo "install.sh: wrote $env_file: edit it for this network"
 fi
 systemctl daemon-reload 2>/dev/null || true

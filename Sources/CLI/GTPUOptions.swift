@@ -113,15 +113,8 @@ public enum GTPUEcho {
                              rejected onRejected: @escaping @Sendable (UInt32) -> Void = { _ in }) -> [Housekeeping.Task] {
         let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
         let echo = { Housekeeping.Task("gtp-u echo", every: interval) {
-            var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
             for peer in peers() {
-                let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
-                var span = request.mutableSpan
-                let length = GTPU.writeEchoRequest(&span, sequence: sequence)
-                if (try? socket.send(request.span.extracting(0..<length), to: peer)) != nil {
-                    counters.controlSent[ControlMessage.echoRequest.rawValue].add(1)
-                }
-                if wentDown {
+                if sendEchoRequest(socket: socket, to: peer, monitor: monitor, counters: counters) {
                     logger.warning("gtp-u path down: no Echo Response from \(peer) to \(GTPUPathMonitor.missedForDown) requests in a row")
                     reported.withLock { _ = $0.down.insert(peer) }
                 }
@@ -143,6 +136,21 @@ public enum GTPUEcho {
             }
         }
         return interval > 0 ? [echo(), watch] : [watch]
+    }
+
+    /// Sends one Echo Request to `peer`, counted; true when the path went down with it (the
+    /// previous ones went unanswered).
+    @discardableResult
+    public static func sendEchoRequest(socket: any DatagramSocket, to peer: SocketAddress, monitor: GTPUPathMonitor,
+                                       counters: TunnelCounters) -> Bool {
+        var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
+        let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
+        var span = request.mutableSpan
+        let length = GTPU.writeEchoRequest(&span, sequence: sequence)
+        if (try? socket.send(request.span.extracting(0..<length), to: peer)) != nil {
+            counters.controlSent[ControlMessage.echoRequest.rawValue].add(1)
+        }
+        return wentDown
     }
 
     /// Report fields: paths down now, down events so far, the round trip of the first path (µs; the

@@ -15,8 +15,9 @@ public struct TunnelReport {
 
     /// `extra` adds role-specific fields (the client's generator, the relay's client count).
     /// `sessions` names each session with its counts (the relay's final report: per key or GTP-U session).
+    /// `clients` lists the relay's clients (final report), most recently seen first.
     public func line(event: String, elapsed: Double, interval: Double,
-                     sessions: [(String, SessionCounts)] = [],
+                     sessions: [(String, SessionCounts)] = [], clients: ClientList? = nil,
                      now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []) -> String {
         if json {
             var object = JSONLine()
@@ -58,6 +59,20 @@ public struct TunnelReport {
                     return session
                 })
             }
+            if let clients {
+                object.add("client_list", clients.listed.map { client in
+                    var entry = JSONLine()
+                    entry.add("inner", client.address.description)
+                    entry.add("endpoint", client.entry.endpoint.description)
+                    entry.add("idle_s", clients.idleSeconds(client))
+                    entry.add("from_client", client.received.packets)
+                    entry.add("from_client_bytes", client.received.bytes)
+                    entry.add("to_client", client.sent.packets)
+                    entry.add("to_client_bytes", client.sent.bytes)
+                    return entry
+                })
+                object.add("clients_not_listed", UInt64(clients.notListed))
+            }
             return object.description
         }
         let seconds = max(interval, 1e-9)
@@ -79,10 +94,38 @@ public struct TunnelReport {
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         if now.tooBigSent > 0 { text += " too_big_sent=\(now.tooBigSent)" }
         for (key, value) in extra { text += " \(key)=\(value)" }
+        if let clients, !clients.listed.isEmpty {
+            let shown = clients.listed.prefix(ClientList.textLimit).map { client in
+                "\(client.address) at \(client.entry.endpoint) idle \(format1(clients.idleSeconds(client)))s"
+                    + " in \(client.received.packets)/\(client.received.bytes)B out \(client.sent.packets)/\(client.sent.bytes)B"
+            }
+            let more = clients.listed.count - shown.count + clients.notListed
+            text += " clients [" + shown.joined(separator: "; ") + (more > 0 ? "; \(more) more (--json lists \(ClientList.jsonLimit))" : "") + "]"
+        }
         if !sessions.isEmpty {
             text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sent)" }.joined(separator: " ") + "]"
         }
         return text
+    }
+
+    /// The relay's clients for the final report: at most `jsonLimit`, most recently seen first.
+    public struct ClientList {
+        public static let jsonLimit = 1000
+        public static let textLimit = 20
+        public let listed: [ClientTable.Client]
+        public let notListed: Int
+        let now: UInt64
+
+        public init(_ clients: [ClientTable.Client], now: UInt64) {
+            listed = Array(clients.prefix(Self.jsonLimit))
+            notListed = clients.count - listed.count
+            self.now = now
+        }
+
+        /// Seconds since the client's return path was last refreshed (by a packet or a keepalive).
+        func idleSeconds(_ client: ClientTable.Client) -> Double {
+            Double(now > client.entry.refreshedAt ? now - client.entry.refreshedAt : 0) / 1e9
+        }
     }
 
     public static func formatRate(_ perSecond: Double) -> String {

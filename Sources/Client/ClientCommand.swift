@@ -4,6 +4,7 @@ import CLI
 import Engine
 import KernelIO
 import Measurement
+import Monitoring
 import WireFormat
 
 @main
@@ -77,6 +78,11 @@ struct ClientCommand: ParsableCommand {
     @Flag(help: "Exit once the generator has finished (after a short drain).")
     var exitWhenDone = false
 
+    @Option(help: ArgumentHelp(
+        "Send a keepalive when nothing was sent to the relay for this many seconds (0 = never), so a NAT on the way keeps its mapping and the relay its return path; 25 suits most NATs. With --gtpu it is an Echo Request.",
+        valueName: "seconds"))
+    var keepalive: Double = 0
+
     @OptionGroup var encapsulation: EncapsulationOptions
 
     @OptionGroup(title: "GTP-U (RAN node)") var gtpu: GTPUClientOptions
@@ -109,6 +115,8 @@ struct ClientCommand: ParsableCommand {
         }
         guard rate >= 0, rate.isFinite else { throw ValidationError("--rate must be 0 or more") }
         if let duration { guard duration > 0 else { throw ValidationError("--duration must be positive") } }
+        guard keepalive >= 0, keepalive <= 86_400 else { throw ValidationError("--keepalive must be 0 (off) to 86400 seconds") }
+        if keepalive > 0, noTunnel { throw ValidationError("--keepalive needs the tunnel (not --no-tunnel)") }
         if exitWhenDone {
             guard generate != nil, count > 0 || duration != nil else {
                 throw ValidationError("--exit-when-done needs --generate with --count or --duration")
@@ -145,13 +153,41 @@ struct ClientCommand: ParsableCommand {
             let (tunnelThreads, sockets) = try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle,
                                                            logger: logger)
             threads += tunnelThreads
+            var tasks: [Housekeeping.Task] = []
             if let gtpuMonitor {
-                let tasks = GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor,
-                                           counters: counters[0], peers: { [relayAddress] }, logger: logger)
-                if let housekeeping = Housekeeping(tasks).start(lifecycle) { threads.append(housekeeping) }
+                tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor,
+                                        counters: counters[0], peers: { [relayAddress] }, logger: logger)
             }
+            if keepalive > 0 {
+                let send: @Sendable () -> Void
+                if let gtpuMonitor {
+                    let socket = sockets[0], counters = counters[0]
+                    send = { GTPUEcho.sendEchoRequest(socket: socket, to: relayAddress, monitor: gtpuMonitor, counters: counters) }
+                } else {
+                    let tun = tun
+                    let sender = KeepaliveSender(encapsulation: framing, socket: sockets[0], relay: relayAddress, counters: counters[0]) {
+                        (try? InterfaceAddresses.of(interface: tun)) ?? []
+                    }
+                    send = { sender.send() }
+                }
+                tasks.append(Keepalive.task(interval: keepalive, dataSent: { counters.snapshot().udpSent }, send: send))
+            }
+            if let housekeeping = Housekeeping(tasks).start(lifecycle) { threads.append(housekeeping) }
         }
 
+        let metricsServer = try common.startMetrics(role: "client", logger: logger) { exposition in
+            if !noTunnel { exposition.addTunnel(counters) }
+            if target != nil {
+                exposition.counter("udptun_generated_packets_total", help: "Generator payloads sent (JSON: generated).") {
+                    generatorCounters.sent.load
+                }
+                exposition.counter("udptun_generate_failed_total", help: "Generator sends that failed (JSON: generate_failed).") {
+                    generatorCounters.failed.load
+                }
+            }
+            if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
+        }
+        defer { metricsServer?.stop() }
         try privileges.dropIfAsked(logger: logger)
 
         if let target {

@@ -40,6 +40,33 @@ public final class ClientTable: Sendable {
         }
     }
 
+    /// Packets and bytes one way.
+    public struct Traffic: Sendable, Equatable {
+        public var packets: UInt64 = 0
+        public var bytes: UInt64 = 0
+
+        public init(packets: UInt64 = 0, bytes: UInt64 = 0) {
+            self.packets = packets
+            self.bytes = bytes
+        }
+
+        mutating func add(_ other: Traffic) {
+            packets &+= other.packets
+            bytes &+= other.bytes
+        }
+    }
+
+    /// A client as the operator sees it: its return path, when it was last refreshed (by a packet or
+    /// a keepalive, to the second), and what it carried each way since it was learned.
+    public struct Client: Sendable, Equatable {
+        public var address: IPAddress
+        public var entry: Entry
+        /// Inner packets from the client handed to the TUN device (counted up to a second late).
+        public var received: Traffic
+        /// Inner packets routed to the client.
+        public var sent: Traffic
+    }
+
     /// What `learn` did.
     public enum Learned: Equatable, Sendable {
         /// Known already, same return path: its refresh time is updated.
@@ -61,6 +88,8 @@ public final class ClientTable: Sendable {
     private struct Slot {
         var address: IPAddress
         var entry: Entry
+        var received = Traffic()
+        var sent = Traffic()
         /// Neighbours in refresh order (`none` at the ends); `newer` also links the free list.
         var newer: Int32
         var older: Int32
@@ -107,10 +136,13 @@ public final class ClientTable: Sendable {
     }
 
     /// Records `entry` as `address`'s return path, refreshed at `entry.refreshedAt`.
+    /// `credit` adds traffic a worker counted for an address (this one or another) since it last
+    /// reported, in the same lock.
     @discardableResult
-    public func learn(_ address: IPAddress, _ entry: Entry) -> Learned {
+    public func learn(_ address: IPAddress, _ entry: Entry, credit: (address: IPAddress, traffic: Traffic)? = nil) -> Learned {
         let now = entry.refreshedAt, mask = mask, capacity = capacity, idleAfter = idleAfter
         return storage.withLock { table in
+            if let credit { Self.credit(&table, credit.address, credit.traffic, mask: mask) }
             let (position, found) = Self.probe(table.index, mask: mask, for: address, in: table.slots)
             if found >= 0 {
                 let same = table.slots[Int(found)].entry.routesLike(entry)
@@ -149,6 +181,44 @@ public final class ClientTable: Sendable {
     }
 
     public func endpoint(for address: IPAddress) -> SocketAddress? { withLookup { $0(address)?.endpoint } }
+
+    /// Looks up several destinations under one lock, counting `traffic` as sent to each one found.
+    public func withRoutes<R>(_ body: (_ route: (IPAddress, Traffic) -> Entry?) -> R) -> R {
+        let mask = mask
+        return storage.withLock { table in
+            body { address, traffic in
+                let found = Self.probe(table.index, mask: mask, for: address, in: table.slots).found
+                guard found >= 0 else { return nil }
+                table.slots[Int(found)].sent.add(traffic)
+                return table.slots[Int(found)].entry
+            }
+        }
+    }
+
+    /// Adds traffic workers counted from clients (see `learn`'s `credit`); addresses no longer in the
+    /// table are skipped.
+    public func credit(_ traffic: [(address: IPAddress, traffic: Traffic)]) {
+        guard !traffic.isEmpty else { return }
+        let mask = mask
+        storage.withLock { table in
+            for (address, counts) in traffic { Self.credit(&table, address, counts, mask: mask) }
+        }
+    }
+
+    /// Every client with its traffic, most recently refreshed first (O(entries), for reports).
+    public func clients() -> [Client] {
+        storage.withLock { table in
+            var result: [Client] = []
+            result.reserveCapacity(table.count)
+            var cursor = table.newest
+            while cursor != Self.none {
+                let slot = table.slots[Int(cursor)]
+                result.append(Client(address: slot.address, entry: slot.entry, received: slot.received, sent: slot.sent))
+                cursor = slot.older
+            }
+            return result
+        }
+    }
 
     public var count: Int { storage.withLock { $0.count } }
 
@@ -201,6 +271,11 @@ public final class ClientTable: Sendable {
     }
 
     // MARK: Index and list
+
+    private static func credit(_ table: inout Storage, _ address: IPAddress, _ traffic: Traffic, mask: Int) {
+        let found = probe(table.index, mask: mask, for: address, in: table.slots).found
+        if found >= 0 { table.slots[Int(found)].received.add(traffic) }
+    }
 
     private static func home(of address: IPAddress, mask: Int) -> Int {
         var hasher = Hasher()

@@ -51,6 +51,8 @@ public struct InboundStage: PipelineStage {
     /// Worker-local memory of recently learned clients, so the shared table is locked only when a
     /// client appears, moves, is due for a refresh, or is not cached (more active clients than lines).
     private var learned: LearnedClients
+    private var credits: [(address: IPAddress, traffic: ClientTable.Traffic)] = []
+    private var lastCredit: UInt64 = 0
     /// Where an opener builds a control reply; each is sent at once (replies are rare, and a flood
     /// of requests costs the relay no more syscalls than it cost the sender).
     private let reply: PacketBatch
@@ -71,7 +73,8 @@ public struct InboundStage: PipelineStage {
     /// flow, not the socket's own (see `FlowSteering`).
     public init(socket: any DatagramSocket, tunQueues: [any TunQueue], encapsulation: any Encapsulation,
                 policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
-                ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
+                ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
+                cacheLines: Int = 4096) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
@@ -82,7 +85,8 @@ public struct InboundStage: PipelineStage {
         batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
         writer = TunWriter(queues: tunQueues)
         opener = encapsulation.makeOpener()
-        learned = LearnedClients(lines: clients == nil ? 1 : LearnedClients.defaultLines)
+        learned = LearnedClients(lines: clients == nil ? 1 : cacheLines)
+        credits.reserveCapacity(clients == nil ? 0 : cacheLines)
         reply = PacketBatch(slotCount: 1, slotSize: 2048)
         errorSealer = encapsulation.makeSealer()
         headroom = encapsulation.headroom
@@ -99,7 +103,10 @@ public struct InboundStage: PipelineStage {
             lifecycle.fail("UDP receive failed: \(error)")
             return nil
         }
-        if received == 0 { return 0 }
+        if received == 0 {
+            if learned.hasPending { creditClients(now: Clock.monotonicNanoseconds(), force: false) }
+            return 0
+        }
         if let ownAddresses, ownAddresses.version != ownAddressesVersion, policy.packets != nil {
             (ownAddressesVersion, policy.packets!.ownAddresses) = ownAddresses.current
         }
@@ -129,6 +136,7 @@ public struct InboundStage: PipelineStage {
             do throws(SystemError) { try writer.flush() } catch { deviceError = error }
         }
         countWrites()
+        creditClients(now: now, force: false)
         counters.add(tally)
         if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: false) }
         if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
@@ -161,6 +169,16 @@ public struct InboundStage: PipelineStage {
             return
         }
         let packet = slotBytes.span.extracting(inner)
+        if let source = KeepalivePacket.source(of: packet) {
+            tally.received(.keepalive)
+            // Refreshes the return path as a packet from that source would (same source checks),
+            // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
+            if clients != nil, !source.isInvalidSource, !PacketPolicy.forbiddenDestinations.contains(where: { $0.contains(source) }),
+               policy.packets?.sourceRefusal(for: source, from: peer.ip, session: session) == nil {
+                _ = learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
+            }
+            return
+        }
         let info: IPPacketInfo
         switch IPPacket.validate(packet) {
         case let .success(valid): info = valid
@@ -180,15 +198,10 @@ public struct InboundStage: PipelineStage {
             }
             return
         }
-        if let clients {
-            let entry = ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now)
-            if !learned.isFresh(info.source, entry, within: Self.refreshInterval) {
-                switch clients.learn(info.source, entry) {
-                case .refreshed, .changed: learned.remember(info.source, entry)
-                case .rateLimited: tally.drop(.newClientLimit); return
-                case .full: tally.drop(.clientTableFull); return
-                }
-            }
+        if clients != nil {
+            guard learnReturnPath(info.source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
+            else { return }
+            learned.count(info.source, bytes: packet.count)
         }
         if sessionCounters != nil { sessionTally.add(session, bytes: packet.count) }
         do throws(SystemError) {
@@ -196,6 +209,36 @@ public struct InboundStage: PipelineStage {
         } catch {
             deviceError = error
         }
+    }
+
+    /// What this worker counted per client goes to the table before the final report.
+    public mutating func finish() { creditClients(now: 0, force: true) }
+
+    /// Gives the shared table `address`'s return path unless this worker did so within
+    /// `refreshInterval`; false (counted) when the table refuses a new address.
+    private mutating func learnReturnPath(_ address: IPAddress, _ entry: ClientTable.Entry) -> Bool {
+        guard let clients, !learned.isFresh(address, entry, within: Self.refreshInterval) else { return true }
+        switch clients.learn(address, entry, credit: learned.takePending(lineOf: address)) {
+        case .refreshed, .changed:
+            learned.remember(address, entry)
+            return true
+        case .rateLimited:
+            tally.drop(.newClientLimit)
+            return false
+        case .full:
+            tally.drop(.clientTableFull)
+            return false
+        }
+    }
+
+    /// Hands the traffic counted per client to the table, at most once per `refreshInterval` while
+    /// busy (and when idle or stopping), so a client's figures are at most that late.
+    private mutating func creditClients(now: UInt64, force: Bool) {
+        guard let clients, learned.hasPending, force || now &- lastCredit >= Self.refreshInterval else { return }
+        lastCredit = now
+        learned.takeAllPending(into: &credits)
+        clients.credit(credits)
+        credits.removeAll(keepingCapacity: true)
     }
 
     /// Tells the sender of an oversize packet the largest the device takes (RFC 1191, RFC 8201), in

@@ -2,10 +2,18 @@ import WireFormat
 
 /// A worker's direct-mapped cache of the return paths it last gave the shared `ClientTable`: fixed
 /// size, allocated once, O(1). A miss only costs a table lock; it never loses a route.
+///
+/// Each line also counts the traffic its address sent since the worker last handed it to the table
+/// (with the next refresh, or in one batch at least once a second), so counting a packet costs two
+/// additions and no lock.
 struct LearnedClients {
     static var defaultLines: Int { 4096 }
     private var addresses: [IPAddress?]
     private var entries: [ClientTable.Entry]
+    private var pending: [ClientTable.Traffic]
+    /// Lines with traffic counted since the last `takeAllPending`, each listed once.
+    private var dirty: [Int]
+    private var listed: [Bool]
     private let mask: Int
 
     /// `lines` is rounded up to a power of two.
@@ -16,7 +24,13 @@ struct LearnedClients {
         addresses = [IPAddress?](repeating: nil, count: size)
         entries = [ClientTable.Entry](repeating: ClientTable.Entry(endpoint: SocketAddress(ip: .v4(0), port: 0), refreshedAt: 0),
                                       count: size)
+        pending = [ClientTable.Traffic](repeating: ClientTable.Traffic(), count: size)
+        listed = [Bool](repeating: false, count: size)
+        dirty = []
+        dirty.reserveCapacity(size)
     }
+
+    var hasPending: Bool { !dirty.isEmpty }
 
     private func line(of address: IPAddress) -> Int {
         let bits: UInt64
@@ -35,9 +49,41 @@ struct LearnedClients {
         return known.routesLike(entry) && entry.refreshedAt &- known.refreshedAt <= interval
     }
 
+    /// Caches `address`'s return path; take the line's pending traffic first (`takePending`).
     mutating func remember(_ address: IPAddress, _ entry: ClientTable.Entry) {
         let line = line(of: address)
         addresses[line] = address
         entries[line] = entry
+    }
+
+    /// Counts a packet from `address`, which its line holds (it is fresh or was just remembered).
+    mutating func count(_ address: IPAddress, bytes: Int) {
+        let line = line(of: address)
+        pending[line].packets &+= 1
+        pending[line].bytes &+= UInt64(bytes)
+        if !listed[line] {
+            listed[line] = true
+            dirty.append(line)
+        }
+    }
+
+    /// The traffic counted on `address`'s line (for whichever address holds it), now handed over.
+    mutating func takePending(lineOf address: IPAddress) -> (address: IPAddress, traffic: ClientTable.Traffic)? {
+        let line = line(of: address)
+        guard let holder = addresses[line], pending[line].packets > 0 else { return nil }
+        defer { pending[line] = ClientTable.Traffic() }
+        return (holder, pending[line])
+    }
+
+    /// Every line's pending traffic, appended to `list` (whose capacity the caller keeps).
+    mutating func takeAllPending(into list: inout [(address: IPAddress, traffic: ClientTable.Traffic)]) {
+        for line in dirty {
+            listed[line] = false
+            if let holder = addresses[line], pending[line].packets > 0 {
+                list.append((holder, pending[line]))
+                pending[line] = ClientTable.Traffic()
+            }
+        }
+        dirty.removeAll(keepingCapacity: true)
     }
 }

@@ -78,9 +78,16 @@ public struct OutboundStage: PipelineStage {
         case let .fixed(peer, session):
             for index in 0..<read where destinations[index] != nil { send(index, to: peer, from: nil, session: session, lifecycle) }
         case let .clients(table):
-            // Resolve the whole batch under one lock, then send outside it.
-            table.withLookup { lookup in
-                for index in 0..<read { resolved[index] = destinations[index].flatMap(lookup) }
+            // Resolve the whole batch under one lock, then send outside it; each client's share is
+            // counted in the same lock.
+            table.withRoutes { route in
+                for index in 0..<read {
+                    guard let destination = destinations[index], case let .packets(run) = reader.entry(index) else {
+                        resolved[index] = nil
+                        continue
+                    }
+                    resolved[index] = route(destination, run.traffic)
+                }
             }
             for index in 0..<read where destinations[index] != nil {
                 if let entry = resolved[index] {
@@ -164,5 +171,12 @@ public struct OutboundStage: PipelineStage {
         tally.udpSent += result.sent
         tally.udpSentBytes += result.sentBytes
         if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
+    }
+}
+
+extension PacketRun {
+    /// The run's packets and bytes, as a client's traffic.
+    var traffic: ClientTable.Traffic {
+        ClientTable.Traffic(packets: UInt64(count), bytes: UInt64((count - 1) * length + lastLength))
     }
 }

@@ -79,20 +79,27 @@ public struct PacketPolicy: Sendable {
         }
     }
 
-    /// Why an inner packet from `peer`, in `session`, is refused, or nil if it may be forwarded. Both
-    /// the underlay rule and the session's rule must allow its source.
-    public func refusal(for info: IPPacketInfo, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
+    /// `.spoofedSource` when `peer`, in `session`, may not use the inner `source` (the return path
+    /// a keepalive refreshes is checked like a packet's), nil when it may.
+    public func sourceRefusal(for source: IPAddress, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
         if session.index < innerSourcesBySession.count, let sources = innerSourcesBySession[session.index],
-           !sources.contains(where: { $0.contains(info.source) }) {
+           !sources.contains(where: { $0.contains(source) }) {
             return .spoofedSource
         }
         if !clientRules.isEmpty {
             var permitted = false
             for rule in clientRules where rule.peers.contains(peer) {
-                if rule.innerSources.contains(where: { $0.contains(info.source) }) { permitted = true; break }
+                if rule.innerSources.contains(where: { $0.contains(source) }) { permitted = true; break }
             }
             if !permitted { return .spoofedSource }
         }
+        return nil
+    }
+
+    /// Why an inner packet from `peer`, in `session`, is refused, or nil if it may be forwarded. Both
+    /// the underlay rule and the session's rule must allow its source.
+    public func refusal(for info: IPPacketInfo, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
+        if let refusal = sourceRefusal(for: info.source, from: peer, session: session) { return refusal }
         let destination = info.destination
         if Self.forbiddenDestinations.contains(where: { $0.contains(destination) }) || ownAddresses.contains(destination) {
             return .forbiddenDestination

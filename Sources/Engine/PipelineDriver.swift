@@ -12,6 +12,13 @@ public protocol PipelineStage {
     /// datagrams taken in (0 when nothing was ready), or nil after a fault ended the process
     /// (already reported through `lifecycle.fail`).
     mutating func pump(_ lifecycle: Lifecycle) -> Int?
+
+    /// Runs once when the worker stops, before the final report (hands over what it still holds).
+    mutating func finish()
+}
+
+extension PipelineStage {
+    public mutating func finish() {}
 }
 
 /// The second stage of a thread that drives only one direction.
@@ -54,6 +61,10 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
     public mutating func run(_ lifecycle: Lifecycle) {
         let readiness = ReadinessSet(descriptors: [first.readinessDescriptor, second.readinessDescriptor], waker: lifecycle.waker)
         var lastTraffic: UInt64 = 0  // no window before the first packet
+        defer {
+            first.finish()
+            second.finish()
+        }
         while !lifecycle.isStopping {
             guard let firstMoved = first.pump(lifecycle), let secondMoved = second.pump(lifecycle) else { return }
             let moved = firstMoved + secondMoved

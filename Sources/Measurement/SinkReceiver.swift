@@ -11,7 +11,9 @@ public final class SinkReceiver: Sendable {
     public let expected: UInt64?
     /// Monotonic deadline (nanoseconds) after which the receiver stops.
     public let deadline: UInt64?
-    private let published = Mutex(SinkAccounting())
+    // A pthread mutex, not Synchronization's: the metrics endpoint reads it from another thread, and
+    // ThreadSanitizer can see only the former (see `Locked`).
+    private let published = Locked(SinkAccounting())
     private let reachedExpected = Atomic<Bool>(false)
     static let publishInterval: UInt64 = 100_000_000
 

@@ -5,6 +5,7 @@ import CLI
 import Engine
 import KernelIO
 import Measurement
+import Monitoring
 import WireFormat
 
 @main
@@ -79,6 +80,9 @@ struct RelayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("New client inner addresses accepted per second (and at once); more are dropped and counted as new_client_limit, so a sender cycling through sources cannot crowd out known clients.", valueName: "n"))
     var newClientsPerSecond = 10_000
 
+    @Flag(help: ArgumentHelp("With --metrics: one series per client inner address (packets and bytes each way, last seen), as many as --max-clients."))
+    var metricsPerClient = false
+
     @Flag(help: "Set the sysctls forwarding needs, logging each change, then start.")
     var fixSysctl = false
 
@@ -121,6 +125,7 @@ struct RelayCommand: ParsableCommand {
         guard (1...ClientTable.maximumCapacity).contains(maxClients) else {
             throw ValidationError("--max-clients must be 1 to \(ClientTable.maximumCapacity)")
         }
+        if metricsPerClient, common.metrics == nil { throw ValidationError("--metrics-per-client needs --metrics HOST:PORT") }
         guard (1...1_000_000).contains(newClientsPerSecond) else { throw ValidationError("--new-clients-per-second must be 1 to 1000000") }
     }
 
@@ -234,6 +239,22 @@ struct RelayCommand: ParsableCommand {
             logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
         }
         framing.describe(logger)
+        let metricsServer = try common.startMetrics(role: "relay", logger: logger) { exposition in
+            exposition.addTunnel(counters)
+            exposition.gauge("udptun_clients", help: "Client inner addresses in the return-path table (JSON: clients).") {
+                Double(clients.count)
+            }
+            exposition.counter("udptun_clients_evicted_total", help: "Idle clients replaced by new ones in a full table (JSON: clients_evicted).") {
+                clients.evicted
+            }
+            exposition.counter("udptun_own_address_refresh_failed_total",
+                               help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed).") {
+                ownAddresses.failedRefreshes
+            }
+            if let gtpuFraming { exposition.addGTPUPaths(gtpuFraming.monitor) }
+            if metricsPerClient { exposition.addClients(clients) }
+        }
+        defer { metricsServer?.stop() }
         try privileges.dropIfAsked(logger: logger)
         // Per-session counts cost a little per packet: kept only where there are several sessions to
         // tell apart (with one, the totals are its counts).
@@ -278,6 +299,7 @@ struct RelayCommand: ParsableCommand {
                 emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                                        sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
                                            ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: now)])) : [],
+                                       clients: final ? TunnelReport.ClientList(clients.clients(), now: Clock.monotonicNanoseconds()) : nil,
                                        now: now, previous: previous,
                                        extra: [("clients", UInt64(clients.count)), ("clients_evicted", clients.evicted),
                                                ("own_address_refresh_failed", ownAddresses.failedRefreshes)]

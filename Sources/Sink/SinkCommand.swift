@@ -56,6 +56,8 @@ struct SinkCommand: ParsableCommand {
         let lifecycle = try Lifecycle()
         let deadline = timeout.map { Clock.monotonicNanoseconds() + UInt64($0 * 1e9) }
         let receiver = SinkReceiver(socket: socket, expected: expect, deadline: deadline)
+        let metricsServer = try common.startMetrics(role: "sink", logger: logger) { $0.addSink { receiver.accounting } }
+        defer { metricsServer?.stop() }
         logger.info("sink listening", metadata: ["listen": "\(socket.localAddress ?? address)"])
 
         let report = SinkReport(json: common.json)

@@ -39,21 +39,13 @@ public enum PacketTooBig {
         var bytes = buffer.extracting(offset..<(offset + total))
         let icmp = headerLength
         bytes.copy(from: packet.extracting(0..<quoted), to: icmp + 8)
+        IPHeader.write(into: &bytes, total: total, transportProtocol: info.version == 4 ? IPProtocolNumber.icmp : IPProtocolNumber.icmpv6,
+                       from: source, to: info.source)
         if info.version == 4 {
-            bytes.setU32(0x4500_0000 | UInt32(total), at: 0)
-            bytes.setU32(0, at: 4)  // id 0, not fragmented
-            bytes.setU32(0x4001_0000, at: 8)  // TTL 64, ICMP, checksum 0 for now
-            write(source, into: &bytes, at: 12)
-            write(info.source, into: &bytes, at: 16)
-            bytes.setU16(InternetChecksum.of(bytes.span.extracting(0..<headerLength)), at: 10)
             bytes.setU32(0x0304_0000, at: icmp)  // type 3, code 4, checksum 0 for now
             bytes.setU32(UInt32(min(mtu, 0xffff)), at: icmp + 4)  // unused (16 bits), next-hop MTU
             bytes.setU16(InternetChecksum.of(bytes.span.extracting(icmp..<total)), at: icmp + 2)
         } else {
-            bytes.setU32(0x6000_0000, at: 0)
-            bytes.setU32(UInt32(total - headerLength) << 16 | UInt32(IPProtocolNumber.icmpv6) << 8 | 64, at: 4)
-            write(source, into: &bytes, at: 8)
-            write(info.source, into: &bytes, at: 24)
             bytes.setU32(0x0200_0000, at: icmp)  // type 2, code 0, checksum 0 for now
             bytes.setU32(UInt32(max(mtu, ipv6MinimumMTU)), at: icmp + 4)
             var checksum = InternetChecksum()
@@ -65,12 +57,5 @@ public enum PacketTooBig {
             bytes.setU16(checksum.value, at: icmp + 2)
         }
         return offset..<(offset + total)
-    }
-
-    private static func write(_ address: IPAddress, into bytes: inout MutableSpan<UInt8>, at offset: Int) {
-        switch address {
-        case let .v4(a): bytes.setU32(a, at: offset)
-        case let .v6(high, low): bytes.setU64(high, at: offset); bytes.setU64(low, at: offset + 8)
-        }
     }
 }

@@ -119,6 +119,28 @@ extension EndToEnd {
                                                     "--listen", "127.0.0.1:1"]), status: 78, mentioning: "key file \(key.path) is given twice")
         }
 
+        @Test func metricsAndKeepaliveUsage() throws {
+            expectCleanFailure(run("udptun-sink", ["--metrics", "nonsense:port"]), status: 64, mentioning: "--metrics 'nonsense:port'")
+            expectCleanFailure(run("udptun-sink", ["--metrics", "127.0.0.1"]), status: 64, mentioning: "--metrics")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--metrics-per-client"]), status: 64,
+                               mentioning: "--metrics-per-client needs --metrics")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--keepalive", "-1"]), status: 64, mentioning: "--keepalive")
+            expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "127.0.0.1:9", "--keepalive", "5"]), status: 64,
+                               mentioning: "--keepalive needs the tunnel")
+            // A metrics port someone holds: a one-line configuration error, before anything runs.
+            let port = Int.random(in: 20000...60000)
+            let first = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--listen", "127.0.0.1:\(port)",
+                                                "--interval", "0", "--metrics", "127.0.0.1:\(port + 1)"],
+                                    logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-metrics-\(port)"))
+            defer {
+                first.stop()
+                first.removeLogs()
+            }
+            try first.waitForLog("metrics at http://127.0.0.1:\(port + 1)/metrics")
+            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port + 2)", "--metrics", "127.0.0.1:\(port + 1)"]), status: 78,
+                               mentioning: "cannot listen for metrics on 127.0.0.1:\(port + 1)")
+        }
+
         @Test func unresolvableHostExits78() {
             expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "no-such-host.invalid:9", "--count", "1"]),
                                status: 78, mentioning: "cannot resolve 'no-such-host.invalid'")

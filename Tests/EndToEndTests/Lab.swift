@@ -33,6 +33,8 @@ final class Lab: @unchecked Sendable {
     let prefix: String
     let directory: URL
     private var processes: [Spawned] = []
+    /// Namespaces a test added beside A, B and C (`addNamespace`), deleted with the lab.
+    private var extraNamespaces: [String] = []
 
     /// `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
     init(tunQueues: Int = 1) throws {
@@ -135,11 +137,20 @@ final class Lab: @unchecked Sendable {
                     (.a, ["ip", "-6", "route", "add", "2001:db8:2::/64", "dev", "tun1"])])
     }
 
-    private func runAll(_ commands: [(Node, [String])]) throws {
+    func runAll(_ commands: [(Node, [String])]) throws {
         for (node, command) in commands {
             let result = run(node, command)
             guard result.status == 0 else { throw LabError("\(command.joined(separator: " ")): \(result.stderr)") }
         }
+    }
+
+    /// Creates one more namespace of this lab, `<prefix>-<suffix>`, deleted by `tearDown`.
+    func addNamespace(_ suffix: String) throws -> String {
+        let name = "\(prefix)-\(suffix)"
+        extraNamespaces.append(name)
+        let added = Self.shell(["ip", "netns", "add", name], timeout: 10)
+        guard added.status == 0 else { throw LabError("ip netns add \(name): \(added.stderr)") }
+        return name
     }
 
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {
@@ -152,6 +163,7 @@ final class Lab: @unchecked Sendable {
         processes.removeAll()
         _ = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
                        environment: ["LAB_PREFIX": prefix], timeout: 60)
+        for name in extraNamespaces { _ = Self.shell(["ip", "netns", "del", name], timeout: 10) }
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -54,6 +54,7 @@ public final class FakeDatagramSocket: DatagramSocket {
     public var pendingCount: Int { state.withLock { $0.incoming.count } }
     /// Every datagram sent, in order.
     public var sent: [Datagram] { state.withLock { $0.sent } }
+    public func clearSent() { state.withLock { $0.sent.removeAll() } }
     /// sendmmsg messages used (a UDP GSO message carries several datagrams).
     public var messages: Int { state.withLock { $0.messages } }
     /// Sends fail from now on, as toward a peer that answered with ICMP port unreachable.

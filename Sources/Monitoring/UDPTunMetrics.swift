@@ -1,0 +1,120 @@
+import Engine
+import KernelIO
+import Measurement
+import WireFormat
+
+/// udptun's metric names: the `udptun_` prefix, base units, `_total` on counters. Every counter of
+/// the programs' JSON reports has one (README, "Monitoring", lists them with their meanings).
+extension MetricsExposition {
+    /// `udptun_build_info{version, role}` = 1.
+    public func addBuildInfo(version: String) {
+        gauge("udptun_build_info", help: "Always 1; the labels say which udptun this is.", labels: [("version", version)]) { 1 }
+    }
+
+    /// A tunnel endpoint's counters (client or relay), all queues together, and per queue the two
+    /// figures the JSON report gives per queue when there are several.
+    public func addTunnel(_ counters: [TunnelCounters]) {
+        let totals = snapshot { counters.snapshot() }
+        func counter(_ name: String, _ help: String, labels: [(String, String)] = [],
+                     _ read: @escaping @Sendable (TunnelSnapshot) -> UInt64) {
+            self.counter(name, help: help, labels: labels) { read(totals.value) }
+        }
+        counter("udptun_udp_received_datagrams_total", "UDP datagrams received (JSON: received).") { $0.udpReceived }
+        counter("udptun_udp_received_bytes_total", "UDP payload bytes received (JSON: received_bytes).") { $0.udpReceivedBytes }
+        counter("udptun_forwarded_packets_total", "Inner packets written to the TUN device (JSON: forwarded).") { $0.tunWritten }
+        counter("udptun_forwarded_bytes_total", "Inner packet bytes written to the TUN device (JSON: forwarded_bytes).") { $0.tunWrittenBytes }
+        counter("udptun_tun_read_packets_total", "Packets read from the TUN device, super-packets counted as their segments (JSON: tun_read).") { $0.tunRead }
+        counter("udptun_tun_read_bytes_total", "Bytes read from the TUN device.") { $0.tunReadBytes }
+        counter("udptun_udp_sent_datagrams_total", "UDP datagrams sent, control replies included (JSON: sent).") { $0.udpSent }
+        counter("udptun_udp_sent_bytes_total", "UDP payload bytes sent (JSON: sent_bytes).") { $0.udpSentBytes }
+        for reason in DropReason.allCases {
+            counter("udptun_dropped_packets_total", "Packets or datagrams dropped, by reason (JSON: drops).",
+                    labels: [("reason", reason.description)]) { $0.drops(reason) }
+        }
+        counter("udptun_socket_dropped_buffers_total",
+                "Buffers the kernel dropped at the full UDP receive buffer, never seen by udptun (JSON: socket_dropped).") { $0.socketDrops }
+        for type in ControlMessage.allCases {
+            for (direction, side) in [("in", \TunnelSnapshot.controlReceived), ("out", \TunnelSnapshot.controlSent)] {
+                counter("udptun_control_messages_total",
+                        "The encapsulation's own messages (echo, keepalive, ...) received (in) and sent (out) (JSON: control_in, control_out).",
+                        labels: [("type", type.description), ("direction", direction)]) { $0[keyPath: side][type.rawValue] }
+            }
+        }
+        counter("udptun_control_send_failed_total", "Control replies the kernel refused to send (JSON: control_send_failed).") { $0.controlSendFailed }
+        counter("udptun_too_big_sent_total", "ICMP fragmentation-needed / packet-too-big messages sent back (JSON: too_big_sent).") { $0.tooBigSent }
+        guard counters.count > 1 else { return }
+        for (index, queue) in counters.enumerated() {
+            self.counter("udptun_queue_tun_read_packets_total", help: "Packets read from each TUN queue (JSON: tun_read_qN).",
+                         labels: [("queue", String(index))]) { queue.tunRead.load }
+            self.counter("udptun_queue_udp_received_datagrams_total", help: "UDP datagrams received by each queue's socket (JSON: received_qN).",
+                         labels: [("queue", String(index))]) { queue.udpReceived.load }
+        }
+    }
+
+    /// The relay's clients, one series per inner address (`--metrics-per-client`: bounded by
+    /// `--max-clients`, never labelled by port).
+    public func addClients(_ table: ClientTable) {
+        labelledSeries(
+            label: "client",
+            counters: [("udptun_client_received_packets_total", "Inner packets from this client forwarded to the TUN device (up to a second late)."),
+                       ("udptun_client_received_bytes_total", "Inner bytes from this client forwarded to the TUN device (up to a second late)."),
+                       ("udptun_client_sent_packets_total", "Inner packets routed to this client."),
+                       ("udptun_client_sent_bytes_total", "Inner bytes routed to this client.")],
+            gauges: [("udptun_client_last_seen_timestamp_seconds", "When this client's return path was last refreshed by a packet or a keepalive (Unix time, to the second).")]
+        ) {
+            let monotonic = Clock.monotonicNanoseconds(), wall = Clock.wallNanoseconds()
+            return table.clients().map { client in
+                let age = monotonic > client.entry.refreshedAt ? monotonic - client.entry.refreshedAt : 0
+                return LabelledValues(label: client.address.description,
+                                      counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
+                                      gauges: [Double(wall &- age) / 1e9])
+            }
+        }
+    }
+
+    /// GTP-U path supervision by Echo Request (TS 29.281 §7.2): the figures of the JSON report's
+    /// `gtpu_*` and `echo_rtt_us`.
+    public func addGTPUPaths(_ monitor: GTPUPathMonitor) {
+        let paths = snapshot { monitor.paths }
+        gauge("udptun_gtpu_paths_down", help: "GTP-U peers that missed \(GTPUPathMonitor.missedForDown) echoes in a row (JSON: gtpu_paths_down).") {
+            Double(paths.value.values.filter(\.isDown).count)
+        }
+        counter("udptun_gtpu_path_down_events_total", help: "Times a GTP-U path went down (JSON: gtpu_path_down_events).") {
+            UInt64(paths.value.values.reduce(0) { $0 + $1.downEvents })
+        }
+        gauge("udptun_gtpu_echo_rtt_seconds", help: "Shortest last echo round trip over the GTP-U paths, 0 before any (JSON: echo_rtt_us).") {
+            Double(paths.value.values.compactMap(\.roundTrip).min() ?? 0) / 1e9
+        }
+        gauge("udptun_gtpu_rejected_teids", help: "TEIDs a peer answered with an Error Indication (JSON: gtpu_rejected_teids).") {
+            Double(monitor.rejectedTEIDs.count)
+        }
+    }
+
+    /// The sink's accounting, as `published` returns it (the receiver publishes a copy every 100 ms).
+    public func addSink(_ published: @escaping @Sendable () -> SinkAccounting) {
+        let accounting = snapshot(published)
+        let totals = snapshot { accounting.value.totals }
+        func counter(_ name: String, _ help: String, _ read: @escaping @Sendable (SinkTotals) -> UInt64) {
+            self.counter(name, help: help) { read(totals.value) }
+        }
+        func gauge(_ name: String, _ help: String, _ read: @escaping @Sendable (SinkAccounting) -> Double) {
+            self.gauge(name, help: help) { read(accounting.value) }
+        }
+        counter("udptun_sink_datagrams_total", "Datagrams received, of any kind (JSON: datagrams).") { $0.datagrams }
+        counter("udptun_sink_bytes_total", "Payload bytes received (JSON: bytes).") { $0.bytes }
+        counter("udptun_sink_payloads_total", "Unique generator payloads received (JSON: received).") { $0.received }
+        counter("udptun_sink_duplicates_total", "Generator payloads received more than once (JSON: duplicates).") { $0.duplicates }
+        counter("udptun_sink_reordered_total", "Generator payloads that arrived after a later one (JSON: reordered).") { $0.reordered }
+        counter("udptun_sink_corrupt_total", "Generator payloads whose CRC or length is wrong (JSON: corrupt).") { $0.corrupt }
+        counter("udptun_sink_unsequenced_total", "Datagrams that are not generator payloads (JSON: unsequenced).") { $0.unsequenced }
+        gauge("udptun_sink_lost_payloads", "Generator payloads missing below the highest sequence seen; falls when late ones arrive (JSON: lost).") {
+            Double($0.totals.lost)
+        }
+        gauge("udptun_sink_streams", "Generator streams being tracked (JSON: streams).") { Double($0.totals.streams) }
+        gauge("udptun_sink_latency_min_seconds", "Smallest one-way latency seen (JSON: latency_us.min).") {
+            $0.latency.count == 0 ? 0 : Double($0.latency.minimum) / 1e9
+        }
+        gauge("udptun_sink_latency_average_seconds", "Mean one-way latency (JSON: latency_us.avg).") { ($0.latency.average ?? 0) / 1e9 }
+        gauge("udptun_sink_latency_max_seconds", "Largest one-way latency seen (JSON: latency_us.max).") { Double($0.latency.maximum) / 1e9 }
+    }
+}

@@ -1,0 +1,226 @@
+import Glibc
+import Testing
+@testable import Engine
+@testable import Measurement
+@testable import Monitoring
+@testable import WireFormat
+
+/// The Prometheus exposition (names, counters following the programs' totals, series that come and
+/// go) and its HTTP endpoint, including what a hostile client of the port can and cannot do.
+@Suite("Metrics: exposition and endpoint")
+struct MetricsTests {
+    /// The sample lines of an exposition, `name{labels}` → value.
+    static func samples(_ text: [UInt8]) -> [String: Double] {
+        var result: [String: Double] = [:]
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            result[String(line[..<space])] = value
+        }
+        return result
+    }
+
+    @Test("counters follow the totals they read, gauges their value, and every series carries the role")
+    func countersFollowTotals() {
+        let exposition = MetricsExposition(constantLabels: [("role", "relay")])
+        let counters = [TunnelCounters(), TunnelCounters()]
+        exposition.addBuildInfo(version: "9.9.9")
+        exposition.addTunnel(counters)
+        var tally = BatchTally()
+        tally.tunWritten = 7
+        tally.drop(.spoofedSource, count: 2)
+        tally.received(.keepalive)
+        counters[0].add(tally)
+        counters[1].add(tally)
+        var first = Self.samples(exposition.render())
+        #expect(first[#"udptun_build_info{role="relay",version="9.9.9"}"#] == 1)
+        #expect(first[#"udptun_forwarded_packets_total{role="relay"}"#] == 14)
+        #expect(first[#"udptun_dropped_packets_total{role="relay",reason="spoofed_source"}"#] == 4)
+        #expect(first[#"udptun_dropped_packets_total{role="relay",reason="truncated"}"#] == 0)
+        #expect(first[#"udptun_control_messages_total{role="relay",type="keepalive",direction="in"}"#] == 2)
+        #expect(first[#"udptun_queue_tun_read_packets_total{role="relay",queue="1"}"#] == 0)
+        counters[1].add(tally)
+        first = Self.samples(exposition.render())
+        #expect(first[#"udptun_forwarded_packets_total{role="relay"}"#] == 21, "a second scrape adds only the difference")
+        // Every report counter is there: one series per drop reason and per control type and direction.
+        #expect(first.keys.filter { $0.hasPrefix("udptun_dropped_packets_total") }.count == DropReason.allCases.count)
+        #expect(first.keys.filter { $0.hasPrefix("udptun_control_messages_total") }.count == 2 * ControlMessage.allCases.count)
+        #expect(first.keys.allSatisfy { $0.contains(#"role="relay""#) })
+    }
+
+    @Test("labelled series appear, follow, start over and disappear with what they describe")
+    func labelledSeriesComeAndGo() {
+        let exposition = MetricsExposition(constantLabels: [("role", "relay")])
+        let clients = ClientTable(capacity: 4)
+        exposition.addClients(clients)
+        #expect(!Self.samples(exposition.render()).keys.contains { $0.hasPrefix("udptun_client_") })
+        clients.learn(.v4(0xC613_0001), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000), now: 1)
+        clients.credit([(.v4(0xC613_0001), ClientTable.Traffic(packets: 3, bytes: 300))])
+        var samples = Self.samples(exposition.render())
+        #expect(samples[#"udptun_client_received_packets_total{role="relay",client="198.19.0.1"}"#] == 3)
+        #expect(samples[#"udptun_client_received_bytes_total{role="relay",client="198.19.0.1"}"#] == 300)
+        #expect(samples[#"udptun_client_last_seen_timestamp_seconds{role="relay",client="198.19.0.1"}"#] != nil)
+        #expect(!samples.keys.contains { $0.contains("40000") }, "never labelled by port")
+        _ = clients.forget(session: PeerSession())
+        samples = Self.samples(exposition.render())
+        #expect(!samples.keys.contains { $0.hasPrefix("udptun_client_") })
+        clients.learn(.v4(0xC613_0001), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000), now: 2)
+        clients.credit([(.v4(0xC613_0001), ClientTable.Traffic(packets: 1, bytes: 10))])
+        samples = Self.samples(exposition.render())
+        #expect(samples[#"udptun_client_received_packets_total{role="relay",client="198.19.0.1"}"#] == 1, "learned again: starts over")
+    }
+
+    @Test("the sink's figures, lost as a gauge (it falls when late payloads arrive)")
+    func sinkFigures() throws {
+        let exposition = MetricsExposition(constantLabels: [("role", "sink")])
+        var accounting = SinkAccounting()
+        for sequence: UInt64 in [0, 2, 2] {
+            var payload = [UInt8](repeating: 0, count: 64)
+            var span = payload.mutableSpan
+            ProbePayload(streamID: 4, sequence: sequence, sendTimeNanoseconds: 1, length: 64).encode(into: &span)
+            accounting.record(payload.span, from: nil, receivedAt: 1_000_001)
+        }
+        let published = accounting
+        exposition.addSink { published }
+        let samples = Self.samples(exposition.render())
+        #expect(samples[#"udptun_sink_payloads_total{role="sink"}"#] == 2)
+        #expect(samples[#"udptun_sink_duplicates_total{role="sink"}"#] == 1)
+        #expect(samples[#"udptun_sink_lost_payloads{role="sink"}"#] == 1)
+        #expect(samples[#"udptun_sink_datagrams_total{role="sink"}"#] == 3)
+        #expect(samples[#"udptun_sink_latency_max_seconds{role="sink"}"#] == 0.001)
+    }
+}
+
+/// A plain TCP client for the endpoint tests: what a scraper or an attacker sends, byte for byte.
+struct RawHTTP {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else {
+            Glibc.close(fd)
+            throw MetricsServerError(description: "connect failed: errno \(errno)")
+        }
+    }
+
+    /// False once the server has closed (a send may still succeed into the socket buffer).
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Everything until the server closes (or 10 s pass): the whole answer.
+    func readToEnd() -> String {
+        var answer: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            answer += buffer[0..<count]
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+
+    func close() { Glibc.close(fd) }
+
+    static func get(_ path: String, port: Int, method: String = "GET") throws -> String {
+        let client = try RawHTTP(port: port)
+        defer { client.close() }
+        client.send("\(method) \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
+        return client.readToEnd()
+    }
+}
+
+@Suite("Metrics endpoint: HTTP and its limits")
+struct MetricsServerTests {
+    static func server(limits: MetricsServer.Limits = MetricsServer.Limits()) throws -> MetricsServer {
+        let exposition = MetricsExposition(constantLabels: [("role", "test")])
+        exposition.addBuildInfo(version: "1.2.3")
+        return try MetricsServer(host: "127.0.0.1", port: 0, limits: limits) { exposition.render() }
+    }
+
+    @Test("GET /metrics answers the exposition; other paths 404, other methods 405, HEAD no body")
+    func answers() throws {
+        let server = try Self.server()
+        defer { server.stop() }
+        let ok = try RawHTTP.get("/metrics", port: server.port)
+        #expect(ok.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(ok.contains("Content-Type: text/plain; version=0.0.4"))
+        #expect(ok.contains(#"udptun_build_info{role="test",version="1.2.3"} 1"#))
+        #expect(try RawHTTP.get("/metrics?x=1", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+        #expect(try RawHTTP.get("/", port: server.port).hasPrefix("HTTP/1.1 404"))
+        #expect(try RawHTTP.get("/metricsX", port: server.port).hasPrefix("HTTP/1.1 404"))
+        #expect(try RawHTTP.get("/metrics", port: server.port, method: "POST").hasPrefix("HTTP/1.1 405"))
+        let head = try RawHTTP.get("/metrics", port: server.port, method: "HEAD")
+        #expect(head.hasPrefix("HTTP/1.1 200 OK") && !head.contains("udptun_build_info"))
+    }
+
+    @Test("garbage, huge headers and slow senders are cut off; the endpoint keeps answering")
+    func hostileClients() throws {
+        var limits = MetricsServer.Limits()
+        limits.requestDeadline = .milliseconds(300)
+        let server = try Self.server(limits: limits)
+        defer { server.stop() }
+        // Not HTTP at all: 400, closed.
+        let garbage = try RawHTTP(port: server.port)
+        garbage.send("\u{1}\u{2}\u{3} nonsense\r\n\r\n")
+        #expect(garbage.readToEnd().hasPrefix("HTTP/1.1 400"))
+        garbage.close()
+        // A header far beyond the request cap: closed without an answer.
+        let huge = try RawHTTP(port: server.port)
+        huge.send("GET /metrics HTTP/1.1\r\nX-Filler: " + String(repeating: "a", count: 100_000))
+        #expect(!huge.readToEnd().contains("200 OK"))
+        huge.close()
+        // Slowloris: a request that never ends is closed at the deadline.
+        let slow = try RawHTTP(port: server.port)
+        slow.send("GET /metrics HTTP/1.1\r\n")
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        for _ in 0..<3 { slow.send("X-Slow: 1\r\n") }
+        #expect(slow.readToEnd() == "", "closed without an answer")
+        var end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        #expect(end.tv_sec - start.tv_sec < 9, "closed by the deadline, not by the test's own timeout")
+        slow.close()
+        #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+    }
+
+    @Test("connections beyond the limit are closed at once; the held ones go at the deadline, then scrapes work again")
+    func connectionLimit() throws {
+        var limits = MetricsServer.Limits()
+        limits.maximumConnections = 4
+        limits.requestDeadline = .milliseconds(500)
+        let server = try Self.server(limits: limits)
+        defer { server.stop() }
+        let held = try (0..<4).map { _ in try RawHTTP(port: server.port) }
+        for client in held { client.send("GET /metrics HTTP/1.1\r\n") }  // started, never finished
+        // Give the event loop a moment to accept all four before the fifth.
+        usleep(100_000)
+        let refused = try RawHTTP(port: server.port)
+        refused.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(!refused.readToEnd().contains("200 OK"), "over the limit")
+        refused.close()
+        for client in held {
+            #expect(client.readToEnd() == "")
+            client.close()
+        }
+        usleep(100_000)
+        #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+    }
+
+    @Test("an address that cannot be bound is a one-line error, not a crash")
+    func bindFailure() throws {
+        let first = try Self.server()
+        defer { first.stop() }
+        #expect(throws: MetricsServerError.self) { try MetricsServer(host: "127.0.0.1", port: first.port) { [] } }
+        #expect(throws: MetricsServerError.self) { try MetricsServer(host: "198.18.250.250", port: 0) { [] } }
+    }
+}
