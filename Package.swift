@@ -9,7 +9,7 @@ import PackageDescription
 //                   UDP sockets and batches, sysctl, privileges, signals, threads, affinity
 //   Engine          the tunnel: pipelines, driver, return-path table, policy, counters, housekeeping
 //   Measurement     the generator and the sink's accounting
-//   Monitoring      the Prometheus exposition of those counters and its HTTP endpoint (SwiftNIO)
+//   Monitoring      the Prometheus exposition of those counters (swift-prometheus) and its HTTP endpoint
 //   CLI             option groups, role runner, exit codes, reports (the only user of ArgumentParser)
 //   Client, Relay, Sink   the three programs
 let package = Package(
@@ -27,7 +27,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -44,9 +43,6 @@ let package = Package(
             dependencies: [
                 "Engine", "Measurement", "KernelIO", "WireFormat",
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Sources/Monitoring"
         ),

@@ -50,8 +50,8 @@ public struct CommonOptions: ParsableArguments {
         exposition.addBuildInfo(version: UDPTunVersion.current)
         register(exposition)
         do throws(MetricsServerError) {
-            let server = try MetricsServer(host: address.ip.description, port: Int(address.port)) { exposition.render() }
-            logger.info("metrics at http://\(server.address)/metrics")
+            let server = try MetricsServer(address: address) { exposition.render() }
+            logger.info("metrics at http://\(server.localAddress)/metrics")
             return server
         } catch {
             throw UserFacingError(error.description, exitCode: ExitStatus.configuration)

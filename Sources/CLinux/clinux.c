@@ -143,6 +143,11 @@ int clinux_eventfd(void) {
     return fd < 0 ? -errno : fd;
 }
 
+int clinux_accept_stream(int fd) {
+    int accepted = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return accepted < 0 ? -errno : accepted;
+}
+
 void clinux_set_thread_name(pthread_t thread, const char *name) {
     char short_name[16];
     strncpy(short_name, name, sizeof(short_name) - 1);

@@ -103,10 +103,7 @@ public struct InboundStage: PipelineStage {
             lifecycle.fail("UDP receive failed: \(error)")
             return nil
         }
-        if received == 0 {
-            if learned.hasPending { creditClients(now: Clock.monotonicNanoseconds(), force: false) }
-            return 0
-        }
+        if received == 0 { return 0 }
         if let ownAddresses, ownAddresses.version != ownAddressesVersion, policy.packets != nil {
             (ownAddressesVersion, policy.packets!.ownAddresses) = ownAddresses.current
         }
@@ -136,7 +133,7 @@ public struct InboundStage: PipelineStage {
             do throws(SystemError) { try writer.flush() } catch { deviceError = error }
         }
         countWrites()
-        creditClients(now: now, force: false)
+        if learned.hasPending, now &- lastCredit >= Self.refreshInterval { creditClients(at: now) }
         counters.add(tally)
         if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: false) }
         if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
@@ -169,7 +166,7 @@ public struct InboundStage: PipelineStage {
             return
         }
         let packet = slotBytes.span.extracting(inner)
-        if let source = KeepalivePacket.source(of: packet) {
+        if packet.count <= IPPacket.ipv6HeaderLength, let source = KeepalivePacket.source(of: packet) {
             tally.received(.keepalive)
             // Refreshes the return path as a packet from that source would (same source checks),
             // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
@@ -199,9 +196,9 @@ public struct InboundStage: PipelineStage {
             return
         }
         if clients != nil {
-            guard learnReturnPath(info.source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
+            guard let line = learnReturnPath(info.source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
             else { return }
-            learned.count(info.source, bytes: packet.count)
+            learned.count(line: line, bytes: packet.count)
         }
         if sessionCounters != nil { sessionTally.add(session, bytes: packet.count) }
         do throws(SystemError) {
@@ -212,29 +209,36 @@ public struct InboundStage: PipelineStage {
     }
 
     /// What this worker counted per client goes to the table before the final report.
-    public mutating func finish() { creditClients(now: 0, force: true) }
+    public mutating func finish() { creditClients(at: lastCredit) }
+
+    /// Nothing arrived for a while: a client that stopped sending gets its last packets counted.
+    public mutating func wentQuiet() {
+        if learned.hasPending { creditClients(at: Clock.monotonicNanoseconds()) }
+    }
 
     /// Gives the shared table `address`'s return path unless this worker did so within
-    /// `refreshInterval`; false (counted) when the table refuses a new address.
-    private mutating func learnReturnPath(_ address: IPAddress, _ entry: ClientTable.Entry) -> Bool {
-        guard let clients, !learned.isFresh(address, entry, within: Self.refreshInterval) else { return true }
-        switch clients.learn(address, entry, credit: learned.takePending(lineOf: address)) {
+    /// `refreshInterval`. Returns the worker's cache line that now holds it, nil (counted) when the
+    /// table refuses a new address.
+    private mutating func learnReturnPath(_ address: IPAddress, _ entry: ClientTable.Entry) -> Int? {
+        let line = learned.line(of: address)
+        guard let clients, !learned.isFresh(line: line, address, entry, within: Self.refreshInterval) else { return line }
+        switch clients.learn(address, entry, credit: learned.takePending(line: line)) {
         case .refreshed, .changed:
-            learned.remember(address, entry)
-            return true
+            learned.remember(line: line, address, entry)
+            return line
         case .rateLimited:
             tally.drop(.newClientLimit)
-            return false
+            return nil
         case .full:
             tally.drop(.clientTableFull)
-            return false
+            return nil
         }
     }
 
-    /// Hands the traffic counted per client to the table, at most once per `refreshInterval` while
-    /// busy (and when idle or stopping), so a client's figures are at most that late.
-    private mutating func creditClients(now: UInt64, force: Bool) {
-        guard let clients, learned.hasPending, force || now &- lastCredit >= Self.refreshInterval else { return }
+    /// Hands the traffic counted per client to the table: at most once per `refreshInterval` while
+    /// busy, when the socket went quiet and when stopping, so a client's figures are at most that late.
+    private mutating func creditClients(at now: UInt64) {
+        guard let clients else { return }
         lastCredit = now
         learned.takeAllPending(into: &credits)
         clients.credit(credits)

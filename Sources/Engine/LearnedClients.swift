@@ -10,10 +10,14 @@ struct LearnedClients {
     static var defaultLines: Int { 4096 }
     private var addresses: [IPAddress?]
     private var entries: [ClientTable.Entry]
-    private var pending: [ClientTable.Traffic]
+    private var pending: [Pending]
     /// Lines with traffic counted since the last `takeAllPending`, each listed once.
     private var dirty: [Int]
-    private var listed: [Bool]
+
+    private struct Pending {
+        var traffic = ClientTable.Traffic()
+        var listed = false
+    }
     private let mask: Int
 
     /// `lines` is rounded up to a power of two.
@@ -24,15 +28,14 @@ struct LearnedClients {
         addresses = [IPAddress?](repeating: nil, count: size)
         entries = [ClientTable.Entry](repeating: ClientTable.Entry(endpoint: SocketAddress(ip: .v4(0), port: 0), refreshedAt: 0),
                                       count: size)
-        pending = [ClientTable.Traffic](repeating: ClientTable.Traffic(), count: size)
-        listed = [Bool](repeating: false, count: size)
+        pending = [Pending](repeating: Pending(), count: size)
         dirty = []
         dirty.reserveCapacity(size)
     }
 
     var hasPending: Bool { !dirty.isEmpty }
 
-    private func line(of address: IPAddress) -> Int {
+    func line(of address: IPAddress) -> Int {
         let bits: UInt64
         switch address {
         case let .v4(a): bits = UInt64(a)
@@ -41,48 +44,42 @@ struct LearnedClients {
         return Int(truncatingIfNeeded: (bits &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
     }
 
-    /// True when `address` was learned with the same return path less than `interval` ago.
-    func isFresh(_ address: IPAddress, _ entry: ClientTable.Entry, within interval: UInt64) -> Bool {
-        let line = line(of: address)
+    /// True when `address` (whose line is `line`) was learned with the same return path less than
+    /// `interval` ago.
+    func isFresh(line: Int, _ address: IPAddress, _ entry: ClientTable.Entry, within interval: UInt64) -> Bool {
         guard addresses[line] == address else { return false }
         let known = entries[line]
         return known.routesLike(entry) && entry.refreshedAt &- known.refreshedAt <= interval
     }
 
-    /// Caches `address`'s return path; take the line's pending traffic first (`takePending`).
-    mutating func remember(_ address: IPAddress, _ entry: ClientTable.Entry) {
-        let line = line(of: address)
+    /// Caches `address`'s return path on its line; take the line's pending traffic first (`takePending`).
+    mutating func remember(line: Int, _ address: IPAddress, _ entry: ClientTable.Entry) {
         addresses[line] = address
         entries[line] = entry
     }
 
-    /// Counts a packet from `address`, which its line holds (it is fresh or was just remembered).
-    mutating func count(_ address: IPAddress, bytes: Int) {
-        let line = line(of: address)
-        pending[line].packets &+= 1
-        pending[line].bytes &+= UInt64(bytes)
-        if !listed[line] {
-            listed[line] = true
+    /// Counts a packet from the address `line` holds (fresh, or just remembered).
+    mutating func count(line: Int, bytes: Int) {
+        pending[line].traffic.packets &+= 1
+        pending[line].traffic.bytes &+= UInt64(bytes)
+        if !pending[line].listed {
+            pending[line].listed = true
             dirty.append(line)
         }
     }
 
-    /// The traffic counted on `address`'s line (for whichever address holds it), now handed over.
-    mutating func takePending(lineOf address: IPAddress) -> (address: IPAddress, traffic: ClientTable.Traffic)? {
-        let line = line(of: address)
-        guard let holder = addresses[line], pending[line].packets > 0 else { return nil }
-        defer { pending[line] = ClientTable.Traffic() }
-        return (holder, pending[line])
+    /// The traffic counted on `line` (for whichever address holds it), now handed over.
+    mutating func takePending(line: Int) -> (address: IPAddress, traffic: ClientTable.Traffic)? {
+        guard let holder = addresses[line], pending[line].traffic.packets > 0 else { return nil }
+        defer { pending[line].traffic = ClientTable.Traffic() }
+        return (holder, pending[line].traffic)
     }
 
     /// Every line's pending traffic, appended to `list` (whose capacity the caller keeps).
     mutating func takeAllPending(into list: inout [(address: IPAddress, traffic: ClientTable.Traffic)]) {
         for line in dirty {
-            listed[line] = false
-            if let holder = addresses[line], pending[line].packets > 0 {
-                list.append((holder, pending[line]))
-                pending[line] = ClientTable.Traffic()
-            }
+            if let holder = addresses[line], pending[line].traffic.packets > 0 { list.append((holder, pending[line].traffic)) }
+            pending[line] = Pending()
         }
         dirty.removeAll(keepingCapacity: true)
     }

@@ -81,6 +81,7 @@ public struct PacketPolicy: Sendable {
 
     /// `.spoofedSource` when `peer`, in `session`, may not use the inner `source` (the return path
     /// a keepalive refreshes is checked like a packet's), nil when it may.
+    @inline(__always)
     public func sourceRefusal(for source: IPAddress, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
         if session.index < innerSourcesBySession.count, let sources = innerSourcesBySession[session.index],
            !sources.contains(where: { $0.contains(source) }) {

@@ -15,10 +15,14 @@ public protocol PipelineStage {
 
     /// Runs once when the worker stops, before the final report (hands over what it still holds).
     mutating func finish()
+
+    /// Runs when a wait for work timed out: nothing arrived on either stage for a while.
+    mutating func wentQuiet()
 }
 
 extension PipelineStage {
     public mutating func finish() {}
+    public mutating func wentQuiet() {}
 }
 
 /// The second stage of a thread that drives only one direction.
@@ -80,7 +84,10 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
             } else if moved > 0 {
                 continue
             }
-            readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds)
+            if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
+                first.wentQuiet()
+                second.wentQuiet()
+            }
         }
     }
 }

@@ -108,3 +108,16 @@ struct PacketInfoAddress {
         }
     }
 }
+
+extension SocketAddress {
+    /// The address a descriptor is bound to (getsockname), or nil.
+    static func bound(to fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard status == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { SocketAddress($0) }
+    }
+}

@@ -93,13 +93,7 @@ public final class UDPSocket: DatagramSocket {
     public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
                 reusePort: Bool = false) throws(Failure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
-        let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let descriptor: FileDescriptor
-        do throws(SystemError) {
-            descriptor = FileDescriptor(owning: try Syscall.call("socket") { socket(family, type, 0) })
-        } catch {
-            throw .system(error)
-        }
+        let descriptor = try Self.open(family: family, type: SOCK_DGRAM)
         let fd = descriptor.rawValue
         do throws(SystemError) {
             if family == AF_INET6 {
@@ -130,22 +124,33 @@ public final class UDPSocket: DatagramSocket {
             receiveBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF")) ?? 0),
             sendBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF")) ?? 0),
             requestedBufferBytes: Int(receiveBufferBytes), reportsDrops: reportsDrops)
-        if shouldBind {
-            let status = address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1
-            if status != 0 {
-                // `descriptor` is still owned here: throwing closes it, once.
-                let code = clinux_errno()
-                switch code {
-                case EADDRINUSE: throw .addressInUse(address)
-                case EADDRNOTAVAIL: throw .addressNotAvailable(address)
-                case EACCES, EPERM: throw .permissionDenied(address)
-                default: throw .system(SystemError("bind \(address)", code: code))
-                }
-            }
-        }
+        // `descriptor` is still owned here: throwing closes it, once.
+        if shouldBind { try Self.bind(fd, to: address, family: family) }
         self.descriptor = descriptor
         self.family = family
         self.features = features
+    }
+
+    /// A non-blocking, close-on-exec socket of `type` (the UDP sockets, the metrics listener).
+    static func open(family: Int32, type: __socket_type) throws(Failure) -> FileDescriptor {
+        let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        do throws(SystemError) {
+            return FileDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
+        } catch {
+            throw .system(error)
+        }
+    }
+
+    /// Binds `fd` to `address`, telling the usual refusals apart.
+    static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(Failure) {
+        guard (address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1) != 0 else { return }
+        let code = clinux_errno()
+        switch code {
+        case EADDRINUSE: throw .addressInUse(address)
+        case EADDRNOTAVAIL: throw .addressNotAvailable(address)
+        case EACCES, EPERM: throw .permissionDenied(address)
+        default: throw .system(SystemError("bind \(address)", code: code))
+        }
     }
 
     /// Binds `count` sockets to one address (one plain socket when `count` is 1). A port of 0 gets one
@@ -184,18 +189,7 @@ public final class UDPSocket: DatagramSocket {
     /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
     public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
 
-    public var localAddress: SocketAddress? { Self.boundAddress(of: fd) }
-
-    /// The address a descriptor is bound to (getsockname), or nil.
-    private static func boundAddress(of fd: Int32) -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard status == 0 else { return nil }
-        return withUnsafePointer(to: &storage) { SocketAddress($0) }
-    }
+    public var localAddress: SocketAddress? { SocketAddress.bound(to: fd) }
 
     public func receive(into batch: PacketBatch) throws(SystemError) -> Int {
         try receive(into: batch, waker: nil, timeoutMilliseconds: 0)
@@ -287,7 +281,7 @@ public final class UDPSocket: DatagramSocket {
     /// The source address the kernel would send from toward `destination` (from the route), or nil
     /// if it cannot tell.
     public static func sourceAddress(toward destination: SocketAddress) -> IPAddress? {
-        withConnectedProbe(toward: destination) { probe, _ in boundAddress(of: probe)?.ip }
+        withConnectedProbe(toward: destination) { probe, _ in SocketAddress.bound(to: probe)?.ip }
     }
 
     /// The path MTU the kernel would use toward `destination` (from the route), or nil if it cannot tell.

@@ -51,8 +51,9 @@ package final class ReadinessSet {
 
     deinit { fds.deallocate() }
 
-    /// Returns when any descriptor is readable, the waker fires, or the timeout passes.
-    package func wait(timeoutMilliseconds: Int32) {
-        _ = poll(fds.baseAddress, nfds_t(fds.count), timeoutMilliseconds)
+    /// Returns when any descriptor is readable or the waker fires (true), or the timeout passes (false).
+    @discardableResult
+    package func wait(timeoutMilliseconds: Int32) -> Bool {
+        poll(fds.baseAddress, nfds_t(fds.count), timeoutMilliseconds) != 0
     }
 }

@@ -144,7 +144,7 @@ struct MetricsServerTests {
     static func server(limits: MetricsServer.Limits = MetricsServer.Limits()) throws -> MetricsServer {
         let exposition = MetricsExposition(constantLabels: [("role", "test")])
         exposition.addBuildInfo(version: "1.2.3")
-        return try MetricsServer(host: "127.0.0.1", port: 0, limits: limits) { exposition.render() }
+        return try MetricsServer(address: SocketAddress(ip: .v4(0x7F00_0001), port: 0), limits: limits) { exposition.render() }
     }
 
     @Test("GET /metrics answers the exposition; other paths 404, other methods 405, HEAD no body")
@@ -166,7 +166,7 @@ struct MetricsServerTests {
     @Test("garbage, huge headers and slow senders are cut off; the endpoint keeps answering")
     func hostileClients() throws {
         var limits = MetricsServer.Limits()
-        limits.requestDeadline = .milliseconds(300)
+        limits.requestDeadline = 0.3
         let server = try Self.server(limits: limits)
         defer { server.stop() }
         // Not HTTP at all: 400, closed.
@@ -174,10 +174,10 @@ struct MetricsServerTests {
         garbage.send("\u{1}\u{2}\u{3} nonsense\r\n\r\n")
         #expect(garbage.readToEnd().hasPrefix("HTTP/1.1 400"))
         garbage.close()
-        // A header far beyond the request cap: closed without an answer.
+        // A header far beyond the request cap: 431, closed.
         let huge = try RawHTTP(port: server.port)
         huge.send("GET /metrics HTTP/1.1\r\nX-Filler: " + String(repeating: "a", count: 100_000))
-        #expect(!huge.readToEnd().contains("200 OK"))
+        #expect(huge.readToEnd().hasPrefix("HTTP/1.1 431"))
         huge.close()
         // Slowloris: a request that never ends is closed at the deadline.
         let slow = try RawHTTP(port: server.port)
@@ -197,7 +197,7 @@ struct MetricsServerTests {
     func connectionLimit() throws {
         var limits = MetricsServer.Limits()
         limits.maximumConnections = 4
-        limits.requestDeadline = .milliseconds(500)
+        limits.requestDeadline = 0.5
         let server = try Self.server(limits: limits)
         defer { server.stop() }
         let held = try (0..<4).map { _ in try RawHTTP(port: server.port) }
@@ -216,11 +216,34 @@ struct MetricsServerTests {
         #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
     }
 
+    @Test("a request in pieces is answered once whole; a large exposition arrives whole; bare LF lines are taken")
+    func piecesAndLargeAnswers() throws {
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 3 << 20)
+        let server = try MetricsServer(address: SocketAddress(ip: .v4(0x7F00_0001), port: 0)) { large }
+        defer { server.stop() }
+        let client = try RawHTTP(port: server.port)
+        for piece in ["GE", "T /metr", "ics HTTP/1.1\r\nHost: x\r\n", "\r\n"] {
+            client.send(piece)
+            usleep(50_000)
+        }
+        let answer = client.readToEnd()
+        client.close()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(answer.contains("Content-Length: \(large.count)\r\n"))
+        #expect(answer.hasSuffix(String(repeating: "x", count: 100)) && answer.utf8.count > large.count)
+        #expect(MetricsHTTP.isComplete(Array("GET /metrics HTTP/1.0\n\n".utf8)))
+        #expect(!MetricsHTTP.isComplete(Array("GET /metrics HTTP/1.0\r\nHost: a\r\n".utf8)))
+        for bad in ["GET metrics HTTP/1.1\r\n\r\n", "GET /metrics\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n", "GET /metrics SPDY/3\r\n\r\n", "\r\n\r\n"] {
+            let response = String(decoding: MetricsHTTP.response(to: Array(bad.utf8)) { [] }, as: UTF8.self)
+            #expect(response.hasPrefix("HTTP/1.1 400"), "\(bad.debugDescription) → \(response)")
+        }
+    }
+
     @Test("an address that cannot be bound is a one-line error, not a crash")
     func bindFailure() throws {
         let first = try Self.server()
         defer { first.stop() }
-        #expect(throws: MetricsServerError.self) { try MetricsServer(host: "127.0.0.1", port: first.port) { [] } }
-        #expect(throws: MetricsServerError.self) { try MetricsServer(host: "198.18.250.250", port: 0) { [] } }
+        #expect(throws: MetricsServerError.self) { try MetricsServer(address: first.localAddress) { [] } }
+        #expect(throws: MetricsServerError.self) { try MetricsServer(address: SocketAddress(ip: IPAddress("198.18.250.250")!, port: 0)) { [] } }
     }
 }

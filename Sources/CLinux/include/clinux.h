@@ -98,6 +98,9 @@ int clinux_sendmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
 
 /// A non-blocking, close-on-exec eventfd (for waking threads blocked in poll). Returns fd or -errno.
 int clinux_eventfd(void);
+
+/* accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (a GNU extension Swift does not see): the new descriptor, or -errno. */
+int clinux_accept_stream(int fd);
 /// Names `thread` (visible in top -H and /proc); truncated to 15 bytes.
 void clinux_set_thread_name(pthread_t thread, const char *name);
 /// Restricts a thread to one CPU. Returns 0 or -errno.
