@@ -20,12 +20,14 @@ public struct OffloadOptions: ParsableArguments {
 
     public var enabled: Bool { offload == "on" }
 
-    /// Turns on what the sockets (one per queue) support and logs what is in use.
-    public func apply(to sockets: [UDPSocket], tun: TunDevice, logger: Logger) {
+    /// Turns on what the sockets (one per queue) support and logs what is in use. Returns each
+    /// offload by name and whether it is on (for metrics).
+    @discardableResult
+    public func apply(to sockets: [UDPSocket], tun: TunDevice, logger: Logger) -> [(feature: String, on: Bool)] {
         logger.info("socket", metadata: ["features": "\(sockets[0].features)"])
         guard enabled else {
             logger.info("offloads off (--offload off): one packet per TUN read and write")
-            return
+            return Self.names.map { ($0, false) }
         }
         let gso = sockets.map { $0.enableSegmentation() }.allSatisfy { $0 }
         let gro = sockets.map { $0.enableCoalescing() }.allSatisfy { $0 }
@@ -34,5 +36,8 @@ public struct OffloadOptions: ParsableArguments {
         logger.info("offloads", metadata: [
             "tun_tso_csum": "\(tunState)", "tun_uso": "\(usoState)", "udp_gso": "\(gso ? "on" : "off (unsupported)")",
             "udp_gro": "\(gro ? "on" : "off (unsupported)")"])
+        return zip(Self.names, [tun.hasVirtioHeaders, tun.acceptsUDPSegmentation, gso, gro]).map { ($0, $1) }
     }
+
+    static let names = ["tun_tso_csum", "tun_uso", "udp_gso", "udp_gro"]
 }

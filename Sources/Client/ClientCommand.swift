@@ -138,6 +138,7 @@ struct ClientCommand: ParsableCommand {
         var threads: [WorkerThread] = []
 
         var gtpuMonitor: GTPUPathMonitor?
+        var offloadFeatures: [(feature: String, on: Bool)] = []
         if !noTunnel, let relay {
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: gtpu.gtpu ? GTPU.port : 8080)
             let framing: any Encapsulation
@@ -150,8 +151,9 @@ struct ClientCommand: ParsableCommand {
                 framing = try encapsulation.make(logger: logger)
             }
             framing.describe(logger)
-            let (tunnelThreads, sockets) = try startTunnel(framing, relay: relayAddress, counters: counters, lifecycle: lifecycle,
-                                                           logger: logger)
+            let (tunnelThreads, sockets, features) = try startTunnel(framing, relay: relayAddress, counters: counters,
+                                                                     lifecycle: lifecycle, logger: logger)
+            offloadFeatures = features
             threads += tunnelThreads
             var tasks: [Housekeeping.Task] = []
             if let gtpuMonitor {
@@ -176,7 +178,10 @@ struct ClientCommand: ParsableCommand {
         }
 
         let metricsServer = try common.startMetrics(role: "client", logger: logger) { exposition in
-            if !noTunnel { exposition.addTunnel(counters) }
+            if !noTunnel {
+                exposition.addTunnel(counters)
+                exposition.addOffloads(offloadFeatures)
+            }
             if target != nil {
                 exposition.counter("udptun_generated_packets_total", help: "Generator payloads sent (JSON: generated).") {
                     generatorCounters.sent.load
@@ -228,7 +233,8 @@ struct ClientCommand: ParsableCommand {
 
     /// The TUN device, the sockets and the data-plane worker threads.
     private func startTunnel(_ framing: any Encapsulation, relay relayAddress: SocketAddress, counters: [TunnelCounters],
-                                               lifecycle: Lifecycle, logger: Logger) throws -> ([WorkerThread], [UDPSocket]) {
+                                               lifecycle: Lifecycle, logger: Logger)
+        throws -> ([WorkerThread], [UDPSocket], [(feature: String, on: Bool)]) {
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
@@ -238,7 +244,7 @@ struct ClientCommand: ParsableCommand {
         let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
             ?? SocketAddress(ip: anyAddress, port: 0)
         let sockets = try UDPSocket.bindGroup(local, count: queues.count)
-        offloads.apply(to: sockets, tun: device, logger: logger)
+        let features = offloads.apply(to: sockets, tun: device, logger: logger)
         let tunnel = Tunnel(queues: queues, sockets: sockets, counters: counters, encapsulation: framing,
                             route: .fixed(relayAddress),
                             policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
@@ -247,7 +253,7 @@ struct ClientCommand: ParsableCommand {
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
             "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        return (threads, sockets)
+        return (threads, sockets, features)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

@@ -245,6 +245,26 @@ public final class ClientTable: Sendable {
         }
     }
 
+    /// Marks every return path through `endpoint` refreshed at `now` (a GTP-U peer's Echo Request:
+    /// it names no inner address, but its sender is alive). Returns how many. O(entries): callers
+    /// limit how often.
+    @discardableResult
+    public func refresh(endpoint: SocketAddress, now: UInt64) -> Int {
+        storage.withLock { table in
+            var matching: [Int32] = [], cursor = table.newest
+            while cursor != Self.none {
+                if table.slots[Int(cursor)].entry.endpoint == endpoint { matching.append(cursor) }
+                cursor = table.slots[Int(cursor)].older
+            }
+            // Oldest first, so they keep their order among themselves at the newest end.
+            for slot in matching.reversed() {
+                table.slots[Int(slot)].entry.refreshedAt = now
+                Self.moveToNewest(&table, slot)
+            }
+            return matching.count
+        }
+    }
+
     /// Every entry, for reports and housekeeping (O(entries)).
     public func snapshot() -> [IPAddress: Entry] {
         storage.withLock { table in

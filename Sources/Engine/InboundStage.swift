@@ -61,6 +61,7 @@ public struct InboundStage: PipelineStage {
     /// of replies.
     private var errorSealer: any PacketSealer
     private var tooBigBudget = TokenBucket(rate: 100, burst: 20)
+    private var echoRefreshBudget = TokenBucket(rate: 10, burst: 10)
     private let headroom: Int
     private var tally = BatchTally()
     private let sessionCounters: SessionCounters?
@@ -159,6 +160,11 @@ public struct InboundStage: PipelineStage {
         case let .control(message, reply):
             tally.received(message)
             if let reply { send(reply, to: peer, from: local) }
+            // A GTP-U peer's Echo Request (its keepalive) names no inner address: the return paths
+            // through its endpoint stay fresh. A bounded number of table scans a second.
+            if message == .echoRequest, let clients, echoRefreshBudget.take(now: now) {
+                clients.refresh(endpoint: peer, now: now)
+            }
             return
         case let .drop(reason, reply):
             tally.drop(reason)

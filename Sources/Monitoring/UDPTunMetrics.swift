@@ -51,6 +51,29 @@ extension MetricsExposition {
         }
     }
 
+    /// Which kernel offloads are in use (`udptun_offload_enabled{feature}`, 1 or 0), as probed at start.
+    public func addOffloads(_ features: [(feature: String, on: Bool)]) {
+        for (feature, on) in features {
+            gauge("udptun_offload_enabled", help: "Kernel offloads in use, as probed at start (the log's offloads line).",
+                  labels: [("feature", feature)]) { on ? 1 : 0 }
+        }
+    }
+
+    /// Per session (a key, a GTP-U session) when there are several: the final report's `sessions`.
+    public func addSessions(names: [String], counters: SessionCounters) {
+        for (index, name) in names.enumerated() where index < counters.count {
+            let labels = [("session", name)]
+            counter("udptun_session_forwarded_packets_total", help: "Inner packets from this session written to the TUN device (JSON: sessions.forwarded).",
+                    labels: labels) { counters.forwarded[index].load }
+            counter("udptun_session_forwarded_bytes_total", help: "Their bytes (JSON: sessions.forwarded_bytes).",
+                    labels: labels) { counters.forwardedBytes[index].load }
+            counter("udptun_session_sent_packets_total", help: "Inner packets sealed and sent in this session (JSON: sessions.sent).",
+                    labels: labels) { counters.sealed[index].load }
+            counter("udptun_session_sent_bytes_total", help: "Their bytes (JSON: sessions.sent_bytes).",
+                    labels: labels) { counters.sealedBytes[index].load }
+        }
+    }
+
     /// The relay's clients, one series per inner address (`--metrics-per-client`: bounded by
     /// `--max-clients`, never labelled by port).
     public func addClients(_ table: ClientTable) {

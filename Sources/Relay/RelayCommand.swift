@@ -208,7 +208,7 @@ struct RelayCommand: ParsableCommand {
         }
 
         let sockets = try UDPSocket.bindGroup(listenAddress, count: queues.count)
-        offloads.apply(to: sockets, tun: device, logger: logger)
+        let offloadFeatures = offloads.apply(to: sockets, tun: device, logger: logger)
         let sources = try allowedSources()
         // Fail closed: without its own addresses the relay cannot keep clients from reaching it.
         let ownAddresses: OwnAddresses
@@ -239,8 +239,17 @@ struct RelayCommand: ParsableCommand {
             logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
         }
         framing.describe(logger)
+        // Per-session counts cost a little per packet: kept only where there are several sessions to
+        // tell apart (with one, the totals are its counts).
+        let sessionCounters = framing.sessionCount > 1 ? SessionCounters(sessions: framing.sessionCount) : nil
+        // How the final report names each session, in the encapsulation's order: a GTP-U session by its
+        // uplink TEID, a key by its file (the shared --key-file first).
+        let sessionNames = try gtpuFraming.map { $0.sessions.map { "0x" + String($0.uplinkTEID, radix: 16) } }
+            ?? (encapsulation.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
         let metricsServer = try common.startMetrics(role: "relay", logger: logger) { exposition in
             exposition.addTunnel(counters)
+            exposition.addOffloads(offloadFeatures)
+            if let sessionCounters { exposition.addSessions(names: sessionNames, counters: sessionCounters) }
             exposition.gauge("udptun_clients", help: "Client inner addresses in the return-path table (JSON: clients).") {
                 Double(clients.count)
             }
@@ -256,13 +265,6 @@ struct RelayCommand: ParsableCommand {
         }
         defer { metricsServer?.stop() }
         try privileges.dropIfAsked(logger: logger)
-        // Per-session counts cost a little per packet: kept only where there are several sessions to
-        // tell apart (with one, the totals are its counts).
-        let sessionCounters = framing.sessionCount > 1 ? SessionCounters(sessions: framing.sessionCount) : nil
-        // How the final report names each session, in the encapsulation's order: a GTP-U session by its
-        // uplink TEID, a key by its file (the shared --key-file first).
-        let sessionNames = try gtpuFraming.map { $0.sessions.map { "0x" + String($0.uplinkTEID, radix: 16) } }
-            ?? (encapsulation.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
         let tunnel = Tunnel(
             queues: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,

@@ -203,6 +203,24 @@ extension EndToEnd {
             #expect(report.int("echo_rtt_us") > 0 && report.int("gtpu_paths_down") == 0)
         }
 
+        @Test("--keepalive with --gtpu sends Echo Requests while idle (none otherwise here: --echo-interval 0), which the UPF answers")
+        func keepaliveIsAnEchoRequest() throws {
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100:0x200=\(Lab.innerA)/32",
+                                       "--echo-interval", "0"])
+            let client = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
+                                         "--echo-interval", "0", "--keepalive", "0.5"])
+            try client.waitForLog("client tunnelling")
+            Thread.sleep(forTimeInterval: 2.2)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            let sent = (try #require(client.report())["control_out"] as? [String: Any])?["echo_request"] as? Int ?? 0
+            let answered = (try #require(client.report())["control_in"] as? [String: Any])?["echo_response"] as? Int ?? 0
+            let received = (try #require(relay.report())["control_in"] as? [String: Any])?["echo_request"] as? Int ?? 0
+            #expect(sent >= 3 && received == sent && answered == sent, "sent \(sent), relay received \(received), answers \(answered)")
+        }
+
         @Test("GTP-U over an IPv6 underlay: payloads counted exactly, echoes both ways, the MTU sized for the larger header")
         func ipv6Underlay() throws {
             let lab = try Lab()

@@ -44,6 +44,7 @@ extension EndToEnd {
                 let check = lab.run(.b, [tools.promtool, "check", "metrics"], input: file)
                 #expect(check.status == 0, "promtool on the \(role)'s exposition: \(check.stdout)\(check.stderr)")
                 #expect(exposition.contains("udptun_build_info{role=\"\(role)\""))
+                if role != "sink" { #expect(exposition.contains("udptun_offload_enabled{role=\"\(role)\",feature=\"udp_gso\"} 1")) }
             }
             #expect(try Self.query(lab, "count(up == 1)") == 3, "Prometheus scrapes all three")
             let forwarded = try Self.query(lab, #"udptun_forwarded_packets_total{role="relay"}"#)

@@ -68,6 +68,30 @@ struct KeepaliveTests {
         #expect(figures.udpReceived == figures.tunWritten + figures.control + figures.dropped)
     }
 
+    @Test("a GTP-U peer's Echo Request (its keepalive) refreshes the return paths through its endpoint, and only those")
+    func echoRequestRefreshesGTPUPaths() throws {
+        let upf = GTPUEncapsulation(role: .upf([GTPUSession("0x100=198.19.0.0/24")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)
+        let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
+        let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
+        let other = SocketAddress(ip: IPAddress("198.18.1.3")!, port: 2152)
+        clients.learn(Self.inner, at: Self.client, now: 1)
+        clients.learn(.v4(0xC613_0002), at: Self.client, now: 1)
+        clients.learn(.v4(0xC613_0003), at: other, now: 1)
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: upf, policy: EngineTests.relayPolicy(),
+                                   counters: counters, clients: clients)
+        var request = [UInt8](repeating: 0, count: 16)
+        var span = request.mutableSpan
+        let length = GTPU.writeEchoRequest(&span, sequence: 1)
+        socket.deliver(Array(request.prefix(length)), from: Self.client)
+        EngineTests.drain(&inbound, lifecycle)
+        #expect(counters.snapshot().controlReceived[ControlMessage.echoRequest.rawValue] == 1)
+        #expect(socket.sent.count == 1, "answered with an Echo Response")
+        let refreshed = Dictionary(uniqueKeysWithValues: clients.clients().map { ($0.address, $0.entry.refreshedAt > 1) })
+        #expect(refreshed == [Self.inner: true, .v4(0xC613_0002): true, .v4(0xC613_0003): false])
+        #expect(clients.addressesOldestFirst().first == .v4(0xC613_0003), "the others moved to the newest end")
+        #expect(tun.written.isEmpty)
+    }
+
     @Test("a client with no usable inner address still sends one keepalive (for the NAT), which teaches the relay nothing")
     func keepaliveWithoutSource() throws {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()

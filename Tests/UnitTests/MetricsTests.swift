@@ -47,6 +47,22 @@ struct MetricsTests {
         #expect(first.keys.allSatisfy { $0.contains(#"role="relay""#) })
     }
 
+    @Test("offloads as probed, and per-session counts where there are several sessions")
+    func offloadsAndSessions() {
+        let exposition = MetricsExposition(constantLabels: [("role", "relay")])
+        exposition.addOffloads([("udp_gso", true), ("tun_uso", false)])
+        let sessions = SessionCounters(sessions: 2)
+        sessions.forwarded[1].add(5)
+        sessions.sealedBytes[0].add(700)
+        exposition.addSessions(names: ["shared", "alice.key"], counters: sessions)
+        let samples = Self.samples(exposition.render())
+        #expect(samples[#"udptun_offload_enabled{role="relay",feature="udp_gso"}"#] == 1)
+        #expect(samples[#"udptun_offload_enabled{role="relay",feature="tun_uso"}"#] == 0)
+        #expect(samples[#"udptun_session_forwarded_packets_total{role="relay",session="alice.key"}"#] == 5)
+        #expect(samples[#"udptun_session_forwarded_packets_total{role="relay",session="shared"}"#] == 0)
+        #expect(samples[#"udptun_session_sent_bytes_total{role="relay",session="shared"}"#] == 700)
+    }
+
     @Test("labelled series appear, follow, start over and disappear with what they describe")
     func labelledSeriesComeAndGo() {
         let exposition = MetricsExposition(constantLabels: [("role", "relay")])
