@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Tests/TestSupport"),
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address. No CLI code.
-        .executableTarget(name: "Fuzz", dependencies: ["Engine", "Measurement", "KernelIO", "WireFormat", "TestSupport"],
+        .executableTarget(name: "Fuzz", dependencies: ["Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport"],
                           path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
         .testTarget(name: "UnitTests",
                     dependencies: ["CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport",

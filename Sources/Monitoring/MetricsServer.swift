@@ -167,9 +167,9 @@ private final class ServerLoop: @unchecked Sendable {
 }
 
 /// HTTP/1.x requests and answers, as much of them as a metrics endpoint needs.
-enum MetricsHTTP {
+public enum MetricsHTTP {
     /// The header block has ended (a blank line).
-    static func isComplete(_ request: [UInt8]) -> Bool {
+    public static func isComplete(_ request: [UInt8]) -> Bool {
         let bytes = request.span
         var index = 0
         while index + 1 < bytes.count {
@@ -182,7 +182,8 @@ enum MetricsHTTP {
         return false
     }
 
-    static func response(to request: [UInt8], render: () -> [UInt8]) -> [UInt8] {
+    /// The whole answer to a complete request (`render` makes the exposition).
+    public static func response(to request: [UInt8], render: () -> [UInt8]) -> [UInt8] {
         let firstLine = request.prefix { $0 != 10 }
         let parts = String(decoding: firstLine, as: UTF8.self).trimmingSuffix("\r").split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[1].hasPrefix("/"), parts[2].hasPrefix("HTTP/1."),
@@ -190,17 +191,21 @@ enum MetricsHTTP {
             return answer(400, "Bad Request", text: "bad request\n")
         }
         let method = parts[0], path = parts[1].prefix { $0 != "?" }
-        guard path == "/metrics" else { return answer(404, "Not Found", text: "not found: metrics are at /metrics\n") }
+        // An answer to HEAD carries the headers of the answer to GET, no body.
+        let withBody = method != "HEAD"
+        guard path == "/metrics" else {
+            return answer(404, "Not Found", text: "not found: metrics are at /metrics\n", withBody: withBody)
+        }
         guard method == "GET" || method == "HEAD" else {
             return answer(405, "Method Not Allowed", text: "method not allowed\n", headers: "Allow: GET, HEAD\r\n")
         }
-        return answer(200, "OK", body: render(), type: "text/plain; version=0.0.4; charset=utf-8", withBody: method == "GET")
+        return answer(200, "OK", body: render(), type: "text/plain; version=0.0.4; charset=utf-8", withBody: withBody)
     }
 
     static func tooLarge() -> [UInt8] { answer(431, "Request Header Fields Too Large", text: "request too large\n") }
 
-    private static func answer(_ status: Int, _ reason: String, text: String, headers: String = "") -> [UInt8] {
-        answer(status, reason, body: Array(text.utf8), type: "text/plain; charset=utf-8", headers: headers)
+    private static func answer(_ status: Int, _ reason: String, text: String, headers: String = "", withBody: Bool = true) -> [UInt8] {
+        answer(status, reason, body: Array(text.utf8), type: "text/plain; charset=utf-8", headers: headers, withBody: withBody)
     }
 
     private static func answer(_ status: Int, _ reason: String, body: [UInt8], type: String, headers: String = "",

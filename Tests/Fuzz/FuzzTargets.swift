@@ -11,10 +11,12 @@
 //   open      authenticated and raw framing (AuthenticatedEncapsulation.Opener, replay windows)
 //   address   address, prefix, host:port and --allowed-ips parsing
 //   gtpu      GTP-U header parsing and the extension walk, and the UPF's and RAN's openers
+//   http      the metrics endpoint's request handling (what any client of the port may send)
 import Glibc
 import Engine
 import KernelIO
 import Measurement
+import Monitoring
 import TestSupport
 import WireFormat
 
@@ -39,6 +41,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case "open": fuzzOpening(input)
     case "address": fuzzAddresses(input)
     case "gtpu": fuzzGTPU(input)
+    case "http": fuzzHTTP(input)
     default: fatalError("unknown UDPTUN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -48,7 +51,31 @@ func check(_ condition: Bool, _ message: @autoclosure () -> String) {
     if !condition { fatalError("invariant broken: \(message())") }
 }
 
+func fuzzHTTP(_ input: [UInt8]) {
+    _ = MetricsHTTP.isComplete(input)
+    let body = Array("udptun_build_info 1\n".utf8)
+    let response = MetricsHTTP.response(to: input) { body }
+    // Always a whole answer: a status line with a known status, headers, a Content-Length that
+    // matches what follows (nothing after headers for HEAD).
+    let text = String(decoding: response, as: UTF8.self)
+    check(["200", "400", "404", "405"].contains { text.hasPrefix("HTTP/1.1 \($0) ") }, "status line: \(text.prefix(40))")
+    let separator = Array("\r\n\r\n".utf8)
+    guard let end = (0...(response.count - separator.count)).first(where: { response[$0..<($0 + 4)].elementsEqual(separator) }) else {
+        return check(false, "no end of headers")
+    }
+    let payload = response.count - end - separator.count
+    let headers = String(decoding: response[..<end], as: UTF8.self)
+    guard let lengthLine = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("Content-Length: ") }),
+          let length = Int(lengthLine.dropFirst("Content-Length: ".count)) else { return check(false, "no Content-Length") }
+    check(payload == length || (payload == 0 && input.starts(with: Array("HEAD ".utf8))), "Content-Length \(length), body \(payload)")
+}
+
 func fuzzValidation(_ input: [UInt8]) {
+    // A keepalive is never a packet to forward.
+    if KeepalivePacket.source(of: input.span) != nil {
+        check(input.count == 20 || input.count == 40, "keepalive length \(input.count)")
+        check(!IPPacket.validate(input.span).isSuccess, "a keepalive validated as a packet")
+    }
     // The TUN queue a packet is written through: any bytes, any queue count, always in range.
     for queues in [1, 2, 3, 64] {
         let queue = FlowSteering.queue(for: input.span, queues: queues)
@@ -245,6 +272,8 @@ func seeds() -> [String: [[UInt8]]] {
         "coalesce": [records, [1] + records],
         "open": [sealed, probe],
         "gtpu": gtpuSeeds(probe),
+        "http": ["GET /metrics HTTP/1.1\r\nHost: relay:9101\r\nAccept: text/plain\r\n\r\n", "HEAD /metrics?x=1 HTTP/1.0\n\n",
+                 "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "GET / HTTP/1.1\r\n\r\n"].map { Array($0.utf8) },
         "address": ["198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"].map { Array($0.utf8) },
     ]
 }

@@ -4,13 +4,13 @@
 # A crash, a sanitizer report or a broken invariant fails the run; the input is kept in
 # fuzz-artifacts/. Prints the executions per target.
 #
-# Usage: Tests/Fuzz/run.sh [SECONDS] [TARGET...]     targets: ip probe gso coalesce open address gtpu
+# Usage: Tests/Fuzz/run.sh [SECONDS] [TARGET...]     targets: ip probe gso coalesce open address gtpu http
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(ip probe gso coalesce open address gtpu)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(ip probe gso coalesce open address gtpu http)
 
 echo "fuzz: building with -sanitize=fuzzer,address (.build-fuzz)" >&2
 swift build --package-path "$ROOT" --scratch-path "$ROOT/.build-fuzz" -c release --product udptun-fuzz \

@@ -177,6 +177,8 @@ struct MetricsServerTests {
         #expect(try RawHTTP.get("/metrics", port: server.port, method: "POST").hasPrefix("HTTP/1.1 405"))
         let head = try RawHTTP.get("/metrics", port: server.port, method: "HEAD")
         #expect(head.hasPrefix("HTTP/1.1 200 OK") && !head.contains("udptun_build_info"))
+        let headMissing = try RawHTTP.get("/nothing", port: server.port, method: "HEAD")
+        #expect(headMissing.hasPrefix("HTTP/1.1 404") && headMissing.hasSuffix("\r\n\r\n"), "no body for HEAD: \(headMissing)")
     }
 
     @Test("garbage, huge headers and slow senders are cut off; the endpoint keeps answering")
