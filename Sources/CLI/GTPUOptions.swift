@@ -156,11 +156,8 @@ public enum GTPUEcho {
     /// Report fields: paths down now, down events so far, the round trip of the first path (µs; the
     /// client has one), and TEIDs peers rejected.
     public static func figures(_ monitor: GTPUPathMonitor) -> [(String, UInt64)] {
-        let paths = monitor.paths
-        let roundTrip = paths.values.compactMap(\.roundTrip).min().map { $0 / 1000 } ?? 0
-        return [("gtpu_paths_down", UInt64(paths.values.filter(\.isDown).count)),
-                ("gtpu_path_down_events", UInt64(paths.values.reduce(0) { $0 + $1.downEvents })),
-                ("echo_rtt_us", roundTrip),
-                ("gtpu_rejected_teids", UInt64(monitor.rejectedTEIDs.count))]
+        let summary = monitor.summary
+        return [("gtpu_paths_down", UInt64(summary.pathsDown)), ("gtpu_path_down_events", UInt64(summary.downEvents)),
+                ("echo_rtt_us", (summary.shortestRoundTrip ?? 0) / 1000), ("gtpu_rejected_teids", UInt64(summary.rejectedTEIDs))]
     }
 }

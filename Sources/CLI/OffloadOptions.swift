@@ -31,12 +31,13 @@ public struct OffloadOptions: ParsableArguments {
         }
         let gso = sockets.map { $0.enableSegmentation() }.allSatisfy { $0 }
         let gro = sockets.map { $0.enableCoalescing() }.allSatisfy { $0 }
-        let tunState = tun.hasVirtioHeaders ? "on" : "off (\(tun.offloadRefusal ?? "refused"))"
-        let usoState = tun.acceptsUDPSegmentation ? "on" : "off (needs Linux 6.2+)"
-        logger.info("offloads", metadata: [
-            "tun_tso_csum": "\(tunState)", "tun_uso": "\(usoState)", "udp_gso": "\(gso ? "on" : "off (unsupported)")",
-            "udp_gro": "\(gro ? "on" : "off (unsupported)")"])
-        return zip(Self.names, [tun.hasVirtioHeaders, tun.acceptsUDPSegmentation, gso, gro]).map { ($0, $1) }
+        // Each offload by name, whether it is on, and why not; the log line and the result both from it.
+        let states = zip(Self.names, [(tun.hasVirtioHeaders, tun.offloadRefusal ?? "refused"), (tun.acceptsUDPSegmentation, "needs Linux 6.2+"),
+                                      (gso, "unsupported"), (gro, "unsupported")])
+        logger.info("offloads", metadata: Logger.Metadata(uniqueKeysWithValues: states.map { name, state in
+            (name, .string(state.0 ? "on" : "off (\(state.1))"))
+        }))
+        return states.map { ($0, $1.0) }
     }
 
     static let names = ["tun_tso_csum", "tun_uso", "udp_gso", "udp_gro"]

@@ -124,7 +124,7 @@ public struct TunnelReport {
 
         /// Seconds since the client's return path was last refreshed (by a packet or a keepalive).
         func idleSeconds(_ client: ClientTable.Client) -> Double {
-            Double(now > client.entry.refreshedAt ? now - client.entry.refreshedAt : 0) / 1e9
+            Double(client.idle(at: now)) / 1e9
         }
     }
 

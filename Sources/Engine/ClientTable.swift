@@ -65,6 +65,9 @@ public final class ClientTable: Sendable {
         public var received: Traffic
         /// Inner packets routed to the client.
         public var sent: Traffic
+
+        /// Nanoseconds since its return path was last refreshed, at monotonic time `now`.
+        public func idle(at now: UInt64) -> UInt64 { now > entry.refreshedAt ? now - entry.refreshedAt : 0 }
     }
 
     /// What `learn` did.

@@ -67,6 +67,8 @@ public struct InboundStage: PipelineStage {
     private let sessionCounters: SessionCounters?
     private var sessionTally: SessionTally
     private var deviceError: SystemError?
+    /// Lines of each worker's cache of learned clients (`LearnedClients`).
+    public static var defaultCacheLines: Int { 4096 }
     /// How often a worker re-stamps a known client in the shared table (nanoseconds).
     public static var refreshInterval: UInt64 { 1_000_000_000 }
 
@@ -75,7 +77,7 @@ public struct InboundStage: PipelineStage {
     public init(socket: any DatagramSocket, tunQueues: [any TunQueue], encapsulation: any Encapsulation,
                 policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
                 ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
-                cacheLines: Int = 4096) {
+                cacheLines: Int = InboundStage.defaultCacheLines) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
@@ -176,8 +178,7 @@ public struct InboundStage: PipelineStage {
             tally.received(.keepalive)
             // Refreshes the return path as a packet from that source would (same source checks),
             // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
-            if clients != nil, !source.isInvalidSource, !PacketPolicy.forbiddenDestinations.contains(where: { $0.contains(source) }),
-               policy.packets?.sourceRefusal(for: source, from: peer.ip, session: session) == nil {
+            if clients != nil, PacketPolicy.canReceiveReplies(source), policy.packets?.sourceRefusal(for: source, from: peer.ip, session: session) == nil {
                 _ = learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
             }
             return

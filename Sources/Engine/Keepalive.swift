@@ -56,10 +56,7 @@ public final class KeepaliveSender: @unchecked Sendable {
     /// Sends the keepalives now; returns how many left.
     @discardableResult
     public func send() -> Int {
-        // Addresses a relay could route replies to (not loopback, link-local or multicast).
-        let usable = innerAddresses().filter { address in
-            !address.isInvalidSource && !PacketPolicy.forbiddenDestinations.contains { $0.contains(address) }
-        }
+        let usable = innerAddresses().filter(PacketPolicy.canReceiveReplies)
         let sources = usable.isEmpty ? [IPAddress.unspecified(like: relay.ip)] : Array(usable.prefix(Self.maximumSources))
         var sent = 0
         for source in sources {

@@ -7,7 +7,6 @@ import WireFormat
 /// (with the next refresh, or in one batch at least once a second), so counting a packet costs two
 /// additions and no lock.
 struct LearnedClients {
-    static var defaultLines: Int { 4096 }
     private var addresses: [IPAddress?]
     private var entries: [ClientTable.Entry]
     private var pending: [Pending]

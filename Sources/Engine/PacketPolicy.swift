@@ -60,6 +60,12 @@ public struct PacketPolicy: Sendable {
 
     static let loopback: [IPPrefix] = ["127.0.0.0/8", "::1/128"].compactMap { IPPrefix($0) }
 
+    /// An inner address a relay can route replies to: a valid source that is no forbidden
+    /// destination (what a keepalive may name).
+    public static func canReceiveReplies(_ address: IPAddress) -> Bool {
+        !address.isInvalidSource && !forbiddenDestinations.contains { $0.contains(address) }
+    }
+
     /// 127.0.0.0/8 and ::1.
     public static func isLoopback(_ address: IPAddress) -> Bool { loopback.contains { $0.contains(address) } }
 

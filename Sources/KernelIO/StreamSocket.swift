@@ -60,8 +60,14 @@ public final class StreamConnection {
         let outcome = buffer.withUnsafeMutableBytes { raw in
             Result { () throws(SystemError) -> Int? in try Syscall.nonBlocking("read") { Glibc.read(fd, raw.baseAddress! + start, limit) } }
         }
-        buffer.removeLast(limit - ((try? outcome.get()) ?? nil ?? 0))
-        return try outcome.get()
+        switch outcome {
+        case let .success(count):
+            buffer.removeLast(limit - (count ?? 0))
+            return count
+        case let .failure(error):
+            buffer.removeLast(limit)
+            throw error
+        }
     }
 
     /// Writes as much of `bytes` as the socket takes now; returns how much (0 when it is full).

@@ -66,11 +66,8 @@ public final class MetricsExposition: Sendable {
                 switch sources[index] {
                 case let .counter(counter, read, exported):
                     let total = read()
-                    // A total never goes down; if one did (it cannot here), the counter stays put.
-                    if total > exported {
-                        counter.increment(by: Int64(truncatingIfNeeded: total - exported))
-                        sources[index] = .counter(counter, read: read, exported: total)
-                    }
+                    counter.advance(from: exported, to: total)
+                    sources[index] = .counter(counter, read: read, exported: total)
                 case let .gauge(gauge, read):
                     gauge.set(read())
                 case let .labelled(family):
@@ -128,16 +125,8 @@ private final class LabelledSeries: @unchecked Sendable {
                 [UInt64](repeating: 0, count: counterNames.count),
                 gaugeNames.map { registry.makeGauge(descriptor: MetricsExposition.descriptor($0.name, $0.help), labels: labels) })
             for index in counterNames.indices {
-                let total = values.counters[index]
-                if total < entry.exported[index] {
-                    // The series started over (the client was forgotten and learned again).
-                    entry.counters[index].reset()
-                    entry.exported[index] = 0
-                }
-                if total > entry.exported[index] {
-                    entry.counters[index].increment(by: Int64(truncatingIfNeeded: total - entry.exported[index]))
-                }
-                entry.exported[index] = total
+                entry.counters[index].advance(from: entry.exported[index], to: values.counters[index])
+                entry.exported[index] = values.counters[index]
             }
             for index in gaugeNames.indices { entry.gauges[index].set(values.gauges[index]) }
             series[values.label] = entry
@@ -146,6 +135,19 @@ private final class LabelledSeries: @unchecked Sendable {
             for counter in entry.counters { registry.unregisterCounter(counter) }
             for gauge in entry.gauges { registry.unregisterGauge(gauge) }
             series[value] = nil
+        }
+    }
+}
+
+extension Prometheus.Counter {
+    /// Brings a counter that showed `exported` to `total`. A total below it means the series started
+    /// over (a client forgotten and learned again): the counter does too.
+    func advance(from exported: UInt64, to total: UInt64) {
+        if total < exported {
+            reset()
+            if total > 0 { increment(by: Int64(truncatingIfNeeded: total)) }
+        } else if total > exported {
+            increment(by: Int64(truncatingIfNeeded: total - exported))
         }
     }
 }

@@ -87,10 +87,9 @@ extension MetricsExposition {
         ) {
             let monotonic = Clock.monotonicNanoseconds(), wall = Clock.wallNanoseconds()
             return table.clients().map { client in
-                let age = monotonic > client.entry.refreshedAt ? monotonic - client.entry.refreshedAt : 0
-                return LabelledValues(label: client.address.description,
-                                      counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
-                                      gauges: [Double(wall &- age) / 1e9])
+                LabelledValues(label: client.address.description,
+                               counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
+                               gauges: [Double(wall &- client.idle(at: monotonic)) / 1e9])
             }
         }
     }
@@ -98,18 +97,18 @@ extension MetricsExposition {
     /// GTP-U path supervision by Echo Request (TS 29.281 §7.2): the figures of the JSON report's
     /// `gtpu_*` and `echo_rtt_us`.
     public func addGTPUPaths(_ monitor: GTPUPathMonitor) {
-        let paths = snapshot { monitor.paths }
+        let summary = snapshot { monitor.summary }
         gauge("udptun_gtpu_paths_down", help: "GTP-U peers that missed \(GTPUPathMonitor.missedForDown) echoes in a row (JSON: gtpu_paths_down).") {
-            Double(paths.value.values.filter(\.isDown).count)
+            Double(summary.value.pathsDown)
         }
         counter("udptun_gtpu_path_down_events_total", help: "Times a GTP-U path went down (JSON: gtpu_path_down_events).") {
-            UInt64(paths.value.values.reduce(0) { $0 + $1.downEvents })
+            UInt64(summary.value.downEvents)
         }
         gauge("udptun_gtpu_echo_rtt_seconds", help: "Shortest last echo round trip over the GTP-U paths, 0 before any (JSON: echo_rtt_us).") {
-            Double(paths.value.values.compactMap(\.roundTrip).min() ?? 0) / 1e9
+            Double(summary.value.shortestRoundTrip ?? 0) / 1e9
         }
         gauge("udptun_gtpu_rejected_teids", help: "TEIDs a peer answered with an Error Indication (JSON: gtpu_rejected_teids).") {
-            Double(monitor.rejectedTEIDs.count)
+            Double(summary.value.rejectedTEIDs)
         }
     }
 

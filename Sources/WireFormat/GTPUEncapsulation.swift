@@ -71,6 +71,24 @@ public final class GTPUPathMonitor: Sendable {
     /// Our TEIDs that a peer's Error Indication named (the peer does not know the session).
     public var rejectedTEIDs: [UInt32] { state.withLock { $0.rejectedTEIDs } }
 
+    /// What reports and metrics show of the paths, at one instant.
+    public struct Summary: Sendable, Equatable {
+        public var pathsDown = 0
+        public var downEvents = 0
+        /// The shortest last round trip over the paths (nanoseconds), nil before any.
+        public var shortestRoundTrip: UInt64?
+        public var rejectedTEIDs = 0
+    }
+
+    public var summary: Summary {
+        state.withLock { state in
+            Summary(pathsDown: state.paths.values.filter(\.isDown).count,
+                    downEvents: state.paths.values.reduce(0) { $0 + $1.downEvents },
+                    shortestRoundTrip: state.paths.values.compactMap(\.roundTrip).min(),
+                    rejectedTEIDs: state.rejectedTEIDs.count)
+        }
+    }
+
     /// Records a request about to be sent to `peer` at `now`; returns its sequence number, and
     /// whether the path just went down (the requests before it went unanswered).
     public func sending(to peer: SocketAddress, at now: UInt64) -> (sequence: UInt16, wentDown: Bool) {
