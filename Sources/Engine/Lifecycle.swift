@@ -6,7 +6,9 @@ import WireFormat
 /// and the first fatal error any worker hit.
 public final class Lifecycle: Sendable {
     private let stopping = Atomic<Bool>(false)
-    private let fatal = Mutex<String?>(nil)
+    // Behind `Locked`: both workers of a queue may fail at once (a deleted device), and
+    // ThreadSanitizer cannot see Synchronization's `Mutex`.
+    private let fatal = Locked<String?>(nil)
     public let waker: Waker
 
     public init() throws(SystemError) { waker = try Waker() }

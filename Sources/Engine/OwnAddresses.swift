@@ -13,7 +13,7 @@ public final class OwnAddresses: Sendable {
 
     private let reader: Reader
     private let changes: ChangeProbe?
-    private let state: Mutex<(version: UInt64, addresses: [IPAddress])>
+    private let state: Locked<(version: UInt64, addresses: [IPAddress])>
     private let published = Atomic<UInt64>(1)
     private let failures = Atomic<UInt64>(0)
 
@@ -24,7 +24,7 @@ public final class OwnAddresses: Sendable {
                 changes: ChangeProbe? = nil) throws(SystemError) {
         self.reader = reader
         self.changes = changes
-        state = Mutex((1, try reader()))
+        state = Locked((1, try reader()))
     }
 
     /// `refresh`, when the change probe says the addresses may have changed (always without one).
