@@ -42,6 +42,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_DIR = os.path.join(ROOT, ".build", "release")
 LAB = os.path.join(ROOT, "deploy", "lab.sh")
 PREFIX = f"udptunbench{os.getpid()}"
 NS = {node: f"{PREFIX}-{node}" for node in "abc"}
@@ -130,7 +131,7 @@ def setup_direct(_args):
 
 def start_udptun(extra=(), relay_extra=(), client_extra=(), env=None, name="udptun"):
     """Relay on B and client on A with `extra` flags on both; returns [relay, client] once A reaches C."""
-    bin_dir = os.path.join(ROOT, ".build", "release")
+    bin_dir = BIN_DIR
     relay = spawn("b", [f"{bin_dir}/udptun-relay", "--allow", f"{A}/32", "--interval", "0", *extra, *relay_extra],
                   f"{name}-relay", env=env)
     client = spawn("a", [f"{bin_dir}/udptun-client", "--relay", f"{B_A}:8080", "--interval", "0", *extra, *client_extra],
@@ -147,7 +148,7 @@ def key_file():
     """A fresh shared key for udptun's encrypted runs, readable by root only."""
     key = os.path.join(workdir, "udptun.key")
     with open(os.open(key, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as handle:
-        handle.write(run([os.path.join(ROOT, ".build", "release", "udptun-relay"), "--genkey"]).stdout)
+        handle.write(run([os.path.join(BIN_DIR, "udptun-relay"), "--genkey"]).stdout)
     return key
 
 
@@ -435,7 +436,7 @@ def measure_allocations(packets, extra=(), relay_extra=(), client_extra=()):
     """Heap allocations per packet in steady state: relay and client run with an LD_PRELOAD malloc
     counter (Tests/AllocationCounter), sampled with SIGUSR2 after a warm-up and again after `packets`
     more generator payloads crossed the tunnel."""
-    bin_dir = os.path.join(ROOT, ".build", "release")
+    bin_dir = BIN_DIR
     counter = os.path.join(bin_dir, "libAllocationCounter.so")
     lab_up(tun_queues(extra))
     spawn("c", [f"{bin_dir}/udptun-sink", "--interval", "0"], "alloc-sink")
@@ -501,7 +502,7 @@ def swarm_report(result):
 
 
 def measure_clients(count, packets, seconds, relay_args=()):
-    bin_dir = os.path.join(ROOT, ".build", "release")
+    bin_dir = BIN_DIR
     lab_up()
     route("b", "198.19.0.0/16", "dev", "tun2")
     route("c", "198.19.0.0/16", "via", B_C)
@@ -544,7 +545,7 @@ def measure_churn(seconds, rounds):
     """The generator's delivered rate through udptun: alone, beside one other sender's steady load
     (one inner source), and beside that sender cycling through 100,000 inner sources; rounds
     alternate the three so drift hits them alike."""
-    bin_dir = os.path.join(ROOT, ".build", "release")
+    bin_dir = BIN_DIR
     lab_up()
     run(["ip", "addr", "add", "198.18.1.3/24", "dev", "to-b"], node="a")
     start_udptun(relay_extra=("--allow", "198.18.1.0/24", "--json"), name="churn")
@@ -671,6 +672,8 @@ def main():
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures (default 200)")
     parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated tests per row (default: all)")
     parser.add_argument("--udptun-args", default="", help="extra arguments for udptun's client and relay, e.g. '--threads 1'")
+    parser.add_argument("--bin", metavar="DIR", help="take udptun's programs from DIR instead of .build/release "
+                                                    "(A/B rounds against a saved build)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
     parser.add_argument("--wireguard-go", default="wireguard-go", metavar="PATH",
                         help="the wireguard-go to compare with (default: the one on PATH; the 2025 build with offloads "
@@ -681,6 +684,9 @@ def main():
     parser.add_argument("--allocation-packets", type=int, default=100_000,
                         help="packets for the allocations-per-packet check (0 skips it)")
     args = parser.parse_args()
+    if args.bin:
+        global BIN_DIR
+        BIN_DIR = os.path.abspath(args.bin)
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (namespaces, TUN devices)")
     keys = [key.strip() for key in args.rows.split(",") if key.strip()]
