@@ -7,10 +7,24 @@ import WireFormat
 
 /// `--threads`, `--busy-poll` and `--cpu`: how the client's and relay's data plane uses threads and waits.
 public struct WorkerOptions: ParsableArguments {
+    /// `--threads`: a count, or the adaptive layout.
+    public enum ThreadChoice: String, ExpressibleByArgument, Sendable {
+        case auto, one = "1", two = "2"
+
+        /// What the log and the tests call the layout.
+        var summary: String {
+            switch self {
+            case .auto: "auto (both directions on one, the inbound on a second under load)"
+            case .one: "1 (both directions)"
+            case .two: "2 (one per direction)"
+            }
+        }
+    }
+
     @Option(help: ArgumentHelp(
-        "Data-plane threads: 2 gives each direction its own thread (most throughput); 1 moves both directions on one thread, so a reply leaves on the thread that forwarded the request (lower latency at low rates).",
-        valueName: "1|2"))
-    public var threads = 2
+        "Data-plane threads: auto (the default) moves both directions on one thread while traffic is light, so a reply leaves on the thread that forwarded the request, and gives the inbound direction a thread of its own under load; 2 always gives each direction its own thread; 1 never does.",
+        valueName: "auto|1|2"))
+    public var threads: ThreadChoice = .auto
 
     @Option(help: ArgumentHelp(
         "After each packet, keep polling this many microseconds before sleeping (0 = sleep at once). Takes packets without a wake-up, at the cost of a busy core while traffic flows; set it above the gap between your packets to never sleep under load.",
@@ -32,11 +46,10 @@ public struct WorkerOptions: ParsableArguments {
 
     public init() {}
 
-    /// Data-plane threads in all: `threads` per queue.
-    public var threadCount: Int { threads * queues }
+    /// Data-plane threads in all (the adaptive layout's helper counts: it exists, asleep when idle).
+    public var threadCount: Int { (threads == .one ? 1 : 2) * queues }
 
     public func validate() throws {
-        guard threads == 1 || threads == 2 else { throw ValidationError("--threads must be 1 or 2") }
         guard (1...Self.maximumQueues).contains(queues) else { throw ValidationError("--queues must be 1 to \(Self.maximumQueues)") }
         guard busyPoll <= 10_000_000 else { throw ValidationError("--busy-poll must be at most 10000000 µs (10 s)") }
         if let cpus {
@@ -52,20 +65,25 @@ public struct WorkerOptions: ParsableArguments {
 
     /// The thread layout the options ask for.
     public var layout: Tunnel.Layout {
-        Tunnel.Layout(threadsPerQueue: threads, polling: PollingPolicy(busyPollNanoseconds: busyPoll * 1000), cpus: cpus?.cpus)
+        let layout: Tunnel.Layout.Threads = switch threads {
+        case .auto: .adaptive(SplitPolicy())
+        case .one: .one
+        case .two: .two
+        }
+        return Tunnel.Layout(threads: layout, polling: PollingPolicy(busyPollNanoseconds: busyPoll * 1000), cpus: cpus?.cpus)
     }
 
     /// Starts the tunnel's data-plane threads as asked and logs how they are laid out.
-    public func start(_ tunnel: Tunnel, lifecycle: Lifecycle, logger: Logger) -> [WorkerThread] {
+    public func start(_ tunnel: Tunnel, lifecycle: Lifecycle, logger: Logger) throws -> Tunnel.Started {
         logger.info("data plane", metadata: [
-            "threads": "\(threads == 1 ? "1 (both directions)" : "2 (one per direction)")\(queues > 1 ? " per queue" : "")",
+            "threads": "\(threads.summary)\(queues > 1 ? " per queue" : "")",
             "queues": "\(tunnel.queues.count)", "busy_poll_us": "\(busyPoll)", "cpus": "\(cpus?.description ?? "any")"])
-        let started = tunnel.start(layout, lifecycle: lifecycle)
+        let started = try tunnel.start(layout, lifecycle: lifecycle)
         // Checked against the affinity mask at parse time; a CPU taken offline since then leaves
         // that thread where the scheduler puts it.
         for error in started.unpinned {
             logger.warning("data-plane thread left unpinned", metadata: ["error": "\(error)"])
         }
-        return started.workers
+        return started
     }
 }

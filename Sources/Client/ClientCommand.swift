@@ -136,6 +136,7 @@ struct ClientCommand: ParsableCommand {
         let counters = (0..<(noTunnel ? 1 : workers.queues)).map { _ in TunnelCounters() }
         let generatorCounters = ProbeGenerator.Counters()
         var threads: [WorkerThread] = []
+        var started: Tunnel.Started?
 
         var gtpuMonitor: GTPUPathMonitor?
         var offloadFeatures: [(feature: String, on: Bool)] = []
@@ -151,10 +152,11 @@ struct ClientCommand: ParsableCommand {
                 framing = try encapsulation.make(logger: logger)
             }
             framing.describe(logger)
-            let (tunnelThreads, sockets, features) = try startTunnel(framing, relay: relayAddress, counters: counters,
-                                                                     lifecycle: lifecycle, logger: logger)
+            let (tunnel, sockets, features) = try startTunnel(framing, relay: relayAddress, counters: counters,
+                                                              lifecycle: lifecycle, logger: logger)
             offloadFeatures = features
-            threads += tunnelThreads
+            threads += tunnel.workers
+            started = tunnel
             var tasks: [Housekeeping.Task] = []
             if let gtpuMonitor {
                 tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor,
@@ -221,6 +223,7 @@ struct ClientCommand: ParsableCommand {
             .run(workers: threads) { final, elapsed, sinceLast in
                 let now = counters.snapshot()
                 var extra = counters.perQueueFigures()
+                if let started { extra.append(("thread_hand_overs", UInt64(started.handOvers))) }
                 if target != nil {
                     extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
                 }
@@ -234,7 +237,7 @@ struct ClientCommand: ParsableCommand {
     /// The TUN device, the sockets and the data-plane worker threads.
     private func startTunnel(_ framing: any Encapsulation, relay relayAddress: SocketAddress, counters: [TunnelCounters],
                                                lifecycle: Lifecycle, logger: Logger)
-        throws -> ([WorkerThread], [UDPSocket], [(feature: String, on: Bool)]) {
+        throws -> (Tunnel.Started, [UDPSocket], [(feature: String, on: Bool)]) {
         let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
         let device = queues[0]
         let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
@@ -248,12 +251,12 @@ struct ClientCommand: ParsableCommand {
         let tunnel = Tunnel(queues: queues, sockets: sockets, counters: counters, encapsulation: framing,
                             route: .fixed(relayAddress),
                             policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
-        let threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
+        let started = try workers.start(tunnel, lifecycle: lifecycle, logger: logger)
         // Last, as the relay's "relay listening": once it is printed, the data plane runs.
         logger.info("client tunnelling", metadata: [
             "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
             "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        return (threads, sockets, features)
+        return (started, sockets, features)
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

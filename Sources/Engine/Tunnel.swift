@@ -7,16 +7,24 @@ import WireFormat
 public struct Tunnel: Sendable {
     /// How the data plane uses threads.
     public struct Layout: Sendable, Equatable {
-        /// 2: a thread per direction (most throughput); 1: both directions on one thread (a reply
-        /// leaves on the thread that forwarded the request: lower latency at low rates). Per queue.
-        public var threadsPerQueue: Int
+        /// Threads per queue.
+        public enum Threads: Sendable, Equatable {
+            /// Both directions on one thread: a reply leaves on the thread that forwarded the
+            /// request (lower latency at low rates).
+            case one
+            /// A thread per direction (both directions at full speed at once).
+            case two
+            /// One thread while traffic is light, a second for the inbound direction under load.
+            case adaptive(SplitPolicy)
+        }
+
+        public var threads: Threads
         public var polling: PollingPolicy
         /// CPUs to pin the threads to, one per thread in order (queue 0's first), cycling when shorter.
         public var cpus: [Int]?
 
-        public init(threadsPerQueue: Int = 2, polling: PollingPolicy = PollingPolicy(), cpus: [Int]? = nil) {
-            precondition(threadsPerQueue == 1 || threadsPerQueue == 2, "1 or 2 threads per queue")
-            self.threadsPerQueue = threadsPerQueue
+        public init(threads: Threads = .adaptive(SplitPolicy()), polling: PollingPolicy = PollingPolicy(), cpus: [Int]? = nil) {
+            self.threads = threads
             self.polling = polling
             self.cpus = cpus
         }
@@ -27,6 +35,11 @@ public struct Tunnel: Sendable {
     public struct Started {
         public var workers: [WorkerThread]
         public var unpinned: [SystemError]
+        /// The adaptive layout's inbound stages, one per queue (their hand-over counts).
+        public var lentStages: [LentStage<InboundStage>]
+
+        /// Times the inbound direction moved between threads (splits and merges), all queues.
+        public var handOvers: Int { lentStages.reduce(0) { $0 + $1.handOvers } }
     }
 
     public let queues: [any TunQueue]
@@ -69,19 +82,26 @@ public struct Tunnel: Sendable {
     }
 
     /// Starts the data-plane threads for every queue, laid out as asked. Thread names stay within
-    /// Linux's 15 bytes ("tun→udp" is 9).
-    public func start(_ layout: Layout, lifecycle: Lifecycle) -> Started {
+    /// Linux's 15 bytes ("tun→udp" is 9). Throws only when the adaptive layout's doorbells (eventfds)
+    /// cannot be made; then no thread was started.
+    public func start(_ layout: Layout, lifecycle: Lifecycle) throws(SystemError) -> Started {
+        var lentStages: [LentStage<InboundStage>] = []
+        if case let .adaptive(policy) = layout.threads {
+            for index in queues.indices { lentStages.append(try LentStage(inboundStage(queue: index), policy: policy)) }
+        }
         var workers: [WorkerThread] = []
         for index in queues.indices {
             let suffix = queues.count > 1 ? "/\(index)" : ""
             let polling = layout.polling
-            // Each thread sets up its own stages (buffers included) when it starts.
-            if layout.threadsPerQueue == 1 {
+            // Each thread sets up its own stages (buffers included) when it starts; a lent stage is
+            // made here, as both of its threads need it.
+            switch layout.threads {
+            case .one:
                 workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
                     var driver = PipelineDriver(outboundStage(queue: index), inboundStage(queue: index), policy: polling)
                     driver.run(lifecycle)
                 })
-            } else {
+            case .two:
                 workers.append(WorkerThread(name: "tun→udp\(suffix)") {
                     var driver = PipelineDriver(outboundStage(queue: index), policy: polling)
                     driver.run(lifecycle)
@@ -89,6 +109,15 @@ public struct Tunnel: Sendable {
                 workers.append(WorkerThread(name: "udp→tun\(suffix)") {
                     var driver = PipelineDriver(inboundStage(queue: index), policy: polling)
                     driver.run(lifecycle)
+                })
+            case .adaptive:
+                let lent = lentStages[index]
+                workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
+                    var driver = LendingDriver(outboundStage(queue: index), lending: lent, polling: polling)
+                    driver.run(lifecycle)
+                })
+                workers.append(WorkerThread(name: "udp→tun\(suffix)") {
+                    HelperDriver(helping: lent, polling: polling).run(lifecycle)
                 })
             }
         }
@@ -98,6 +127,6 @@ public struct Tunnel: Sendable {
                 do throws(SystemError) { try worker.pin(to: cpus[index % cpus.count]) } catch { unpinned.append(error) }
             }
         }
-        return Started(workers: workers, unpinned: unpinned)
+        return Started(workers: workers, unpinned: unpinned, lentStages: lentStages)
     }
 }

@@ -270,7 +270,8 @@ struct RelayCommand: ParsableCommand {
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,
                                   packets: packets),
             clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
-        var threads = workers.start(tunnel, lifecycle: lifecycle, logger: logger)
+        let started = try workers.start(tunnel, lifecycle: lifecycle, logger: logger)
+        var threads = started.workers
         var tasks = [Self.refreshTask(ownAddresses, logger: logger)]
         if let gtpuFraming {
             let downlinkSessions = gtpuFraming.sessions.enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
@@ -304,7 +305,8 @@ struct RelayCommand: ParsableCommand {
                                        clients: final ? TunnelReport.ClientList(clients.clients(), now: Clock.monotonicNanoseconds()) : nil,
                                        now: now, previous: previous,
                                        extra: [("clients", UInt64(clients.count)), ("clients_evicted", clients.evicted),
-                                               ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
+                                               ("own_address_refresh_failed", ownAddresses.failedRefreshes),
+                                               ("thread_hand_overs", UInt64(started.handOvers))]
                                            + counters.perQueueFigures() + (gtpuFraming.map { GTPUEcho.figures($0.monitor) } ?? [])))
                 previous = now
             }

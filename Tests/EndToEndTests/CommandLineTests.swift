@@ -87,7 +87,7 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--size", "8"]), status: 64, mentioning: "--size")
             expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:99999"]), status: 64, mentioning: "malformed address")
             expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64, mentioning: "--threads must be 1 or 2")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64, mentioning: "'3' is invalid for '--threads <auto|1|2>'")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--busy-poll", "-5"]), status: 64, mentioning: "--busy-poll")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--queues", "0"]), status: 64, mentioning: "--queues must be 1 to 64")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--queues", "65"]), status: 64, mentioning: "--queues must be 1 to 64")

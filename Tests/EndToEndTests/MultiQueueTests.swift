@@ -21,9 +21,9 @@ extension EndToEnd {
             try client.waitForLog("client tunnelling")
             for process in [relay, client] {
                 #expect(process.stderr.contains("queues=2"), "\(process.stderr)")
-                // Two threads per queue, named for direction and queue.
-                let workers = process.threadAffinities().map(\.name).filter { $0.hasPrefix("tun→udp/") || $0.hasPrefix("udp→tun/") }
-                #expect(Set(workers) == ["tun→udp/0", "udp→tun/0", "tun→udp/1", "udp→tun/1"], "\(workers)")
+                // Two threads per queue (the adaptive layout's duplex thread and its helper), named by queue.
+                let workers = process.threadAffinities().map(\.name).filter { $0.hasPrefix("tun⇄udp/") || $0.hasPrefix("udp→tun/") }
+                #expect(Set(workers) == ["tun⇄udp/0", "udp→tun/0", "tun⇄udp/1", "udp→tun/1"], "\(workers)")
             }
             try TCPTransfer.bothWays(lab, size: 8 << 20)
             // 24 more connections each way, each from its own port (even, as connect() picks them).

@@ -39,6 +39,7 @@ extension EndToEnd {
         static let configurations: [(flags: [String], log: String)] = [
             (["--offload", "on"], "tun_tso_csum=on"),
             (["--offload", "off"], "offloads off"),
+            (["--threads", "auto"], "threads=auto (both directions on one, the inbound on a second under load)"),
             (["--threads", "1"], "threads=1 (both directions)"),
             (["--threads", "1", "--busy-poll", "2000"], "busy_poll_us=2000"),
             (["--threads", "2", "--busy-poll", "2000"], "threads=2 (one per direction)"),
@@ -70,6 +71,7 @@ extension EndToEnd {
             let ping = lab.run(.a, ["ping", "-c", "20", "-i", "0.02", "-W", "1", Lab.addressC])
             #expect(ping.status == 0 && ping.stdout.contains("20 received"), "\(ping.stdout)\(ping.stderr)")
             try TCPTransfer.bothWays(lab, size: 16 << 20)
+            Thread.sleep(forTimeInterval: 0.5)  // idle for longer than the adaptive layout's merge window
             #expect(client.stop() == 0)
             #expect(relay.stop() == 0)
             // Every packet is accounted for at both ends.
@@ -77,6 +79,9 @@ extension EndToEnd {
                 #expect(report.int("received") == report.int("forwarded") + report.int("dropped"))
                 #expect(report.int("tun_read") == report.int("sent") + report.int("dropped"))
                 #expect(report.int("dropped") == 0, "\(report)")
+                // An adaptive layout that split under the transfer merged again once it went idle
+                // (the stop came more than a merge window after the last packet).
+                #expect(report.int("thread_hand_overs") % 2 == 0, "\(report)")
             }
         }
 

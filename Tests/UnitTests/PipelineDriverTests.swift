@@ -14,8 +14,17 @@ private final class PipeStage: PipelineStage, @unchecked Sendable {
     /// times a second, a sleeping one only when woken.
     let pumps = Atomic<Int>(0)
     let failAfter: Int?
+    /// Time each pump that found packets spends working (a spin), to make a thread busy.
+    let workNanoseconds: UInt64
+    let finishes = Atomic<Int>(0)
+    /// Set while a pump runs: two threads inside at once would be a broken hand-over.
+    private let pumping = Atomic<Bool>(false)
+    let overlappingPumps = Atomic<Int>(0)
+    /// The threads that pumped this stage and found packets.
+    let pumpers = Locked<Set<UInt>>([])
 
-    init(failAfter: Int? = nil) {
+    init(failAfter: Int? = nil, workNanoseconds: UInt64 = 0) {
+        self.workNanoseconds = workNanoseconds
         var fds: (Int32, Int32) = (-1, -1)
         withUnsafeMutablePointer(to: &fds) { $0.withMemoryRebound(to: Int32.self, capacity: 2) { _ = pipe($0) } }
         (readEnd, writeEnd) = fds
@@ -37,9 +46,16 @@ private final class PipeStage: PipelineStage, @unchecked Sendable {
 
     func pump(_ lifecycle: Lifecycle) -> Int? {
         pumps.add(1, ordering: .relaxed)
+        if pumping.exchange(true, ordering: .acquiringAndReleasing) { overlappingPumps.add(1, ordering: .relaxed) }
+        defer { pumping.store(false, ordering: .releasing) }
         var buffer = [UInt8](repeating: 0, count: 16)
         let count = read(readEnd, &buffer, 16)
         guard count > 0 else { return 0 }
+        pumpers.withLock { _ = $0.insert(UInt(bitPattern: Int(pthread_self()))) }
+        if workNanoseconds > 0 {
+            let until = Clock.monotonicNanoseconds() + workNanoseconds
+            while Clock.monotonicNanoseconds() < until {}
+        }
         let total = taken.add(count, ordering: .relaxed).newValue
         if let failAfter, total >= failAfter {
             lifecycle.fail("stage failed after \(total)")
@@ -47,6 +63,8 @@ private final class PipeStage: PipelineStage, @unchecked Sendable {
         }
         return count
     }
+
+    func finish() { finishes.add(1, ordering: .relaxed) }
 }
 
 @Suite("Pipeline driver: one or two directions per thread, sleeping or busy polling")
@@ -149,5 +167,128 @@ struct PipelineDriverTests {
         let after = pumps(during: 100_000_000)
         #expect(after <= 2, "still polling after the window: \(after) polls in 0.1 s")
         #expect(stages[0].taken.load(ordering: .relaxed) == 1)
+    }
+}
+
+@Suite("Adaptive threads: the inbound stage lent to a helper under load and given back")
+struct StageLendingTests {
+    private struct Unchecked<T>: @unchecked Sendable { let value: T }
+
+    /// A policy with a short merge window, so a test waits 50 ms rather than 100 for a merge.
+    private static let policy = SplitPolicy(splitWindowNanoseconds: 10_000_000, splitAtPerMille: 700,
+                                            mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
+
+    /// Starts the duplex thread over `first` and the helper, as `Tunnel.start` does for `.adaptive`.
+    private func start(_ first: PipeStage, _ lent: LentStage<PipeStage>, _ lifecycle: Lifecycle) -> [WorkerThread] {
+        let boxed = Unchecked(value: first)
+        return [
+            WorkerThread(name: "lending-test") {
+                var driver = LendingDriver(boxed.value, lending: lent, polling: PollingPolicy())
+                driver.run(lifecycle)
+            },
+            WorkerThread(name: "helper-test") { HelperDriver(helping: lent, polling: PollingPolicy()).run(lifecycle) },
+        ]
+    }
+
+    private func waitUntil(seconds: UInt64 = 10, _ condition: () -> Bool) {
+        let deadline = Clock.monotonicNanoseconds() + seconds * 1_000_000_000
+        while !condition(), Clock.monotonicNanoseconds() < deadline { Clock.sleep(nanoseconds: 1_000_000) }
+    }
+
+    @Test("busy time is counted from the first batch that moved packets to the round that found none, per window")
+    func busyWindow() {
+        var window = BusyWindow(length: 100, now: 1000)
+        window.moved(at: 1010)
+        window.moved(at: 1020)  // still the same busy spell
+        window.ranDry(at: 1040)
+        window.ranDry(at: 1050)  // already idle: nothing added
+        #expect(window.close(at: 1099) == nil)
+        window.moved(at: 1090)
+        // A spell still running at the window's end counts up to it, and the rest to the next window.
+        let first = window.close(at: 1100)
+        #expect(first?.busy == 40 && first?.elapsed == 100)
+        window.ranDry(at: 1130)
+        let second = window.close(at: 1250)
+        #expect(second?.busy == 30 && second?.elapsed == 150)
+    }
+
+    @Test("under load the inbound stage moves to the helper, and back once load falls; no packet is lost or moved twice")
+    func splitsAndMerges() throws {
+        let lifecycle = try Lifecycle()
+        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(workNanoseconds: 20_000)
+        let lent = try LentStage(second, policy: Self.policy)
+        let workers = start(first, lent, lifecycle)
+        // Load: both stages have work queued for far longer than a window (3,000 pumps of 20 µs each).
+        first.feed(48_000)
+        second.feed(48_000)
+        waitUntil { lent.isHeld(by: .helper) || lifecycle.isStopping }
+        #expect(lent.isHeld(by: .helper), "a busy duplex thread never lent the stage")
+        waitUntil { first.taken.load(ordering: .relaxed) == 48_000 && second.taken.load(ordering: .relaxed) == 48_000 }
+        // Idle: within a merge window or two the stage is back with the duplex thread.
+        waitUntil { lent.isHeld(by: .duplex) }
+        #expect(lent.isHeld(by: .duplex), "an idle helper kept the stage")
+        #expect(lent.handOvers == 2)
+        // Back on the duplex thread, the stage still moves packets.
+        second.feed(10)
+        waitUntil { second.taken.load(ordering: .relaxed) == 48_010 }
+        lifecycle.stop()
+        for worker in workers { worker.join() }
+        #expect(first.taken.load(ordering: .relaxed) == 48_000)
+        #expect(second.taken.load(ordering: .relaxed) == 48_010)
+        #expect(second.pumpers.withLock { $0.count } == 2, "both threads moved the lent stage's packets")
+        #expect(first.pumpers.withLock { $0.count } == 1)
+        #expect(second.overlappingPumps.load(ordering: .relaxed) == 0)
+        #expect(second.finishes.load(ordering: .relaxed) == 1 && first.finishes.load(ordering: .relaxed) == 1)
+        #expect(lifecycle.fatalError == nil)
+    }
+
+    @Test("light request/response traffic stays on the duplex thread: the helper never wakes for it")
+    func lightTrafficStaysTogether() throws {
+        let lifecycle = try Lifecycle()
+        let first = PipeStage(), second = PipeStage()
+        let lent = try LentStage(second, policy: Self.policy)
+        let workers = start(first, lent, lifecycle)
+        for round in 1...40 {
+            first.feed(1)
+            second.feed(1)
+            waitUntil { second.taken.load(ordering: .relaxed) == round }
+            Clock.sleep(nanoseconds: 5_000_000)
+        }
+        lifecycle.stop()
+        for worker in workers { worker.join() }
+        #expect(lent.handOvers == 0)
+        #expect(second.taken.load(ordering: .relaxed) == 40 && second.pumpers.withLock { $0.count } == 1)
+        #expect(second.finishes.load(ordering: .relaxed) == 1)
+    }
+
+    @Test("stopping while the helper holds the stage finishes it once, on the way out")
+    func stopWhileLent() throws {
+        let lifecycle = try Lifecycle()
+        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(workNanoseconds: 20_000)
+        let lent = try LentStage(second, policy: Self.policy)
+        let workers = start(first, lent, lifecycle)
+        first.feed(48_000)
+        second.feed(48_000)
+        waitUntil { lent.isHeld(by: .helper) }
+        #expect(lent.isHeld(by: .helper))
+        lifecycle.stop()
+        for worker in workers { worker.join() }
+        #expect(second.finishes.load(ordering: .relaxed) == 1 && first.finishes.load(ordering: .relaxed) == 1)
+        #expect(second.overlappingPumps.load(ordering: .relaxed) == 0)
+    }
+
+    @Test("a fault in the lent stage while the helper holds it ends the process with that fault")
+    func faultWhileLent() throws {
+        let lifecycle = try Lifecycle()
+        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(failAfter: 40_000, workNanoseconds: 20_000)
+        let lent = try LentStage(second, policy: Self.policy)
+        let workers = start(first, lent, lifecycle)
+        first.feed(48_000)
+        second.feed(48_000)
+        waitUntil { lifecycle.isStopping }
+        for worker in workers { worker.join() }
+        #expect(lifecycle.fatalError == "stage failed after 40000")
+        #expect(second.pumpers.withLock { $0.count } == 2, "the helper never held the stage")
+        #expect(second.finishes.load(ordering: .relaxed) == 1)
     }
 }
