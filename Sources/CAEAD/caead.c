@@ -9,6 +9,7 @@ typedef struct evp_aead_st EVP_AEAD;
 typedef struct evp_aead_ctx_st EVP_AEAD_CTX;
 
 extern const EVP_AEAD *CCryptoBoringSSL_EVP_aead_chacha20_poly1305(void);
+extern const EVP_AEAD *CCryptoBoringSSL_EVP_aead_aes_256_gcm(void);
 extern EVP_AEAD_CTX *CCryptoBoringSSL_EVP_AEAD_CTX_new(const EVP_AEAD *aead, const uint8_t *key, size_t key_len,
                                                        size_t tag_len);
 extern void CCryptoBoringSSL_EVP_AEAD_CTX_free(EVP_AEAD_CTX *ctx);
@@ -26,6 +27,11 @@ enum { KEY_LENGTH = 32, TAG_LENGTH = 16, NONCE_LENGTH = 12 };
 caead_key *caead_chacha20_poly1305_new(const uint8_t *key32) {
     return (caead_key *)CCryptoBoringSSL_EVP_AEAD_CTX_new(CCryptoBoringSSL_EVP_aead_chacha20_poly1305(), key32,
                                                           KEY_LENGTH, TAG_LENGTH);
+}
+
+caead_key *caead_aes_256_gcm_new(const uint8_t *key32) {
+    return (caead_key *)CCryptoBoringSSL_EVP_AEAD_CTX_new(CCryptoBoringSSL_EVP_aead_aes_256_gcm(), key32, KEY_LENGTH,
+                                                          TAG_LENGTH);
 }
 
 void caead_free(caead_key *key) { CCryptoBoringSSL_EVP_AEAD_CTX_free((EVP_AEAD_CTX *)key); }

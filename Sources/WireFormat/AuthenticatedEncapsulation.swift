@@ -1,11 +1,13 @@
 /// udptun's authenticated framing, for tunnels that hold a key (`--key-file`, the relay's `--client-key`):
 ///
-///     0  type: 0x11 authenticated, 0x12 authenticated and encrypted    1  reserved (zero)
+///     0  type: 0x11 authenticated (ChaCha20-Poly1305's Poly1305), 0x12 encrypted with
+///        ChaCha20-Poly1305, 0x13 encrypted with AES-256-GCM         1  reserved (zero)
 ///     2  key id (u16, `TunnelKey.id`)
 ///     4  sender id (u64, random per sending worker)                   12  counter (u64)
-///     20 the inner IP packet (ChaCha20-encrypted with 0x12)           end  Poly1305 tag (16 bytes)
+///     20 the inner IP packet (encrypted with 0x12 and 0x13)           end  tag (16 bytes)
 ///
-/// The tag covers the header and the packet. Each sender seals with its own key, derived from the
+/// The tag covers the header and the packet. A receiver opens all three types (each end chooses
+/// how it seals); one sender id keeps to one cipher. Each sender seals with its own key, derived from the
 /// tunnel key and its sender id, and a nonce made of its counter, so nonces never repeat. Receivers
 /// keep a replay window per sender and commit to it only after the tag verified. A receiver may hold
 /// several keys (one per client); the key id says which one a datagram claims, and its tag proves
@@ -16,6 +18,7 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     public static let tagLength = 16
     static let authenticatedType: UInt8 = 0x11
     static let encryptedType: UInt8 = 0x12
+    static let aesEncryptedType: UInt8 = 0x13
     /// Senders remembered by an opener (keys and replay windows).
     public static let maximumSenders = 4096
     /// New senders whose key an opener sets up per second, after a first burst of `maximumSenders`.
@@ -28,16 +31,35 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     /// client with the key that client used.
     public let keys: [TunnelKey]
     public let encrypts: Bool
+    /// What this end encrypts with (with `encrypts`); authentication alone is always Poly1305.
+    public let cipher: AEADCipher
 
-    public init(key: TunnelKey, encrypt: Bool) {
-        self.init(keys: [key], encrypt: encrypt)
+    public init(key: TunnelKey, encrypt: Bool, cipher: AEADCipher = .chacha20Poly1305) {
+        self.init(keys: [key], encrypt: encrypt, cipher: cipher)
     }
 
     /// `keys` must be non-empty, with distinct ids (see `clashingKeys`).
-    public init(keys: [TunnelKey], encrypt: Bool) {
+    public init(keys: [TunnelKey], encrypt: Bool, cipher: AEADCipher = .chacha20Poly1305) {
         precondition(!keys.isEmpty && Self.clashingKeys(keys) == nil, "keys must be given, with distinct ids")
         self.keys = keys
         encrypts = encrypt
+        self.cipher = cipher
+    }
+
+    /// The type byte of a datagram sealed this way, and the cipher whose key it takes.
+    static func type(encrypt: Bool, cipher: AEADCipher) -> UInt8 {
+        guard encrypt else { return authenticatedType }
+        return cipher == .aes256GCM ? aesEncryptedType : encryptedType
+    }
+
+    /// The cipher a datagram of `type` was sealed with and whether it is encrypted; nil if no such type.
+    static func sealing(ofType type: UInt8) -> (cipher: AEADCipher, encrypted: Bool)? {
+        switch type {
+        case authenticatedType: (.chacha20Poly1305, false)
+        case encryptedType: (.chacha20Poly1305, true)
+        case aesEncryptedType: (.aes256GCM, true)
+        default: nil
+        }
     }
 
     /// The indices of two keys whose ids are equal, if any (one in 65,536 per pair: make a new key).
@@ -48,14 +70,14 @@ public struct AuthenticatedEncapsulation: Encapsulation {
         return nil
     }
 
-    public var name: String { encrypts ? "chacha20-poly1305" : "poly1305 (authenticated, not encrypted)" }
+    public var name: String { encrypts ? cipher.rawValue : "poly1305 (authenticated, not encrypted)" }
     public var overhead: Int { Self.headerLength + Self.tagLength }
     public var headroom: Int { Self.headerLength }
     public var isAuthenticated: Bool { true }
 
     /// One session per key, in the order the keys were given.
     public var sessionCount: Int { keys.count }
-    public func makeSealer() -> any PacketSealer { Sealer(keys: keys, encrypt: encrypts) }
+    public func makeSealer() -> any PacketSealer { Sealer(keys: keys, encrypt: encrypts, cipher: cipher) }
     public func makeOpener() -> any PacketOpener { Opener(keys: keys) }
 
     /// Seals for every key: a client has one, a relay answers each client with the key that client
@@ -63,13 +85,13 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     public struct Sealer: PacketSealer {
         private var senders: [KeySender]
 
-        public init(keys: [TunnelKey], encrypt: Bool) {
-            senders = keys.map { KeySender(key: $0, encrypt: encrypt, sender: UInt64.random(in: 1...UInt64.max)) }
+        public init(keys: [TunnelKey], encrypt: Bool, cipher: AEADCipher = .chacha20Poly1305) {
+            senders = keys.map { KeySender(key: $0, encrypt: encrypt, cipher: cipher, sender: UInt64.random(in: 1...UInt64.max)) }
         }
 
         /// A sealer for one key with a chosen sender id (tests, fixed vectors).
-        public init(key: TunnelKey, encrypt: Bool, sender: UInt64) {
-            senders = [KeySender(key: key, encrypt: encrypt, sender: sender)]
+        public init(key: TunnelKey, encrypt: Bool, cipher: AEADCipher = .chacha20Poly1305, sender: UInt64) {
+            senders = [KeySender(key: key, encrypt: encrypt, cipher: cipher, sender: sender)]
         }
 
         public var sender: UInt64 { senders[0].sender }
@@ -86,20 +108,22 @@ public struct AuthenticatedEncapsulation: Encapsulation {
         let senderKey: SenderKey
         let keyID: UInt16
         let encrypt: Bool
+        let type: UInt8
         private(set) var counter: UInt64 = 0
 
-        init(key: TunnelKey, encrypt: Bool, sender: UInt64) {
+        init(key: TunnelKey, encrypt: Bool, cipher: AEADCipher, sender: UInt64) {
             self.sender = sender
             self.encrypt = encrypt
+            type = AuthenticatedEncapsulation.type(encrypt: encrypt, cipher: cipher)
             keyID = key.id
-            senderKey = SenderKey(key, sender: sender)
+            senderKey = SenderKey(key, sender: sender, cipher: encrypt ? cipher : .chacha20Poly1305)
         }
 
         mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>? {
             let start = packet.lowerBound - AuthenticatedEncapsulation.headerLength
             let end = packet.upperBound + AuthenticatedEncapsulation.tagLength
             guard start >= 0, end <= slot.count, counter < UInt64.max else { return nil }
-            slot[start] = encrypt ? AuthenticatedEncapsulation.encryptedType : AuthenticatedEncapsulation.authenticatedType
+            slot[start] = type
             slot[start + 1] = 0
             slot.setU16(keyID, at: start + 2)
             slot.setU64(sender, at: start + 4)
@@ -152,23 +176,23 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             let tag = AuthenticatedEncapsulation.tagLength
             guard datagram.count > header + tag else { return .failure(datagram.isEmpty ? .truncated : .badFraming) }
             let start = datagram.lowerBound
-            let type = slot[start]
-            guard type == AuthenticatedEncapsulation.authenticatedType || type == AuthenticatedEncapsulation.encryptedType,
-                  slot[start + 1] == 0 else { return .failure(.badFraming) }
+            guard let sealing = AuthenticatedEncapsulation.sealing(ofType: slot[start]), slot[start + 1] == 0
+            else { return .failure(.badFraming) }
             guard let keyIndex = keyIDs.firstIndex(of: slot.span.u16(at: start + 2)) else { return .failure(.unknownKey) }
             let sender = slot.span.u64(at: start + 4)
             let counter = slot.span.u64(at: start + 12)
             let known = senders[sender]
-            // A sender id belongs to one key: the same id under another key is somebody else's forgery.
-            if let known, known.keyIndex != keyIndex { return .failure(.badTag) }
+            // A sender id belongs to one key and one cipher: the same id under another is somebody
+            // else's forgery.
+            if let known, known.keyIndex != keyIndex || known.key.algorithm != sealing.cipher { return .failure(.badTag) }
             if let known, !known.window.check(counter) { return .failure(.replayed) }
             // A new sender's key is derived before its first packet is verified (within the
             // new-sender budget), but nothing is remembered about it unless the tag checks out.
             if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
-            let senderKey = known?.key ?? SenderKey(keys[keyIndex], sender: sender)
+            let senderKey = known?.key ?? SenderKey(keys[keyIndex], sender: sender, cipher: sealing.cipher)
             let payload = (start + header)..<(datagram.upperBound - tag)
             guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
-                                    encrypted: type == AuthenticatedEncapsulation.encryptedType, key: senderKey, counter: counter)
+                                    encrypted: sealing.encrypted, key: senderKey, counter: counter)
             else { return .failure(.badTag) }
             if known == nil {
                 if senders.count >= AuthenticatedEncapsulation.maximumSenders, let any = senders.keys.first {

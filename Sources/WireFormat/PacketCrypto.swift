@@ -26,11 +26,29 @@ public struct TunnelKey: Sendable {
     }
 
     /// The key one sender seals with: HKDF-SHA256 of the shared key and the sender's random id, so no
-    /// two senders ever share a (key, nonce) pair even though all hold the same secret.
-    func derived(forSender sender: UInt64) -> SymmetricKey {
-        var info: [UInt8] = Array("udptun v1 sender".utf8)
+    /// two senders ever share a (key, nonce) pair even though all hold the same secret. Each cipher
+    /// has its own derivation, so no key is ever used with two algorithms.
+    func derived(forSender sender: UInt64, cipher: AEADCipher) -> SymmetricKey {
+        var info: [UInt8] = Array(cipher.derivationLabel.utf8)
         withUnsafeBytes(of: sender.bigEndian) { info.append(contentsOf: $0) }
         return HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: info, outputByteCount: 32)
+    }
+}
+
+/// The AEADs an authenticated tunnel can encrypt with. Both take a 32-byte key and a 96-bit nonce
+/// and make a 16-byte tag. ChaCha20-Poly1305 is fast everywhere; AES-256-GCM is about three times
+/// faster where the CPU has AES and carry-less multiply instructions (VAES and AVX-512 on this lab's
+/// CPU: 5.5 against 1.9 GB/s at 1,400 bytes, BoringSSL both) and much slower where it has none.
+public enum AEADCipher: String, CaseIterable, Sendable {
+    case chacha20Poly1305 = "chacha20-poly1305"
+    case aes256GCM = "aes-256-gcm"
+
+    /// HKDF info for a sender's key. ChaCha20-Poly1305's is the one udptun has always used.
+    var derivationLabel: String {
+        switch self {
+        case .chacha20Poly1305: "udptun v1 sender"
+        case .aes256GCM: "udptun v1 aes-256-gcm sender"
+        }
     }
 }
 
@@ -38,20 +56,28 @@ public struct TunnelKey: Sendable {
 /// after init (BoringSSL seals and opens through a const context), so workers may share it.
 public final class SenderKey: @unchecked Sendable {
     fileprivate let cipher: OpaquePointer
+    public let algorithm: AEADCipher
 
-    public init(_ tunnelKey: TunnelKey, sender: UInt64) {
-        let derived = tunnelKey.derived(forSender: sender)
-        guard let cipher = derived.withUnsafeBytes({ caead_chacha20_poly1305_new($0.bindMemory(to: UInt8.self).baseAddress) }) else {
-            fatalError("out of memory setting up a ChaCha20-Poly1305 key")
+    public init(_ tunnelKey: TunnelKey, sender: UInt64, cipher algorithm: AEADCipher = .chacha20Poly1305) {
+        let derived = tunnelKey.derived(forSender: sender, cipher: algorithm)
+        let made = derived.withUnsafeBytes { bytes in
+            let key = bytes.bindMemory(to: UInt8.self).baseAddress
+            switch algorithm {
+            case .chacha20Poly1305: return caead_chacha20_poly1305_new(key)
+            case .aes256GCM: return caead_aes_256_gcm_new(key)
+            }
         }
-        self.cipher = cipher
+        guard let made else { fatalError("out of memory setting up a \(algorithm.rawValue) key") }
+        cipher = made
+        self.algorithm = algorithm
     }
 
     deinit { caead_free(cipher) }
 }
 
-/// ChaCha20-Poly1305 over regions of a packet buffer, in place and without allocating. The nonce is
-/// the 64-bit counter (big-endian) behind four zero bytes; each (sender key, counter) is used once.
+/// An AEAD (the sender key's) over regions of a packet buffer, in place and without allocating. The
+/// nonce is the 64-bit counter (big-endian) behind four zero bytes; each (sender key, counter) is
+/// used once.
 enum PacketCrypto {
     static let tagLength = 16
 

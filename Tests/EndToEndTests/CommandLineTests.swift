@@ -102,6 +102,9 @@ extension EndToEnd {
 
         @Test func keyFileProblemsAreExplained() throws {
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--encrypt"]), status: 64, mentioning: "--encrypt needs --key-file")
+            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--cipher", "aes-256-gcm"]), status: 64, mentioning: "--cipher needs --encrypt")
+            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--encrypt", "--cipher", "des"]), status: 64,
+                               mentioning: "'des' is invalid for '--cipher <NAME>'")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--key-file", "/nonexistent/udptun.key", "--listen", "127.0.0.1:1"]),
                                status: 78, mentioning: "cannot read key file /nonexistent/udptun.key")
             let generated = run("udptun-relay", ["--genkey"])

@@ -279,6 +279,27 @@ extension EndToEnd {
             #expect(relay.stderr.contains("encapsulation chacha20-poly1305"))
         }
 
+        @Test("with --cipher: AES-256-GCM carries TCP both ways byte for byte, also beside a ChaCha20-Poly1305 peer",
+              arguments: [("aes-256-gcm", "aes-256-gcm"), ("aes-256-gcm", "chacha20-poly1305")])
+        func cipherChoice(ciphers: (client: String, relay: String)) throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let key = try lab.file("key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
+            chmod(key.path, 0o600)
+            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt", "--cipher", ciphers.relay])
+            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt", "--cipher", ciphers.client])
+            try client.waitForLog("client tunnelling")
+            #expect(client.stderr.contains("encapsulation \(ciphers.client)") && relay.stderr.contains("encapsulation \(ciphers.relay)"))
+            try TCPTransfer.bothWays(lab, size: 8 << 20)
+            #expect(client.stop() == 0)
+            #expect(relay.stop() == 0)
+            for report in [try #require(client.report()), try #require(relay.report())] {
+                #expect(report.int("dropped") == 0, "\(report)")
+                #expect(report.int("received") == report.int("forwarded"))
+            }
+        }
+
         @Test("with --client-key: each client's key carries only its own inner addresses, replies are sealed with it, and a client with another's key gets nothing through")
         func perClientKeys() throws {
             try Lab.ensureCommand("socat", package: "socat")

@@ -44,14 +44,18 @@ struct AuthenticationTests {
         #expect(TunnelKey(base64: "not base64 at all!") == nil)
     }
 
-    @Test(arguments: [false, true])
-    func sealedPacketsOpenToTheSameBytes(encrypt: Bool) throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
+    /// Authenticated only, and encrypted with each cipher.
+    static let modes: [(encrypt: Bool, cipher: AEADCipher)] = [(false, .chacha20Poly1305), (true, .chacha20Poly1305), (true, .aes256GCM)]
+
+    @Test(arguments: modes)
+    func sealedPacketsOpenToTheSameBytes(mode: (encrypt: Bool, cipher: AEADCipher)) throws {
+        let encrypt = mode.encrypt
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
         var sealer = framing.concreteSealer()
-        var opener = framing.concreteOpener()
+        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: false).concreteOpener()  // opens every type
         let datagram = try seal(&sealer, packet)
         #expect(datagram.count == packet.count + framing.overhead)
-        #expect(datagram[0] == (encrypt ? 0x12 : 0x11))
+        #expect(datagram[0] == (encrypt ? (mode.cipher == .aes256GCM ? 0x13 : 0x12) : 0x11))
         let body = Array(datagram[20..<(datagram.count - 16)])
         #expect((body == packet) == !encrypt, "encrypted payloads must not be readable; authenticated ones stay readable")
         #expect(try open(&opener, datagram).get() == packet)
@@ -65,7 +69,7 @@ struct AuthenticationTests {
         let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
         var sealer = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: encrypt, sender: 0x0123_4567_89AB_CDEF)
         var opener = framing.concreteOpener()
-        let derived = Self.key.derived(forSender: sealer.sender)
+        let derived = Self.key.derived(forSender: sealer.sender, cipher: .chacha20Poly1305)
         var generator = SeededGenerator()
         for length in [1, 15, 16, 17, 63, 64, 65, 255, 1400, 1500, 9000] {
             let packet = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -93,9 +97,55 @@ struct AuthenticationTests {
         }
     }
 
-    @Test(arguments: [false, true])
-    func everyBitFlipIsRejected(encrypt: Bool) throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
+    /// The same for AES-256-GCM against swift-crypto's AES.GCM, with the key derived for that cipher.
+    @Test("in-place AES-256-GCM matches swift-crypto's AES.GCM byte for byte, both ways")
+    func aesMatchesSwiftCrypto() throws {
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true, cipher: .aes256GCM)
+        var sealer = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 0x0123_4567_89AB_CDEF)
+        var opener = framing.concreteOpener()
+        let derived = Self.key.derived(forSender: sealer.sender, cipher: .aes256GCM)
+        #expect(derived != Self.key.derived(forSender: sealer.sender, cipher: .chacha20Poly1305), "one key per cipher")
+        var generator = SeededGenerator()
+        for length in [1, 15, 16, 17, 63, 64, 65, 255, 1400, 1500, 9000] {
+            let packet = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let nonceBytes = { (counter: UInt64) in [UInt8](repeating: 0, count: 4) + withUnsafeBytes(of: counter.bigEndian) { Array($0) } }
+            let nonce = try AES.GCM.Nonce(data: nonceBytes(sealer.counter))
+            let datagram = try seal(&sealer, packet)
+            #expect(datagram[0] == 0x13)
+            let header = Array(datagram[0..<20]), body = Array(datagram[20..<(datagram.count - 16)]), tag = Array(datagram.suffix(16))
+            let box = try AES.GCM.SealedBox(nonce: nonce, ciphertext: body, tag: tag)
+            #expect(Array(try AES.GCM.open(box, using: derived, authenticating: header)) == packet, "seed \(TestSeed.value), length \(length)")
+
+            let next = sealer.counter
+            var nextHeader = header
+            nextHeader.replaceSubrange(12..<20, with: withUnsafeBytes(of: next.bigEndian) { Array($0) })
+            let theirs = try AES.GCM.seal(packet, using: derived, nonce: try AES.GCM.Nonce(data: nonceBytes(next)), authenticating: nextHeader)
+            #expect(try open(&opener, datagram).get() == packet, "length \(length)")
+            #expect(try open(&opener, nextHeader + Array(theirs.ciphertext) + Array(theirs.tag)).get() == packet, "length \(length)")
+            _ = try seal(&sealer, [0])
+        }
+    }
+
+    @Test("a sender keeps to one cipher: its id under the other is refused, and leaves its window alone")
+    func senderCannotSwitchCipher() throws {
+        var chacha = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .chacha20Poly1305, sender: 42)
+        var aes = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 42)
+        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: true).concreteOpener()
+        #expect(try open(&opener, try seal(&chacha, packet)).get() == packet)
+        #expect(throws: DropReason.badTag) { try open(&opener, try seal(&aes, packet)).get() }
+        #expect(try open(&opener, try seal(&chacha, packet)).get() == packet)
+        // A type byte changed in flight names the other cipher: the tag no longer verifies.
+        var relabelled = try seal(&chacha, packet)
+        relabelled[0] = 0x13
+        var fresh = AuthenticatedEncapsulation(key: Self.key, encrypt: true).concreteOpener()
+        #expect(throws: DropReason.badTag) { try open(&fresh, relabelled).get() }
+        #expect(fresh.knownSenders == 0)
+    }
+
+    @Test(arguments: modes)
+    func everyBitFlipIsRejected(mode: (encrypt: Bool, cipher: AEADCipher)) throws {
+        let encrypt = mode.encrypt
+        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
         var sealer = framing.concreteSealer()
         let datagram = try seal(&sealer, packet)
         for bit in stride(from: 0, to: datagram.count * 8, by: 3) {

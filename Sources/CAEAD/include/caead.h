@@ -4,12 +4,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// A ChaCha20-Poly1305 (RFC 8439) key schedule, set up once per key and used for any number of
-/// in-place seals and opens without allocating. Immutable after creation, so threads may share it.
+/// An AEAD key schedule (ChaCha20-Poly1305, RFC 8439, or AES-256-GCM), set up once per key and
+/// used for any number of in-place seals and opens without allocating. Immutable after creation,
+/// so threads may share it. Both take 32-byte keys, 12-byte nonces and make 16-byte tags.
 typedef struct caead_key caead_key;
 
 /// A key for 32 bytes of key material, or NULL if out of memory.
 caead_key *caead_chacha20_poly1305_new(const uint8_t *key32);
+caead_key *caead_aes_256_gcm_new(const uint8_t *key32);
 void caead_free(caead_key *key);
 
 /// Encrypts `length` bytes at `data` in place (length may be 0: then only `ad` is authenticated)
