@@ -138,9 +138,24 @@ public struct AuthenticatedEncapsulation: Encapsulation {
     public struct Opener: PacketOpener {
         let keys: [TunnelKey]
         private let keyIDs: [UInt16]
-        private var senders: [UInt64: (key: SenderKey, window: ReplayWindow, keyIndex: Int)] = [:]
+        /// Senders remembered: their keys and replay windows, in place (a window is 512 bytes; a
+        /// dictionary of them would copy one out and back per packet), found through `senderIndex`.
+        private var senders: [KnownSender] = []
+        private var senderIndex: [UInt64: Int] = [:]
+        /// The sender of the last packet that opened: a tunnel's datagrams come in runs from one
+        /// sender, so most lookups skip the hash.
+        private var lastSender: (id: UInt64, index: Int)?
+        /// The slot the next new sender takes once the table is full (round robin).
+        private var nextEviction = 0
         private var newSenders: TokenBucket
         private let clock: @Sendable () -> UInt64
+
+        private struct KnownSender {
+            let id: UInt64
+            let key: SenderKey
+            let keyIndex: Int
+            var window: ReplayWindow
+        }
 
         public init(key: TunnelKey,
                     newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
@@ -158,6 +173,7 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             self.newSenders = newSenders
             self.clock = clock
             senders.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
+            senderIndex.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
         }
 
         public var knownSenders: Int { senders.count }
@@ -168,6 +184,11 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             case let .success((payload, keyIndex)): .forward(payload, session: PeerSession(index: keyIndex))
             case let .failure(reason): .drop(reason, reply: nil)
             }
+        }
+
+        private func index(of sender: UInt64) -> Int? {
+            if let lastSender, lastSender.id == sender { return lastSender.index }
+            return senderIndex[sender]
         }
 
         /// The inner packet's range and the index of the key it was sealed with, or why not.
@@ -181,27 +202,43 @@ public struct AuthenticatedEncapsulation: Encapsulation {
             guard let keyIndex = keyIDs.firstIndex(of: slot.span.u16(at: start + 2)) else { return .failure(.unknownKey) }
             let sender = slot.span.u64(at: start + 4)
             let counter = slot.span.u64(at: start + 12)
-            let known = senders[sender]
-            // A sender id belongs to one key and one cipher: the same id under another is somebody
-            // else's forgery.
-            if let known, known.keyIndex != keyIndex || known.key.algorithm != sealing.cipher { return .failure(.badTag) }
-            if let known, !known.window.check(counter) { return .failure(.replayed) }
+            let known = index(of: sender)
+            if let known {
+                // A sender id belongs to one key and one cipher: the same id under another is somebody
+                // else's forgery.
+                guard senders[known].keyIndex == keyIndex, senders[known].key.algorithm == sealing.cipher else { return .failure(.badTag) }
+                guard senders[known].window.check(counter) else { return .failure(.replayed) }
+            }
             // A new sender's key is derived before its first packet is verified (within the
             // new-sender budget), but nothing is remembered about it unless the tag checks out.
             if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
-            let senderKey = known?.key ?? SenderKey(keys[keyIndex], sender: sender, cipher: sealing.cipher)
+            let senderKey = known.map { senders[$0].key } ?? SenderKey(keys[keyIndex], sender: sender, cipher: sealing.cipher)
             let payload = (start + header)..<(datagram.upperBound - tag)
             guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
                                     encrypted: sealing.encrypted, key: senderKey, counter: counter)
             else { return .failure(.badTag) }
-            if known == nil {
-                if senders.count >= AuthenticatedEncapsulation.maximumSenders, let any = senders.keys.first {
-                    senders.removeValue(forKey: any)
-                }
-                senders[sender] = (senderKey, ReplayWindow(), keyIndex)
-            }
-            senders[sender]!.window.accept(counter)
+            let index = known ?? remember(sender, key: senderKey, keyIndex: keyIndex)
+            senders[index].window.accept(counter)
+            lastSender = (sender, index)
             return .success((payload, keyIndex))
+        }
+
+        /// Adds a sender whose first packet verified, in place of an old one when the table is full.
+        private mutating func remember(_ sender: UInt64, key: SenderKey, keyIndex: Int) -> Int {
+            let entry = KnownSender(id: sender, key: key, keyIndex: keyIndex, window: ReplayWindow())
+            let index: Int
+            if senders.count < AuthenticatedEncapsulation.maximumSenders {
+                index = senders.count
+                senders.append(entry)
+            } else {
+                index = nextEviction
+                nextEviction = (nextEviction + 1) % senders.count
+                senderIndex.removeValue(forKey: senders[index].id)
+                if lastSender?.index == index { lastSender = nil }
+                senders[index] = entry
+            }
+            senderIndex[sender] = index
+            return index
         }
     }
 }

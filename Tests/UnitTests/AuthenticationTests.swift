@@ -246,6 +246,29 @@ struct AuthenticationTests {
         #expect(opener.knownSenders == 4)
     }
 
+    @Test("a full sender table makes room for a newcomer by forgetting its oldest sender; the others keep their windows")
+    func fullSenderTableEvictsTheOldest() throws {
+        let maximum = AuthenticatedEncapsulation.maximumSenders
+        var opener = AuthenticatedEncapsulation.Opener(key: Self.key, newSenders: TokenBucket(rate: 1, burst: UInt64(maximum + 10)))
+        var sealers = (0..<(maximum + 1)).map {
+            AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, sender: UInt64($0) + 1)
+        }
+        var first: [UInt8] = []
+        var second: [UInt8] = []
+        for index in sealers.indices {
+            let datagram = try seal(&sealers[index], packet)
+            if index == 0 { first = datagram }
+            if index == 1 { second = datagram }
+            #expect(throws: Never.self) { try open(&opener, datagram).get() }
+        }
+        #expect(opener.knownSenders == maximum)
+        // The first sender was forgotten for the newcomer: its replayed datagram looks new again. The
+        // second is still known until then (its replay is refused).
+        #expect(throws: DropReason.replayed) { try open(&opener, second).get() }
+        #expect(throws: Never.self) { try open(&opener, first).get() }
+        #expect(opener.knownSenders == maximum)
+    }
+
     @Test("the token bucket spends its burst, refills at its rate, keeps fractions and caps at the burst")
     func tokenBucket() {
         let second: UInt64 = 1_000_000_000
