@@ -19,6 +19,8 @@ public protocol TunQueue: AnyObject, Sendable {
     func readFrames(into batch: PacketBatch, slots: Range<Int>, offset: Int) throws(SystemError) -> Int
     /// Writes one frame: `header` (on a device with virtio-net headers) then `packet`.
     func writeFrame(_ packet: Span<UInt8>, header: VirtioNetHeader) throws(SystemError)
+    /// Writes one frame whose packet is `headers` followed by the payloads of `payloads`.
+    func writeFrame(headers: Span<UInt8>, payloads: GatherList, header: VirtioNetHeader) throws(SystemError)
 }
 
 /// A Linux TUN device in IFF_TUN | IFF_NO_PI mode: each read returns one IP packet, each write injects one.
@@ -214,13 +216,7 @@ public final class TunDevice: TunQueue {
 
     public func writeFrame(_ packet: Span<UInt8>, header: VirtioNetHeader) throws(SystemError) {
         let fd = fd
-        var headerBytes: (UInt64, UInt16) = (0, 0)  // 10 bytes of stack storage
-        if hasVirtioHeaders, header != .plain {
-            withUnsafeMutableBytes(of: &headerBytes) { raw in
-                var span = raw.bindMemory(to: UInt8.self).mutableSpan
-                header.encode(into: &span)
-            }
-        }
+        var headerBytes = encodedHeader(header)
         _ = try packet.withUnsafeBytes { bytes throws(SystemError) in
             if hasVirtioHeaders {
                 try withUnsafeBytes(of: &headerBytes) { head throws(SystemError) in
@@ -232,5 +228,28 @@ public final class TunDevice: TunQueue {
                 try Syscall.call("write to \(name)") { Glibc.write(fd, bytes.baseAddress, bytes.count) }
             }
         }
+    }
+
+    public func writeFrame(headers: Span<UInt8>, payloads: GatherList, header: VirtioNetHeader) throws(SystemError) {
+        let fd = fd
+        var headerBytes = encodedHeader(header)
+        _ = try withUnsafeBytes(of: &headerBytes) { head throws(SystemError) in
+            let prefix = hasVirtioHeaders ? UnsafeRawBufferPointer(rebasing: head[0..<VirtioNetHeader.length]) : nil
+            return try payloads.withVectors(prefix: prefix, headers: headers) { vectors, count throws(SystemError) in
+                try Syscall.call("write to \(name)") { Glibc.writev(fd, vectors, Int32(count)) }
+            }
+        }
+    }
+
+    /// `header` in 10 bytes of stack storage (zero: a plain packet).
+    private func encodedHeader(_ header: VirtioNetHeader) -> (UInt64, UInt16) {
+        var headerBytes: (UInt64, UInt16) = (0, 0)
+        if hasVirtioHeaders, header != .plain {
+            withUnsafeMutableBytes(of: &headerBytes) { raw in
+                var span = raw.bindMemory(to: UInt8.self).mutableSpan
+                header.encode(into: &span)
+            }
+        }
+        return headerBytes
     }
 }

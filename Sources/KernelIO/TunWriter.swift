@@ -13,15 +13,20 @@ public struct TunWriteCounts: Sendable, Equatable {
 /// The write side of the TUN layer, one per worker: it takes validated plain IP packets and writes
 /// them to the device. On a device with virtio-net headers it coalesces consecutive packets of a TCP
 /// flow (and of a UDP flow, where the device takes UDP GSO) into one super-packet per write
-/// (`SegmentCoalescer`); otherwise it writes packet by packet. Call `flush` at the end of every batch
-/// so nothing waits. A struct, so that the coalescer's state is updated in place without a dynamic
-/// exclusivity check per packet (its owner holds it in a struct too).
+/// (`SegmentCoalescer`), written as the group's rewritten headers followed by each packet's payload
+/// where it lies (`GatherList`, one writev); otherwise it writes packet by packet. Every packet
+/// handed to `write` must stay in place, unchanged, until the next `flush`; call `flush` at the end
+/// of every batch, before the batch's buffers are reused, so nothing waits. A struct, so that the
+/// coalescer's state is updated in place without a dynamic exclusivity check per packet (its owner
+/// holds it in a struct too).
 public struct TunWriter {
     public let coalesces: Bool
     /// Every queue of the device: with several, each flow goes through the queue `FlowSteering`
     /// picks for it (a coalesced group is one flow), not the writer's own.
     private let queues: [any TunQueue]
-    private let buffer: PacketBatch
+    /// The group's headers, rewritten by the coalescer.
+    private let headers: PacketBatch
+    private let payloads: GatherList
     private var coalescer: SegmentCoalescer
     private var counts = TunWriteCounts()
 
@@ -31,7 +36,8 @@ public struct TunWriter {
         self.queues = queues
         coalesces = coalesce && queues[0].hasVirtioHeaders
         coalescer = SegmentCoalescer(coalescesUDP: queues[0].acceptsUDPSegmentation)
-        buffer = PacketBatch(slotCount: 1, slotSize: SegmentCoalescer.maximumLength + IPPacket.ipv6HeaderLength)
+        headers = PacketBatch(slotCount: 1, slotSize: SegmentCoalescer.maximumHeadersLength)
+        payloads = GatherList(capacity: SegmentCoalescer.maximumSegments)
     }
 
     public var name: String { queues[0].name }
@@ -42,44 +48,58 @@ public struct TunWriter {
         return counts
     }
 
-    /// Queues or writes `packet`. Throws only when the device is gone.
+    /// Queues or writes `packet`, which stays in place until the next `flush`. Throws only when the
+    /// device is gone.
     public mutating func write(_ packet: Span<UInt8>, info: IPPacketInfo) throws(SystemError) {
         if coalesces {
-            let appended = buffer.withMutableSlot(0) { coalescer.append(packet, info: info, buffer: &$0) }
-            if appended { return }
-            try flush()
+            if !coalescer.isEmpty {
+                let appended = headers.withMutableSlot(0) { coalescer.append(packet, info: info, headers: &$0) }
+                if appended {
+                    payloads.append(packet.extracting(coalescer.headersLength..<packet.count))
+                    return
+                }
+                try flush()
+            }
             if coalescer.isCandidate(packet, info: info) {
-                buffer.withMutableSlot(0) { coalescer.start(packet, info: info, buffer: &$0) }
+                headers.withMutableSlot(0) { coalescer.start(packet, info: info, headers: &$0) }
+                payloads.append(packet.extracting(coalescer.headersLength..<packet.count))
                 return
             }
         }
-        try emit(packet, header: .plain, packets: 1)
+        try emit(packet)
     }
 
     /// Writes the group being coalesced, if any.
     public mutating func flush() throws(SystemError) {
         guard !coalescer.isEmpty else { return }
+        defer { payloads.reset() }
         let packets = coalescer.count
-        let (length, header) = buffer.withMutableSlot(0) { coalescer.finish(buffer: &$0) }
-        buffer.setRange(0..<length, of: 0)
+        let headersLength = coalescer.headersLength
+        let (length, header) = headers.withMutableSlot(0) { coalescer.finish(headers: &$0) }
+        headers.setRange(0..<headersLength, of: 0)
         var failure: SystemError?
-        buffer.withPacket(0) { group in
+        headers.withPacket(0) { groupHeaders in
             do throws(SystemError) {
-                try emit(group, header: header, packets: packets)
+                let queue = queues[FlowSteering.queue(for: groupHeaders, queues: queues.count)]
+                try queue.writeFrame(headers: groupHeaders, payloads: payloads, header: header)
+                counts.written += packets
+                counts.writtenBytes += length
             } catch {
-                failure = error
+                counts.failed += packets
+                if error.isDeviceGone { failure = error }
             }
         }
         if let failure { throw failure }
     }
 
-    private mutating func emit(_ packet: Span<UInt8>, header: VirtioNetHeader, packets: Int) throws(SystemError) {
+    /// Writes one packet as it is.
+    private mutating func emit(_ packet: Span<UInt8>) throws(SystemError) {
         do {
-            try queues[FlowSteering.queue(for: packet, queues: queues.count)].writeFrame(packet, header: header)
-            counts.written += packets
+            try queues[FlowSteering.queue(for: packet, queues: queues.count)].writeFrame(packet, header: .plain)
+            counts.written += 1
             counts.writtenBytes += packet.count
         } catch {
-            counts.failed += packets
+            counts.failed += 1
             if error.isDeviceGone { throw error }
         }
     }

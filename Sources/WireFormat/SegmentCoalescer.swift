@@ -2,6 +2,10 @@
 /// IFF_VNET_HDR TUN device with a GSO header (userspace GRO), so a run of N packets costs one write
 /// and one trip through the forwarding path instead of N.
 ///
+/// It keeps only the group's headers (the first packet's, rewritten by `finish`); each member's
+/// payload stays where it lies and the writer gathers them (`packet[headersLength...]` of every
+/// packet started or appended), so no payload byte is copied.
+///
 /// Only exact continuations join: same addresses, IP TOS/TTL (traffic class, flow label and hop
 /// limit for IPv6) and ports; no packet larger than the first; a shorter packet closes the group.
 /// TCP also needs the next sequence number and the same ACK number, window and options, with ACK (and
@@ -10,13 +14,19 @@ public struct SegmentCoalescer: Sendable {
     public static let maximumLength = 65535
     /// The kernel's UDP GSO limit (UDP_MAX_SEGMENTS in older kernels).
     public static let maximumUDPSegments = 64
+    /// Most packets in a TCP group: 64 KiB of 256-byte segments (a gathered write takes one iovec
+    /// per packet, and the kernel takes at most 1,024).
+    public static let maximumSegments = 256
+    /// The longest headers a group may have: IPv6 and TCP with the most options.
+    public static let maximumHeadersLength = IPPacket.ipv6HeaderLength + 60
 
     public private(set) var count = 0
     public private(set) var length = 0
+    /// Where every member packet's payload starts (the group's headers are this long).
+    public private(set) var headersLength = 0
     private var isTCP = true
     private var version = 4
     private var transportStart = 0
-    private var headersLength = 0
     private var segmentSize = 0
     private var nextSequence: UInt32 = 0
     private var closed = false
@@ -36,22 +46,25 @@ public struct SegmentCoalescer: Sendable {
         case IPProtocolNumber.tcp:
             let flags = packet[start + 13]
             guard flags & TCPFlag.ack != 0, flags & ~(TCPFlag.ack | TCPFlag.psh) == 0 else { return false }
-            return packet.count > start + Int(packet[start + 12] >> 4) * 4
+            let headers = start + Int(packet[start + 12] >> 4) * 4
+            return packet.count > headers && headers <= Self.maximumHeadersLength
         case IPProtocolNumber.udp:
             return coalescesUDP && packet.count > start + IPPacket.udpHeaderLength
+                && start + IPPacket.udpHeaderLength <= Self.maximumHeadersLength
         default:
             return false
         }
     }
 
-    /// Starts a group with `packet`, copied to the start of `buffer`.
-    public mutating func start(_ packet: Span<UInt8>, info: IPPacketInfo, buffer: inout MutableSpan<UInt8>) {
-        precondition(isEmpty && packet.count <= buffer.count)
-        buffer.copy(from: packet, to: 0)
+    /// Starts a group with `packet` (a candidate), its headers copied to the start of `headers`.
+    public mutating func start(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>) {
+        precondition(isEmpty)
         isTCP = info.transportProtocol == IPProtocolNumber.tcp
         version = info.version
         transportStart = info.headerLength
         headersLength = transportStart + transportHeaderLength(packet)
+        precondition(headersLength <= headers.count)
+        headers.copy(from: packet.extracting(0..<headersLength), to: 0)
         segmentSize = packet.count - headersLength
         nextSequence = isTCP ? packet.u32(at: transportStart + 4) &+ UInt32(segmentSize) : 0
         length = packet.count
@@ -63,25 +76,24 @@ public struct SegmentCoalescer: Sendable {
         isTCP ? Int(packet[transportStart + 12] >> 4) * 4 : IPPacket.udpHeaderLength
     }
 
-    /// Appends `packet` if it continues the group; false means flush the group first.
-    public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, buffer: inout MutableSpan<UInt8>) -> Bool {
+    /// Takes `packet` into the group if it continues it (its payload, `packet[headersLength...]`,
+    /// is then the group's next); false means flush the group first. `headers` are the group's.
+    public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>) -> Bool {
         guard !closed, count > 0, !info.isFragment, info.version == version, info.headerLength == transportStart,
               info.transportProtocol == (isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp),
-              isTCP || count < Self.maximumUDPSegments else { return false }
+              count < (isTCP ? Self.maximumSegments : Self.maximumUDPSegments) else { return false }
         let packetHeaders = transportStart + transportHeaderLength(packet)
         let payload = packet.count - packetHeaders
         guard packetHeaders == headersLength, payload > 0, payload <= segmentSize,
               length + payload <= Self.maximumLength + (version == 6 ? IPPacket.ipv6HeaderLength : 0),
-              length + payload <= buffer.count,
               !isTCP || packet.u32(at: transportStart + 4) == nextSequence,
-              sameFlow(packet, buffer.span) else { return false }
-        buffer.copy(from: packet.extracting(headersLength..<packet.count), to: length)
+              sameFlow(packet, headers.span) else { return false }
         length += payload
         count += 1
         if isTCP {
             nextSequence &+= UInt32(payload)
             if packet[transportStart + 13] & TCPFlag.psh != 0 {
-                buffer[transportStart + 13] |= TCPFlag.psh
+                headers[transportStart + 13] |= TCPFlag.psh
                 closed = true
             }
         }
@@ -107,9 +119,10 @@ public struct SegmentCoalescer: Sendable {
             && equal((start + 14)..<(start + 16)) && equal((start + 20)..<headersLength)
     }
 
-    /// Finishes the group in `buffer` (lengths, IPv4 checksum, partial transport checksum) and returns
-    /// its length and the header to write it with. A group of one is left exactly as it arrived.
-    public mutating func finish(buffer: inout MutableSpan<UInt8>) -> (length: Int, header: VirtioNetHeader) {
+    /// Finishes the group's `headers` (lengths, IPv4 checksum, partial transport checksum) and returns
+    /// the group's length and the virtio-net header to write it with. A group of one is left exactly
+    /// as it arrived.
+    public mutating func finish(headers buffer: inout MutableSpan<UInt8>) -> (length: Int, header: VirtioNetHeader) {
         defer { count = 0; length = 0; closed = false }
         guard count > 1 else { return (length, .plain) }
         if version == 4 {

@@ -16,6 +16,9 @@ public final class FakeTunQueue: TunQueue {
     public struct Frame: Sendable, Equatable {
         public var header: VirtioNetHeader
         public var packet: [UInt8]
+        /// For a gathered write (headers, then payloads where they lay): the payloads; 0 for a
+        /// packet written whole.
+        public var gatheredPayloads = 0
     }
 
     private struct State {
@@ -71,11 +74,21 @@ public final class FakeTunQueue: TunQueue {
         return try result.get()
     }
 
+    /// Records the frame as the kernel would see it: the headers and payloads joined.
+    public func writeFrame(headers: Span<UInt8>, payloads: GatherList, header: VirtioNetHeader) throws(SystemError) {
+        var bytes = (0..<headers.count).map { headers[$0] }
+        payloads.forEachPayload { payload in bytes += (0..<payload.count).map { payload[$0] } }
+        try record(Frame(header: hasVirtioHeaders ? header : .plain, packet: bytes, gatheredPayloads: payloads.count))
+    }
+
     public func writeFrame(_ packet: Span<UInt8>, header: VirtioNetHeader) throws(SystemError) {
-        let bytes = (0..<packet.count).map { packet[$0] }
+        try record(Frame(header: hasVirtioHeaders ? header : .plain, packet: (0..<packet.count).map { packet[$0] }))
+    }
+
+    private func record(_ frame: Frame) throws(SystemError) {
         let failure: SystemError? = state.withLock { state in
             if let failure = state.writeFailure { return failure }
-            state.written.append(Frame(header: hasVirtioHeaders ? header : .plain, packet: bytes))
+            state.written.append(frame)
             return nil
         }
         if let failure { throw failure }

@@ -134,6 +134,44 @@ struct OffloadTests {
         #expect(try segment(merged, mergedHeader) == segments)
     }
 
+    @Test("a coalesced group is written gathered: its headers, then every packet's payload where it lay")
+    func groupsAreWrittenGathered() throws {
+        let (packet, header) = superPacket(payload: Self.payload(20_000), flags: TCPFlag.ack)
+        let segments = try segment(packet, header)
+        let device = FakeTunQueue(virtioHeaders: true)
+        var writer = TunWriter(queues: [device])
+        // The segments lie back to back in one buffer, as a UDP GRO receive leaves them.
+        let stride = segments[0].count
+        var buffer = [UInt8](repeating: 0, count: stride * segments.count)
+        for (index, bytes) in segments.enumerated() { buffer.replaceSubrange(index * stride..<(index * stride + bytes.count), with: bytes) }
+        let span = buffer.span
+        for (index, bytes) in segments.enumerated() {
+            let member = span.extracting((index * stride)..<(index * stride + bytes.count))
+            try writer.write(member, info: try IPPacket.validate(member).get())
+        }
+        #expect(device.written.isEmpty, "nothing is written before the flush")
+        try writer.flush()
+        let frames = device.written
+        #expect(frames.count == 1 && frames[0].gatheredPayloads == segments.count)
+        #expect(try segment(frames[0].packet, frames[0].header) == segments)
+        // A group of one is written the same way, exactly as it arrived.
+        let first = segments[0]
+        try writer.write(first.span, info: try IPPacket.validate(first.span).get())
+        try writer.flush()
+        #expect(device.written.last == FakeTunQueue.Frame(header: .plain, packet: first, gatheredPayloads: 1))
+    }
+
+    @Test("a TCP group holds at most maximumSegments packets, however small they are")
+    func tinySegmentsAreCappedPerGroup() throws {
+        let count = SegmentCoalescer.maximumSegments + 10
+        var (packet, sizeOne) = superPacket(payload: Self.payload(count), flags: TCPFlag.ack)
+        sizeOne.gsoSize = 1
+        let segments = try segment(packet, sizeOne)
+        #expect(segments.count == count)
+        let groups = try coalesce(segments).groups
+        #expect(groups.map(\.2) == [SegmentCoalescer.maximumSegments, 10])
+    }
+
     @Test func onlyExactContinuationsJoin() throws {
         let (packet, header) = superPacket(payload: Self.payload(4 * Self.mss), flags: TCPFlag.ack)
         let segments = try segment(packet, header)

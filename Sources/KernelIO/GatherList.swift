@@ -1,0 +1,75 @@
+import Glibc
+import WireFormat
+
+/// A coalesced super-packet as pieces for one writev: its rewritten headers, then each member
+/// packet's payload where that packet lies (the receive batch it arrived in), so that coalescing
+/// copies no payload byte and the kernel's write is the only copy. Allocated once per writer.
+///
+/// The pieces are remembered by address: whoever appends bytes keeps them in place, unchanged,
+/// until the list is `reset` (the engine writes each batch's packets, then flushes, before it
+/// receives into the batch again).
+public final class GatherList {
+    /// Room for the virtio-net header and the headers in front of the payloads.
+    static let leadingVectors = 2
+    public let capacity: Int
+    let vectors: UnsafeMutablePointer<iovec>
+    /// Mutable state behind a pointer: a class's stored `var` costs an exclusivity check per access.
+    private let state: UnsafeMutablePointer<(count: Int, length: Int)>
+
+    /// A list of up to `capacity` payloads.
+    public init(capacity: Int) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        vectors = .allocate(capacity: capacity + Self.leadingVectors)
+        vectors.initialize(repeating: iovec(), count: capacity + Self.leadingVectors)
+        state = .allocate(capacity: 1)
+        state.initialize(to: (0, 0))
+    }
+
+    deinit {
+        vectors.deallocate()
+        state.deallocate()
+    }
+
+    /// Payloads in the list.
+    public var count: Int { state.pointee.count }
+    /// Their bytes in all.
+    public var length: Int { state.pointee.length }
+    public var isFull: Bool { state.pointee.count == capacity }
+
+    /// Adds `bytes`, which must stay where they are, unchanged, until `reset`.
+    public func append(_ bytes: Span<UInt8>) {
+        precondition(state.pointee.count < capacity, "gather list full")
+        bytes.withUnsafeBytes { raw in
+            vectors[Self.leadingVectors + state.pointee.count] =
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
+        }
+        state.pointee.count += 1
+        state.pointee.length += bytes.count
+    }
+
+    public func reset() { state.pointee = (0, 0) }
+
+    /// Each payload in order (for in-memory devices in tests).
+    public func forEachPayload(_ body: (Span<UInt8>) -> Void) {
+        for index in 0..<state.pointee.count {
+            let vector = vectors[Self.leadingVectors + index]
+            guard let base = vector.iov_base else { continue }
+            body(UnsafeRawBufferPointer(start: base, count: vector.iov_len).bindMemory(to: UInt8.self).span)
+        }
+    }
+
+    /// Runs `body` with the iovecs of `prefix` (the virtio-net header, when there is one), `headers`
+    /// and the payloads, and their number.
+    func withVectors<R>(prefix: UnsafeRawBufferPointer?, headers: Span<UInt8>,
+                        _ body: (UnsafePointer<iovec>, Int) throws(SystemError) -> R) throws(SystemError) -> R {
+        try headers.withUnsafeBytes { headerBytes throws(SystemError) in
+            vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress), iov_len: headerBytes.count)
+            if let prefix {
+                vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: prefix.baseAddress), iov_len: prefix.count)
+                return try body(vectors, state.pointee.count + 2)
+            }
+            return try body(vectors + 1, state.pointee.count + 1)
+        }
+    }
+}
