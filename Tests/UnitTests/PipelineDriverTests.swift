@@ -190,6 +190,29 @@ struct StageLendingTests {
         ]
     }
 
+    /// Both stages busy: 48,000 packets queued on each, 20 µs of work per pump (far longer than a window).
+    private struct Loaded {
+        let lifecycle: Lifecycle
+        let first: PipeStage, second: PipeStage
+        let lent: LentStage<PipeStage>
+        let workers: [WorkerThread]
+
+        func stop() {
+            lifecycle.stop()
+            for worker in workers { worker.join() }
+        }
+    }
+
+    private func startLoaded(failAfter: Int? = nil) throws -> Loaded {
+        let lifecycle = try Lifecycle()
+        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(failAfter: failAfter, workNanoseconds: 20_000)
+        let lent = try LentStage(second, policy: Self.policy)
+        let workers = start(first, lent, lifecycle)
+        first.feed(48_000)
+        second.feed(48_000)
+        return Loaded(lifecycle: lifecycle, first: first, second: second, lent: lent, workers: workers)
+    }
+
     private func waitUntil(seconds: UInt64 = 10, _ condition: () -> Bool) {
         let deadline = Clock.monotonicNanoseconds() + seconds * 1_000_000_000
         while !condition(), Clock.monotonicNanoseconds() < deadline { Clock.sleep(nanoseconds: 1_000_000) }
@@ -214,13 +237,8 @@ struct StageLendingTests {
 
     @Test("under load the inbound stage moves to the helper, and back once load falls; no packet is lost or moved twice")
     func splitsAndMerges() throws {
-        let lifecycle = try Lifecycle()
-        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(workNanoseconds: 20_000)
-        let lent = try LentStage(second, policy: Self.policy)
-        let workers = start(first, lent, lifecycle)
-        // Load: both stages have work queued for far longer than a window (3,000 pumps of 20 µs each).
-        first.feed(48_000)
-        second.feed(48_000)
+        let loaded = try startLoaded()
+        let (lifecycle, first, second, lent) = (loaded.lifecycle, loaded.first, loaded.second, loaded.lent)
         waitUntil { lent.isHeld(by: .helper) || lifecycle.isStopping }
         #expect(lent.isHeld(by: .helper), "a busy duplex thread never lent the stage")
         waitUntil { first.taken.load(ordering: .relaxed) == 48_000 && second.taken.load(ordering: .relaxed) == 48_000 }
@@ -231,8 +249,7 @@ struct StageLendingTests {
         // Back on the duplex thread, the stage still moves packets.
         second.feed(10)
         waitUntil { second.taken.load(ordering: .relaxed) == 48_010 }
-        lifecycle.stop()
-        for worker in workers { worker.join() }
+        loaded.stop()
         #expect(first.taken.load(ordering: .relaxed) == 48_000)
         #expect(second.taken.load(ordering: .relaxed) == 48_010)
         #expect(second.pumpers.withLock { $0.count } == 2, "both threads moved the lent stage's packets")
@@ -263,30 +280,21 @@ struct StageLendingTests {
 
     @Test("stopping while the helper holds the stage finishes it once, on the way out")
     func stopWhileLent() throws {
-        let lifecycle = try Lifecycle()
-        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(workNanoseconds: 20_000)
-        let lent = try LentStage(second, policy: Self.policy)
-        let workers = start(first, lent, lifecycle)
-        first.feed(48_000)
-        second.feed(48_000)
+        let loaded = try startLoaded()
+        let (first, second, lent) = (loaded.first, loaded.second, loaded.lent)
         waitUntil { lent.isHeld(by: .helper) }
         #expect(lent.isHeld(by: .helper))
-        lifecycle.stop()
-        for worker in workers { worker.join() }
+        loaded.stop()
         #expect(second.finishes.load(ordering: .relaxed) == 1 && first.finishes.load(ordering: .relaxed) == 1)
         #expect(second.overlappingPumps.load(ordering: .relaxed) == 0)
     }
 
     @Test("a fault in the lent stage while the helper holds it ends the process with that fault")
     func faultWhileLent() throws {
-        let lifecycle = try Lifecycle()
-        let first = PipeStage(workNanoseconds: 20_000), second = PipeStage(failAfter: 40_000, workNanoseconds: 20_000)
-        let lent = try LentStage(second, policy: Self.policy)
-        let workers = start(first, lent, lifecycle)
-        first.feed(48_000)
-        second.feed(48_000)
+        let loaded = try startLoaded(failAfter: 40_000)
+        let (lifecycle, second) = (loaded.lifecycle, loaded.second)
         waitUntil { lifecycle.isStopping }
-        for worker in workers { worker.join() }
+        loaded.stop()
         #expect(lifecycle.fatalError == "stage failed after 40000")
         #expect(second.pumpers.withLock { $0.count } == 2, "the helper never held the stage")
         #expect(second.finishes.load(ordering: .relaxed) == 1)
