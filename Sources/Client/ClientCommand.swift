@@ -27,6 +27,8 @@ struct ClientCommand: ParsableCommand {
           udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 \\
               --exit-when-done
           udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
+          udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt \\
+              --cipher aes-256-gcm                       # CPUs with AES instructions
           udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 \\
               --cpu 1                                    # low latency
           udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
