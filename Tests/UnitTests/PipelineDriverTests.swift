@@ -263,7 +263,13 @@ struct StageLendingTests {
     func lightTrafficStaysTogether() throws {
         let lifecycle = try Lifecycle()
         let first = PipeStage(), second = PipeStage()
-        let lent = try LentStage(second, policy: Self.policy)
+        // Busy time is wall time, so a thread preempted in the middle of a packet's few microseconds
+        // of work looks busy until it runs again: the end-to-end suites running beside this test
+        // can hold a thread off a vCPU for several milliseconds, so the split window here is 50 ms
+        // (35 ms busy to split), far beyond any such pause and far above 40 packets' work.
+        let calm = SplitPolicy(splitWindowNanoseconds: 50_000_000, splitAtPerMille: 700,
+                               mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
+        let lent = try LentStage(second, policy: calm)
         let workers = start(first, lent, lifecycle)
         for round in 1...40 {
             first.feed(1)
