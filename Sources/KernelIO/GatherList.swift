@@ -13,8 +13,8 @@ public final class GatherList {
     static let leadingVectors = 2
     public let capacity: Int
     let vectors: UnsafeMutablePointer<iovec>
-    /// Mutable state behind a pointer: a class's stored `var` costs an exclusivity check per access.
-    private let state: UnsafeMutablePointer<(count: Int, length: Int)>
+    /// The payload count, behind a pointer: a class's stored `var` costs an exclusivity check per access.
+    private let storedCount: UnsafeMutablePointer<Int>
 
     /// A list of up to `capacity` payloads.
     public init(capacity: Int) {
@@ -22,37 +22,33 @@ public final class GatherList {
         self.capacity = capacity
         vectors = .allocate(capacity: capacity + Self.leadingVectors)
         vectors.initialize(repeating: iovec(), count: capacity + Self.leadingVectors)
-        state = .allocate(capacity: 1)
-        state.initialize(to: (0, 0))
+        storedCount = .allocate(capacity: 1)
+        storedCount.initialize(to: 0)
     }
 
     deinit {
         vectors.deallocate()
-        state.deallocate()
+        storedCount.deallocate()
     }
 
     /// Payloads in the list.
-    public var count: Int { state.pointee.count }
-    /// Their bytes in all.
-    public var length: Int { state.pointee.length }
-    public var isFull: Bool { state.pointee.count == capacity }
+    public var count: Int { storedCount.pointee }
 
     /// Adds `bytes`, which must stay where they are, unchanged, until `reset`.
     public func append(_ bytes: Span<UInt8>) {
-        precondition(state.pointee.count < capacity, "gather list full")
+        precondition(storedCount.pointee < capacity, "gather list full")
         bytes.withUnsafeBytes { raw in
-            vectors[Self.leadingVectors + state.pointee.count] =
+            vectors[Self.leadingVectors + storedCount.pointee] =
                 iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
         }
-        state.pointee.count += 1
-        state.pointee.length += bytes.count
+        storedCount.pointee += 1
     }
 
-    public func reset() { state.pointee = (0, 0) }
+    public func reset() { storedCount.pointee = 0 }
 
     /// Each payload in order (for in-memory devices in tests).
     public func forEachPayload(_ body: (Span<UInt8>) -> Void) {
-        for index in 0..<state.pointee.count {
+        for index in 0..<storedCount.pointee {
             let vector = vectors[Self.leadingVectors + index]
             guard let base = vector.iov_base else { continue }
             body(UnsafeRawBufferPointer(start: base, count: vector.iov_len).bindMemory(to: UInt8.self).span)
@@ -67,9 +63,9 @@ public final class GatherList {
             vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress), iov_len: headerBytes.count)
             if let prefix {
                 vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: prefix.baseAddress), iov_len: prefix.count)
-                return try body(vectors, state.pointee.count + 2)
+                return try body(vectors, storedCount.pointee + 2)
             }
-            return try body(vectors + 1, state.pointee.count + 1)
+            return try body(vectors + 1, storedCount.pointee + 1)
         }
     }
 }

@@ -77,16 +77,16 @@ public struct TunWriter {
         let headersLength = coalescer.headersLength
         let (length, header) = headers.withMutableSlot(0) { coalescer.finish(headers: &$0) }
         headers.setRange(0..<headersLength, of: 0)
+        let payloads = payloads
         var failure: SystemError?
         headers.withPacket(0) { groupHeaders in
+            let queue = queues[FlowSteering.queue(for: groupHeaders, queues: queues.count)]
             do throws(SystemError) {
-                let queue = queues[FlowSteering.queue(for: groupHeaders, queues: queues.count)]
-                try queue.writeFrame(headers: groupHeaders, payloads: payloads, header: header)
-                counts.written += packets
-                counts.writtenBytes += length
+                try counting(packets: packets, bytes: length) { () throws(SystemError) in
+                    try queue.writeFrame(headers: groupHeaders, payloads: payloads, header: header)
+                }
             } catch {
-                counts.failed += packets
-                if error.isDeviceGone { failure = error }
+                failure = error
             }
         }
         if let failure { throw failure }
@@ -94,12 +94,19 @@ public struct TunWriter {
 
     /// Writes one packet as it is.
     private mutating func emit(_ packet: Span<UInt8>) throws(SystemError) {
+        let queue = queues[FlowSteering.queue(for: packet, queues: queues.count)]
+        try counting(packets: 1, bytes: packet.count) { () throws(SystemError) in try queue.writeFrame(packet, header: .plain) }
+    }
+
+    /// Runs one write of `packets` packets (`bytes` in all) and counts it as written or failed;
+    /// rethrows only when the device is gone.
+    private mutating func counting(packets: Int, bytes: Int, _ write: () throws(SystemError) -> Void) throws(SystemError) {
         do {
-            try queues[FlowSteering.queue(for: packet, queues: queues.count)].writeFrame(packet, header: .plain)
-            counts.written += 1
-            counts.writtenBytes += packet.count
+            try write()
+            counts.written += packets
+            counts.writtenBytes += bytes
         } catch {
-            counts.failed += 1
+            counts.failed += packets
             if error.isDeviceGone { throw error }
         }
     }
