@@ -43,6 +43,16 @@ public struct PollingPolicy: Sendable, Equatable {
 
     /// How long a sleeping worker waits before re-checking the stop flag (the waker normally ends it first).
     static var sleepMilliseconds: Int32 { 500 }
+
+    /// After a round that moved nothing: whether to poll again at once rather than sleep, because
+    /// `now` is inside the busy-poll window after the last packet (at `lastTraffic`). Spinning, it
+    /// first lets whatever else is runnable here (the kernel's forwarding work, the peer we wait
+    /// for) have the core: spinning must not delay the very packet it waits for.
+    func keepsPolling(now: UInt64, lastTraffic: UInt64) -> Bool {
+        guard busyPollNanoseconds > 0, now &- lastTraffic < busyPollNanoseconds else { return false }
+        sched_yield()
+        return true
+    }
 }
 
 /// Runs one or two stages on the calling thread until the lifecycle stops: it takes a batch from
@@ -72,18 +82,10 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
         while !lifecycle.isStopping {
             guard let firstMoved = first.pump(lifecycle), let secondMoved = second.pump(lifecycle) else { return }
             let moved = firstMoved + secondMoved
-            if policy.busyPollNanoseconds > 0 {
-                let now = Clock.monotonicNanoseconds()
-                if moved > 0 { lastTraffic = now; continue }
-                if now &- lastTraffic < policy.busyPollNanoseconds {
-                    // Let whatever else is runnable here (the kernel's forwarding work, the peer we
-                    // wait for) have the core: spinning must not delay the very packet it waits for.
-                    sched_yield()
-                    continue
-                }
-            } else if moved > 0 {
-                continue
-            }
+            // The clock only matters to busy polling.
+            let now = policy.busyPollNanoseconds > 0 ? Clock.monotonicNanoseconds() : 0
+            if moved > 0 { lastTraffic = now; continue }
+            if policy.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
             if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
                 first.wentQuiet()
                 second.wentQuiet()

@@ -1,4 +1,3 @@
-import Glibc
 import KernelIO
 import Synchronization
 import WireFormat
@@ -168,11 +167,7 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
                 }
                 lentMovedInWindow = false
             }
-            if moved > 0 { continue }
-            if polling.busyPollNanoseconds > 0, now &- lastTraffic < polling.busyPollNanoseconds {
-                sched_yield()
-                continue
-            }
+            if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
             readiness.watch(1, holds)
             if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
                 first.wentQuiet()
@@ -228,11 +223,7 @@ public struct HelperDriver<Stage: PipelineStage> {
                         break
                     }
                 }
-                if moved > 0 { continue }
-                if polling.busyPollNanoseconds > 0, now &- lastTraffic < polling.busyPollNanoseconds {
-                    sched_yield()
-                    continue
-                }
+                if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
                 if !working.wait(timeoutMilliseconds: windowMilliseconds) { lent.wentQuiet() }
             }
         }
