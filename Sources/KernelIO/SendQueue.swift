@@ -117,8 +117,6 @@ public final class SendQueue {
 
     func datagramCount(of message: Int) -> Int { datagrams[message] }
 
-    /// Every datagram queued, as the kernel would send it: its destination and its bytes (for
-    /// in-memory sockets in tests, and for checking layouts).
     /// Every datagram queued, as the kernel would send it: its destination, the source asked for and
     /// its bytes (for in-memory sockets in tests, and for checking layouts).
     public func forEachDatagram(_ body: (SocketAddress, IPAddress?, Span<UInt8>) -> Void) {

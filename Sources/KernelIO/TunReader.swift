@@ -84,7 +84,7 @@ public struct TunReader {
 
     private mutating func take(_ slot: Int, usedSegments: inout Int) -> TunReadEntry {
         let range = frames.range(of: slot)
-        bytesRead += range.count - virtioLength
+        bytesRead += max(0, range.count - virtioLength)  // a frame shorter than its header carried nothing
         guard virtioLength > 0 else { return .packets(single(slot, range)) }
         guard range.count > virtioLength, let header = frames.withPacket(slot, { VirtioNetHeader($0) }) else {
             return .dropped(.truncated, count: 1)

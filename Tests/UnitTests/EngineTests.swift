@@ -220,6 +220,18 @@ struct EngineTests {
         #expect(snapshot.tunRead == snapshot.udpSent + snapshot.dropped)
     }
 
+    @Test("TUN → UDP: a frame shorter than its virtio-net header, read on its own, is one truncated drop of no bytes")
+    func aLoneRuntFrameCountsNoBytes() throws {
+        let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
+        let lifecycle = try Lifecycle()
+        var stage = OutboundStage(tunQueue: device, socket: socket, encapsulation: RawEncapsulation(), route: .fixed(Self.clientA),
+                                  counters: counters)
+        device.injectFrame([1, 2, 3])
+        #expect(Self.drain(&stage, lifecycle) == 1)
+        let snapshot = counters.snapshot()
+        #expect(snapshot.drops(.truncated) == 1 && snapshot.tunRead == 1 && snapshot.tunReadBytes == 0 && snapshot.udpSent == 0)
+    }
+
     @Test("the relay's replies go to the client that owns the destination, sealed with that client's key")
     func repliesRoutedToTheirClient() throws {
         let alice = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
