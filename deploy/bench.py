@@ -675,6 +675,72 @@ def comparison(rows):
     return "\n".join(lines)
 
 
+def median_row(runs):
+    """One row from the same row's runs: every figure the median of the runs that have it."""
+    def merge(values):
+        if isinstance(values[0], dict):
+            return {key: merge([value.get(key) for value in values]) for key in values[0]}
+        numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        if numbers:
+            return statistics.median(numbers)
+        return next((value for value in values if value is not None), None)
+    return merge(runs)
+
+
+def target_table(rows, allocations):
+    """Issue 13's targets, met or not, from the figures of this run (medians with --rounds)."""
+    by_key = {row["row"]: row for row in rows}
+
+    def figure(key, test, field):
+        row = by_key.get(key)
+        return row[test][field] if row and row[test].get(field) is not None else None
+
+    def added_us(key, test):
+        value, direct = figure(key, test, "avg_ms"), figure("direct", test, "avg_ms")
+        # Ping reports whole microseconds: rounding keeps float error from deciding a tie.
+        return None if value is None or direct is None else round((value - direct) * 1000, 1)
+
+    lines = []
+
+    def add(target, shown, met):
+        lines.append(f"| {target} | {shown} | {'met' if met else 'not met'} |")
+
+    for streams, bar in (("tcp1", 1.0), ("tcp4", 0.6)):
+        value = ratio(figure("udptun", streams, "gbps"), figure("vxlan", streams, "gbps"))
+        if value is not None:
+            add(f"raw TCP {streams[3]} ≥ {bar}× kernel VXLAN",
+                f"{figure('udptun', streams, 'gbps'):.2f} / {figure('vxlan', streams, 'gbps'):.2f} = {value:.2f}×", value >= bar)
+    for key in ("udptun-encrypted", "udptun-aes"):
+        label = by_key[key]["label"] if key in by_key else key
+        value = ratio(figure(key, "tcp1", "gbps"), figure("wireguard", "tcp1", "gbps"))
+        if value is not None:
+            add(f"{label}: TCP 1 ≥ 2.5× wireguard-go", f"{value:.2f}×", value >= 2.5)
+        value = ratio(figure(key, "tcp1", "gbps"), figure("udptun", "tcp1", "gbps"))
+        if value is not None:
+            add(f"{label}: TCP 1 ≥ 0.6× raw udptun", f"{value:.2f}×", value >= 0.6)
+    for test, gaps in (("ping", "10 ms"), ("ping1ms", "1 ms")):
+        ours, socat = added_us("udptun", test), added_us("socat", test)
+        if ours is not None and socat is not None:
+            add(f"default ping added ≤ socat's, {gaps} gaps", f"+{ours:.0f} against +{socat:.0f} µs", ours <= socat)
+        profile = added_us("udptun-busy-poll", test)
+        if profile is not None:
+            add(f"low-latency profile ≤ direct + 20 µs, {gaps} gaps", f"+{profile:.0f} µs", profile <= 20)
+    ours, direct = figure("udptun", "udp64-4mb", "arrived_kpps"), figure("direct", "udp64-4mb", "arrived_kpps")
+    if ours is not None and direct:
+        add("UDP 64 B, 4 MB buffers, arrived at C ≥ direct", f"{ours:.1f} against {direct:.1f} kpps ({ours / direct:.3f}×)",
+            ours >= direct)
+    rss = [row["rss_mb"] for key, row in by_key.items() if key.startswith("udptun") and row.get("rss_mb") is not None]
+    if rss:
+        add("RSS ≤ 16 MB per process", f"{min(rss):.1f}–{max(rss):.1f} MB", max(rss) <= 16)
+    if allocations:
+        counts = {mode: counted["relay_allocations"] + counted["client_allocations"] for mode, counted in allocations.items()}
+        add("0 heap allocations per packet", ", ".join(f"{mode} {count}" for mode, count in counts.items()),
+            all(count == 0 for count in counts.values()))
+    if not lines:
+        return ""
+    return "\n".join(["| target (issue 13) | this run | |", "|---|---|---|", *lines])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (default: all)")
@@ -682,6 +748,9 @@ def main():
     parser.add_argument("--seconds", type=int, default=4, help="duration of the other iperf3 runs (default 4)")
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures (default 200)")
     parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated tests per row (default: all)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every row this many times, in alternating order, and report each figure's "
+                             "median (default 1; use 3 or more where a figure is close to its target)")
     parser.add_argument("--udptun-args", default="", help="extra arguments for udptun's client and relay, e.g. '--threads 1'")
     parser.add_argument("--bin", metavar="DIR", help="take udptun's programs from DIR instead of .build/release "
                                                     "(A/B rounds against a saved build)")
@@ -713,15 +782,25 @@ def main():
     if args.clients:
         return hub_main(args)
 
-    rows = []
+    if args.rounds < 1:
+        sys.exit("bench: --rounds must be at least 1")
+    rounds = []
     started_at = time.time()
-    for key in keys:
-        print(f"bench: measuring {ROWS[key][0]} …", file=sys.stderr, flush=True)
-        try:
-            rows.append(measure(key, args))
-        except Exception as error:  # one broken peer must not lose the other rows
-            print(f"bench: {ROWS[key][0]} failed: {error}", file=sys.stderr)
-            stop_started()
+    for number in range(args.rounds):
+        # Every other round in reverse order, so drift over the run hits every row alike.
+        order = keys if number % 2 == 0 else keys[::-1]
+        measured = {}
+        for key in order:
+            print(f"bench: measuring {ROWS[key][0]}" + (f" (round {number + 1} of {args.rounds})" if args.rounds > 1 else "")
+                  + " …", file=sys.stderr, flush=True)
+            try:
+                measured[key] = measure(key, args)
+            except Exception as error:  # one broken peer must not lose the other rows
+                print(f"bench: {ROWS[key][0]} failed: {error}", file=sys.stderr)
+                stop_started()
+        rounds.append([measured[key] for key in keys if key in measured])
+    rows = [median_row([row for round_ in rounds for row in round_ if row["row"] == key])
+            for key in keys if any(row["row"] == key for round_ in rounds for row in round_)]
     allocations = None
     if args.allocation_packets > 0:
         allocations = {}
@@ -734,12 +813,15 @@ def main():
                 print(f"bench: allocation check ({mode}) failed: {error}", file=sys.stderr)
                 stop_started()
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": os.uname().release,
-               "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rows": rows,
+               "cpus": os.cpu_count(), "seconds": round(time.time() - started_at), "rounds_run": args.rounds, "rows": rows,
+               "rounds": rounds if args.rounds > 1 else None,
                "wireguard_go": {"path": args.wireguard_go, "version": wireguard_go_version(args.wireguard_go)}
                if "wireguard" in keys else None,
                "allocations": allocations}
     with open(args.json, "w") as handle:
         json.dump(results, handle, indent=2)
+    if args.rounds > 1:
+        print(f"Medians of {args.rounds} rounds (raw rounds in the JSON).\n")
     print(table(rows))
     print()
     print(comparison(rows))
@@ -747,6 +829,10 @@ def main():
         print(f"- heap allocations in steady state over {counted['packets']} packets ({mode}): relay "
               f"{counted['relay_allocations']} ({counted['relay_per_packet']:.4f}/packet), client "
               f"{counted['client_allocations']} ({counted['client_per_packet']:.4f}/packet)")
+    targets = target_table(rows, allocations)
+    if targets:
+        print()
+        print(targets)
     print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
 
 
