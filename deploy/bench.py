@@ -666,13 +666,20 @@ def comparison(rows):
         if ours["tcp1"]["gbps"]:
             lines.append(f"- {sealed['label']} vs raw udptun, TCP 1 stream: {sealed['tcp1']['gbps'] / ours['tcp1']['gbps']:.2f}×")
     for test, what in (("ping", "ping RTT"), ("ping1ms", "ping RTT, 1 ms apart")):
-        if "direct" not in by_key or by_key["direct"][test]["avg_ms"] is None:
-            continue
-        for row in (by_key[key] for key in ROWS if key.startswith("udptun") and key in by_key):
-            if row[test]["avg_ms"] is not None:
-                extra = (row[test]["avg_ms"] - by_key["direct"][test]["avg_ms"]) * 1000
-                lines.append(f"- {what}, {row['label']}: direct + {extra:.0f} µs")
+        for key in (key for key in ROWS if key.startswith("udptun") and key in by_key):
+            extra = added_over_direct_us(by_key, key, test)
+            if extra is not None:
+                lines.append(f"- {what}, {by_key[key]['label']}: direct + {extra:.0f} µs")
     return "\n".join(lines)
+
+
+def added_over_direct_us(by_key, key, test):
+    """What row `key` adds to the direct path's average RTT in ping test `test`, in µs (None when
+    either is missing). Ping reports whole microseconds: rounding keeps float error from deciding a tie."""
+    row, direct = by_key.get(key), by_key.get("direct")
+    if not row or not direct or row[test].get("avg_ms") is None or direct[test].get("avg_ms") is None:
+        return None
+    return round((row[test]["avg_ms"] - direct[test]["avg_ms"]) * 1000, 1)
 
 
 def median_row(runs):
@@ -695,11 +702,6 @@ def target_table(rows, allocations):
         row = by_key.get(key)
         return row[test][field] if row and row[test].get(field) is not None else None
 
-    def added_us(key, test):
-        value, direct = figure(key, test, "avg_ms"), figure("direct", test, "avg_ms")
-        # Ping reports whole microseconds: rounding keeps float error from deciding a tie.
-        return None if value is None or direct is None else round((value - direct) * 1000, 1)
-
     lines = []
 
     def add(target, shown, met):
@@ -719,10 +721,10 @@ def target_table(rows, allocations):
         if value is not None:
             add(f"{label}: TCP 1 ≥ 0.6× raw udptun", f"{value:.2f}×", value >= 0.6)
     for test, gaps in (("ping", "10 ms"), ("ping1ms", "1 ms")):
-        ours, socat = added_us("udptun", test), added_us("socat", test)
+        ours, socat = added_over_direct_us(by_key, "udptun", test), added_over_direct_us(by_key, "socat", test)
         if ours is not None and socat is not None:
             add(f"default ping added ≤ socat's, {gaps} gaps", f"+{ours:.0f} against +{socat:.0f} µs", ours <= socat)
-        profile = added_us("udptun-busy-poll", test)
+        profile = added_over_direct_us(by_key, "udptun-busy-poll", test)
         if profile is not None:
             add(f"low-latency profile ≤ direct + 20 µs, {gaps} gaps", f"+{profile:.0f} µs", profile <= 20)
     ours, direct = figure("udptun", "udp64-4mb", "arrived_kpps"), figure("direct", "udp64-4mb", "arrived_kpps")
@@ -799,8 +801,11 @@ def main():
                 print(f"bench: {ROWS[key][0]} failed: {error}", file=sys.stderr)
                 stop_started()
         rounds.append([measured[key] for key in keys if key in measured])
-    rows = [median_row([row for round_ in rounds for row in round_ if row["row"] == key])
-            for key in keys if any(row["row"] == key for round_ in rounds for row in round_)]
+    runs = {}
+    for round_ in rounds:
+        for row in round_:
+            runs.setdefault(row["row"], []).append(row)
+    rows = [median_row(runs[key]) for key in keys if key in runs]
     allocations = None
     if args.allocation_packets > 0:
         allocations = {}

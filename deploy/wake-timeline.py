@@ -74,14 +74,20 @@ def runs_of(lines, names):
             if event.endswith("sys_enter"):
                 run["calls"].append([call, stamp, None, None])
             else:
-                result = re.search(r"= (-?\d+)", detail)
-                open_calls = [entry for entry in run["calls"] if entry[0] == call and entry[2] is None]
-                if open_calls:
-                    open_calls[-1][2] = stamp
-                    open_calls[-1][3] = int(result.group(1)) if result else None
+                # A thread makes one call at a time: only its last can be open.
+                last = run["calls"][-1] if run["calls"] else None
+                if last and last[0] == call and last[2] is None:
+                    result = re.search(r"= (-?\d+)", detail)
+                    last[2], last[3] = stamp, int(result.group(1)) if result else None
                 elif not run["calls"] and run["resumed"] is None:
                     run["resumed"] = stamp  # the call it slept in
     return runs
+
+
+def median(values):
+    """The median of the values that are not None; None when there are none."""
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
 
 
 def groups(runs):
@@ -95,9 +101,6 @@ def groups(runs):
         by_key[(run["tid"], run["name"], shape)].append(run)
     result = []
     for (tid, name, shape), members in by_key.items():
-        def median(values):
-            values = [value for value in values if value is not None]
-            return statistics.median(values) if values else None
         calls = [(shape[index], median(run["calls"][index][1] - run["in"] for run in members),
                   median((run["calls"][index][2] - run["calls"][index][1]) if run["calls"][index][2] else None for run in members))
                  for index in range(len(shape))]
