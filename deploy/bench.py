@@ -14,6 +14,9 @@ one-host lab (deploy/lab.sh: namespaces A, B, C) and measures A → C through B:
   udptun-queues     udptun with --queues 2 (multi-queue TUN devices, a socket and threads per queue)
   udptun-gtpu       udptun with --gtpu: the client as a RAN node, the relay as a UPF (GTP-U with a
                     PDU Session Container on every G-PDU)
+  ceiling    not a tunnel: deploy/ceiling.c on the lab's TUN devices, only the four copies every
+             TUN-over-UDP tunnel makes (TUN read, UDP GSO send, UDP GRO receive, TUN write) with the
+             offloads on; what it reaches bounds what udptun can reach on this host
 
 With --clients 1,100,1000,10000 it measures the relay as a hub instead: for each client count, the
 clients of Tests/scripts/swarm.py (one UDP socket and inner address each, raw framing) flood the
@@ -273,6 +276,16 @@ def setup_wireguard(args):
     return processes
 
 
+def setup_ceiling(_args):
+    program = os.path.join(workdir, "ceiling")
+    if not os.path.exists(program):
+        run(["cc", "-O2", "-pthread", "-o", program, os.path.join(ROOT, "deploy", "ceiling.c")])
+    processes = [spawn("b", [program, "tun2", f"{B_A}:9100", f"{A}:9100"], "ceiling-b"),
+                 spawn("a", [program, "tun1", f"{A}:9100", f"{B_A}:9100"], "ceiling-a")]
+    wait_for(lambda: pings("a", C), "ceiling path")
+    return processes
+
+
 ROWS = {
     "direct": ("direct, routed through B", setup_direct),
     "vxlan": ("kernel VXLAN", setup_vxlan),
@@ -285,6 +298,7 @@ ROWS = {
     "udptun-busy-poll": ("udptun, --threads 1 --busy-poll 20000, pinned", setup_udptun_busy_poll),
     "udptun-queues": ("udptun, --queues 2", setup_udptun_queues),
     "udptun-gtpu": ("udptun, GTP-U (RAN node → UPF)", setup_udptun_gtpu),
+    "ceiling": ("copy-only TUN↔UDP ceiling (not a tunnel)", setup_ceiling),
 }
 def tun_queues(flags):
     """The TUN queues udptun's flags ask for (`--queues N`), so the lab's devices can be made to match."""

@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 need=()
 for pair in iperf3:iperf3 socat:socat openvpn:openvpn wireguard-go:wireguard-go wg:wireguard-tools \
-            ip:iproute2 ss:iproute2 ping:iputils-ping python3:python3; do
+            ip:iproute2 ss:iproute2 ping:iputils-ping python3:python3 cc:gcc; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

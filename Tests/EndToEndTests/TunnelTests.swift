@@ -85,6 +85,25 @@ extension EndToEnd {
             }
         }
 
+        /// The benchmark's `ceiling` row bounds udptun's throughput with this program's; a bound is only
+        /// worth its figure if the program really moves every byte through both TUN devices.
+        @Test("the benchmark's copy-only ceiling (deploy/ceiling.c) carries TCP both ways byte for byte")
+        func ceilingCarriesTCP() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            try Lab.ensureCommand("cc", package: "gcc")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let program = lab.directory.appendingPathComponent("ceiling").path
+            let build = Lab.shell(["cc", "-O2", "-Wall", "-Werror", "-pthread", "-o", program,
+                                   Lab.packageRoot.appendingPathComponent("deploy/ceiling.c").path], timeout: 60)
+            try #require(build.status == 0, "\(build.stderr)")
+            try lab.spawn(.b, [program, "tun2", "\(Lab.addressB):9100", "\(Lab.addressA):9100"], name: "ceiling-b")
+            try lab.spawn(.a, [program, "tun1", "\(Lab.addressA):9100", "\(Lab.addressB):9100"], name: "ceiling-a")
+            let ping = lab.run(.a, ["ping", "-c", "5", "-i", "0.2", "-w", "10", Lab.addressC])
+            #expect(ping.status == 0, "\(ping.stdout)\(ping.stderr)")
+            try TCPTransfer.bothWays(lab, size: 16 << 20)
+        }
+
         @Test("the relay refuses to start while the kernel would not forward, naming the key and the fix")
         func sysctlRefusals() throws {
             let lab = try Lab()
