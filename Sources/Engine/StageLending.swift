@@ -17,14 +17,30 @@ public struct SplitPolicy: Sendable, Equatable {
     /// It gives the stage back after a window in which both threads together were busy less than
     /// this share (per mille): one thread can then carry both directions with room to spare.
     public var mergeBelowPerMille: UInt64
+    /// A split this soon after the last merge shows the merge was wrong (the load had not fallen):
+    /// the next merge then waits for twice as many light windows in a row, up to
+    /// `maximumLightWindows`. A later split starts again from one.
+    public var flapNanoseconds: UInt64
+    public var maximumLightWindows: Int
 
     public init(splitWindowNanoseconds: UInt64 = 10_000_000, splitAtPerMille: UInt64 = 700,
-                mergeWindowNanoseconds: UInt64 = 100_000_000, mergeBelowPerMille: UInt64 = 500) {
+                mergeWindowNanoseconds: UInt64 = 100_000_000, mergeBelowPerMille: UInt64 = 500,
+                flapNanoseconds: UInt64 = 1_000_000_000, maximumLightWindows: Int = 64) {
         precondition(mergeBelowPerMille < splitAtPerMille, "merging must need less load than splitting")
+        precondition(maximumLightWindows >= 1)
         self.splitWindowNanoseconds = splitWindowNanoseconds
         self.splitAtPerMille = splitAtPerMille
         self.mergeWindowNanoseconds = mergeWindowNanoseconds
         self.mergeBelowPerMille = mergeBelowPerMille
+        self.flapNanoseconds = flapNanoseconds
+        self.maximumLightWindows = maximumLightWindows
+    }
+
+    /// The light windows in a row the next merge needs, for a split `sinceMerge` after the last
+    /// merge (nil: the first split) when the last merge needed `previous`.
+    public func lightWindowsToMerge(previous: Int, sinceMerge: UInt64?) -> Int {
+        guard let sinceMerge, sinceMerge < flapNanoseconds else { return 1 }
+        return min(maximumLightWindows, 2 * max(1, previous))
     }
 }
 
@@ -79,6 +95,10 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     private let duplexBusy = Atomic<UInt64>(0)
     private let leftThreads = Atomic<Int>(0)
     private let handOverCount = Atomic<Int>(0)
+    /// Light windows in a row the helper needs before it gives the stage back. Set by the duplex
+    /// thread before it lends the stage, read by the helper while it holds it: the hand-over's
+    /// releasing store and acquiring load order the two.
+    var lightWindowsToMerge = 1
     let duplexDoorbell: Waker
     let helperDoorbell: Waker
     public let readinessDescriptor: Int32
@@ -138,12 +158,16 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
         var window = BusyWindow(length: lent.policy.splitWindowNanoseconds, now: Clock.monotonicNanoseconds())
         var lentMovedInWindow = false
         var lastTraffic: UInt64 = 0
+        var heldBefore = true
+        var mergedAt: UInt64?
         defer {
             first.finish()
             lent.leave()
         }
         while !lifecycle.isStopping {
             var holds = lent.isHeld(by: .duplex)
+            if holds, !heldBefore { mergedAt = Clock.monotonicNanoseconds() }
+            heldBefore = holds
             guard let firstMoved = first.pump(lifecycle) else { return }
             var lentMoved = 0
             if holds {
@@ -162,8 +186,11 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
             if let (busy, elapsed) = window.close(at: now) {
                 lent.addDuplexBusy(busy)
                 if holds, lentMovedInWindow, busy * 1000 >= lent.policy.splitAtPerMille * elapsed {
+                    lent.lightWindowsToMerge = lent.policy.lightWindowsToMerge(
+                        previous: lent.lightWindowsToMerge, sinceMerge: mergedAt.map { now &- $0 })
                     lent.hand(to: .helper)
                     holds = false
+                    heldBefore = false
                 }
                 lentMovedInWindow = false
             }
@@ -179,8 +206,9 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
 }
 
 /// The adaptive layout's helper thread: asleep on its doorbell until the duplex thread lends it the
-/// stage, then it moves the stage alone, and gives it back after a window in which both threads
-/// together were lightly busy (`SplitPolicy`).
+/// stage, then it moves the stage alone, and gives it back after a window in which neither thread
+/// moved a packet, or after as many windows in a row in which both together were lightly busy as
+/// the duplex thread asked for when it lent the stage (`SplitPolicy`).
 public struct HelperDriver<Stage: PipelineStage> {
     public let lent: LentStage<Stage>
     public let polling: PollingPolicy
@@ -205,6 +233,7 @@ public struct HelperDriver<Stage: PipelineStage> {
             var window = BusyWindow(length: lent.policy.mergeWindowNanoseconds, now: Clock.monotonicNanoseconds())
             var duplexBusyAtStart = lent.duplexBusyTotal
             var lastTraffic: UInt64 = 0
+            var lightWindows = 0
             while !lifecycle.isStopping {
                 guard let moved = lent.pump(lifecycle) else { return }
                 let now = Clock.monotonicNanoseconds()
@@ -218,7 +247,8 @@ public struct HelperDriver<Stage: PipelineStage> {
                     let duplexBusy = lent.duplexBusyTotal
                     let both = busy &+ (duplexBusy &- duplexBusyAtStart)
                     duplexBusyAtStart = duplexBusy
-                    if both * 1000 < lent.policy.mergeBelowPerMille * elapsed {
+                    lightWindows = both * 1000 < lent.policy.mergeBelowPerMille * elapsed ? lightWindows + 1 : 0
+                    if both == 0 || lightWindows >= lent.lightWindowsToMerge {
                         lent.hand(to: .duplex)
                         break
                     }

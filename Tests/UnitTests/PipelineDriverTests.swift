@@ -259,6 +259,52 @@ struct StageLendingTests {
         #expect(lifecycle.fatalError == nil)
     }
 
+    @Test("a split soon after a merge doubles the light windows the next merge needs, up to the cap; a later split needs one")
+    func mergeDamping() {
+        let policy = SplitPolicy(mergeWindowNanoseconds: 100_000_000, flapNanoseconds: 1_000_000_000, maximumLightWindows: 8)
+        #expect(policy.lightWindowsToMerge(previous: 1, sinceMerge: nil) == 1)  // the first split
+        var windows = 1
+        for expected in [2, 4, 8, 8] {
+            windows = policy.lightWindowsToMerge(previous: windows, sinceMerge: 30_000_000)
+            #expect(windows == expected)
+        }
+        #expect(policy.lightWindowsToMerge(previous: 8, sinceMerge: 999_999_999) == 8)
+        #expect(policy.lightWindowsToMerge(previous: 8, sinceMerge: 1_000_000_000) == 1)  // load really had fallen
+        #expect(SplitPolicy().lightWindowsToMerge(previous: 64, sinceMerge: 0) == 64)
+    }
+
+    @Test("splitting again soon after a merge makes the helper wait for more light windows, and a trickle still gets the stage back")
+    func resplitAfterMerge() throws {
+        let loaded = try startLoaded()
+        let (lifecycle, first, second, lent) = (loaded.lifecycle, loaded.first, loaded.second, loaded.lent)
+        defer { loaded.stop() }
+        waitUntil { lent.isHeld(by: .helper) }
+        #expect(lent.isHeld(by: .helper) && lent.lightWindowsToMerge == 1)
+        waitUntil { first.taken.load(ordering: .relaxed) == 48_000 && second.taken.load(ordering: .relaxed) == 48_000 }
+        waitUntil { lent.isHeld(by: .duplex) }  // idle: given back after one empty window
+        #expect(lent.handOvers == 2)
+        // Load again at once: the merge was a flap, so the next one needs two light windows in a row.
+        first.feed(48_000)
+        second.feed(48_000)
+        waitUntil { lent.isHeld(by: .helper) }
+        #expect(lent.isHeld(by: .helper) && lent.lightWindowsToMerge == 2, "\(lent.lightWindowsToMerge)")
+        waitUntil { first.taken.load(ordering: .relaxed) == 96_000 && second.taken.load(ordering: .relaxed) == 96_000 }
+        // A trickle (light windows, never empty ones) gets the stage back through the count.
+        var fed = 0
+        let deadline = Clock.monotonicNanoseconds() + 5_000_000_000
+        while !lent.isHeld(by: .duplex), Clock.monotonicNanoseconds() < deadline {
+            second.feed(1)
+            fed += 1
+            Clock.sleep(nanoseconds: 5_000_000)
+        }
+        #expect(lent.isHeld(by: .duplex), "a lightly loaded helper kept the stage")
+        #expect(lent.handOvers == 4)
+        waitUntil { second.taken.load(ordering: .relaxed) == 96_000 + fed }
+        #expect(second.taken.load(ordering: .relaxed) == 96_000 + fed)
+        #expect(second.overlappingPumps.load(ordering: .relaxed) == 0)
+        #expect(lifecycle.fatalError == nil)
+    }
+
     @Test("light request/response traffic stays on the duplex thread: the helper never wakes for it")
     func lightTrafficStaysTogether() throws {
         let lifecycle = try Lifecycle()
