@@ -2,7 +2,9 @@
 # Builds udptun's libFuzzer targets with AddressSanitizer and runs each for SECONDS (default 60)
 # from the committed seed corpus (Tests/Fuzz/corpus; regenerate with `udptun-fuzz seeds DIR`).
 # A crash, a sanitizer report or a broken invariant fails the run; the input is kept in
-# fuzz-artifacts/. Prints the executions per target.
+# fuzz-artifacts/. Prints the executions per target. Targets run side by side, one per CPU
+# (FUZZ_JOBS to change that): each libFuzzer process uses one, so the run takes SECONDS per round
+# of targets rather than per target.
 #
 # Usage: Tests/Fuzz/run.sh [SECONDS] [TARGET...]     targets: ip probe gso coalesce open address gtpu http
 set -euo pipefail
@@ -20,20 +22,40 @@ BIN="$ROOT/.build-fuzz/release/udptun-fuzz"
 WORK=$(mktemp -d /tmp/udptun-fuzz.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$ROOT/fuzz-artifacts"
-failed=0
-summary=()
-for target in "${TARGETS[@]}"; do
+JOBS=${FUZZ_JOBS:-$(nproc)}
+
+fuzz_one() {
+    local target=$1 log="$WORK/$1.log"
     mkdir -p "$WORK/$target"
-    log="$WORK/$target.log"
     # The first directory collects what libFuzzer finds; the committed seeds stay untouched.
     if SWIFT_BACKTRACE=enable=no UDPTUN_FUZZ_TARGET="$target" "$BIN" "$WORK/$target" "$ROOT/Tests/Fuzz/corpus/$target" \
         -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$ROOT/fuzz-artifacts/$target-" >"$log" 2>&1; then
-        status=ok
+        echo ok >"$WORK/$target.status"
     else
-        status=FAILED
+        echo FAILED >"$WORK/$target.status"
+    fi
+}
+
+running=0
+for target in "${TARGETS[@]}"; do
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$target" &
+    running=$((running + 1))
+done
+wait
+
+failed=0
+summary=()
+for target in "${TARGETS[@]}"; do
+    log="$WORK/$target.log"
+    status=$(cat "$WORK/$target.status" 2>/dev/null || echo FAILED)
+    if [ "$status" != ok ]; then
         failed=1
-        tail -n 40 "$log" >&2
+        tail -n 40 "$log" >&2 || true
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     summary+=("$target $status $runs")
