@@ -95,10 +95,11 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     private let duplexBusy = Atomic<UInt64>(0)
     private let leftThreads = Atomic<Int>(0)
     private let handOverCount = Atomic<Int>(0)
-    /// Light windows in a row the helper needs before it gives the stage back. Set by the duplex
-    /// thread before it lends the stage, read by the helper while it holds it: the hand-over's
-    /// releasing store and acquiring load order the two.
-    var lightWindowsToMerge = 1
+    /// Light windows in a row the helper needs before it gives the stage back (set in `lend`), and
+    /// when it last did (set in `giveBack`). Only the holder touches them: the hand-over's releasing
+    /// store and acquiring load order each write before the other thread's reads.
+    private(set) var lightWindowsToMerge = 1
+    private var lastGiveBack: UInt64?
     let duplexDoorbell: Waker
     let helperDoorbell: Waker
     public let readinessDescriptor: Int32
@@ -121,8 +122,22 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     func pump(_ lifecycle: Lifecycle) -> Int? { stage.pump(lifecycle) }
     func wentQuiet() { stage.wentQuiet() }
 
+    /// Only by the duplex thread, holding the stage: lends it to the helper, asking for more light
+    /// windows before the give-back when the last one came too soon (`SplitPolicy`).
+    func lend(at now: UInt64) {
+        lightWindowsToMerge = policy.lightWindowsToMerge(previous: lightWindowsToMerge,
+                                                         sinceMerge: lastGiveBack.map { now &- $0 })
+        hand(to: .helper)
+    }
+
+    /// Only by the helper, holding the stage: gives it back to the duplex thread.
+    func giveBack(at now: UInt64) {
+        lastGiveBack = now
+        hand(to: .duplex)
+    }
+
     /// Only by the holder: it stops touching the stage before the store.
-    func hand(to taker: Holder) {
+    private func hand(to taker: Holder) {
         holder.store(taker.rawValue, ordering: .releasing)
         handOverCount.add(1, ordering: .relaxed)
         (taker == .helper ? helperDoorbell : duplexDoorbell).wake()
@@ -158,16 +173,12 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
         var window = BusyWindow(length: lent.policy.splitWindowNanoseconds, now: Clock.monotonicNanoseconds())
         var lentMovedInWindow = false
         var lastTraffic: UInt64 = 0
-        var heldBefore = true
-        var mergedAt: UInt64?
         defer {
             first.finish()
             lent.leave()
         }
         while !lifecycle.isStopping {
             var holds = lent.isHeld(by: .duplex)
-            if holds, !heldBefore { mergedAt = Clock.monotonicNanoseconds() }
-            heldBefore = holds
             guard let firstMoved = first.pump(lifecycle) else { return }
             var lentMoved = 0
             if holds {
@@ -186,11 +197,8 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
             if let (busy, elapsed) = window.close(at: now) {
                 lent.addDuplexBusy(busy)
                 if holds, lentMovedInWindow, busy * 1000 >= lent.policy.splitAtPerMille * elapsed {
-                    lent.lightWindowsToMerge = lent.policy.lightWindowsToMerge(
-                        previous: lent.lightWindowsToMerge, sinceMerge: mergedAt.map { now &- $0 })
-                    lent.hand(to: .helper)
+                    lent.lend(at: now)
                     holds = false
-                    heldBefore = false
                 }
                 lentMovedInWindow = false
             }
@@ -249,7 +257,7 @@ public struct HelperDriver<Stage: PipelineStage> {
                     duplexBusyAtStart = duplexBusy
                     lightWindows = both * 1000 < lent.policy.mergeBelowPerMille * elapsed ? lightWindows + 1 : 0
                     if both == 0 || lightWindows >= lent.lightWindowsToMerge {
-                        lent.hand(to: .duplex)
+                        lent.giveBack(at: now)
                         break
                     }
                 }
