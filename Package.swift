@@ -1,17 +1,21 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Modules by job, dependencies one way (each line depends only on those above it):
-//   CLinux, CAEAD   C shims: kernel headers and calls Swift cannot import; in-place AEAD
-//   WireFormat      packet formats: IP validation, checksums, segmentation, coalescing, addresses,
-//                   encapsulations and their crypto, generator payload (no system calls)
-//   KernelIO        the kernel: one syscall helper, owned descriptors, TUN device with its offloads,
-//                   UDP sockets and batches, sysctl, privileges, signals, threads, affinity
-//   Engine          the tunnel: pipelines, driver, return-path table, policy, counters, housekeeping
-//   Measurement     the generator and the sink's accounting
-//   Monitoring      the Prometheus exposition of those counters (swift-prometheus) and its HTTP endpoint
-//   CLI             option groups, role runner, exit codes, reports (the only user of ArgumentParser)
-//   Client, Relay, Sink   the three programs
+// The design card's layout: the three programs in Sources/Client, Sources/Relay and Sources/Sink, and
+// the code they share in Sources/Shared, one module per job, dependencies one way (each line depends
+// only on those above it; no umbrella module, no re-exports):
+//   Shared/CLinux, Shared/CAEAD   C shims: kernel headers and calls Swift cannot import; in-place AEAD
+//   Shared/WireFormat   the card's common packet-codec module: IP validation, checksums, segmentation,
+//                       coalescing, addresses, GTP-U, framings and their crypto, generator payload
+//                       (pure functions and values: no system calls, no shared runtime state)
+//   Shared/KernelIO     the kernel: one syscall wrapper, owned descriptors, TUN device with its offloads,
+//                       UDP sockets and batches, sysctl, privileges, signals, threads, the run lifecycle
+//   Shared/Engine       the tunnel: stages, driver, return-path table, policy, counters, housekeeping
+//   Shared/Measurement  the generator and the sink's accounting
+//   Shared/Monitoring   the Prometheus exposition of those counters (swift-prometheus) and its endpoint
+//   Shared/CLI          option groups, role runner, exit codes, reports
+//   Client, Relay, Sink the three programs: their options and a few lines
+// The command-line layer (CLI and the three programs) is the only user of ArgumentParser.
 let package = Package(
     name: "udptun",
     platforms: [.macOS(.v15)],
@@ -30,21 +34,21 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        .target(name: "CLinux", path: "Sources/CLinux"),
+        .target(name: "CLinux", path: "Sources/Shared/CLinux"),
         // In-place ChaCha20-Poly1305 through the BoringSSL that swift-crypto links in (see caead.c).
-        .target(name: "CAEAD", path: "Sources/CAEAD"),
+        .target(name: "CAEAD", path: "Sources/Shared/CAEAD"),
         .target(name: "WireFormat", dependencies: ["CAEAD", .product(name: "Crypto", package: "swift-crypto")],
-                path: "Sources/WireFormat"),
-        .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/KernelIO"),
-        .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Engine"),
-        .target(name: "Measurement", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Sources/Measurement"),
+                path: "Sources/Shared/WireFormat"),
+        .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/Shared/KernelIO"),
+        .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Engine"),
+        .target(name: "Measurement", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Measurement"),
         .target(
             name: "Monitoring",
             dependencies: [
                 "Engine", "Measurement", "KernelIO", "WireFormat",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            path: "Sources/Monitoring"
+            path: "Sources/Shared/Monitoring"
         ),
         .target(
             name: "CLI",
@@ -53,7 +57,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/CLI"
+            path: "Sources/Shared/CLI"
         ),
         .executableTarget(name: "Client", dependencies: ["CLI"], path: "Sources/Client"),
         .executableTarget(name: "Relay", dependencies: ["CLI"], path: "Sources/Relay"),

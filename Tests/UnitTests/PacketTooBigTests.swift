@@ -1,5 +1,6 @@
 import Testing
 @testable import Engine
+import KernelIO
 @testable import TestSupport
 @testable import WireFormat
 

@@ -1,4 +1,3 @@
-import Engine
 import KernelIO
 import WireFormat
 

@@ -1,6 +1,4 @@
 import Synchronization
-import KernelIO
-import WireFormat
 
 /// Shared run state of one process: the stop flag workers poll, the waker that interrupts their waits,
 /// and the first fatal error any worker hit.

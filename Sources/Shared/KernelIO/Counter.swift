@@ -1,6 +1,4 @@
 import Synchronization
-import KernelIO
-import WireFormat
 
 /// A monotonically increasing count, written by workers once per batch and read by the reporter.
 public final class Counter: Sendable {

@@ -1,5 +1,4 @@
 import Synchronization
-import Engine
 import KernelIO
 import WireFormat
 
