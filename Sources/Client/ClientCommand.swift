@@ -176,7 +176,7 @@ struct ClientCommand: ParsableCommand {
                     }
                     send = { sender.send() }
                 }
-                tasks.append(Keepalive.task(interval: keepalive, dataSent: { counters.snapshot().udpSent }, send: send))
+                tasks.append(Keepalive.task(interval: keepalive, dataSent: { counters.snapshot()[.sent] }, send: send))
             }
             if let housekeeping = Housekeeping(tasks).start(lifecycle) { threads.append(housekeeping) }
         }

@@ -48,7 +48,7 @@ extension EndToEnd {
             }
             #expect(try Self.query(lab, "count(up == 1)") == 3, "Prometheus scrapes all three")
             let forwarded = try Self.query(lab, #"udptun_forwarded_packets_total{role="relay"}"#)
-            let sent = try Self.query(lab, #"udptun_udp_sent_datagrams_total{role="client"}"#)
+            let sent = try Self.query(lab, #"udptun_sent_datagrams_total{role="client"}"#)
             let received = try Self.query(lab, #"udptun_sink_payloads_total{role="sink"}"#)
             let perClient = try Self.query(lab, #"udptun_client_received_packets_total{client="\#(Lab.innerA)"}"#)
             #expect(client.stop() == 0)

@@ -65,13 +65,13 @@ struct EngineTests {
         for (bytes, peer, _) in cases { socket.deliver(bytes, from: peer) }
         #expect(Self.drain(&stage, lifecycle) == cases.count)
         let snapshot = counters.snapshot()
-        #expect(snapshot.udpReceived == UInt64(cases.count))
-        #expect(snapshot.tunWritten == 1)
+        #expect(snapshot[.received] == UInt64(cases.count))
+        #expect(snapshot[.forwarded] == 1)
         for reason in DropReason.allCases {
             let expected = cases.filter { $0.2 == reason }.count
             #expect(snapshot.drops(reason) == UInt64(expected), "\(reason)")
         }
-        #expect(snapshot.udpReceived == snapshot.tunWritten + snapshot.control + snapshot.dropped)
+        #expect(snapshot[.received] == snapshot[.forwarded] + snapshot.control + snapshot.dropped)
         #expect(device.written.map(\.packet) == [good], "the one valid packet, unchanged")
         #expect(lifecycle.fatalError == nil)
     }
@@ -96,13 +96,13 @@ struct EngineTests {
         #expect(snapshot.controlSent[ControlMessage.echoResponse.rawValue] == 1)
         #expect(snapshot.controlSent[ControlMessage.errorIndication.rawValue] == 1)
         #expect(snapshot.drops(.unknownKey) == 1)
-        #expect(snapshot.tunWritten == 1 && device.written.count == 1, "control messages are never forwarded")
-        #expect(snapshot.udpReceived == 4 && snapshot.udpReceived == snapshot.tunWritten + snapshot.control + snapshot.dropped)
+        #expect(snapshot[.forwarded] == 1 && device.written.count == 1, "control messages are never forwarded")
+        #expect(snapshot[.received] == 4 && snapshot[.received] == snapshot[.forwarded] + snapshot.control + snapshot.dropped)
         // A reply the kernel refuses is counted, not lost track of.
         socket.refuseSends()
         socket.deliver([AnsweringEncapsulation.echoRequest], from: Self.clientA)
         Self.drain(&stage, lifecycle)
-        #expect(counters.snapshot().controlSendFailed == 1)
+        #expect(counters.snapshot()[.controlSendFailed] == 1)
         #expect(counters.snapshot().controlSent[ControlMessage.echoResponse.rawValue] == 1)
     }
 
@@ -133,7 +133,7 @@ struct EngineTests {
         let layout = try GSOSegmenter.segment(frame.packet.span, header: frame.header, into: &span).get()
         let cut = (0..<layout.count).map { Array(output[($0 * layout.stride)..<($0 * layout.stride + layout.length(of: $0))]) }
         #expect(cut == segments, "coalescing and segmenting give back the very segments")
-        #expect(counters.snapshot().udpReceived == 10 && counters.snapshot().tunWritten == 10)
+        #expect(counters.snapshot()[.received] == 10 && counters.snapshot()[.forwarded] == 10)
     }
 
     @Test("TUN → UDP: a super-packet leaves as one UDP GSO message of its segments, raw and sealed",
@@ -173,7 +173,7 @@ struct EngineTests {
         }
         #expect(payloadBytes == 20_000)
         let snapshot = counters.snapshot()
-        #expect(snapshot.tunRead == 16 && snapshot.udpSent == 16 && snapshot.dropped == 0)
+        #expect(snapshot[.tunRead] == 16 && snapshot[.sent] == 16 && snapshot.dropped == 0)
     }
 
     @Test("TUN → UDP without UDP GSO: the segments leave one datagram per message")
@@ -216,13 +216,13 @@ struct EngineTests {
         #expect(snapshot.drops(.badVersion) == 1)
         #expect(snapshot.drops(.badChecksum) == 1)
         #expect(snapshot.drops(.badTransportHeader) == 2)
-        #expect(snapshot.tunRead == 6 && snapshot.udpSent == 1)
-        #expect(snapshot.tunRead == snapshot.udpSent + snapshot.dropped)
+        #expect(snapshot[.tunRead] == 6 && snapshot[.sent] == 1)
+        #expect(snapshot[.tunRead] == snapshot[.sent] + snapshot.dropped)
         // Read on its own, a frame shorter than its header is one more drop and no bytes.
         device.injectFrame([1, 2, 3])
         #expect(Self.drain(&stage, lifecycle) == 1)
         let after = counters.snapshot()
-        #expect(after.drops(.truncated) == 2 && after.tunRead == 7 && after.tunReadBytes == snapshot.tunReadBytes)
+        #expect(after.drops(.truncated) == 2 && after[.tunRead] == 7 && after[.tunReadBytes] == snapshot[.tunReadBytes])
     }
 
     @Test("the relay's replies go to the client that owns the destination, sealed with that client's key")
@@ -316,9 +316,9 @@ struct EngineTests {
         }
         Self.drain(&stage, lifecycle)
         let snapshot = counters.snapshot()
-        #expect(snapshot.udpReceived == UInt64(total), "seed \(seed)")
-        #expect(snapshot.udpReceived == snapshot.tunWritten + snapshot.control + snapshot.dropped, "seed \(seed)")
-        #expect(snapshot.tunWritten == UInt64(expectedForwarded), "seed \(seed)")
+        #expect(snapshot[.received] == UInt64(total), "seed \(seed)")
+        #expect(snapshot[.received] == snapshot[.forwarded] + snapshot.control + snapshot.dropped, "seed \(seed)")
+        #expect(snapshot[.forwarded] == UInt64(expectedForwarded), "seed \(seed)")
         #expect(device.written.count == expectedForwarded, "seed \(seed)")
         #expect(expectedForwarded > 0 && expectedForwarded < total, "seed \(seed): the mix must hold both kinds")
     }

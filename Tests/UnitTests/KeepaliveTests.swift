@@ -62,10 +62,10 @@ struct KeepaliveTests {
         EngineTests.drain(&inbound, lifecycle)
         let figures = counters.snapshot()
         #expect(figures.controlReceived[ControlMessage.keepalive.rawValue] == 2)
-        #expect(tun.written.isEmpty && figures.tunWritten == 0 && figures.dropped == 0)
+        #expect(tun.written.isEmpty && figures[.forwarded] == 0 && figures.dropped == 0)
         #expect(clients.endpoint(for: Self.inner) == Self.natRebound)
         #expect(clients.endpoint(for: IPAddress("198.19.9.9")!) == nil, "outside the client's --allowed-ips")
-        #expect(figures.udpReceived == figures.tunWritten + figures.control + figures.dropped)
+        #expect(figures[.received] == figures[.forwarded] + figures.control + figures.dropped)
     }
 
     @Test("a GTP-U peer's Echo Request (its keepalive) refreshes the return paths through its endpoint, and only those")

@@ -26,7 +26,7 @@ struct MetricsTests {
         exposition.addBuildInfo(version: "9.9.9")
         exposition.addTunnel(counters)
         var tally = BatchTally()
-        tally.tunWritten = 7
+        tally[.forwarded] = 7
         tally.drop(.spoofedSource, count: 2)
         tally.received(.keepalive)
         counters[0].add(tally)
@@ -53,7 +53,7 @@ struct MetricsTests {
         exposition.addOffloads([("udp_gso", true), ("tun_uso", false)])
         let sessions = SessionCounters(sessions: 2)
         sessions.forwarded[1].add(5)
-        sessions.sealedBytes[0].add(700)
+        sessions.sentBytes[0].add(700)
         exposition.addSessions(names: ["shared", "alice.key"], counters: sessions)
         let samples = Self.samples(exposition.render())
         #expect(samples[#"udptun_offload_enabled{role="relay",feature="udp_gso"}"#] == 1)

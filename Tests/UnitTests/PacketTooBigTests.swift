@@ -97,13 +97,13 @@ struct PacketTooBigTests {
         #expect(info.source == EngineTests.relayOwn && info.destination == IPAddress("198.19.0.1"))
         #expect(error[20] == 3 && error[21] == 4 && Array(error[26..<28]) == [0, 200])
         var snapshot = counters.snapshot()
-        #expect(snapshot.tooBigSent == 1 && snapshot.drops(.oversize) == 2 && snapshot.tunWritten == 0 && device.written.isEmpty)
+        #expect(snapshot[.tooBigSent] == 1 && snapshot.drops(.oversize) == 2 && snapshot[.forwarded] == 0 && device.written.isEmpty)
         // A flood of big packets gets a bounded number of answers (a burst of 20, then 100 a second).
         for _ in 0..<200 { socket.deliver(big, from: EngineTests.clientA) }
         EngineTests.drain(&stage, lifecycle)
         snapshot = counters.snapshot()
         #expect(snapshot.drops(.oversize) == 202)
-        #expect(snapshot.tooBigSent >= 20 && snapshot.tooBigSent < 40, "\(snapshot.tooBigSent)")
-        #expect(snapshot.udpReceived == snapshot.tunWritten + snapshot.control + snapshot.dropped)
+        #expect(snapshot[.tooBigSent] >= 20 && snapshot[.tooBigSent] < 40, "\(snapshot[.tooBigSent])")
+        #expect(snapshot[.received] == snapshot[.forwarded] + snapshot.control + snapshot.dropped)
     }
 }

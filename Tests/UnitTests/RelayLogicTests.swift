@@ -202,10 +202,10 @@ struct RelayLogicTests {
 
     @Test func tunnelReportJSONHasTheDocumentedKeys() throws {
         var snapshot = TunnelSnapshot()
-        snapshot.udpReceived = 10
-        snapshot.tunWritten = 8
+        snapshot[.received] = 10
+        snapshot[.forwarded] = 8
         snapshot.drops[DropReason.badChecksum.rawValue] = 2
-        snapshot.udpReceived += 3
+        snapshot[.received] += 3
         snapshot.controlReceived[ControlMessage.echoRequest.rawValue] = 2
         snapshot.controlReceived[ControlMessage.endMarker.rawValue] = 1
         snapshot.controlSent[ControlMessage.echoResponse.rawValue] = 2

@@ -24,15 +24,8 @@ public struct TunnelReport {
             object.add("event", event)
             object.add("role", role)
             object.add("elapsed", elapsed)
-            object.add("received", now.udpReceived)
-            object.add("received_bytes", now.udpReceivedBytes)
-            object.add("forwarded", now.tunWritten)
-            object.add("forwarded_bytes", now.tunWrittenBytes)
-            object.add("tun_read", now.tunRead)
-            object.add("sent", now.udpSent)
-            object.add("sent_bytes", now.udpSentBytes)
+            for count in TunnelCount.allCases { object.add(count.jsonKey, now[count]) }
             object.add("dropped", now.dropped)
-            object.add("socket_dropped", now.socketDrops)
             var drops = JSONLine()
             for reason in DropReason.allCases { drops.add(reason.description, now.drops(reason)) }
             object.add("drops", drops)
@@ -45,8 +38,6 @@ public struct TunnelReport {
             }
             object.add("control_in", controlIn)
             object.add("control_out", controlOut)
-            object.add("control_send_failed", now.controlSendFailed)
-            object.add("too_big_sent", now.tooBigSent)
             for (key, value) in extra { object.add(key, value) }
             if !sessions.isEmpty {
                 object.add("sessions", sessions.map { name, counts in
@@ -80,19 +71,19 @@ public struct TunnelReport {
         func bits(_ current: UInt64, _ before: UInt64) -> String { Self.formatBits(Double(current &- before) * 8 / seconds) }
         var text = "[\(Self.pad(String(format1(elapsed)) + "s", 7))] " + (event == "final" ? "total " : "")
         if event == "final" {
-            text += "udp→tun \(now.udpReceived) rx / \(now.tunWritten) fwd | tun→udp \(now.tunRead) rd / \(now.udpSent) tx | dropped \(now.dropped)"
+            text += "udp→tun \(now[.received]) rx / \(now[.forwarded]) fwd | tun→udp \(now[.tunRead]) rd / \(now[.sent]) tx | dropped \(now.dropped)"
         } else {
-            text += "udp→tun \(rate(now.tunWritten, previous.tunWritten)) \(bits(now.tunWrittenBytes, previous.tunWrittenBytes))"
-            text += " | tun→udp \(rate(now.udpSent, previous.udpSent)) \(bits(now.udpSentBytes, previous.udpSentBytes))"
+            text += "udp→tun \(rate(now[.forwarded], previous[.forwarded])) \(bits(now[.forwardedBytes], previous[.forwardedBytes]))"
+            text += " | tun→udp \(rate(now[.sent], previous[.sent])) \(bits(now[.sentBytes], previous[.sentBytes]))"
             text += " | dropped \(now.dropped &- previous.dropped) (total \(now.dropped))"
         }
         var reasons = DropReason.allCases.filter { now.drops($0) > 0 }.map { "\($0)=\(now.drops($0))" }
-        if now.socketDrops > 0 { reasons.append("socket_full=\(now.socketDrops)") }
+        if now[.socketDropped] > 0 { reasons.append("socket_full=\(now[.socketDropped])") }
         let control = ControlMessage.allCases.filter { now.controlReceived[$0.rawValue] + now.controlSent[$0.rawValue] > 0 }
             .map { "\($0)=\(now.controlReceived[$0.rawValue])/\(now.controlSent[$0.rawValue])" }
         if !control.isEmpty { text += " control in/out [" + control.joined(separator: " ") + "]" }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
-        if now.tooBigSent > 0 { text += " too_big_sent=\(now.tooBigSent)" }
+        if now[.tooBigSent] > 0 { text += " too_big_sent=\(now[.tooBigSent])" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         if let clients, !clients.listed.isEmpty {
             let shown = clients.listed.prefix(ClientList.textLimit).map { client in

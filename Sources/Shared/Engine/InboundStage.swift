@@ -118,8 +118,8 @@ public struct InboundStage: PipelineStage {
             // A UDP GRO receive holds several datagrams of `segmentSize` bytes (the last shorter).
             let segmentSize = batch.segmentSize(of: slot) > 0 ? batch.segmentSize(of: slot) : max(range.count, 1)
             let datagrams = max(1, (range.count + segmentSize - 1) / segmentSize)
-            tally.udpReceived += datagrams
-            tally.udpReceivedBytes += range.count
+            tally[.received] += datagrams
+            tally[.receivedBytes] += range.count
             guard let peer = batch.peer(of: slot) else { tally.drop(.unknownPeer, count: datagrams); continue }
             if let refusal = policy.refusal(for: peer) { tally.drop(refusal, count: datagrams); continue }
             let local = batch.localAddress(of: slot)
@@ -138,8 +138,8 @@ public struct InboundStage: PipelineStage {
         countWrites()
         if learned.hasPending, now &- lastCredit >= Self.refreshInterval { creditClients(at: now) }
         counters.add(tally)
-        if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: false) }
-        if let kernelDrops = batch.kernelDrops { counters.setSocketDrops(kernelDrops) }
+        if let sessionCounters { sessionTally.flush(into: sessionCounters, sent: false) }
+        if let kernelDrops = batch.kernelDrops { counters.setSocketDropped(kernelDrops) }
         if let deviceError, !lifecycle.isStopping {
             lifecycle.fail("TUN device \(writer.name) disappeared (deleted?): \(deviceError)")
             return nil
@@ -265,7 +265,7 @@ public struct InboundStage: PipelineStage {
             return errorSealer.seal(&slot, packet: error, session: session)
         }
         guard let sealed else { return }
-        if sendReply(sealed, to: peer, from: local) { tally.tooBigSent += 1 }
+        if sendReply(sealed, to: peer, from: local) { tally[.tooBigSent] += 1 }
     }
 
     private mutating func send(_ control: ControlReply, to peer: SocketAddress, from local: IPAddress?) {
@@ -276,14 +276,14 @@ public struct InboundStage: PipelineStage {
     private mutating func sendReply(_ range: Range<Int>, to peer: SocketAddress, from local: IPAddress?) -> Bool {
         reply.setRange(range, of: 0)
         let sent = reply.withPacket(0) { bytes in (try? socket.send(bytes, to: peer, from: local)) != nil }
-        if !sent { tally.controlSendFailed += 1 }
+        if !sent { tally[.controlSendFailed] += 1 }
         return sent
     }
 
     private mutating func countWrites() {
         let counts = writer.takeCounts()
-        tally.tunWritten += counts.written
-        tally.tunWrittenBytes += counts.writtenBytes
+        tally[.forwarded] += counts.written
+        tally[.forwardedBytes] += counts.writtenBytes
         if counts.failed > 0 { tally.drop(.tunWriteFailed, count: counts.failed) }
     }
 }

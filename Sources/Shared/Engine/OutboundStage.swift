@@ -59,18 +59,18 @@ public struct OutboundStage: PipelineStage {
         }
         if read == 0 { return 0 }
         tally.reset()
-        tally.tunReadBytes += reader.bytesRead
+        tally[.tunReadBytes] += reader.bytesRead
         for index in 0..<read {
             destinations[index] = nil
             switch reader.entry(index) {
             case let .dropped(reason, count):
-                tally.tunRead += count
+                tally[.tunRead] += count
                 tally.drop(reason, count: count)
             case let .packets(run):
                 // Segments share the headers of their first packet (the segmenter built them from it).
                 switch reader.buffer(of: run).withMutableSlot(run.slot, { IPPacket.validate($0.span.extracting(run.range(of: 0))) }) {
                 case let .success(info): destinations[index] = info.destination
-                case let .failure(reason): tally.tunRead += run.count; tally.drop(reason, count: run.count)
+                case let .failure(reason): tally[.tunRead] += run.count; tally.drop(reason, count: run.count)
                 }
             }
         }
@@ -93,14 +93,14 @@ public struct OutboundStage: PipelineStage {
                 if let entry = resolved[index] {
                     send(index, to: entry.endpoint, from: entry.localAddress, session: entry.session, lifecycle)
                 } else if case let .packets(run) = reader.entry(index) {
-                    tally.tunRead += run.count
+                    tally[.tunRead] += run.count
                     tally.drop(.noRoute, count: run.count)
                 }
             }
         }
         flushQueue(lifecycle)
         counters.add(tally)
-        if let sessionCounters { sessionTally.flush(into: sessionCounters, sealed: true) }
+        if let sessionCounters { sessionTally.flush(into: sessionCounters, sent: true) }
         return read
     }
 
@@ -110,7 +110,7 @@ public struct OutboundStage: PipelineStage {
     private mutating func send(_ index: Int, to peer: SocketAddress, from source: IPAddress?, session: PeerSession,
                                _ lifecycle: Lifecycle) {
         guard case let .packets(run) = reader.entry(index) else { return }
-        tally.tunRead += run.count
+        tally[.tunRead] += run.count
         let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
         // Encapsulate each packet in place. A run whose datagrams end up back to back at its stride
         // leaves as UDP GSO messages of that stride; when the encapsulation's header for these packets
@@ -168,8 +168,8 @@ public struct OutboundStage: PipelineStage {
     private mutating func flushQueue(_ lifecycle: Lifecycle) {
         guard queue.count > 0 else { return }
         let result = socket.send(queue, waker: lifecycle.waker)
-        tally.udpSent += result.sent
-        tally.udpSentBytes += result.sentBytes
+        tally[.sent] += result.sent
+        tally[.sentBytes] += result.sentBytes
         if result.failed > 0 { tally.drop(.sendFailed, count: result.failed) }
     }
 }

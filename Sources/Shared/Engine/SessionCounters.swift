@@ -7,14 +7,14 @@ import WireFormat
 public final class SessionCounters: Sendable {
     public let forwarded: [Counter]
     public let forwardedBytes: [Counter]
-    public let sealed: [Counter]
-    public let sealedBytes: [Counter]
+    public let sent: [Counter]
+    public let sentBytes: [Counter]
 
     public init(sessions: Int) {
         forwarded = (0..<sessions).map { _ in Counter() }
         forwardedBytes = (0..<sessions).map { _ in Counter() }
-        sealed = (0..<sessions).map { _ in Counter() }
-        sealedBytes = (0..<sessions).map { _ in Counter() }
+        sent = (0..<sessions).map { _ in Counter() }
+        sentBytes = (0..<sessions).map { _ in Counter() }
     }
 
     public var count: Int { forwarded.count }
@@ -23,7 +23,7 @@ public final class SessionCounters: Sendable {
     public var figures: [SessionCounts] {
         (0..<count).map {
             SessionCounts(forwarded: forwarded[$0].load, forwardedBytes: forwardedBytes[$0].load,
-                          sent: sealed[$0].load, sentBytes: sealedBytes[$0].load)
+                          sent: sent[$0].load, sentBytes: sentBytes[$0].load)
         }
     }
 }
@@ -44,7 +44,7 @@ public struct SessionCounts: Sendable, Equatable {
 
     /// An endpoint with a single session: all it carried is that session's.
     public init(totals: TunnelSnapshot) {
-        self.init(forwarded: totals.tunWritten, forwardedBytes: totals.tunWrittenBytes, sent: totals.udpSent, sentBytes: totals.udpSentBytes)
+        self.init(forwarded: totals[.forwarded], forwardedBytes: totals[.forwardedBytes], sent: totals[.sent], sentBytes: totals[.sentBytes])
     }
 }
 
@@ -71,12 +71,12 @@ struct SessionTally {
         if index > highest { highest = index }
     }
 
-    /// Adds what the batch counted to `counters` (its forwarded or its sealed side) and starts over.
-    mutating func flush(into counters: SessionCounters, sealed: Bool) {
+    /// Adds what the batch counted to `counters` (its forwarded or its sent side) and starts over.
+    mutating func flush(into counters: SessionCounters, sent: Bool) {
         guard highest >= lowest else { return }
         for index in lowest...highest where packets[index] > 0 {
-            (sealed ? counters.sealed : counters.forwarded)[index].add(packets[index])
-            (sealed ? counters.sealedBytes : counters.forwardedBytes)[index].add(bytes[index])
+            (sent ? counters.sent : counters.forwarded)[index].add(packets[index])
+            (sent ? counters.sentBytes : counters.forwardedBytes)[index].add(bytes[index])
             packets[index] = 0
             bytes[index] = 0
         }

@@ -1,112 +1,124 @@
-import Synchronization
 import KernelIO
 import WireFormat
+
+/// Every scalar count a tunnel endpoint keeps, described once. The case is the name in code; the
+/// JSON key is the case's name in snake case, the metric is `udptun_` + the JSON key + the unit +
+/// `_total`, and the help text is written here. Tallies, atomics, snapshots, sums, the JSON report,
+/// the metrics and the documentation's table (checked by a test) all follow this list, so a new
+/// counter is one case and one line in each switch below.
+public enum TunnelCount: Int, CaseIterable, Sendable {
+    case received, receivedBytes, forwarded, forwardedBytes, tunRead, tunReadBytes, sent, sentBytes
+    case controlSendFailed, tooBigSent, socketDropped
+
+    /// How many there are; tallies keep them inline in this many slots or more.
+    public static let count = 11
+
+    /// The JSON report's key: the case name in snake case (`receivedBytes` → `received_bytes`).
+    public var jsonKey: String {
+        String(describing: self).reduce(into: "") { key, character in
+            if character.isUppercase { key += "_" + character.lowercased() } else { key.append(character) }
+        }
+    }
+
+    /// What one unit of the count is, where the key does not say (metric names carry their unit).
+    var unit: String? {
+        switch self {
+        case .received, .sent: "datagrams"
+        case .forwarded, .tunRead: "packets"
+        case .socketDropped: "buffers"
+        case .receivedBytes, .forwardedBytes, .tunReadBytes, .sentBytes, .controlSendFailed, .tooBigSent: nil
+        }
+    }
+
+    /// The Prometheus counter's name.
+    public var metricName: String { "udptun_" + metricStem + "_total" }
+    /// The per-queue counter's name (`TunnelCount.perQueue`).
+    public var queueMetricName: String { "udptun_queue_" + metricStem + "_total" }
+    private var metricStem: String { jsonKey + (unit.map { "_" + $0 } ?? "") }
+
+    /// The help text with the JSON key it equals, for the exposition.
+    public var metricHelp: String { help.dropLast() + " (JSON: \(jsonKey))." }
+
+    public var help: String {
+        switch self {
+        case .received: "UDP datagrams received, control messages and drops included."
+        case .receivedBytes: "UDP payload bytes received."
+        case .forwarded: "Inner packets written to the TUN device."
+        case .forwardedBytes: "Inner packet bytes written to the TUN device."
+        case .tunRead: "Packets read from the TUN device, super-packets counted as their segments."
+        case .tunReadBytes: "Bytes read from the TUN device."
+        case .sent: "UDP datagrams sent, control replies included."
+        case .sentBytes: "UDP payload bytes sent."
+        case .controlSendFailed: "Control replies the kernel refused to send."
+        case .tooBigSent: "ICMP fragmentation-needed / packet-too-big messages sent back to the sender of an oversize packet."
+        case .socketDropped:
+            "Buffers the kernel dropped at the full UDP receive buffer, never seen by udptun (SO_RXQ_OVFL; one GSO buffer is up to 64 datagrams)."
+        }
+    }
+
+    /// The two counts reported per queue when there are several (`tun_read_q0`, `received_q0`, …).
+    public static let perQueue: [TunnelCount] = [.tunRead, .received]
+}
 
 /// The counters of a tunnel endpoint (client or relay). Workers add to them once per batch from
 /// local tallies, so the hot path does no atomic operation per packet.
 public final class TunnelCounters: Sendable {
-    public let udpReceived = Counter()
-    public let udpReceivedBytes = Counter()
-    public let udpSent = Counter()
-    public let udpSentBytes = Counter()
-    public let tunRead = Counter()
-    public let tunReadBytes = Counter()
-    public let tunWritten = Counter()
-    public let tunWrittenBytes = Counter()
+    /// Indexed by `TunnelCount.rawValue`.
+    private let counts: [Counter] = (0..<TunnelCount.count).map { _ in Counter() }
     public let drops: [Counter] = DropReason.allCases.map { _ in Counter() }
     /// Control messages received and sent, by `ControlMessage` type.
     public let controlReceived: [Counter] = ControlMessage.allCases.map { _ in Counter() }
     public let controlSent: [Counter] = ControlMessage.allCases.map { _ in Counter() }
-    /// Control replies the kernel refused to send.
-    public let controlSendFailed = Counter()
-    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent back to the sender of an oversize packet.
-    public let tooBigSent = Counter()
-    /// Buffers the kernel dropped at the UDP socket's full receive buffer (never seen by udptun).
-    private let socketDrops = Atomic<UInt64>(0)
 
     public init() {}
 
-    /// Records the socket's cumulative kernel drop count (SO_RXQ_OVFL). The kernel counts dropped
-    /// buffers: one UDP GSO buffer from a peer is up to 64 datagrams.
-    public func setSocketDrops(_ value: UInt64) { socketDrops.store(value, ordering: .relaxed) }
+    public subscript(count: TunnelCount) -> Counter { counts[count.rawValue] }
+
+    /// Records the socket's cumulative kernel drop count (SO_RXQ_OVFL), which the kernel keeps.
+    public func setSocketDropped(_ value: UInt64) { counts[TunnelCount.socketDropped.rawValue].store(value) }
 
     public func add(_ tally: BatchTally) {
-        udpReceived.add(tally.udpReceived)
-        udpReceivedBytes.add(tally.udpReceivedBytes)
-        udpSent.add(tally.udpSent)
-        udpSentBytes.add(tally.udpSentBytes)
-        tunRead.add(tally.tunRead)
-        tunReadBytes.add(tally.tunReadBytes)
-        tunWritten.add(tally.tunWritten)
-        tunWrittenBytes.add(tally.tunWrittenBytes)
+        for index in 0..<TunnelCount.count { counts[index].add(tally.counts[index]) }
         if tally.anyDrops {
-            for reason in DropReason.allCases { drops[reason.rawValue].add(tally.drops[reason.rawValue]) }
+            for index in drops.indices { drops[index].add(tally.drops[index]) }
         }
-        controlSendFailed.add(tally.controlSendFailed)
-        tooBigSent.add(tally.tooBigSent)
         if tally.anyControl {
-            for type in ControlMessage.allCases {
-                controlReceived[type.rawValue].add(tally.controlReceived[type.rawValue])
-                controlSent[type.rawValue].add(tally.controlSent[type.rawValue])
+            for index in controlReceived.indices {
+                controlReceived[index].add(tally.controlReceived[index])
+                controlSent[index].add(tally.controlSent[index])
             }
         }
     }
 
     public func snapshot() -> TunnelSnapshot {
-        var snapshot = TunnelSnapshot()
-        snapshot.udpReceived = udpReceived.load
-        snapshot.udpReceivedBytes = udpReceivedBytes.load
-        snapshot.udpSent = udpSent.load
-        snapshot.udpSentBytes = udpSentBytes.load
-        snapshot.tunRead = tunRead.load
-        snapshot.tunReadBytes = tunReadBytes.load
-        snapshot.tunWritten = tunWritten.load
-        snapshot.tunWrittenBytes = tunWrittenBytes.load
-        snapshot.drops = drops.map(\.load)
-        snapshot.controlReceived = controlReceived.map(\.load)
-        snapshot.controlSent = controlSent.map(\.load)
-        snapshot.controlSendFailed = controlSendFailed.load
-        snapshot.tooBigSent = tooBigSent.load
-        snapshot.socketDrops = socketDrops.load(ordering: .relaxed)
-        return snapshot
+        TunnelSnapshot(counts: counts.map(\.load), drops: drops.map(\.load), controlReceived: controlReceived.map(\.load),
+                       controlSent: controlSent.map(\.load))
     }
 }
 
 /// One worker's counts for the batch in hand; a value type kept on the worker's stack.
 public struct BatchTally {
-    public var udpReceived = 0
-    public var udpReceivedBytes = 0
-    public var udpSent = 0
-    public var udpSentBytes = 0
-    public var tunRead = 0
-    public var tunReadBytes = 0
-    public var tunWritten = 0
-    public var tunWrittenBytes = 0
-    /// Indexed by `DropReason.rawValue`; inline so a tally never allocates.
+    /// Indexed by `TunnelCount.rawValue`; inline so a tally never allocates.
+    public var counts = InlineArray<16, Int>(repeating: 0)
+    /// Indexed by `DropReason.rawValue`.
     public var drops = InlineArray<32, Int>(repeating: 0)
     public private(set) var anyDrops = false
     /// Indexed by `ControlMessage.rawValue`.
     public var controlReceived = InlineArray<6, Int>(repeating: 0)
     public var controlSent = InlineArray<6, Int>(repeating: 0)
     public private(set) var anyControl = false
-    public var controlSendFailed = 0
-    public var tooBigSent = 0
 
     public init() {}
+
+    @inlinable public subscript(count: TunnelCount) -> Int {
+        get { counts[count.rawValue] }
+        set { counts[count.rawValue] = newValue }
+    }
 
     /// Back to zero for the next batch, touching the per-reason counts only when some were taken (a
     /// fresh tally is a few hundred bytes to copy, paid per batch).
     public mutating func reset() {
-        udpReceived = 0
-        udpReceivedBytes = 0
-        udpSent = 0
-        udpSentBytes = 0
-        tunRead = 0
-        tunReadBytes = 0
-        tunWritten = 0
-        tunWrittenBytes = 0
-        controlSendFailed = 0
-        tooBigSent = 0
+        for index in 0..<TunnelCount.count { counts[index] = 0 }
         if anyDrops {
             drops = InlineArray(repeating: 0)
             anyDrops = false
@@ -136,47 +148,38 @@ public struct BatchTally {
 
 /// Counter values at one instant, for reports.
 public struct TunnelSnapshot: Sendable, Equatable {
-    public var udpReceived: UInt64 = 0
-    public var udpReceivedBytes: UInt64 = 0
-    public var udpSent: UInt64 = 0
-    public var udpSentBytes: UInt64 = 0
-    public var tunRead: UInt64 = 0
-    public var tunReadBytes: UInt64 = 0
-    public var tunWritten: UInt64 = 0
-    public var tunWrittenBytes: UInt64 = 0
+    /// Indexed by `TunnelCount.rawValue`.
+    public var counts: [UInt64] = Array(repeating: 0, count: TunnelCount.count)
     public var drops: [UInt64] = DropReason.allCases.map { _ in 0 }
     public var controlReceived: [UInt64] = ControlMessage.allCases.map { _ in 0 }
     public var controlSent: [UInt64] = ControlMessage.allCases.map { _ in 0 }
-    public var controlSendFailed: UInt64 = 0
-    public var tooBigSent: UInt64 = 0
-    public var socketDrops: UInt64 = 0
 
     public init() {}
 
+    init(counts: [UInt64], drops: [UInt64], controlReceived: [UInt64], controlSent: [UInt64]) {
+        self.counts = counts
+        self.drops = drops
+        self.controlReceived = controlReceived
+        self.controlSent = controlSent
+    }
+
+    public subscript(count: TunnelCount) -> UInt64 {
+        get { counts[count.rawValue] }
+        set { counts[count.rawValue] = newValue }
+    }
+
     public var dropped: UInt64 { drops.reduce(0, +) }
-    /// Control datagrams received (answered or consumed): `udpReceived = tunWritten + control + UDP-side drops`.
+    /// Control datagrams received (answered or consumed): `received = forwarded + control + UDP-side drops`.
     public var control: UInt64 { controlReceived.reduce(0, +) }
 
     public func drops(_ reason: DropReason) -> UInt64 { drops[reason.rawValue] }
 
     /// Counts of two queues together.
     public static func + (lhs: TunnelSnapshot, rhs: TunnelSnapshot) -> TunnelSnapshot {
-        var sum = TunnelSnapshot()
-        sum.udpReceived = lhs.udpReceived + rhs.udpReceived
-        sum.udpReceivedBytes = lhs.udpReceivedBytes + rhs.udpReceivedBytes
-        sum.udpSent = lhs.udpSent + rhs.udpSent
-        sum.udpSentBytes = lhs.udpSentBytes + rhs.udpSentBytes
-        sum.tunRead = lhs.tunRead + rhs.tunRead
-        sum.tunReadBytes = lhs.tunReadBytes + rhs.tunReadBytes
-        sum.tunWritten = lhs.tunWritten + rhs.tunWritten
-        sum.tunWrittenBytes = lhs.tunWrittenBytes + rhs.tunWrittenBytes
-        sum.drops = zip(lhs.drops, rhs.drops).map { $0 + $1 }
-        sum.controlReceived = zip(lhs.controlReceived, rhs.controlReceived).map { $0 + $1 }
-        sum.controlSent = zip(lhs.controlSent, rhs.controlSent).map { $0 + $1 }
-        sum.controlSendFailed = lhs.controlSendFailed + rhs.controlSendFailed
-        sum.tooBigSent = lhs.tooBigSent + rhs.tooBigSent
-        sum.socketDrops = lhs.socketDrops + rhs.socketDrops
-        return sum
+        func sum(_ a: [UInt64], _ b: [UInt64]) -> [UInt64] { zip(a, b).map { $0 + $1 } }
+        return TunnelSnapshot(counts: sum(lhs.counts, rhs.counts), drops: sum(lhs.drops, rhs.drops),
+                              controlReceived: sum(lhs.controlReceived, rhs.controlReceived),
+                              controlSent: sum(lhs.controlSent, rhs.controlSent))
     }
 }
 
@@ -189,7 +192,7 @@ extension [TunnelCounters] {
     public func perQueueFigures() -> [(String, UInt64)] {
         guard count > 1 else { return [] }
         return enumerated().flatMap { index, counters in
-            [("tun_read_q\(index)", counters.tunRead.load), ("received_q\(index)", counters.udpReceived.load)]
+            TunnelCount.perQueue.map { ("\($0.jsonKey)_q\(index)", counters[$0].load) }
         }
     }
 }

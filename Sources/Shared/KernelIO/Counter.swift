@@ -12,5 +12,8 @@ public final class Counter: Sendable {
 
     @usableFromInline func addUnchecked(_ amount: UInt64) { value.wrappingAdd(amount, ordering: .relaxed) }
 
+    /// Takes a total someone else keeps (the kernel's drop count of a socket).
+    public func store(_ total: UInt64) { value.store(total, ordering: .relaxed) }
+
     public var load: UInt64 { value.load(ordering: .relaxed) }
 }

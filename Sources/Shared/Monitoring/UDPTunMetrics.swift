@@ -19,20 +19,13 @@ extension MetricsExposition {
                      _ read: @escaping @Sendable (TunnelSnapshot) -> UInt64) {
             self.counter(name, help: help, labels: labels) { read(totals.value) }
         }
-        counter("udptun_udp_received_datagrams_total", "UDP datagrams received (JSON: received).") { $0.udpReceived }
-        counter("udptun_udp_received_bytes_total", "UDP payload bytes received (JSON: received_bytes).") { $0.udpReceivedBytes }
-        counter("udptun_forwarded_packets_total", "Inner packets written to the TUN device (JSON: forwarded).") { $0.tunWritten }
-        counter("udptun_forwarded_bytes_total", "Inner packet bytes written to the TUN device (JSON: forwarded_bytes).") { $0.tunWrittenBytes }
-        counter("udptun_tun_read_packets_total", "Packets read from the TUN device, super-packets counted as their segments (JSON: tun_read).") { $0.tunRead }
-        counter("udptun_tun_read_bytes_total", "Bytes read from the TUN device.") { $0.tunReadBytes }
-        counter("udptun_udp_sent_datagrams_total", "UDP datagrams sent, control replies included (JSON: sent).") { $0.udpSent }
-        counter("udptun_udp_sent_bytes_total", "UDP payload bytes sent (JSON: sent_bytes).") { $0.udpSentBytes }
+        for count in TunnelCount.allCases {
+            counter(count.metricName, count.metricHelp) { $0[count] }
+        }
         for reason in DropReason.allCases {
-            counter("udptun_dropped_packets_total", "Packets or datagrams dropped, by reason (JSON: drops).",
+            counter("udptun_dropped_packets_total", "Packets or datagrams dropped, by reason (JSON: drops; their sum: dropped).",
                     labels: [("reason", reason.description)]) { $0.drops(reason) }
         }
-        counter("udptun_socket_dropped_buffers_total",
-                "Buffers the kernel dropped at the full UDP receive buffer, never seen by udptun (JSON: socket_dropped).") { $0.socketDrops }
         for type in ControlMessage.allCases {
             for (direction, side) in [("in", \TunnelSnapshot.controlReceived), ("out", \TunnelSnapshot.controlSent)] {
                 counter("udptun_control_messages_total",
@@ -40,14 +33,12 @@ extension MetricsExposition {
                         labels: [("type", type.description), ("direction", direction)]) { $0[keyPath: side][type.rawValue] }
             }
         }
-        counter("udptun_control_send_failed_total", "Control replies the kernel refused to send (JSON: control_send_failed).") { $0.controlSendFailed }
-        counter("udptun_too_big_sent_total", "ICMP fragmentation-needed / packet-too-big messages sent back (JSON: too_big_sent).") { $0.tooBigSent }
         guard counters.count > 1 else { return }
         for (index, queue) in counters.enumerated() {
-            self.counter("udptun_queue_tun_read_packets_total", help: "Packets read from each TUN queue (JSON: tun_read_qN).",
-                         labels: [("queue", String(index))]) { queue.tunRead.load }
-            self.counter("udptun_queue_udp_received_datagrams_total", help: "UDP datagrams received by each queue's socket (JSON: received_qN).",
-                         labels: [("queue", String(index))]) { queue.udpReceived.load }
+            for count in TunnelCount.perQueue {
+                self.counter(count.queueMetricName, help: "Per queue: " + count.help.dropLast() + " (JSON: \(count.jsonKey)_qN).",
+                             labels: [("queue", String(index))]) { queue[count].load }
+            }
         }
     }
 
@@ -68,9 +59,9 @@ extension MetricsExposition {
             counter("udptun_session_forwarded_bytes_total", help: "Their bytes (JSON: sessions.forwarded_bytes).",
                     labels: labels) { counters.forwardedBytes[index].load }
             counter("udptun_session_sent_packets_total", help: "Inner packets sealed and sent in this session (JSON: sessions.sent).",
-                    labels: labels) { counters.sealed[index].load }
+                    labels: labels) { counters.sent[index].load }
             counter("udptun_session_sent_bytes_total", help: "Their bytes (JSON: sessions.sent_bytes).",
-                    labels: labels) { counters.sealedBytes[index].load }
+                    labels: labels) { counters.sentBytes[index].load }
         }
     }
 
