@@ -133,15 +133,15 @@ struct ClientCommand: ParsableCommand {
     private func runClient() throws {
         let logger = common.makeLogger(label: "udptun.client")
         let target = try generate.map { try AddressResolver.resolve($0, defaultPort: 8080) }
-        let signals = try SignalWaiter()
-        let lifecycle = try Lifecycle()
+        let endpoint = try TunnelEndpoint(role: "client", logger: logger, common: common, offloads: offloads, workers: workers,
+                                          privileges: privileges)
         let counters = (0..<(noTunnel ? 1 : workers.queues)).map { _ in TunnelCounters() }
         let generatorCounters = ProbeGenerator.Counters()
-        var threads: [WorkerThread] = []
-        var started: Tunnel.Started?
-
+        var tunnel: Tunnel?
+        var plumbing: TunnelEndpoint.Plumbing?
         var gtpuMonitor: GTPUPathMonitor?
-        var offloadFeatures: [(feature: String, on: Bool)] = []
+        var tasks: [Housekeeping.Task] = []
+        var tunnelling: () -> Void = {}
         if !noTunnel, let relay {
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: gtpu.gtpu ? GTPU.port : 8080)
             let framing: any Encapsulation
@@ -154,39 +154,37 @@ struct ClientCommand: ParsableCommand {
                 framing = try encapsulation.make(logger: logger)
             }
             framing.describe(logger)
-            let (tunnel, sockets, features) = try startTunnel(framing, relay: relayAddress, counters: counters,
-                                                              lifecycle: lifecycle, logger: logger)
-            offloadFeatures = features
-            threads += tunnel.workers
-            started = tunnel
-            var tasks: [Housekeeping.Task] = []
+            let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
+            let queues = try endpoint.openDevice(tun) { _ in tunMTU }
+            let anyAddress = IPAddress.unspecified(like: relayAddress.ip)
+            let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
+                ?? SocketAddress(ip: anyAddress, port: 0)
+            let pipes = try endpoint.bindSockets(local, for: queues)
+            plumbing = pipes
+            tunnel = Tunnel(queues: queues, sockets: pipes.sockets, counters: counters, encapsulation: framing,
+                            route: .fixed(relayAddress), policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
             if let gtpuMonitor {
-                tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuMonitor,
-                                        counters: counters[0], peers: { [relayAddress] }, logger: logger)
+                tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: pipes.sockets[0], monitor: gtpuMonitor,
+                                        counters: counters[0], peers: { [relayAddress] }, log: endpoint.log)
             }
             if keepalive > 0 {
-                let send: @Sendable () -> Void
-                if let gtpuMonitor {
-                    let socket = sockets[0], counters = counters[0]
-                    send = { GTPUEcho.sendEchoRequest(socket: socket, to: relayAddress, monitor: gtpuMonitor, counters: counters) }
-                } else {
-                    let tun = tun
-                    let sender = KeepaliveSender(encapsulation: framing, socket: sockets[0], relay: relayAddress, counters: counters[0]) {
-                        (try? InterfaceAddresses.of(interface: tun)) ?? []
-                    }
-                    send = { sender.send() }
-                }
-                tasks.append(Keepalive.task(interval: keepalive, dataSent: { counters.snapshot()[.sent] }, send: send))
+                tasks.append(keepaliveTask(framing: framing, socket: pipes.sockets[0], relay: relayAddress, counters: counters,
+                                               monitor: gtpuMonitor))
             }
-            if let housekeeping = Housekeeping(tasks).start(lifecycle) { threads.append(housekeeping) }
+            // As the relay's "relay listening": once it is printed, the data plane runs.
+            tunnelling = {
+                logger.info("client tunnelling", metadata: [
+                    "tun": "\(pipes.device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
+                    "local": "\(pipes.sockets[0].localAddress.map(\.description) ?? "?")"])
+            }
         }
 
-        let metricsServer = try common.startMetrics(role: "client", logger: logger) { exposition in
-            if !noTunnel {
-                exposition.addTunnel(counters)
-                exposition.addOffloads(offloadFeatures)
-            }
-            if target != nil {
+        let generator = target.map { target in
+            ProbeGenerator(target: target, count: count, rate: rate, size: size, duration: duration,
+                           streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
+        }
+        try endpoint.run(tunnel, plumbing: plumbing, counters: counters, tasks: tasks, metrics: { exposition in
+            if generator != nil {
                 exposition.counter("udptun_generated_packets_total", help: "Generator payloads sent (JSON: generated).") {
                     generatorCounters.sent.load
                 }
@@ -195,70 +193,52 @@ struct ClientCommand: ParsableCommand {
                 }
             }
             if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
-        }
-        defer { metricsServer?.stop() }
-        try privileges.dropIfAsked(logger: logger)
-
-        if let target {
-            let generator = ProbeGenerator(
-                target: target, count: count, rate: rate, size: size, duration: duration,
-                streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
-            logger.info("generator starting", metadata: [
-                "target": "\(target)", "count": "\(count == 0 ? "unbounded" : String(count))",
-                "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
-            let exitWhenDone = exitWhenDone
-            threads.append(WorkerThread(name: "generator") {
-                generator.run(lifecycle, counters: generatorCounters) { logger.warning("generator: send failed: \($0)") }
-                logger.info("generator finished", metadata: [
-                    "sent": "\(generatorCounters.sent.load)", "failed": "\(generatorCounters.failed.load)",
-                    "stream": "\(generator.streamID)"])
-                if exitWhenDone, !lifecycle.isStopping {
-                    Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
-                    lifecycle.stop()
-                }
-            })
-        }
-
-        let report = TunnelReport(role: "client", json: common.json)
-        var previous = TunnelSnapshot()
-        try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
-            .run(workers: threads) { final, elapsed, sinceLast in
-                let now = counters.snapshot()
-                var extra = counters.perQueueFigures()
-                if let started { extra.append(("thread_hand_overs", UInt64(started.handOvers))) }
-                if target != nil {
-                    extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
-                }
-                if let gtpuMonitor { extra += GTPUEcho.figures(gtpuMonitor) }
-                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       now: now, previous: previous, extra: extra))
-                previous = now
+        }, more: {
+            generator.map { [generatorThread($0, counters: generatorCounters, lifecycle: endpoint.lifecycle, logger: logger)] } ?? []
+        }, ready: tunnelling) { _ in
+            var extra: [(String, UInt64)] = []
+            if generator != nil {
+                extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
             }
+            if let gtpuMonitor { extra += GTPUEcho.figures(gtpuMonitor) }
+            return TunnelEndpoint.ReportFields(extra: extra)
+        }
     }
 
-    /// The TUN device, the sockets and the data-plane worker threads.
-    private func startTunnel(_ framing: any Encapsulation, relay relayAddress: SocketAddress, counters: [TunnelCounters],
-                                               lifecycle: Lifecycle, logger: Logger)
-        throws -> (Tunnel.Started, [UDPSocket], [(feature: String, on: Bool)]) {
-        let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
-        let device = queues[0]
-        let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
-        try device.setMTU(tunMTU)
-        try device.bringUp(logger: logger)
-        let anyAddress = IPAddress.unspecified(like: relayAddress.ip)
-        let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
-            ?? SocketAddress(ip: anyAddress, port: 0)
-        let sockets = try UDPSocket.bindGroup(local, count: queues.count)
-        let features = offloads.apply(to: sockets, tun: device, logger: logger)
-        let tunnel = Tunnel(queues: queues, sockets: sockets, counters: counters, encapsulation: framing,
-                            route: .fixed(relayAddress),
-                            policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
-        let started = try workers.start(tunnel, lifecycle: lifecycle, logger: logger)
-        // Last, as the relay's "relay listening": once it is printed, the data plane runs.
-        logger.info("client tunnelling", metadata: [
-            "tun": "\(device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
-            "local": "\(sockets[0].localAddress.map(\.description) ?? "?")"])
-        return (started, sockets, features)
+    /// `--keepalive`: when nothing was sent for that long, an Echo Request (GTP-U) or the framing's
+    /// keepalive from the device's inner address.
+    private func keepaliveTask(framing: any Encapsulation, socket: UDPSocket, relay relayAddress: SocketAddress,
+                               counters: [TunnelCounters], monitor: GTPUPathMonitor?) -> Housekeeping.Task {
+        let send: @Sendable () -> Void
+        if let monitor {
+            let counters = counters[0]
+            send = { GTPUEcho.sendEchoRequest(socket: socket, to: relayAddress, monitor: monitor, counters: counters) }
+        } else {
+            let tun = tun
+            let sender = KeepaliveSender(encapsulation: framing, socket: socket, relay: relayAddress, counters: counters[0]) {
+                (try? InterfaceAddresses.of(interface: tun)) ?? []
+            }
+            send = { sender.send() }
+        }
+        return Keepalive.task(interval: keepalive, dataSent: { counters.snapshot()[.sent] }, send: send)
+    }
+
+    /// The generator's thread; with --exit-when-done it stops the client once done and drained.
+    private func generatorThread(_ generator: ProbeGenerator, counters: ProbeGenerator.Counters, lifecycle: Lifecycle,
+                                 logger: Logger) -> WorkerThread {
+        logger.info("generator starting", metadata: [
+            "target": "\(generator.target)", "count": "\(count == 0 ? "unbounded" : String(count))",
+            "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
+        let exitWhenDone = exitWhenDone
+        return WorkerThread(name: "generator") {
+            generator.run(lifecycle, counters: counters) { logger.warning("generator: send failed: \($0)") }
+            logger.info("generator finished", metadata: [
+                "sent": "\(counters.sent.load)", "failed": "\(counters.failed.load)", "stream": "\(generator.streamID)"])
+            if exitWhenDone, !lifecycle.isStopping {
+                Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
+                lifecycle.stop()
+            }
+        }
     }
 
     /// `--mtu auto`: what fits in one datagram toward the relay without fragmentation.

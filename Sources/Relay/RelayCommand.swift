@@ -1,6 +1,5 @@
 import ArgumentParser
 import Logging
-import Synchronization
 import CLI
 import Engine
 import KernelIO
@@ -189,37 +188,13 @@ struct RelayCommand: ParsableCommand {
         let keyedFraming = gtpu.gtpu ? nil : try encapsulation.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
         let listenAddress = try AddressResolver.resolve(listen ?? (gtpu.gtpu ? "0.0.0.0:\(GTPU.port)" : "0.0.0.0:8080"),
                                                         defaultPort: gtpu.gtpu ? GTPU.port : 8080)
-        let signals = try SignalWaiter()
-        let queues = try TunDevice.openQueues(name: tun, count: workers.queues, offloads: offloads.enabled)
-        let device = queues[0]
-        if let mtu { try device.setMTU(mtu) }
-        try device.bringUp(logger: logger)
-
-        let forwarding = ForwardingCheck(tunName: device.name, forwardIPv6: ipv6)
-        if fixSysctl {
-            for change in try forwarding.fix() { logger.notice("sysctl changed: \(change)") }
-        }
-        let findings = forwarding.failures()
-        guard findings.isEmpty else {
-            let lines = findings.map { "  \($0)" }.joined(separator: "\n")
-            throw UserFacingError(
-                "the kernel is not set up to forward what this relay injects:\n\(lines)\n(or run with --fix-sysctl)",
-                exitCode: ExitStatus.configuration)
-        }
-
-        let sockets = try UDPSocket.bindGroup(listenAddress, count: queues.count)
-        let offloadFeatures = offloads.apply(to: sockets, tun: device, logger: logger)
+        let endpoint = try TunnelEndpoint(role: "relay", logger: logger, common: common, offloads: offloads, workers: workers,
+                                          privileges: privileges)
+        let queues = try endpoint.openDevice(tun) { _ in mtu }
+        try checkForwarding(tun: queues[0].name, logger: logger)
+        let plumbing = try endpoint.bindSockets(listenAddress, for: queues)
         let sources = try allowedSources()
-        // Fail closed: without its own addresses the relay cannot keep clients from reaching it.
-        let ownAddresses: OwnAddresses
-        do throws(SystemError) {
-            let watch = try AddressWatch()  // before the first read, so no change falls between
-            ownAddresses = try OwnAddresses(changes: { watch.changed() })
-        } catch {
-            throw UserFacingError(
-                "refusing to start: cannot read this host's addresses, so packets to the relay itself could not be dropped (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",
-                exitCode: ExitStatus.configuration)
-        }
+        let ownAddresses = try readOwnAddresses()
         let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
         var gtpuFraming: GTPUEncapsulation?
         if keyedFraming == nil {
@@ -233,8 +208,6 @@ struct RelayCommand: ParsableCommand {
         let framing: any Encapsulation = keyedFraming ?? gtpuFraming!
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients, newPerSecond: newClientsPerSecond)
-        let lifecycle = try Lifecycle()
-
         if sources == nil {
             logger.warning("--allow any: accepting datagrams from every source; anyone who reaches \(listenAddress) can inject packets")
         }
@@ -246,93 +219,69 @@ struct RelayCommand: ParsableCommand {
         // uplink TEID, a key by its file (the shared --key-file first).
         let sessionNames = try gtpuFraming.map { $0.sessions.map { "0x" + String($0.uplinkTEID, radix: 16) } }
             ?? (encapsulation.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
-        let metricsServer = try common.startMetrics(role: "relay", logger: logger) { exposition in
-            exposition.addTunnel(counters)
-            exposition.addOffloads(offloadFeatures)
+        let tunnel = Tunnel(
+            queues: queues, sockets: plumbing.sockets, counters: counters, encapsulation: framing, route: .clients(clients),
+            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: plumbing.device.mtu ?? 65535,
+                                  packets: packets),
+            clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
+        var tasks = [ownAddresses.refreshTask(log: endpoint.log)]
+        if let gtpuFraming {
+            tasks += GTPUEcho.relayTasks(gtpuFraming, interval: gtpu.echoInterval, socket: plumbing.sockets[0], counters: counters[0],
+                                         clients: clients, log: endpoint.log)
+        }
+        try endpoint.run(tunnel, plumbing: plumbing, counters: counters, tasks: tasks, metrics: { exposition in
             if let sessionCounters { exposition.addSessions(names: sessionNames, counters: sessionCounters) }
-            exposition.gauge("udptun_clients", help: "Client inner addresses in the return-path table (JSON: clients).") {
-                Double(clients.count)
-            }
-            exposition.counter("udptun_clients_evicted_total", help: "Idle clients replaced by new ones in a full table (JSON: clients_evicted).") {
-                clients.evicted
-            }
+            exposition.addClientTable(clients)
             exposition.counter("udptun_own_address_refresh_failed_total",
                                help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed).") {
                 ownAddresses.failedRefreshes
             }
             if let gtpuFraming { exposition.addGTPUPaths(gtpuFraming.monitor) }
             if metricsPerClient { exposition.addClients(clients) }
+        }, ready: {
+            logger.info("relay listening", metadata: [
+                "listen": "\(plumbing.sockets[0].localAddress ?? listenAddress)", "tun": "\(plumbing.device.name)",
+                "mtu": "\(plumbing.device.mtu.map(String.init) ?? "?")",
+                "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
+                "ipv6": "\(ipv6)", "max_clients": "\(maxClients)", "client_bytes": "\(ClientTable.bytesPerEntry)",
+                "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
+                "client_keys": "\(clientKey.count)",
+                "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
+        }) { final in
+            TunnelEndpoint.ReportFields(
+                extra: [("clients", UInt64(clients.count)), ("clients_evicted", clients.evicted),
+                        ("own_address_refresh_failed", ownAddresses.failedRefreshes)]
+                    + (gtpuFraming.map { GTPUEcho.figures($0.monitor) } ?? []),
+                sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
+                    ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: counters.snapshot())])) : [],
+                clients: final ? TunnelReport.ClientList(clients.clients(), now: Clock.monotonicNanoseconds()) : nil)
         }
-        defer { metricsServer?.stop() }
-        try privileges.dropIfAsked(logger: logger)
-        let tunnel = Tunnel(
-            queues: queues, sockets: sockets, counters: counters, encapsulation: framing, route: .clients(clients),
-            policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: device.mtu ?? 65535,
-                                  packets: packets),
-            clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
-        let started = try workers.start(tunnel, lifecycle: lifecycle, logger: logger)
-        var threads = started.workers
-        var tasks = [Self.refreshTask(ownAddresses, logger: logger)]
-        if let gtpuFraming {
-            let downlinkSessions = gtpuFraming.sessions.enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
-            tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: sockets[0], monitor: gtpuFraming.monitor, counters: counters[0],
-                                    peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, logger: logger,
-                                    rejected: { teid in
-                                        for (downlink, session) in downlinkSessions where downlink == teid {
-                                            clients.forget(session: session)
-                                        }
-                                    })
-        }
-        if let housekeeping = Housekeeping(tasks).start(lifecycle) {
-            threads.append(housekeeping)
-        }
-        logger.info("relay listening", metadata: [
-            "listen": "\(sockets[0].localAddress ?? listenAddress)", "tun": "\(device.name)",
-            "mtu": "\(device.mtu.map(String.init) ?? "?")",
-            "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
-            "ipv6": "\(ipv6)", "max_clients": "\(maxClients)", "client_bytes": "\(ClientTable.bytesPerEntry)",
-            "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
-            "client_keys": "\(clientKey.count)",
-            "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
-        let report = TunnelReport(role: "relay", json: common.json)
-        var previous = TunnelSnapshot()
-        try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
-            .run(workers: threads) { final, elapsed, sinceLast in
-                let now = counters.snapshot()
-                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
-                                           ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: now)])) : [],
-                                       clients: final ? TunnelReport.ClientList(clients.clients(), now: Clock.monotonicNanoseconds()) : nil,
-                                       now: now, previous: previous,
-                                       extra: [("clients", UInt64(clients.count)), ("clients_evicted", clients.evicted),
-                                               ("own_address_refresh_failed", ownAddresses.failedRefreshes),
-                                               ("thread_hand_overs", UInt64(started.handOvers))]
-                                           + counters.perQueueFigures() + (gtpuFraming.map { GTPUEcho.figures($0.monitor) } ?? [])))
-                previous = now
-            }
     }
 
-    /// Re-reads the relay's own addresses within a second of the kernel announcing a change, so one
-    /// added while it runs is protected too; a failed read keeps the last list (logged once per kind
-    /// of failure, counted in the report).
-    static func refreshTask(_ ownAddresses: OwnAddresses, logger: Logger) -> Housekeeping.Task {
-        let lastFailure = Mutex<String?>(nil)
-        return Housekeeping.Task("own-address refresh", every: 1) {
-            switch ownAddresses.refreshIfChanged() {
-            case .unchanged:
-                lastFailure.withLock { $0 = nil }
-            case let .changed(added, removed):
-                lastFailure.withLock { $0 = nil }
-                logger.info("own addresses changed", metadata: [
-                    "added": "\(added.map(\.description).joined(separator: ","))",
-                    "removed": "\(removed.map(\.description).joined(separator: ","))"])
-            case let .failed(reason):
-                let isNew = lastFailure.withLock { last in
-                    defer { last = reason }
-                    return last != reason
-                }
-                if isNew { logger.warning("cannot re-read own addresses, keeping the last list: \(reason)") }
-            }
+    /// The sysctls forwarding needs, fixed first with --fix-sysctl; a finding stops the start.
+    private func checkForwarding(tun name: String, logger: Logger) throws {
+        let forwarding = ForwardingCheck(tunName: name, forwardIPv6: ipv6)
+        if fixSysctl {
+            for change in try forwarding.fix() { logger.notice("sysctl changed: \(change)") }
+        }
+        let findings = forwarding.failures()
+        guard findings.isEmpty else {
+            let lines = findings.map { "  \($0)" }.joined(separator: "\n")
+            throw UserFacingError(
+                "the kernel is not set up to forward what this relay injects:\n\(lines)\n(or run with --fix-sysctl)",
+                exitCode: ExitStatus.configuration)
+        }
+    }
+
+    /// Fails closed: without its own addresses the relay cannot keep clients from reaching it.
+    private func readOwnAddresses() throws -> OwnAddresses {
+        do throws(SystemError) {
+            let watch = try AddressWatch()  // before the first read, so no change falls between
+            return try OwnAddresses(changes: { watch.changed() })
+        } catch {
+            throw UserFacingError(
+                "refusing to start: cannot read this host's addresses, so packets to the relay itself could not be dropped (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",
+                exitCode: ExitStatus.configuration)
         }
     }
 }

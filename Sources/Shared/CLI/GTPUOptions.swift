@@ -1,6 +1,5 @@
 import ArgumentParser
 import Logging
-import Synchronization
 import Engine
 import KernelIO
 import WireFormat
@@ -98,66 +97,5 @@ public struct GTPURelayOptions: ParsableArguments {
 
     public func make(localAddress: IPAddress) throws -> GTPUEncapsulation {
         GTPUEncapsulation(role: .upf(try parsedSessions()), qfi: qfi, localAddress: localAddress)
-    }
-}
-
-/// Periodic GTP-U Echo Requests from a data socket, and the path state they reveal, logged when it
-/// changes and counted as control messages sent.
-public enum GTPUEcho {
-    /// Housekeeping: Echo Requests to `peers()` every `interval` seconds from `socket` (none when 0),
-    /// and once a second a look at what the receiving side recorded, logged when it changed: paths
-    /// that came back, and TEIDs a peer's Error Indication rejected, each also handed to `rejected`
-    /// (the relay forgets that session's return path).
-    public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
-                             peers: @escaping @Sendable () -> [SocketAddress], logger: Logger,
-                             rejected onRejected: @escaping @Sendable (UInt32) -> Void = { _ in }) -> [Housekeeping.Task] {
-        let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
-        let echo = { Housekeeping.Task("gtp-u echo", every: interval) {
-            for peer in peers() {
-                if sendEchoRequest(socket: socket, to: peer, monitor: monitor, counters: counters) {
-                    logger.warning("gtp-u path down: no Echo Response from \(peer) to \(GTPUPathMonitor.missedForDown) requests in a row")
-                    reported.withLock { _ = $0.down.insert(peer) }
-                }
-            }
-        } }
-        let watch = Housekeeping.Task("gtp-u path report", every: 1) {
-            let paths = monitor.paths, rejected = monitor.rejectedTEIDs
-            reported.withLock { reported in
-                for peer in reported.down where paths[peer]?.isDown == false {
-                    logger.notice("gtp-u path up: \(peer) answers again")
-                    reported.down.remove(peer)
-                }
-                if rejected.count > reported.rejected {
-                    let new = rejected[reported.rejected...]
-                    logger.warning("gtp-u session rejected: an Error Indication named TEID \(new.map { "0x" + String($0, radix: 16) }.joined(separator: ",")) (the peer knows no such session)")
-                    for teid in new { onRejected(teid) }
-                    reported.rejected = rejected.count
-                }
-            }
-        }
-        return interval > 0 ? [echo(), watch] : [watch]
-    }
-
-    /// Sends one Echo Request to `peer`, counted; true when the path went down with it (the
-    /// previous ones went unanswered).
-    @discardableResult
-    public static func sendEchoRequest(socket: any DatagramSocket, to peer: SocketAddress, monitor: GTPUPathMonitor,
-                                       counters: TunnelCounters) -> Bool {
-        var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
-        let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
-        var span = request.mutableSpan
-        let length = GTPU.writeEchoRequest(&span, sequence: sequence)
-        if (try? socket.send(request.span.extracting(0..<length), to: peer)) != nil {
-            counters.controlSent[ControlMessage.echoRequest.rawValue].add(1)
-        }
-        return wentDown
-    }
-
-    /// Report fields: paths down now, down events so far, the round trip of the first path (µs; the
-    /// client has one), and TEIDs peers rejected.
-    public static func figures(_ monitor: GTPUPathMonitor) -> [(String, UInt64)] {
-        let summary = monitor.summary
-        return [("gtpu_paths_down", UInt64(summary.pathsDown)), ("gtpu_path_down_events", UInt64(summary.downEvents)),
-                ("echo_rtt_us", (summary.shortestRoundTrip ?? 0) / 1000), ("gtpu_rejected_teids", UInt64(summary.rejectedTEIDs))]
     }
 }

@@ -69,4 +69,26 @@ public final class OwnAddresses: Sendable {
             return .changed(added: added, removed: removed)
         }
     }
+
+    /// Re-reads the relay's own addresses within a second of the kernel announcing a change, so one
+    /// added while it runs is protected too; a failed read keeps the last list (logged once per kind
+    /// of failure, counted in the report).
+    public func refreshTask(log: EngineLog) -> Housekeeping.Task {
+        let lastFailure = Locked<String?>(nil)
+        return Housekeeping.Task("own-address refresh", every: 1) {
+            switch self.refreshIfChanged() {
+            case .unchanged:
+                lastFailure.withLock { $0 = nil }
+            case let .changed(added, removed):
+                lastFailure.withLock { $0 = nil }
+                log.info("own addresses changed: added \(added.map(\.description).joined(separator: ",")), removed \(removed.map(\.description).joined(separator: ","))")
+            case let .failed(reason):
+                let isNew = lastFailure.withLock { last in
+                    defer { last = reason }
+                    return last != reason
+                }
+                if isNew { log.warning("cannot re-read own addresses, keeping the last list: \(reason)") }
+            }
+        }
+    }
 }

@@ -65,6 +65,14 @@ extension MetricsExposition {
         }
     }
 
+    /// The size of the relay's return-path table and its evictions.
+    public func addClientTable(_ clients: ClientTable) {
+        gauge("udptun_clients", help: "Client inner addresses in the return-path table (JSON: clients).") { Double(clients.count) }
+        counter("udptun_clients_evicted_total", help: "Idle clients replaced by new ones in a full table (JSON: clients_evicted).") {
+            clients.evicted
+        }
+    }
+
     /// The relay's clients, one series per inner address (`--metrics-per-client`: bounded by
     /// `--max-clients`, never labelled by port).
     public func addClients(_ table: ClientTable) {
