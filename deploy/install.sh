@@ -4,12 +4,17 @@
 # in /etc/udptun (kept if present). Then: edit /etc/udptun/ROLE.env, copy the same key to every
 # machine, and `systemctl enable --now udptun-ROLE`.
 #
-# Usage: sudo deploy/install.sh client|relay|sink
+# Usage: deploy/install.sh client|relay|sink      (as root; as another user it re-runs itself through sudo)
 set -euo pipefail
 ROLE=${1:-}
 case "$ROLE" in client|relay|sink) ;; *) echo "usage: $0 client|relay|sink" >&2; exit 64 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Root is needed: re-run through sudo, keeping PATH for the Swift toolchain, or say to run as root.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install.sh: must run as root" >&2; exit 1; }
+    echo "install.sh: not root: re-running through sudo" >&2
+    exec sudo PATH="$PATH" "$ROOT/deploy/install.sh" "$ROLE"
+fi
 
 "$ROOT/deploy/build-release.sh"
 install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
