@@ -21,6 +21,9 @@ install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
 install -d /usr/local/lib/udptun /usr/local/share/doc/udptun
 install -m 0755 "$ROOT/deploy/host.sh" /usr/local/lib/udptun/
 install -m 0644 "$ROOT/README.md" /usr/local/share/doc/udptun/
+# The pages the README links to, at the same relative paths.
+install -d /usr/local/share/doc/udptun/docs
+install -m 0644 "$ROOT"/docs/*.md /usr/local/share/doc/udptun/docs/
 install -m 0644 "$ROOT/deploy/systemd/udptun-$ROLE.service" /etc/systemd/system/
 # Man pages (generated from the programs' own option definitions) and shell completions.
 "$ROOT/deploy/docs.sh" "$ROOT/.build/release" /usr/local/share "udptun-$ROLE"
