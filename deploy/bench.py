@@ -38,6 +38,7 @@ import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -789,7 +790,11 @@ def main():
         global BIN_DIR
         BIN_DIR = os.path.abspath(args.bin)
     if os.geteuid() != 0:
-        sys.exit("bench: must run as root (namespaces, TUN devices)")
+        # Re-run through sudo (PATH kept: the tools compared and udptun's build), or say to run as root.
+        if not shutil.which("sudo"):
+            sys.exit("bench: must run as root (namespaces, TUN devices)")
+        print("bench: not root: re-running through sudo", file=sys.stderr)
+        os.execvp("sudo", ["sudo", f"PATH={os.environ.get('PATH', '')}", sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
     keys = [key.strip() for key in args.rows.split(",") if key.strip()]
     unknown = [key for key in keys if key not in ROWS]
     if unknown:

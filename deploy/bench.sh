@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: direct, kernel VXLAN, socat, OpenVPN (no crypto), wireguard-go and udptun on
 # the one-host lab. Installs what it needs, builds release binaries, prints a Markdown table and
-# writes raw JSON. Takes about four minutes; cleans up on every exit path.
+# writes raw JSON. Takes about four minutes; cleans up on every exit path. As root (run as another
+# user, it re-runs itself through sudo).
 #
-# Usage: sudo deploy/bench.sh [--rows direct,udptun,...] [--tcp-seconds 10] [--seconds 4] [--json FILE]
-#                            [--wireguard-go PATH]   (e.g. ../shared/anchors/wireguard-go, the 2025 build)
-#        sudo deploy/bench.sh --clients 1,100,1000,10000   (the relay as a hub: rates, CPU, RSS; churn)
+# Usage: deploy/bench.sh [--rows direct,udptun,...] [--tcp-seconds 10] [--seconds 4] [--json FILE]
+#                       [--wireguard-go PATH]   (e.g. ../shared/anchors/wireguard-go, the 2025 build)
+#        deploy/bench.sh --clients 1,100,1000,10000   (the relay as a hub: rates, CPU, RSS; churn)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ "$(id -u)" -eq 0 ] || { echo "bench.sh: must run as root: sudo $0 $*" >&2; exit 1; }
+# Root is needed (namespaces, TUN devices): re-run through sudo, keeping PATH for the Swift toolchain
+# and the programs compared, or say to run as root.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "bench.sh: must run as root (namespaces, TUN devices)" >&2; exit 1; }
+    echo "bench.sh: not root: re-running through sudo" >&2
+    exec sudo PATH="$PATH" "$ROOT/deploy/bench.sh" "$@"
+fi
 
 need=()
 for pair in iperf3:iperf3 socat:socat openvpn:openvpn wireguard-go:wireguard-go wg:wireguard-tools \

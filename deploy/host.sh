@@ -2,7 +2,8 @@
 # Prepare one real machine (or namespace) for its udptun role: TUN device, routes and sysctls.
 # Idempotent; `down` undoes exactly what `up` changed (sysctls go back to the values they had).
 #
-# Usage: deploy/host.sh client|relay|sink up|down|status      (as root)
+# Usage: deploy/host.sh client|relay|sink up|down|status      (as root; up and down re-run
+#        themselves through sudo, with these settings, when run as another user and sudo is there)
 #
 #   client (machine A)  persistent TUN device with the client's inner address; routes the far
 #                       networks into it.      Then: udptun-client --relay RELAY_ADDR:8080
@@ -24,6 +25,11 @@
 #   STATE_DIR     where `up` records what to undo, /var/lib/udptun
 set -euo pipefail
 
+# The settings given in the environment, to pass on if this script re-runs itself through sudo.
+SETTINGS=()
+for var in TUN_NAME TUN_MTU TUN_USER TUN_QUEUES INNER_ADDR REMOTE_NETS CLIENT_NETS RELAY_ADDR STATE_DIR; do
+    [ -n "${!var+set}" ] && SETTINGS+=("$var=${!var}")
+done
 ROLE=${1:-}
 ACTION=${2:-}
 TUN_MTU=${TUN_MTU:-1472}
@@ -39,12 +45,17 @@ STATE="$STATE_DIR/$ROLE${NETNS:+-$NETNS}.state"
 
 die() { echo "host.sh: $*" >&2; exit 1; }
 say() { echo "host.sh: $*" >&2; }
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0" >&2; exit 64; }
 
 case "$ROLE" in client) TUN_NAME=${TUN_NAME:-tun1} ;; relay) TUN_NAME=${TUN_NAME:-tun2} ;; sink) TUN_NAME= ;; *) usage ;; esac
 case "$ACTION" in up|down|status) ;; *) usage ;; esac
 [[ "$TUN_QUEUES" =~ ^[1-9][0-9]{0,2}$ ]] || die "TUN_QUEUES must be a whole number from 1 (got '$TUN_QUEUES')"
-[ "$ACTION" = status ] || [ "$(id -u)" -eq 0 ] || die "must run as root: sudo $0 $ROLE $ACTION"
+# up and down need root: re-run through sudo with the settings above, or say to run as root.
+if [ "$ACTION" != status ] && [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "must run as root (TUN devices, routes and sysctls)"
+    say "not root: re-running through sudo"
+    exec sudo "${SETTINGS[@]}" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")" "$ROLE" "$ACTION"
+fi
 command -v ip >/dev/null || die "ip (iproute2) is required: apt-get install iproute2"
 
 # Remember a sysctl's value before the first change, so `down` can put it back.

@@ -4,18 +4,26 @@
 # in /etc/udptun (kept if present). Then: edit /etc/udptun/ROLE.env, copy the same key to every
 # machine, and `systemctl enable --now udptun-ROLE`.
 #
-# Usage: sudo deploy/install.sh client|relay|sink
+# Usage: deploy/install.sh client|relay|sink      (as root; as another user it re-runs itself through sudo)
 set -euo pipefail
 ROLE=${1:-}
 case "$ROLE" in client|relay|sink) ;; *) echo "usage: $0 client|relay|sink" >&2; exit 64 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Root is needed: re-run through sudo, keeping PATH for the Swift toolchain, or say to run as root.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install.sh: must run as root" >&2; exit 1; }
+    echo "install.sh: not root: re-running through sudo" >&2
+    exec sudo PATH="$PATH" "$ROOT/deploy/install.sh" "$ROLE"
+fi
 
 "$ROOT/deploy/build-release.sh"
 install -m 0755 "$ROOT/.build/release/udptun-$ROLE" /usr/local/bin/
 install -d /usr/local/lib/udptun /usr/local/share/doc/udptun
 install -m 0755 "$ROOT/deploy/host.sh" /usr/local/lib/udptun/
 install -m 0644 "$ROOT/README.md" /usr/local/share/doc/udptun/
+# The pages the README links to, at the same relative paths.
+install -d /usr/local/share/doc/udptun/docs
+install -m 0644 "$ROOT"/docs/*.md /usr/local/share/doc/udptun/docs/
 install -m 0644 "$ROOT/deploy/systemd/udptun-$ROLE.service" /etc/systemd/system/
 # Man pages (generated from the programs' own option definitions) and shell completions.
 "$ROOT/deploy/docs.sh" "$ROOT/.build/release" /usr/local/share "udptun-$ROLE"

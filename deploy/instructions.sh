@@ -6,12 +6,14 @@
 # (HIGH − LOW) is the cost per packet with start-up and shutdown cancelled out. Each run checks
 # that the sink counted every probe. Cleans up on every exit path.
 #
-# Usage: sudo deploy/instructions.sh [--bin DIR] [--role relay|client] [--args 'udptun flags']
-#                                    [--low 2000] [--high 10000]
+# Usage: deploy/instructions.sh [--bin DIR] [--role relay|client] [--args 'udptun flags']
+#                               [--low 2000] [--high 10000]   (as root; as another user it
+#                               re-runs itself through sudo)
 #   --bin DIR   binaries to measure (default .build/release; build with swift build -c release)
 #   --keep DIR  keep the callgrind files there (callgrind_annotate DIR/callgrind.HIGH: cost by function)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ARGV=("$@")
 BIN="$ROOT/.build/release" ROLE=relay ARGS="" LOW=2000 HIGH=10000 KEEP=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,7 +26,12 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--bin DIR] [--role relay|client] [--args FLAGS] [--low N] [--high N] [--keep DIR]" >&2; exit 64 ;;
     esac
 done
-[ "$(id -u)" -eq 0 ] || { echo "instructions.sh: must run as root (namespaces): sudo $0" >&2; exit 1; }
+# Root is needed (namespaces): re-run through sudo, or say to run as root.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "instructions.sh: must run as root (namespaces)" >&2; exit 1; }
+    echo "instructions.sh: not root: re-running through sudo" >&2
+    exec sudo "$ROOT/deploy/instructions.sh" "${ARGV[@]}"
+fi
 [ "$ROLE" = relay ] || [ "$ROLE" = client ] || { echo "instructions.sh: --role is relay or client" >&2; exit 64; }
 [ "$HIGH" -gt "$LOW" ] || { echo "instructions.sh: --high must exceed --low" >&2; exit 64; }
 command -v valgrind >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }

@@ -4,7 +4,8 @@
 #   A (client)  198.18.1.1/24 ─── 198.18.1.2/24  B (relay)  198.18.2.1/24 ─── 198.18.2.2/24  C (sink)
 #   tun1 198.19.0.1/24, route 198.18.2.0/24 → tun1        tun2, route 198.19.0.0/24 → tun2
 #
-# Usage: deploy/lab.sh up|down|demo|status        (as root)
+# Usage: deploy/lab.sh up|down|demo|status        (as root; up, down and demo re-run themselves through
+#        sudo when run as another user and sudo is there)
 #   up      create the namespaces, links, persistent TUN devices, routes and sysctls (idempotent)
 #   down    remove everything `up` made (idempotent)
 #   demo    up, build release binaries, run relay, sink and client (generator on), show the sink's
@@ -15,6 +16,15 @@
 # labs can coexist. DEMO_SECONDS (default 5) and DEMO_RATE (default 2000 packets/s) shape the demo.
 # TUN_QUEUES=N (default 1) makes tun1 and tun2 multi-queue devices, for udptun's --queues N.
 set -euo pipefail
+
+# The settings given in the environment (and the arguments), to pass on if this script re-runs
+# itself through sudo; demo also keeps PATH, where the Swift toolchain it builds with is.
+SCRIPT_ARGS=("$@")
+SETTINGS=()
+for var in LAB_PREFIX DEMO_SECONDS DEMO_RATE TUN_QUEUES; do
+    [ -n "${!var+set}" ] && SETTINGS+=("$var=${!var}")
+done
+[ "${1:-}" = demo ] && SETTINGS+=("PATH=$PATH")
 
 PREFIX=${LAB_PREFIX:-udptun}
 NS_A=$PREFIX-a
@@ -36,7 +46,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 die() { echo "lab.sh: $*" >&2; exit 1; }
 say() { echo "lab.sh: $*" >&2; }
 
-need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (namespaces, veth and TUN devices need CAP_NET_ADMIN): sudo $0 $*"; }
+# Root is needed for up, down and demo: re-run through sudo with the settings, or say to run as root.
+need_root() {
+    [ "$(id -u)" -eq 0 ] && return
+    command -v sudo >/dev/null || die "must run as root (namespaces, veth and TUN devices need CAP_NET_ADMIN)"
+    say "not root: re-running through sudo"
+    exec sudo "${SETTINGS[@]}" "$ROOT/deploy/lab.sh" "${SCRIPT_ARGS[@]}"
+}
 
 ensure_tools() {
     local missing=()
@@ -55,7 +71,7 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 link_exists() { ip -n "$1" link show "$2" >/dev/null 2>&1; }
 
 up() {
-    need_root up
+    need_root
     ensure_tools
     for ns in "$NS_A" "$NS_B" "$NS_C"; do
         ns_exists "$ns" || ip netns add "$ns"
@@ -82,7 +98,7 @@ up() {
 }
 
 down() {
-    need_root down
+    need_root
     for ns in "$NS_A" "$NS_B" "$NS_C"; do
         if ns_exists "$ns"; then
             # Only processes inside our own namespaces are ours to stop.
@@ -120,7 +136,7 @@ demo_cleanup() {
 }
 
 demo() {
-    need_root demo
+    need_root
     command -v swift >/dev/null || die "swift is not on PATH (the Swift 6 toolchain is needed to build udptun)"
     local seconds=${DEMO_SECONDS:-5} rate=${DEMO_RATE:-2000}
     local count=$((seconds * rate))

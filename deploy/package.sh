@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Debian package of udptun with dpkg-deb: the three programs (release, Swift runtime linked
 # in, so they need only libc, libgcc and libstdc++), their man pages and shell completions, the
-# systemd units (pointing at the packaged paths), host.sh and the README.
+# systemd units (pointing at the packaged paths), host.sh, the README and the docs/ pages.
 #
 # Usage: deploy/package.sh [OUT_DIR]    (default: .build/package; prints the .deb's path)
 # The version is the programs' own (`udptun-relay --version`).
@@ -32,6 +32,11 @@ for role in client relay sink; do
     chmod 0644 "$PKG/lib/systemd/system/udptun-$role.service"
 done
 gzip -9n <"$ROOT/README.md" >"$PKG/usr/share/doc/udptun/README.md.gz"
+# The pages the README links to, under docs/ as in the source tree.
+install -d "$PKG/usr/share/doc/udptun/docs"
+for page in "$ROOT"/docs/*.md; do
+    gzip -9n <"$page" >"$PKG/usr/share/doc/udptun/docs/$(basename "$page").gz"
+done
 cat >"$STAGE/changelog" <<CHANGELOG
 udptun ($VERSION) unstable; urgency=medium
 
@@ -54,7 +59,8 @@ License: Apache-2.0
  On Debian systems the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
-chmod 0644 "$PKG/usr/share/doc/udptun/"*
+find "$PKG/usr/share/doc/udptun" -type f -exec chmod 0644 {} +
+find "$PKG/usr/share/doc/udptun" -type d -exec chmod 0755 {} +
 
 cat >"$PKG/DEBIAN/control" <<CONTROL
 Package: udptun

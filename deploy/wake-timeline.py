@@ -11,11 +11,11 @@ call the thread was sleeping in (poll) returned. The gaps between one call's end
 one's start are user-space time, which no sampling profiler on a VM without hardware counters
 resolves; a microsecond shows here where ping averages move by tens of them between runs.
 
-Needs root and perf (Debian: linux-perf). Everything it starts is stopped, and the lab deleted,
-on every exit path. Example:
+Needs root (run as another user, it re-runs itself through sudo) and perf (Debian: linux-perf).
+Everything it starts is stopped, and the lab deleted, on every exit path. Example:
 
-  sudo deploy/wake-timeline.py --row udptun --pings 300 --gap 0.01
-  sudo deploy/wake-timeline.py --row socat
+  deploy/wake-timeline.py --row udptun --pings 300 --gap 0.01
+  deploy/wake-timeline.py --row socat
 """
 
 import argparse
@@ -24,6 +24,7 @@ import collections
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -142,7 +143,11 @@ def main():
     parser.add_argument("--groups", type=int, default=4, help="call sequences shown per thread (default 4)")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        sys.exit("wake-timeline: must run as root (namespaces, TUN devices, perf tracepoints)")
+        # Re-run through sudo, or say to run as root.
+        if not shutil.which("sudo"):
+            sys.exit("wake-timeline: must run as root (namespaces, TUN devices, perf tracepoints)")
+        print("wake-timeline: not root: re-running through sudo", file=sys.stderr)
+        os.execvp("sudo", ["sudo", sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
     if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
         sys.exit("wake-timeline: perf is missing (apt-get install linux-perf)")
     if not 1 <= args.pings <= 100_000 or not 0.0002 <= args.gap <= 1:

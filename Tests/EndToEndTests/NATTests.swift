@@ -4,7 +4,7 @@ import Testing
 extension EndToEnd {
     /// The client behind a NAT whose UDP mappings expire after 2 s: with `--keepalive 1` replies from
     /// C still reach it after a long silence; without, the relay's return path points at a mapping the
-    /// NAT has forgotten, and C's packets die there (README, "Behind NAT").
+    /// NAT has forgotten, and C's packets die there (docs/operations.md, "Behind NAT").
     @Suite("Behind NAT: keepalive", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
     struct NATTests {
         /// Rewires the lab as A — N — B: A keeps its inner side, gets 198.18.3.1/24 toward N, and N

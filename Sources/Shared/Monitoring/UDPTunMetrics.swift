@@ -4,7 +4,7 @@ import Measurement
 import WireFormat
 
 /// udptun's metric names: the `udptun_` prefix, base units, `_total` on counters. Every counter of
-/// the programs' JSON reports has one (README, "Monitoring", lists them with their meanings).
+/// the programs' JSON reports has one (docs/monitoring.md, "Counters", lists them with their meanings).
 extension MetricsExposition {
     /// `udptun_build_info{version, role}` = 1.
     public func addBuildInfo(version: String) {
