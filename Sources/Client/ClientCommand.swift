@@ -184,14 +184,7 @@ struct ClientCommand: ParsableCommand {
                            streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
         }
         try endpoint.run(tunnel, plumbing: plumbing, counters: counters, tasks: tasks, metrics: { exposition in
-            if generator != nil {
-                exposition.counter("udptun_generated_packets_total", help: "Generator payloads sent (JSON: generated).") {
-                    generatorCounters.sent.load
-                }
-                exposition.counter("udptun_generate_failed_total", help: "Generator sends that failed (JSON: generate_failed).") {
-                    generatorCounters.failed.load
-                }
-            }
+            if generator != nil { exposition.addGenerator(generatorCounters) }
             if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
         }, more: {
             generator.map { [generatorThread($0, counters: generatorCounters, lifecycle: endpoint.lifecycle, logger: logger)] } ?? []

@@ -232,10 +232,7 @@ struct RelayCommand: ParsableCommand {
         try endpoint.run(tunnel, plumbing: plumbing, counters: counters, tasks: tasks, metrics: { exposition in
             if let sessionCounters { exposition.addSessions(names: sessionNames, counters: sessionCounters) }
             exposition.addClientTable(clients)
-            exposition.counter("udptun_own_address_refresh_failed_total",
-                               help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed).") {
-                ownAddresses.failedRefreshes
-            }
+            exposition.addOwnAddresses(ownAddresses)
             if let gtpuFraming { exposition.addGTPUPaths(gtpuFraming.monitor) }
             if metricsPerClient { exposition.addClients(clients) }
         }, ready: {

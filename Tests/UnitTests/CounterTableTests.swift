@@ -2,6 +2,8 @@ import Foundation
 import Testing
 @testable import CLI
 @testable import Engine
+@testable import KernelIO
+@testable import Measurement
 @testable import Monitoring
 @testable import WireFormat
 
@@ -60,5 +62,69 @@ struct CounterTableTests {
         let samples = MetricsTests.samples(exposition.render())
         #expect(samples[#"udptun_queue_tun_read_packets_total{queue="1"}"#] == 3)
         #expect(samples[#"udptun_queue_received_datagrams_total{queue="1"}"#] == 5)
+    }
+}
+
+/// docs/monitoring.md's "Counters" table against the code: every counter the programs expose or
+/// report has its row, and every row names a counter that exists.
+@Suite("Counters: the documentation's table")
+struct CounterDocumentationTests {
+    /// The table's rows as (JSON key, metric) cells, backticks removed; "–" where there is none.
+    static func rows() throws -> [(json: String, metric: String)] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("docs/monitoring.md"), encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "\n## Counters\n").dropFirst().first)
+        let table = section.components(separatedBy: "\n## ")[0]
+        return table.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| JSON key") }.map { line in
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "`", with: "")
+            }
+            return (cells[1], cells[2])
+        }
+    }
+
+    /// Every metric family the Monitoring module can expose, from each program's parts.
+    static func exposedFamilies() throws -> Set<String> {
+        let exposition = MetricsExposition(constantLabels: [])
+        exposition.addBuildInfo(version: "0.0.0")
+        exposition.addTunnel([TunnelCounters(), TunnelCounters()])
+        exposition.addOffloads([("udp_gso", true)])
+        exposition.addSessions(names: ["a", "b"], counters: SessionCounters(sessions: 2))
+        let clients = ClientTable(capacity: 4)
+        _ = clients.learn(IPAddress("198.19.0.1")!, at: SocketAddress(ip: IPAddress("198.18.1.1")!, port: 1), now: 1)
+        exposition.addClientTable(clients)
+        exposition.addClients(clients)
+        exposition.addOwnAddresses(try OwnAddresses(reader: { () throws(SystemError) in [] }))
+        exposition.addGenerator(ProbeGenerator.Counters())
+        exposition.addGTPUPaths(GTPUPathMonitor())
+        exposition.addSink { SinkAccounting() }
+        let text = String(decoding: exposition.render(), as: UTF8.self)
+        return Set(text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) })
+    }
+
+    @Test("each tunnel count, drop reason and control message has its row with its JSON key and metric")
+    func tunnelCountsHaveRows() throws {
+        let rows = try Self.rows()
+        func has(_ json: String, _ metric: String) -> Bool { rows.contains { $0.json == json && $0.metric == metric } }
+        for count in TunnelCount.allCases {
+            #expect(has(count.jsonKey, count.metricName), "no row `\(count.jsonKey)` | `\(count.metricName)`")
+        }
+        for reason in DropReason.allCases {
+            #expect(has("drops.\(reason)", #"udptun_dropped_packets_total{reason="\#(reason)"}"#), "no row for drops.\(reason)")
+        }
+        for type in ControlMessage.allCases {
+            for direction in ["in", "out"] {
+                #expect(has("control_\(direction).\(type)", #"udptun_control_messages_total{type="\#(type)",direction="\#(direction)"}"#),
+                        "no row for control_\(direction).\(type)")
+            }
+        }
+    }
+
+    @Test("the metrics in the table are exactly those the programs expose")
+    func tableMatchesExposition() throws {
+        let documented = Set(try Self.rows().map(\.metric).filter { $0 != "–" }.map { String($0.split(separator: "{")[0]) })
+        let exposed = try Self.exposedFamilies()
+        #expect(exposed.subtracting(documented).isEmpty, "exposed but not in docs/monitoring.md: \(exposed.subtracting(documented).sorted())")
+        #expect(documented.subtracting(exposed).isEmpty, "in docs/monitoring.md but not exposed: \(documented.subtracting(exposed).sorted())")
     }
 }

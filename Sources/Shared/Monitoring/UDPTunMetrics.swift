@@ -73,6 +73,18 @@ extension MetricsExposition {
         }
     }
 
+    /// Failed re-reads of the relay's own addresses.
+    public func addOwnAddresses(_ ownAddresses: OwnAddresses) {
+        counter("udptun_own_address_refresh_failed_total",
+                help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed).") { ownAddresses.failedRefreshes }
+    }
+
+    /// The client's generator.
+    public func addGenerator(_ counters: ProbeGenerator.Counters) {
+        counter("udptun_generated_packets_total", help: "Generator payloads sent (JSON: generated).") { counters.sent.load }
+        counter("udptun_generate_failed_total", help: "Generator sends that failed (JSON: generate_failed).") { counters.failed.load }
+    }
+
     /// The relay's clients, one series per inner address (`--metrics-per-client`: bounded by
     /// `--max-clients`, never labelled by port).
     public func addClients(_ table: ClientTable) {
