@@ -17,7 +17,7 @@ private final class PipeStage: PipelineStage, @unchecked Sendable {
     /// Time each pump that found packets spends working (a spin), to make a thread busy.
     let workNanoseconds: UInt64
     let finishes = Atomic<Int>(0)
-    /// Set while a pump runs: two threads inside at once would be a broken hand-over.
+    /// Set while a pump runs: two threads inside at once would be a broken split or merge.
     private let pumping = Atomic<Bool>(false)
     let overlappingPumps = Atomic<Int>(0)
     /// The threads that pumped this stage and found packets.
@@ -170,7 +170,7 @@ struct PipelineDriverTests {
     }
 }
 
-@Suite("Adaptive threads: the inbound stage lent to a helper under load and given back")
+@Suite("Auto threads: the inbound stage split off to a helper under load and merged back")
 struct StageLendingTests {
     private struct Unchecked<T>: @unchecked Sendable { let value: T }
 
@@ -178,7 +178,7 @@ struct StageLendingTests {
     private static let policy = SplitPolicy(splitWindowNanoseconds: 10_000_000, splitAtPerMille: 700,
                                             mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
 
-    /// Starts the duplex thread over `first` and the helper, as `Tunnel.start` does for `.adaptive`.
+    /// Starts the duplex thread over `first` and the helper, as `Tunnel.start` does for `.auto`.
     private func start(_ first: PipeStage, _ lent: LentStage<PipeStage>, _ lifecycle: Lifecycle) -> [WorkerThread] {
         let boxed = Unchecked(value: first)
         return [
@@ -245,7 +245,7 @@ struct StageLendingTests {
         // Idle: within a merge window or two the stage is back with the duplex thread.
         waitUntil { lent.isHeld(by: .duplex) }
         #expect(lent.isHeld(by: .duplex), "an idle helper kept the stage")
-        #expect(lent.handOvers == 2)
+        #expect(lent.splitsAndMerges == 2)
         // Back on the duplex thread, the stage still moves packets.
         second.feed(10)
         waitUntil { second.taken.load(ordering: .relaxed) == 48_010 }
@@ -281,8 +281,8 @@ struct StageLendingTests {
         waitUntil { lent.isHeld(by: .helper) }
         #expect(lent.isHeld(by: .helper) && lent.lightWindowsToMerge == 1)
         waitUntil { first.taken.load(ordering: .relaxed) == 48_000 && second.taken.load(ordering: .relaxed) == 48_000 }
-        waitUntil { lent.isHeld(by: .duplex) }  // idle: given back after one empty window
-        #expect(lent.handOvers == 2)
+        waitUntil { lent.isHeld(by: .duplex) }  // idle: merged after one empty window
+        #expect(lent.splitsAndMerges == 2)
         // Load again at once: the merge was a flap, so the next one needs two light windows in a row.
         first.feed(48_000)
         second.feed(48_000)
@@ -298,7 +298,7 @@ struct StageLendingTests {
             Clock.sleep(nanoseconds: 5_000_000)
         }
         #expect(lent.isHeld(by: .duplex), "a lightly loaded helper kept the stage")
-        #expect(lent.handOvers == 4)
+        #expect(lent.splitsAndMerges == 4)
         waitUntil { second.taken.load(ordering: .relaxed) == 96_000 + fed }
         #expect(second.taken.load(ordering: .relaxed) == 96_000 + fed)
         #expect(second.overlappingPumps.load(ordering: .relaxed) == 0)
@@ -325,7 +325,7 @@ struct StageLendingTests {
         }
         lifecycle.stop()
         for worker in workers { worker.join() }
-        #expect(lent.handOvers == 0)
+        #expect(lent.splitsAndMerges == 0)
         #expect(second.taken.load(ordering: .relaxed) == 40 && second.pumpers.withLock { $0.count } == 1)
         #expect(second.finishes.load(ordering: .relaxed) == 1)
     }

@@ -7,7 +7,7 @@ import WireFormat
 
 /// `--threads`, `--busy-poll` and `--cpu`: how the client's and relay's data plane uses threads and waits.
 public struct WorkerOptions: ParsableArguments {
-    /// `--threads`: a count, or the adaptive layout.
+    /// `--threads`: a count, or the auto layout (`Tunnel.Layout.Threads.auto`).
     public enum ThreadChoice: String, ExpressibleByArgument, Sendable {
         case auto, one = "1", two = "2"
 
@@ -46,7 +46,7 @@ public struct WorkerOptions: ParsableArguments {
 
     public init() {}
 
-    /// Data-plane threads in all (the adaptive layout's helper counts: it exists, asleep when idle).
+    /// Data-plane threads in all (the auto layout's helper counts: it exists, asleep while merged).
     public var threadCount: Int { (threads == .one ? 1 : 2) * queues }
 
     public func validate() throws {
@@ -66,7 +66,7 @@ public struct WorkerOptions: ParsableArguments {
     /// The thread layout the options ask for.
     public var layout: Tunnel.Layout {
         let layout: Tunnel.Layout.Threads = switch threads {
-        case .auto: .adaptive(SplitPolicy())
+        case .auto: .auto(SplitPolicy())
         case .one: .one
         case .two: .two
         }

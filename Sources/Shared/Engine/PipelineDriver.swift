@@ -13,7 +13,7 @@ public protocol PipelineStage {
     /// (already reported through `lifecycle.fail`).
     mutating func pump(_ lifecycle: Lifecycle) -> Int?
 
-    /// Runs once when the worker stops, before the final report (hands over what it still holds).
+    /// Runs once when the worker stops, before the final report (passes on the counts it still holds).
     mutating func finish()
 
     /// Runs when a wait for work timed out: nothing arrived on either stage for a while.

@@ -2,20 +2,21 @@ import KernelIO
 import Synchronization
 import WireFormat
 
-/// When a duplex worker lends its second stage to a helper thread, and when the helper gives it back.
-/// Both directions on one thread is the low-latency layout (a reply leaves on the thread that
-/// forwarded the request, awake already); a thread per direction is the high-throughput one. The
-/// adaptive layout runs the first while traffic is light and the second under load.
+/// When the `--threads auto` layout splits (the duplex thread's second stage, the inbound one, moves
+/// to a helper thread) and when it merges (the stage moves back). Both directions on one thread is
+/// the low-latency layout (a reply leaves on the thread that forwarded the request, awake already);
+/// a thread per direction is the high-throughput one. The auto layout runs the first while traffic
+/// is light and the second under load. `AutoThreads` makes the decisions.
 public struct SplitPolicy: Sendable, Equatable {
     /// The duplex thread judges its load over windows this long.
     public var splitWindowNanoseconds: UInt64
-    /// It lends the second stage after a window in which it was busy at least this share (per
-    /// mille) and the second stage moved packets.
+    /// It splits after a window in which it was busy at least this share (per mille) and the
+    /// second stage moved packets.
     public var splitAtPerMille: UInt64
     /// The helper judges the load over windows this long (longer: a split is not undone by a pause).
     public var mergeWindowNanoseconds: UInt64
-    /// It gives the stage back after a window in which both threads together were busy less than
-    /// this share (per mille): one thread can then carry both directions with room to spare.
+    /// It merges after a window in which both threads together were busy less than this share
+    /// (per mille): one thread can then carry both directions with room to spare.
     public var mergeBelowPerMille: UInt64
     /// A split this soon after the last merge shows the merge was wrong (the load had not fallen):
     /// the next merge then waits for twice as many light windows in a row, up to
@@ -82,24 +83,81 @@ struct BusyWindow {
     }
 }
 
-/// A pipeline stage lent between a duplex worker and its helper thread. Exactly one of the two
-/// holds it at any time; only the holder touches the stage. Handing it over is a releasing store
-/// of the holder (the giver is done with the stage before it) and an acquiring load by the taker,
-/// then a ring of the taker's doorbell so it stops sleeping on descriptors that are not its own.
+/// The `--threads auto` layout's decisions, a state machine with no clock, no threads and no
+/// locks: the two threads measure their windows (`BusyWindow`), feed each one in as it ends, and
+/// split or merge when it says so. It starts merged (both directions on the duplex thread). Only
+/// the thread holding the inbound stage feeds it, the duplex thread while merged and the helper
+/// while split, so it moves between the threads with the stage (`LentStage`).
+struct AutoThreads: Sendable, Equatable {
+    enum Decision: Sendable, Equatable {
+        /// Keep the layout as it is.
+        case stay
+        /// Move the inbound stage from the duplex thread to the helper.
+        case split
+        /// Move it back to the duplex thread.
+        case merge
+    }
+
+    let policy: SplitPolicy
+    /// Whether the helper holds the inbound stage.
+    private(set) var isSplit = false
+    /// The light merge windows in a row the next merge needs, set at each split.
+    private(set) var lightWindowsToMerge = 1
+    /// The light merge windows in a row so far since the split.
+    private(set) var lightWindows = 0
+    /// When the last merge was (nil: none yet).
+    private(set) var lastMerge: UInt64?
+
+    init(policy: SplitPolicy) { self.policy = policy }
+
+    /// The duplex thread's split window ended at `now`: it was busy `busy` of its `elapsed`
+    /// nanoseconds, and the inbound stage moved packets in it or not. Merged, it splits when the
+    /// inbound stage moved packets and the thread was busy at least `splitAtPerMille`; a split within
+    /// `flapNanoseconds` of the last merge doubles the light windows the next merge needs.
+    mutating func duplexWindowEnded(busy: UInt64, elapsed: UInt64, inboundMoved: Bool, at now: UInt64) -> Decision {
+        guard !isSplit, inboundMoved, busy * 1000 >= policy.splitAtPerMille * elapsed else { return .stay }
+        lightWindowsToMerge = policy.lightWindowsToMerge(previous: lightWindowsToMerge,
+                                                         sinceMerge: lastMerge.map { now &- $0 })
+        lightWindows = 0
+        isSplit = true
+        return .split
+    }
+
+    /// The helper's merge window ended at `now`: the helper was busy `helperBusy` of its `elapsed`
+    /// nanoseconds and the duplex thread `duplexBusy` meanwhile. Split, it merges at once after a
+    /// window in which neither thread was busy at all, else after `lightWindowsToMerge` windows in a
+    /// row in which both together were busy less than `mergeBelowPerMille`.
+    mutating func helperWindowEnded(helperBusy: UInt64, duplexBusy: UInt64, elapsed: UInt64, at now: UInt64) -> Decision {
+        guard isSplit else { return .stay }
+        let both = helperBusy &+ duplexBusy
+        lightWindows = both * 1000 < policy.mergeBelowPerMille * elapsed ? lightWindows + 1 : 0
+        guard both == 0 || lightWindows >= lightWindowsToMerge else { return .stay }
+        lastMerge = now
+        lightWindows = 0
+        isSplit = false
+        return .merge
+    }
+}
+
+/// The auto layout's inbound stage, shared by the duplex thread and its helper, with the
+/// `AutoThreads` state that decides which of the two holds it. Exactly one holds it at any time;
+/// only the holder touches the stage and the state. A split or a merge moves it: a releasing store
+/// of the holder (the giver is done with the stage and the state before it) and an acquiring load
+/// by the taker, then a ring of the taker's doorbell so it stops sleeping on descriptors that are
+/// not its own.
 public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     public enum Holder: UInt8, Sendable { case duplex = 0, helper = 1 }
 
     private var stage: Stage
+    /// Only by the holder: it feeds in its windows and acts on the decisions (`split`, `merge`).
+    var auto: AutoThreads
     private let holder = Atomic<UInt8>(Holder.duplex.rawValue)
     /// Busy nanoseconds of the duplex thread, added once per window, for the helper's judgement.
     private let duplexBusy = Atomic<UInt64>(0)
     private let leftThreads = Atomic<Int>(0)
-    private let handOverCount = Atomic<Int>(0)
-    /// Light windows in a row the helper needs before it gives the stage back (set in `lend`), and
-    /// when it last did (set in `giveBack`). Only the holder touches them: the hand-over's releasing
-    /// store and acquiring load order each write before the other thread's reads.
-    private(set) var lightWindowsToMerge = 1
-    private var lastGiveBack: UInt64?
+    private let moves = Atomic<Int>(0)
+    /// `auto.lightWindowsToMerge` as of the last split, for other threads (tests) to read.
+    private let lightWindowsToMergeAtSplit = Atomic<Int>(1)
     let duplexDoorbell: Waker
     let helperDoorbell: Waker
     public let readinessDescriptor: Int32
@@ -108,6 +166,7 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     public init(_ stage: Stage, policy: SplitPolicy = SplitPolicy()) throws(SystemError) {
         self.stage = stage
         self.policy = policy
+        auto = AutoThreads(policy: policy)
         readinessDescriptor = stage.readinessDescriptor
         duplexDoorbell = try Waker()
         helperDoorbell = try Waker()
@@ -115,31 +174,33 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
 
     public func isHeld(by who: Holder) -> Bool { holder.load(ordering: .acquiring) == who.rawValue }
 
-    /// How many times the stage changed hands (splits and merges).
-    public var handOvers: Int { handOverCount.load(ordering: .relaxed) }
+    /// How many times the layout split or merged.
+    public var splitsAndMerges: Int { moves.load(ordering: .relaxed) }
+
+    /// The light windows in a row the last split's merge needs; any thread may read it.
+    var lightWindowsToMerge: Int { lightWindowsToMergeAtSplit.load(ordering: .relaxed) }
 
     /// Only by the holder.
     func pump(_ lifecycle: Lifecycle) -> Int? { stage.pump(lifecycle) }
     func wentQuiet() { stage.wentQuiet() }
 
-    /// Only by the duplex thread, holding the stage: lends it to the helper, asking for more light
-    /// windows before the give-back when the last one came too soon (`SplitPolicy`).
-    func lend(at now: UInt64) {
-        lightWindowsToMerge = policy.lightWindowsToMerge(previous: lightWindowsToMerge,
-                                                         sinceMerge: lastGiveBack.map { now &- $0 })
-        hand(to: .helper)
+    /// Only by the duplex thread, holding the stage, when `auto` decided `.split`: moves it to the helper.
+    func split() {
+        assert(auto.isSplit, "a split that AutoThreads did not decide")
+        lightWindowsToMergeAtSplit.store(auto.lightWindowsToMerge, ordering: .relaxed)
+        move(to: .helper)
     }
 
-    /// Only by the helper, holding the stage: gives it back to the duplex thread.
-    func giveBack(at now: UInt64) {
-        lastGiveBack = now
-        hand(to: .duplex)
+    /// Only by the helper, holding the stage, when `auto` decided `.merge`: moves it to the duplex thread.
+    func merge() {
+        assert(!auto.isSplit, "a merge that AutoThreads did not decide")
+        move(to: .duplex)
     }
 
-    /// Only by the holder: it stops touching the stage before the store.
-    private func hand(to taker: Holder) {
+    /// Only by the holder: it stops touching the stage and `auto` before the store.
+    private func move(to taker: Holder) {
         holder.store(taker.rawValue, ordering: .releasing)
-        handOverCount.add(1, ordering: .relaxed)
+        moves.add(1, ordering: .relaxed)
         (taker == .helper ? helperDoorbell : duplexDoorbell).wake()
     }
 
@@ -153,8 +214,8 @@ public final class LentStage<Stage: PipelineStage>: @unchecked Sendable {
     }
 }
 
-/// The adaptive layout's duplex thread: it moves `first` always and the lent stage while it holds
-/// it, and lends it to the helper after a busy window (`SplitPolicy`). With the stage lent it leaves
+/// The auto layout's duplex thread: it moves `first` always and the lent stage while it holds it
+/// (merged), feeds each split window to `AutoThreads` and splits when it says so. Split, it leaves
 /// the stage's descriptor out of its waits and listens for its doorbell instead.
 public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
     public var first: First
@@ -171,7 +232,7 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
         let readiness = ReadinessSet(descriptors: [first.readinessDescriptor, lent.readinessDescriptor],
                                      waker: lifecycle.waker, doorbell: lent.duplexDoorbell)
         var window = BusyWindow(length: lent.policy.splitWindowNanoseconds, now: Clock.monotonicNanoseconds())
-        var lentMovedInWindow = false
+        var inboundMovedInWindow = false
         var lastTraffic: UInt64 = 0
         defer {
             first.finish()
@@ -180,27 +241,29 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
         while !lifecycle.isStopping {
             var holds = lent.isHeld(by: .duplex)
             guard let firstMoved = first.pump(lifecycle) else { return }
-            var lentMoved = 0
+            var inboundMoved = 0
             if holds {
                 guard let moved = lent.pump(lifecycle) else { return }
-                lentMoved = moved
+                inboundMoved = moved
             }
-            let moved = firstMoved + lentMoved
+            let moved = firstMoved + inboundMoved
             let now = Clock.monotonicNanoseconds()
             if moved > 0 {
                 window.moved(at: now)
                 lastTraffic = now
-                if lentMoved > 0 { lentMovedInWindow = true }
+                if inboundMoved > 0 { inboundMovedInWindow = true }
             } else {
                 window.ranDry(at: now)
             }
             if let (busy, elapsed) = window.close(at: now) {
                 lent.addDuplexBusy(busy)
-                if holds, lentMovedInWindow, busy * 1000 >= lent.policy.splitAtPerMille * elapsed {
-                    lent.lend(at: now)
+                // Only the holder feeds `auto`; split, the helper does.
+                if holds, lent.auto.duplexWindowEnded(busy: busy, elapsed: elapsed, inboundMoved: inboundMovedInWindow,
+                                                      at: now) == .split {
+                    lent.split()
                     holds = false
                 }
-                lentMovedInWindow = false
+                inboundMovedInWindow = false
             }
             if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
             readiness.watch(1, holds)
@@ -213,10 +276,9 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
     }
 }
 
-/// The adaptive layout's helper thread: asleep on its doorbell until the duplex thread lends it the
-/// stage, then it moves the stage alone, and gives it back after a window in which neither thread
-/// moved a packet, or after as many windows in a row in which both together were lightly busy as
-/// the duplex thread asked for when it lent the stage (`SplitPolicy`).
+/// The auto layout's helper thread: asleep on its doorbell until a split moves the stage to it;
+/// then it moves the stage alone, feeds each merge window (its busy time and the duplex thread's)
+/// to `AutoThreads` and merges when it says so.
 public struct HelperDriver<Stage: PipelineStage> {
     public let lent: LentStage<Stage>
     public let polling: PollingPolicy
@@ -229,7 +291,7 @@ public struct HelperDriver<Stage: PipelineStage> {
     public func run(_ lifecycle: Lifecycle) {
         let idle = ReadinessSet(descriptors: [], waker: lifecycle.waker, doorbell: lent.helperDoorbell)
         let working = ReadinessSet(descriptors: [lent.readinessDescriptor], waker: lifecycle.waker)
-        // Wake at least once a window while holding the stage, so an idle stage goes back.
+        // Wake at least once a window while holding the stage, so an idle stage merges.
         let windowMilliseconds = Int32(clamping: max(1, lent.policy.mergeWindowNanoseconds / 1_000_000))
         defer { lent.leave() }
         while !lifecycle.isStopping {
@@ -241,7 +303,6 @@ public struct HelperDriver<Stage: PipelineStage> {
             var window = BusyWindow(length: lent.policy.mergeWindowNanoseconds, now: Clock.monotonicNanoseconds())
             var duplexBusyAtStart = lent.duplexBusyTotal
             var lastTraffic: UInt64 = 0
-            var lightWindows = 0
             while !lifecycle.isStopping {
                 guard let moved = lent.pump(lifecycle) else { return }
                 let now = Clock.monotonicNanoseconds()
@@ -253,11 +314,11 @@ public struct HelperDriver<Stage: PipelineStage> {
                 }
                 if let (busy, elapsed) = window.close(at: now) {
                     let duplexBusy = lent.duplexBusyTotal
-                    let both = busy &+ (duplexBusy &- duplexBusyAtStart)
+                    let duplexBusyInWindow = duplexBusy &- duplexBusyAtStart
                     duplexBusyAtStart = duplexBusy
-                    lightWindows = both * 1000 < lent.policy.mergeBelowPerMille * elapsed ? lightWindows + 1 : 0
-                    if both == 0 || lightWindows >= lent.lightWindowsToMerge {
-                        lent.giveBack(at: now)
+                    if lent.auto.helperWindowEnded(helperBusy: busy, duplexBusy: duplexBusyInWindow, elapsed: elapsed,
+                                                   at: now) == .merge {
+                        lent.merge()
                         break
                     }
                 }

@@ -14,8 +14,9 @@ public struct Tunnel: Sendable {
             case one
             /// A thread per direction (both directions at full speed at once).
             case two
-            /// One thread while traffic is light, a second for the inbound direction under load.
-            case adaptive(SplitPolicy)
+            /// `--threads auto`: one thread while traffic is light; under load the layout splits (the
+            /// inbound direction moves to a second thread) and merges again once it is light.
+            case auto(SplitPolicy)
         }
 
         public var threads: Threads
@@ -23,7 +24,7 @@ public struct Tunnel: Sendable {
         /// CPUs to pin the threads to, one per thread in order (queue 0's first), cycling when shorter.
         public var cpus: [Int]?
 
-        public init(threads: Threads = .adaptive(SplitPolicy()), polling: PollingPolicy = PollingPolicy(), cpus: [Int]? = nil) {
+        public init(threads: Threads = .auto(SplitPolicy()), polling: PollingPolicy = PollingPolicy(), cpus: [Int]? = nil) {
             self.threads = threads
             self.polling = polling
             self.cpus = cpus
@@ -35,11 +36,11 @@ public struct Tunnel: Sendable {
     public struct Started {
         public var workers: [WorkerThread]
         public var unpinned: [SystemError]
-        /// The adaptive layout's inbound stages, one per queue (their hand-over counts).
+        /// The auto layout's inbound stages, one per queue (their splits and merges).
         public var lentStages: [LentStage<InboundStage>]
 
-        /// Times the inbound direction moved between threads (splits and merges), all queues.
-        public var handOvers: Int { lentStages.reduce(0) { $0 + $1.handOvers } }
+        /// The reports' `thread_hand_overs`: the auto layout's splits and merges, all queues.
+        public var handOvers: Int { lentStages.reduce(0) { $0 + $1.splitsAndMerges } }
     }
 
     public let queues: [any TunQueue]
@@ -82,11 +83,11 @@ public struct Tunnel: Sendable {
     }
 
     /// Starts the data-plane threads for every queue, laid out as asked. Thread names stay within
-    /// Linux's 15 bytes ("tun→udp" is 9). Throws only when the adaptive layout's doorbells (eventfds)
+    /// Linux's 15 bytes ("tun→udp" is 9). Throws only when the auto layout's doorbells (eventfds)
     /// cannot be made; then no thread was started.
     public func start(_ layout: Layout, lifecycle: Lifecycle) throws(SystemError) -> Started {
         var lentStages: [LentStage<InboundStage>] = []
-        if case let .adaptive(policy) = layout.threads {
+        if case let .auto(policy) = layout.threads {
             for index in queues.indices { lentStages.append(try LentStage(inboundStage(queue: index), policy: policy)) }
         }
         var workers: [WorkerThread] = []
@@ -110,7 +111,7 @@ public struct Tunnel: Sendable {
                     var driver = PipelineDriver(inboundStage(queue: index), policy: polling)
                     driver.run(lifecycle)
                 })
-            case .adaptive:
+            case .auto:
                 let lent = lentStages[index]
                 workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
                     var driver = LendingDriver(outboundStage(queue: index), lending: lent, polling: polling)
