@@ -239,8 +239,8 @@ public struct GTPUEncapsulation: Encapsulation {
         let uplinkQFIs: QFITable
         /// Each session's QFI as last recorded by this worker, so the shared table is locked only on a change.
         var recordedQFIs: [UInt8]
-        /// Error Indications left per peer (refilled every second), bounded in peers.
-        var errorBudget: [IPAddress: (tokens: UInt64, refilledAt: UInt64)] = [:]
+        /// Error Indications left per peer, bounded in peers.
+        var errorBudget: [IPAddress: TokenBucket] = [:]
         let clock: @Sendable () -> UInt64
 
         init(_ encapsulation: GTPUEncapsulation, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
@@ -306,14 +306,9 @@ public struct GTPUEncapsulation: Encapsulation {
         /// At most `errorIndicationsPerSecond` per peer (a burst as large first); a table of 1,024
         /// peers at most, emptied when full, so a flood from made-up peers costs no memory.
         private mutating func allowErrorIndication(to peer: IPAddress) -> Bool {
-            let now = clock(), rate = GTPUEncapsulation.errorIndicationsPerSecond
+            let rate = GTPUEncapsulation.errorIndicationsPerSecond
             if errorBudget.count >= 1024, errorBudget[peer] == nil { errorBudget.removeAll(keepingCapacity: true) }
-            var budget = errorBudget[peer] ?? (rate, now)
-            if now &- budget.refilledAt >= 1_000_000_000 { budget = (rate, now) }
-            guard budget.tokens > 0 else { errorBudget[peer] = budget; return false }
-            budget.tokens -= 1
-            errorBudget[peer] = budget
-            return true
+            return errorBudget[peer, default: TokenBucket(rate: rate, burst: rate)].take(now: clock())
         }
     }
 }
