@@ -173,20 +173,20 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port)"]), status: 78, mentioning: "already in use")
         }
 
-        @Test(.enabled(if: Lab.isRoot, "needs root to create namespaces and drop privileges"))
+        @Test(.requiresRoot)
         func tunPermissionAndBusyExit78() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
-            // it, 0666, set up in a mount namespace of its own): the message says what to do.
-            let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
-                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
-            expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
-            // A single-queue TUN device takes one process.
-            _ = try lab.relay()
-            let busy = lab.run(.b, [lab.binary("udptun-relay"), "--listen", "\(Lab.addressB):8081", "--allow", "any"], timeout: 15)
-            expectCleanFailure(busy, status: 78, mentioning: "TUN device tun2 is busy")
+            try Lab.with { lab in
+                // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
+                // it, 0666, set up in a mount namespace of its own): the message says what to do.
+                let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
+                    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                    lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
+                expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
+                // A single-queue TUN device takes one process.
+                _ = try lab.relay()
+                let busy = lab.run(.b, [lab.binary("udptun-relay"), "--listen", "\(Lab.addressB):8081", "--allow", "any"], timeout: 15)
+                expectCleanFailure(busy, status: 78, mentioning: "TUN device tun2 is busy")
+            }
         }
     }
 }

@@ -9,9 +9,16 @@ import Testing
 /// two cores and make loss-free assertions flaky.
 @Suite(.serialized) enum EndToEnd {}
 
+extension Trait where Self == ConditionTrait {
+    /// The end-to-end tests' gate: labs make network namespaces and TUN devices, which needs root.
+    static var requiresRoot: Self {
+        .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)")
+    }
+}
+
 /// One lab of three namespaces (deploy/lab.sh) with a unique prefix, plus the processes a test starts
-/// in it. `tearDown` stops those processes (by pid, only ours) and deletes the namespaces; every test
-/// calls it on every exit path with `defer`.
+/// in it. `tearDown` stops those processes (by pid, only ours) and deletes the namespaces; tests get a
+/// lab only through `Lab.with`, which calls it on every exit path.
 final class Lab: @unchecked Sendable {
     enum Node: String { case a, b, c }
 
@@ -36,8 +43,15 @@ final class Lab: @unchecked Sendable {
     /// Namespaces a test added beside A, B and C (`addNamespace`), deleted with the lab.
     private var extraNamespaces: [String] = []
 
-    /// `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
-    init(tunQueues: Int = 1) throws {
+    /// Runs `body` in a new lab and tears the lab down however `body` ends: it returns, throws, or a
+    /// `#require` stops it. `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
+    static func with<T>(tunQueues: Int = 1, _ body: (Lab) throws -> T) throws -> T {
+        let lab = try Lab(tunQueues: tunQueues)
+        defer { lab.tearDown() }
+        return try body(lab)
+    }
+
+    private init(tunQueues: Int) throws {
         Self.removeStaleLabs()
         let serial = Self.counter.add(1, ordering: .relaxed).newValue
         prefix = "\(Self.prefixStem)\(getpid())x\(serial)"
@@ -158,7 +172,7 @@ final class Lab: @unchecked Sendable {
         guard result.status == 0 else { throw LabError("sysctl \(key)=\(value) failed: \(result.stderr)") }
     }
 
-    func tearDown() {
+    private func tearDown() {
         for process in processes { _ = process.stop() }
         processes.removeAll()
         _ = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
