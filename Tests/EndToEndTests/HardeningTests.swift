@@ -101,6 +101,15 @@ extension EndToEnd {
                                              "--rate", "0", "--size", "200", "--duration", "30"])
                 let extra = try lab.client(["--no-tunnel", "--generate", "\(Lab.addressC):8080", "--rate", "0", "--size", "1200",
                                             "--duration", "30", "--exit-when-done"], name: "extra-load")
+                // The relay keeps up with one client on two cores, so its socket may never overflow by
+                // itself. Frozen for 3 s, it reads nothing while the client sends on: its receive buffer
+                // fills and the kernel drops at the socket, counting in sk_drops what SO_RXQ_OVFL reports.
+                Thread.sleep(forTimeInterval: 5)
+                let relayPID = relay.process.processIdentifier
+                #expect(kill(relayPID, SIGSTOP) == 0)
+                Thread.sleep(forTimeInterval: 3)
+                let dropsWhileFrozen = lab.kernelSocketDrops(.b, port: 8080)
+                #expect(kill(relayPID, SIGCONT) == 0)
                 #expect(extra.wait(timeout: 60) == 0)
                 Thread.sleep(forTimeInterval: 1)  // drain
                 #expect(client.isRunning && relay.isRunning && sink.isRunning)
@@ -108,6 +117,8 @@ extension EndToEnd {
                 #expect(clientPeak > 0 && clientPeak < 64 * 1024, "client peak RSS \(clientPeak) kB")
                 #expect(relayPeak > 0 && relayPeak < 64 * 1024, "relay peak RSS \(relayPeak) kB")
                 #expect(client.stop() == 0)
+                // Nothing sends to the relay's port any more, so the kernel's drop count there is final.
+                let finalDrops = lab.kernelSocketDrops(.b, port: 8080)
                 #expect(relay.stop() == 0)
                 #expect(sink.stop() == 0)
                 let clientReport = try #require(client.report())
@@ -121,6 +132,15 @@ extension EndToEnd {
                 let socketDrops = relayReport.int("socket_dropped")
                 #expect(socketDrops >= 0 && received + socketDrops <= sent && sent <= received + 64 * socketDrops,
                         "client sent \(sent), relay received \(received) + socket-dropped \(socketDrops) buffers")
+                // socket_dropped is the kernel's count at the relay's socket as of the last datagram the relay
+                // read (each carries the count when it was queued). It cannot pass the final count; and
+                // the client sent for 20 s more after the thaw, so the relay read datagrams queued after
+                // the freeze's drops: it has caught up with those. A relay that summed the cumulative
+                // count, or missed the control message, fails one side.
+                let frozen = try #require(dropsWhileFrozen, "no UDP socket on port 8080 in B's /proc/net/udp")
+                let final = try #require(finalDrops, "no UDP socket on port 8080 in B's /proc/net/udp")
+                #expect(frozen <= socketDrops && socketDrops <= final,
+                        "relay socket_dropped \(socketDrops); the kernel counted \(frozen) at the socket by the thaw, \(final) at the end")
                 // Relay: everything received was forwarded or dropped by reason.
                 #expect(relayReport.int("received") == relayReport.int("forwarded") + relayReport.int("dropped"))
                 #expect(sinkReport.int("corrupt") == 0)

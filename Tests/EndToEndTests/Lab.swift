@@ -167,6 +167,20 @@ final class Lab: @unchecked Sendable {
         return name
     }
 
+    /// The kernel's own count of buffers dropped at the UDP sockets bound to `port` in `node`: the
+    /// `drops` column (sk_drops) of /proc/net/udp and /proc/net/udp6, the counter SO_RXQ_OVFL reports
+    /// with each datagram. nil when no socket there is bound to `port`.
+    func kernelSocketDrops(_ node: Node, port: Int) -> Int? {
+        let table = run(node, ["cat", "/proc/net/udp", "/proc/net/udp6"], timeout: 10).stdout
+        let suffix = ":" + String(format: "%04X", port)
+        let drops = table.split(separator: "\n").compactMap { line -> Int? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 2, fields[1].hasSuffix(suffix), let last = fields.last else { return nil }
+            return Int(last)
+        }
+        return drops.isEmpty ? nil : drops.reduce(0, +)
+    }
+
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {
         let result = run(node, ["sysctl", "-qw", "\(key)=\(value)"])
         guard result.status == 0 else { throw LabError("sysctl \(key)=\(value) failed: \(result.stderr)") }
