@@ -3,6 +3,7 @@ import CLinux
 import Glibc
 import KernelIO
 import Synchronization
+import TestSupport
 import Testing
 
 /// Every end-to-end suite nests in here so they run one at a time: parallel labs would compete for the
@@ -416,9 +417,26 @@ extension Lab {
         guard result.status == 0 else { throw LabError("socat send failed: \(result.stderr)") }
     }
 
-    static func randomBytes(_ count: Int) -> [UInt8] {
-        let urandom = FileHandle(forReadingAtPath: "/dev/urandom")
-        defer { try? urandom?.close() }
-        return [UInt8](urandom?.readData(ofLength: count) ?? Data(count: count))
+    /// For the message of an expectation on random bytes: how to draw the same ones again.
+    static var seedNote: String { "seed \(TestSeed.value); UDPTUN_TEST_SEED=\(TestSeed.value) repeats the random bytes" }
+
+    /// `count` bytes drawn from `generator`. With a `SeededGenerator` the bytes follow from the run's
+    /// seed: name `TestSeed.value` in the failure messages, and UDPTUN_TEST_SEED=that repeats them.
+    static func randomBytes(_ count: Int, using generator: inout SeededGenerator) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { raw in
+            var offset = 0
+            while offset + 8 <= count {
+                raw.storeBytes(of: generator.next().littleEndian, toByteOffset: offset, as: UInt64.self)
+                offset += 8
+            }
+            if offset < count {
+                let last = generator.next().littleEndian
+                withUnsafeBytes(of: last) { word in
+                    for index in offset..<count { raw[index] = word[index - offset] }
+                }
+            }
+        }
+        return bytes
     }
 }

@@ -155,7 +155,8 @@ extension EndToEnd {
 
         /// 4 MiB of random bytes from A to C over TCP through the tunnel, compared byte for byte.
         static func transfer(_ lab: Lab, to address: String, listenOptions: String = "") throws {
-            let payload = try lab.file("payload", Lab.randomBytes(4 << 20))
+            var random = SeededGenerator()
+            let payload = try lab.file("payload", Lab.randomBytes(4 << 20, using: &random))
             let received = lab.directory.appendingPathComponent("received")
             // socat's own inactivity limit (-T), not timeout(1): children of a test thread inherit its
             // blocked signals, SIGALRM among them, so timeout(1) would never fire.
@@ -166,7 +167,7 @@ extension EndToEnd {
             #expect(send.status == 0, "sender: \(send.stderr)")
             #expect(listener.wait(timeout: 10) == 0, "listener: \(listener.stderr)")
             #expect(FileManager.default.contents(atPath: received.path) == FileManager.default.contents(atPath: payload.path),
-                    "the 4 MiB arrived intact")
+                    "the 4 MiB arrived intact (\(Lab.seedNote))")
         }
     }
 }

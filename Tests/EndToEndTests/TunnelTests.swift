@@ -169,9 +169,13 @@ extension EndToEnd {
                 PacketBuilder.refreshIPv4Checksum(&lengthMismatch)
                 var badChecksum = valid
                 badChecksum[10] ^= 0x5a
+                var random = SeededGenerator()
+                let noise = (0..<20).map { _ in
+                    let length = Int.random(in: 1...1400, using: &random)
+                    return Lab.randomBytes(length, using: &random)
+                }
                 let garbage: [[UInt8]] = [Array(valid.prefix(12)), truncated, wrongVersion, lengthMismatch, badChecksum,
-                                          Array(valid.dropLast(3)), valid + [0, 0, 0]]
-                    + (0..<20).map { _ in Lab.randomBytes(Int.random(in: 1...1400)) }
+                                          Array(valid.dropLast(3)), valid + [0, 0, 0]] + noise
                 for datagram in garbage { try lab.sendDatagram(datagram, from: .a, to: relayAddress) }
                 // Positive control: a valid packet after all that still goes through.
                 try lab.sendDatagram(valid, from: .a, to: relayAddress)
@@ -180,15 +184,15 @@ extension EndToEnd {
                 #expect(relay.stop() == 0)
                 #expect(sink.stop() == 0)
                 let relayReport = try #require(relay.report())
-                #expect(relayReport.int("received") == garbage.count + 1)
-                #expect(relayReport.int("forwarded") == 1)
-                #expect(relayReport.int("dropped") == garbage.count)
+                #expect(relayReport.int("received") == garbage.count + 1, "\(Lab.seedNote): \(relayReport)")
+                #expect(relayReport.int("forwarded") == 1, "\(Lab.seedNote): \(relayReport)")
+                #expect(relayReport.int("dropped") == garbage.count, "\(Lab.seedNote): \(relayReport)")
                 #expect(relayReport.drop("truncated") >= 1)  // 12 bytes: not even an IPv4 header
                 #expect(relayReport.drop("bad_version") >= 1)
                 #expect(relayReport.drop("length_mismatch") >= 4)  // cut at 30, cut by 3, padded by 3, length field +40
                 #expect(relayReport.drop("bad_checksum") >= 1)
                 let sinkReport = try #require(sink.report())
-                #expect(sinkReport.int("datagrams") == 1, "only the valid packet may reach C")
+                #expect(sinkReport.int("datagrams") == 1, "only the valid packet may reach C (\(Lab.seedNote))")
                 #expect(sinkReport.int("received") == 1)
                 #expect(sinkReport.int("corrupt") == 0)
             }
@@ -393,7 +397,9 @@ enum TCPTransfer {
     }
 
     static func transfer(_ lab: Lab, from sender: Lab.Node, to receiver: Lab.Node, listenAddress: String, port: Int, size: Int) throws {
-        let original = Lab.randomBytes(size)
+        // Each connection's bytes from the run's seed (and its port, so no two connections carry the same).
+        var random = SeededGenerator(seed: TestSeed.value &+ UInt64(port))
+        let original = Lab.randomBytes(size, using: &random)
         let input = try lab.file("tcp-\(port).in", original)
         let output = lab.directory.appendingPathComponent("tcp-\(port).out")
         let listener = try lab.spawn(receiver, ["socat", "-u", "TCP-LISTEN:\(port),bind=\(listenAddress),reuseaddr",
@@ -407,7 +413,7 @@ enum TCPTransfer {
         #expect(sent.status == 0, "TCP send \(sender) → \(receiver) failed: \(sent.stderr)")
         #expect(listener.wait(timeout: 30) == 0, "listener: \(listener.stderr)")
         let received = try Data(contentsOf: output)
-        #expect(received.count == original.count, "\(sender) → \(receiver): \(received.count) of \(original.count) bytes")
-        #expect(received == Data(original), "\(sender) → \(receiver): bytes differ")
+        #expect(received.count == original.count, "\(sender) → \(receiver): \(received.count) of \(original.count) bytes (\(Lab.seedNote))")
+        #expect(received == Data(original), "\(sender) → \(receiver): bytes differ (\(Lab.seedNote))")
     }
 }
