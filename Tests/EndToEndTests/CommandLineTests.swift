@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 extension EndToEnd {
@@ -143,17 +144,22 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "127.0.0.1:9", "--keepalive", "5"]), status: 64,
                                mentioning: "--keepalive needs the tunnel")
             // A metrics port someone holds: a one-line configuration error, before anything runs.
-            let port = Int.random(in: 20000...60000)
-            let first = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--listen", "127.0.0.1:\(port)",
-                                                "--interval", "0", "--metrics", "127.0.0.1:\(port + 1)"],
-                                    logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-metrics-\(port)"))
+            let (first, ports) = try Self.sinkOnFreePorts { listen, metrics in
+                (["--listen", "127.0.0.1:\(listen)", "--metrics", "127.0.0.1:\(metrics)"], "metrics at http://127.0.0.1:\(metrics)/metrics")
+            }
             defer {
                 first.stop()
                 first.removeLogs()
             }
-            try first.waitForLog("metrics at http://127.0.0.1:\(port + 1)/metrics")
-            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port + 2)", "--metrics", "127.0.0.1:\(port + 1)"]), status: 78,
-                               mentioning: "cannot listen for metrics on 127.0.0.1:\(port + 1)")
+            // The second sink's own port is free too: were it taken between the kernel's choice and
+            // the sink's bind, the sink would fail on it before the metrics port, so try another.
+            var second = Lab.Shell(status: -1, stdout: "", stderr: "")
+            for _ in 0..<5 {
+                let listen = try Self.kernelChosenPort(stream: false)
+                second = run("udptun-sink", ["--listen", "127.0.0.1:\(listen)", "--metrics", "127.0.0.1:\(ports.metrics)"])
+                if !second.stderr.contains("address 127.0.0.1:\(listen) is already in use") { break }
+            }
+            expectCleanFailure(second, status: 78, mentioning: "cannot listen for metrics on 127.0.0.1:\(ports.metrics)")
         }
 
         @Test func unresolvableHostExits78() {
@@ -162,31 +168,72 @@ extension EndToEnd {
         }
 
         @Test func addressInUseExits78() throws {
-            let port = Int.random(in: 20000...60000)
-            let first = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--listen", "127.0.0.1:\(port)", "--interval", "0"],
-                                    logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(port)"))
+            let (first, ports) = try Self.sinkOnFreePorts { listen, _ in (["--listen", "127.0.0.1:\(listen)"], "sink listening") }
             defer {
                 first.stop()
                 first.removeLogs()
             }
-            try first.waitForLog("sink listening")
-            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(port)"]), status: 78, mentioning: "already in use")
+            expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:\(ports.listen)"]), status: 78, mentioning: "already in use")
         }
 
-        @Test(.enabled(if: Lab.isRoot, "needs root to create namespaces and drop privileges"))
+        /// A port on 127.0.0.1 the kernel chose as free just now (a socket bound to port 0, read back and
+        /// closed): UDP, or TCP for `stream`. The programs refuse port 0, so they cannot be asked directly.
+        static func kernelChosenPort(stream: Bool) throws -> Int {
+            let descriptor = socket(AF_INET, Int32(stream ? SOCK_STREAM.rawValue : SOCK_DGRAM.rawValue), 0)
+            guard descriptor >= 0 else { throw LabError("socket: errno \(errno)") }
+            defer { close(descriptor) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = in_addr_t(0x7F00_0001).bigEndian
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let status = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                    bind(descriptor, pointer, length) == 0 ? getsockname(descriptor, pointer, &length) : -1
+                }
+            }
+            guard status == 0 else { throw LabError("bind 127.0.0.1:0: errno \(errno)") }
+            return Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        /// Starts a sink on 127.0.0.1 with a UDP port and a TCP (metrics) port the kernel chose as free;
+        /// `arguments` makes its options from them and names the log line that shows it started. Another
+        /// process may take a port between the kernel's choice and the sink's bind: the sink then exits
+        /// saying so, and it starts again on fresh ports (up to five times), so a collision does not fail
+        /// the test.
+        static func sinkOnFreePorts(_ arguments: (_ listen: Int, _ metrics: Int) -> (options: [String], started: String)) throws
+            -> (sink: Spawned, ports: (listen: Int, metrics: Int)) {
+            for attempt in 1...5 {
+                let ports = (listen: try kernelChosenPort(stream: false), metrics: try kernelChosenPort(stream: true))
+                let (options, started) = arguments(ports.listen, ports.metrics)
+                let sink = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--interval", "0"] + options,
+                                       logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(UUID())"))
+                do {
+                    try sink.waitForLog(started)
+                    return (sink, ports)
+                } catch {
+                    sink.stop()
+                    let collided = sink.stderr.contains("is already in use")
+                    sink.removeLogs()
+                    if !collided || attempt == 5 { throw error }
+                }
+            }
+            fatalError("unreachable: the last attempt returns or throws")
+        }
+
+        @Test(.requiresRoot)
         func tunPermissionAndBusyExit78() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
-            // it, 0666, set up in a mount namespace of its own): the message says what to do.
-            let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
-                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
-            expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
-            // A single-queue TUN device takes one process.
-            _ = try lab.relay()
-            let busy = lab.run(.b, [lab.binary("udptun-relay"), "--listen", "\(Lab.addressB):8081", "--allow", "any"], timeout: 15)
-            expectCleanFailure(busy, status: 78, mentioning: "TUN device tun2 is busy")
+            try Lab.with { lab in
+                // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
+                // it, 0666, set up in a mount namespace of its own): the message says what to do.
+                let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
+                    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                    lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
+                expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
+                // A single-queue TUN device takes one process.
+                _ = try lab.relay()
+                let busy = lab.run(.b, [lab.binary("udptun-relay"), "--listen", "\(Lab.addressB):8081", "--allow", "any"], timeout: 15)
+                expectCleanFailure(busy, status: 78, mentioning: "TUN device tun2 is busy")
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ import Testing
 extension EndToEnd {
     /// Faults mid-stream: processes killed and restarted, devices deleted. Nothing may crash, and
     /// delivery resumes within a second of the component coming back.
-    @Suite("Faults", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    @Suite("Faults", .serialized, .requiresRoot)
     struct FaultTests {
         /// Asserts that the sink's count grows within one second.
         func expectDeliveryResumes(_ sink: Spawned, after what: String, sourceLocation: SourceLocation = #_sourceLocation) {
@@ -26,63 +26,63 @@ extension EndToEnd {
 
         @Test("relay killed and restarted: the client keeps running and delivery resumes within a second")
         func relayRestart() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let sink = try startSink(lab)
-            try sink.waitForLog("sink listening")
-            let relay = try lab.relay()
-            let client = try startClient(lab)
-            try client.waitForLog("generator starting")
-            Thread.sleep(forTimeInterval: 1)
-            #expect(sink.latestReceived > 500)
-            kill(relay.process.processIdentifier, SIGKILL)  // a crash, not a clean stop
-            _ = relay.wait(timeout: 5)
-            Thread.sleep(forTimeInterval: 0.5)
-            #expect(client.isRunning, "client died with the relay: \(client.stderr)")
-            _ = try lab.relay(name: "relay-restarted")
-            expectDeliveryResumes(sink, after: "the relay restarted")
-            #expect(client.stop() == 0)
+            try Lab.with { lab in
+                let sink = try startSink(lab)
+                try sink.waitForLog("sink listening")
+                let relay = try lab.relay()
+                let client = try startClient(lab)
+                try client.waitForLog("generator starting")
+                Thread.sleep(forTimeInterval: 1)
+                #expect(sink.latestReceived > 500)
+                kill(relay.process.processIdentifier, SIGKILL)  // a crash, not a clean stop
+                _ = relay.wait(timeout: 5)
+                Thread.sleep(forTimeInterval: 0.5)
+                #expect(client.isRunning, "client died with the relay: \(client.stderr)")
+                _ = try lab.relay(name: "relay-restarted")
+                expectDeliveryResumes(sink, after: "the relay restarted")
+                #expect(client.stop() == 0)
+            }
         }
 
         @Test("sink and client restarted: each new process gets traffic within a second")
         func sinkAndClientRestart() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            _ = try lab.relay()
-            let firstSink = try startSink(lab)
-            try firstSink.waitForLog("sink listening")
-            let client = try startClient(lab)
-            try client.waitForLog("generator starting")
-            Thread.sleep(forTimeInterval: 0.5)
-            #expect(firstSink.stop() == 0)
-            let secondSink = try startSink(lab, name: "sink-restarted")
-            try secondSink.waitForLog("sink listening")
-            expectDeliveryResumes(secondSink, after: "the sink restarted")
+            try Lab.with { lab in
+                _ = try lab.relay()
+                let firstSink = try startSink(lab)
+                try firstSink.waitForLog("sink listening")
+                let client = try startClient(lab)
+                try client.waitForLog("generator starting")
+                Thread.sleep(forTimeInterval: 0.5)
+                #expect(firstSink.stop() == 0)
+                let secondSink = try startSink(lab, name: "sink-restarted")
+                try secondSink.waitForLog("sink listening")
+                expectDeliveryResumes(secondSink, after: "the sink restarted")
 
-            kill(client.process.processIdentifier, SIGKILL)
-            _ = client.wait(timeout: 5)
-            let restarted = try startClient(lab, name: "client-restarted")
-            try restarted.waitForLog("generator starting")
-            expectDeliveryResumes(secondSink, after: "the client restarted")
-            #expect(restarted.stop() == 0)
-            let report = try #require(secondSink.stop() == 0 ? secondSink.report() : nil)
-            #expect(report.int("corrupt") == 0)
-            #expect(report.int("streams") == 2, "the restarted client's stream is told apart")
+                kill(client.process.processIdentifier, SIGKILL)
+                _ = client.wait(timeout: 5)
+                let restarted = try startClient(lab, name: "client-restarted")
+                try restarted.waitForLog("generator starting")
+                expectDeliveryResumes(secondSink, after: "the client restarted")
+                #expect(restarted.stop() == 0)
+                let report = try #require(secondSink.stop() == 0 ? secondSink.report() : nil)
+                #expect(report.int("corrupt") == 0)
+                #expect(report.int("streams") == 2, "the restarted client's stream is told apart")
+            }
         }
 
         @Test("a TUN device deleted under a running process: a clear error and exit 1, with the final report", arguments: ["relay", "client"])
         func tunDeviceDeleted(role: String) throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let relay = try lab.relay()
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "200"])
-            try client.waitForLog("generator starting")
-            let (victim, node, device) = role == "relay" ? (relay, Lab.Node.b, "tun2") : (client, Lab.Node.a, "tun1")
-            #expect(lab.run(node, ["ip", "link", "del", device]).status == 0)
-            let status = victim.wait(timeout: 10)
-            #expect(status == 1, "\(role) exit status \(String(describing: status)): \(victim.stderr)")
-            #expect(victim.stderr.contains("error: TUN device \(device) disappeared"), "\(victim.stderr)")
-            #expect(victim.report() != nil, "final report printed")
+            try Lab.with { lab in
+                let relay = try lab.relay()
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "200"])
+                try client.waitForLog("generator starting")
+                let (victim, node, device) = role == "relay" ? (relay, Lab.Node.b, "tun2") : (client, Lab.Node.a, "tun1")
+                #expect(lab.run(node, ["ip", "link", "del", device]).status == 0)
+                let status = victim.wait(timeout: 10)
+                #expect(status == 1, "\(role) exit status \(String(describing: status)): \(victim.stderr)")
+                #expect(victim.stderr.contains("error: TUN device \(device) disappeared"), "\(victim.stderr)")
+                #expect(victim.report() != nil, "final report printed")
+            }
         }
     }
 }

@@ -3,15 +3,23 @@ import CLinux
 import Glibc
 import KernelIO
 import Synchronization
+import TestSupport
 import Testing
 
 /// Every end-to-end suite nests in here so they run one at a time: parallel labs would compete for the
 /// two cores and make loss-free assertions flaky.
 @Suite(.serialized) enum EndToEnd {}
 
+extension Trait where Self == ConditionTrait {
+    /// The end-to-end tests' gate: labs make network namespaces and TUN devices, which needs root.
+    static var requiresRoot: Self {
+        .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)")
+    }
+}
+
 /// One lab of three namespaces (deploy/lab.sh) with a unique prefix, plus the processes a test starts
-/// in it. `tearDown` stops those processes (by pid, only ours) and deletes the namespaces; every test
-/// calls it on every exit path with `defer`.
+/// in it. `tearDown` stops those processes (by pid, only ours) and deletes the namespaces; tests get a
+/// lab only through `Lab.with`, which calls it on every exit path.
 final class Lab: @unchecked Sendable {
     enum Node: String { case a, b, c }
 
@@ -36,8 +44,15 @@ final class Lab: @unchecked Sendable {
     /// Namespaces a test added beside A, B and C (`addNamespace`), deleted with the lab.
     private var extraNamespaces: [String] = []
 
-    /// `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
-    init(tunQueues: Int = 1) throws {
+    /// Runs `body` in a new lab and tears the lab down however `body` ends: it returns, throws, or a
+    /// `#require` stops it. `tunQueues` above 1 makes tun1 and tun2 multi-queue devices (for `--queues`).
+    static func with<T>(tunQueues: Int = 1, _ body: (Lab) throws -> T) throws -> T {
+        let lab = try Lab(tunQueues: tunQueues)
+        defer { lab.tearDown() }
+        return try body(lab)
+    }
+
+    private init(tunQueues: Int) throws {
         Self.removeStaleLabs()
         let serial = Self.counter.add(1, ordering: .relaxed).newValue
         prefix = "\(Self.prefixStem)\(getpid())x\(serial)"
@@ -153,12 +168,26 @@ final class Lab: @unchecked Sendable {
         return name
     }
 
+    /// The kernel's own count of buffers dropped at the UDP sockets bound to `port` in `node`: the
+    /// `drops` column (sk_drops) of /proc/net/udp and /proc/net/udp6, the counter SO_RXQ_OVFL reports
+    /// with each datagram. nil when no socket there is bound to `port`.
+    func kernelSocketDrops(_ node: Node, port: Int) -> Int? {
+        let table = run(node, ["cat", "/proc/net/udp", "/proc/net/udp6"], timeout: 10).stdout
+        let suffix = ":" + String(format: "%04X", port)
+        let drops = table.split(separator: "\n").compactMap { line -> Int? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 2, fields[1].hasSuffix(suffix), let last = fields.last else { return nil }
+            return Int(last)
+        }
+        return drops.isEmpty ? nil : drops.reduce(0, +)
+    }
+
     func setSysctl(_ node: Node, _ key: String, _ value: Int) throws {
         let result = run(node, ["sysctl", "-qw", "\(key)=\(value)"])
         guard result.status == 0 else { throw LabError("sysctl \(key)=\(value) failed: \(result.stderr)") }
     }
 
-    func tearDown() {
+    private func tearDown() {
         for process in processes { _ = process.stop() }
         processes.removeAll()
         _ = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
@@ -388,9 +417,26 @@ extension Lab {
         guard result.status == 0 else { throw LabError("socat send failed: \(result.stderr)") }
     }
 
-    static func randomBytes(_ count: Int) -> [UInt8] {
-        let urandom = FileHandle(forReadingAtPath: "/dev/urandom")
-        defer { try? urandom?.close() }
-        return [UInt8](urandom?.readData(ofLength: count) ?? Data(count: count))
+    /// For the message of an expectation on random bytes: how to draw the same ones again.
+    static var seedNote: String { "seed \(TestSeed.value); UDPTUN_TEST_SEED=\(TestSeed.value) repeats the random bytes" }
+
+    /// `count` bytes drawn from `generator`. With a `SeededGenerator` the bytes follow from the run's
+    /// seed: name `TestSeed.value` in the failure messages, and UDPTUN_TEST_SEED=that repeats them.
+    static func randomBytes(_ count: Int, using generator: inout SeededGenerator) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { raw in
+            var offset = 0
+            while offset + 8 <= count {
+                raw.storeBytes(of: generator.next().littleEndian, toByteOffset: offset, as: UInt64.self)
+                offset += 8
+            }
+            if offset < count {
+                let last = generator.next().littleEndian
+                withUnsafeBytes(of: last) { word in
+                    for index in offset..<count { raw[index] = word[index - offset] }
+                }
+            }
+        }
+        return bytes
     }
 }

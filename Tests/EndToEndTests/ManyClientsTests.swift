@@ -5,7 +5,7 @@ import Testing
 extension EndToEnd {
     /// The relay as a hub: thousands of clients, churn from a misbehaving one, replies from the address
     /// each client used, and ICMP instead of a black hole for packets too big.
-    @Suite("Relay for many clients", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    @Suite("Relay for many clients", .serialized, .requiresRoot)
     struct ManyClientsTests {
         static let swarm = Lab.packageRoot.appendingPathComponent("Tests/scripts/swarm.py").path
         static let secondAddressB = "198.18.1.4"
@@ -32,130 +32,131 @@ extension EndToEnd {
 
         @Test("10,000 clients through one relay: every answer reaches the socket whose inner address it is for, and no other")
         func tenThousandClients() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let echo = try Self.prepareForSwarm(lab)
-            let relay = try lab.relay(["--allow", "198.18.1.0/24"])
-            let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080", "--clients", "10000",
-                                      "--packets", "2", "--target", "\(Lab.addressC):7", "--seconds", "60"], timeout: 90)
-            let outcome = Self.swarmReport(result)
-            #expect(relay.stop() == 0)
-            _ = echo.stop()
-            let report = try #require(relay.report())
-            #expect(report.int("clients") == 10_000 && report.int("dropped") == 0, "\(report)")
-            #expect(report.int("forwarded") == 20_000 && report.int("sent") == report.int("tun_read"), "\(report)")
-            // Every answer the relay sent reached the socket whose inner address it was for, and no other.
-            #expect(outcome.int("sent") == 20_000 && outcome.int("answered") == report.int("sent")
-                    && outcome.int("misdelivered") == 0 && outcome.int("malformed") == 0,
-                    "\(outcome) \(result.stderr)")
-            // Between the relay's TUN write and its TUN read the packets cross kernel queues (tun2's, C's
-            // echo socket) that a 2-vCPU host running the other suites can overflow now and then: a few
-            // may go missing there, never in the relay. Each lost one can silence at most one client.
-            let missing = 20_000 - outcome.int("answered")
-            #expect(missing <= 200, "\(outcome)")
-            #expect(outcome.int("clients_answered") >= 10_000 - missing, "\(outcome)")
+            try Lab.with { lab in
+                let echo = try Self.prepareForSwarm(lab)
+                let relay = try lab.relay(["--allow", "198.18.1.0/24"])
+                let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080", "--clients", "10000",
+                                          "--packets", "2", "--target", "\(Lab.addressC):7", "--seconds", "60"], timeout: 90)
+                let outcome = Self.swarmReport(result)
+                #expect(relay.stop() == 0)
+                _ = echo.stop()
+                let report = try #require(relay.report())
+                #expect(report.int("clients") == 10_000 && report.int("dropped") == 0, "\(report)")
+                #expect(report.int("forwarded") == 20_000 && report.int("sent") == report.int("tun_read"), "\(report)")
+                // Every answer the relay sent reached the socket whose inner address it was for, and no other.
+                #expect(outcome.int("sent") == 20_000 && outcome.int("answered") == report.int("sent")
+                        && outcome.int("misdelivered") == 0 && outcome.int("malformed") == 0,
+                        "\(outcome) \(result.stderr)")
+                // Between the relay's TUN write and its TUN read the packets cross kernel queues (tun2's, C's
+                // echo socket) that a 2-vCPU host running the other suites can overflow now and then: a few
+                // may go missing there, never in the relay. Each lost one can silence at most one client.
+                let missing = 20_000 - outcome.int("answered")
+                #expect(missing <= 200, "\(outcome)")
+                #expect(outcome.int("clients_answered") >= 10_000 - missing, "\(outcome)")
+            }
         }
 
         @Test("a relay listening on 0.0.0.0 with two addresses answers each client from the address it sent to")
         func repliesFromTheAddressUsed() throws {
             try Lab.ensureCommand("ping", package: "iputils-ping")
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            #expect(lab.run(.b, ["ip", "addr", "add", "\(Self.secondAddressB)/24", "dev", "to-a"]).status == 0)
-            let echo = try Self.prepareForSwarm(lab)
-            let relay = try lab.relay(["--allow", "198.18.1.0/24", "--listen", "0.0.0.0:8080"])
-            // udptun-client aimed at the second address: it takes replies only from there.
-            let client = try lab.client(["--relay", "\(Self.secondAddressB):8080"])
-            try client.waitForLog("client tunnelling")
-            let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "2", Lab.addressC])
-            #expect(ping.stdout.contains("3 received"), "\(ping.stdout)")
-            // And 200 raw clients alternating between the two addresses, each on a connected socket.
-            let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080",
-                                      "--relay", "\(Self.secondAddressB):8080", "--clients", "200", "--packets", "3",
-                                      "--inner", "198.19.128.0/17", "--target", "\(Lab.addressC):7", "--seconds", "30"], timeout: 60)
-            let outcome = Self.swarmReport(result)
-            #expect(result.status == 0 && outcome.int("answered") == 600, "\(outcome) \(result.stderr)")
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            _ = echo.stop()
-            let report = try #require(relay.report())
-            #expect(report.int("send_failed") <= 0 && report.int("dropped") == 0, "\(report)")
+            try Lab.with { lab in
+                #expect(lab.run(.b, ["ip", "addr", "add", "\(Self.secondAddressB)/24", "dev", "to-a"]).status == 0)
+                let echo = try Self.prepareForSwarm(lab)
+                let relay = try lab.relay(["--allow", "198.18.1.0/24", "--listen", "0.0.0.0:8080"])
+                // udptun-client aimed at the second address: it takes replies only from there.
+                let client = try lab.client(["--relay", "\(Self.secondAddressB):8080"])
+                try client.waitForLog("client tunnelling")
+                let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "2", Lab.addressC])
+                #expect(ping.stdout.contains("3 received"), "\(ping.stdout)")
+                // And 200 raw clients alternating between the two addresses, each on a connected socket.
+                let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080",
+                                          "--relay", "\(Self.secondAddressB):8080", "--clients", "200", "--packets", "3",
+                                          "--inner", "198.19.128.0/17", "--target", "\(Lab.addressC):7", "--seconds", "30"], timeout: 60)
+                let outcome = Self.swarmReport(result)
+                #expect(result.status == 0 && outcome.int("answered") == 600, "\(outcome) \(result.stderr)")
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                _ = echo.stop()
+                let report = try #require(relay.report())
+                #expect(report.int("send_failed") <= 0 && report.int("dropped") == 0, "\(report)")
+            }
         }
 
         @Test("a sender cycling through 100,000 inner sources is held back and counted; an established client loses nothing")
         func churnDoesNotHurtKnownClients() throws {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            #expect(lab.run(.a, ["ip", "addr", "add", "198.18.1.3/24", "dev", "to-b"]).status == 0)
-            let relay = try lab.relay(["--allow", "198.18.1.0/24", "--max-clients", "2000", "--new-clients-per-second", "1000"])
-            let sink = try lab.sink(["--expect", "8000", "--timeout", "40"])
-            let client = try lab.client(["--relay", Lab.addressB, "--generate", "\(Lab.addressC):8080", "--count", "8000",
-                                         "--rate", "2000"])
-            try client.waitForLog("client tunnelling")
-            Thread.sleep(forTimeInterval: 1)  // the client is established before the churn starts
-            // Paced at 50,000 a second: churn, not an overload of the relay (a load test is not a test).
-            let churn = lab.run(.a, ["python3", Self.swarm, "churn", "--relay", "\(Lab.addressB):8080", "--bind", "198.18.1.3",
-                                     "--sources", "100000", "--rate", "50000", "--target", "\(Lab.addressC):9", "--seconds", "20"],
-                                timeout: 40)
-            #expect(Self.swarmReport(churn).int("sent") == 100_000, "\(churn.stdout) \(churn.stderr)")
-            #expect(sink.wait(timeout: 45) == 0, "sink: \(sink.stderr)")
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            let sinkReport = try #require(sink.report())
-            #expect(sinkReport.int("received") == 8000 && sinkReport.int("lost") == 0, "\(sinkReport)")
-            let report = try #require(relay.report())
-            // Every churn datagram the relay read was forwarded (a new source within budget) or refused.
-            let refused = report.drop("new_client_limit") + report.drop("client_table_full")
-            #expect(report.drop("new_client_limit") > 0 && refused > 50_000, "\(report)")
-            #expect(report.int("received") - 8000 <= refused + 2000, "\(report)")
-            #expect(report.int("clients") <= 2000 && report.int("clients") > 1, "\(report)")
-            #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            try Lab.with { lab in
+                #expect(lab.run(.a, ["ip", "addr", "add", "198.18.1.3/24", "dev", "to-b"]).status == 0)
+                let relay = try lab.relay(["--allow", "198.18.1.0/24", "--max-clients", "2000", "--new-clients-per-second", "1000"])
+                let sink = try lab.sink(["--expect", "8000", "--timeout", "40"])
+                let client = try lab.client(["--relay", Lab.addressB, "--generate", "\(Lab.addressC):8080", "--count", "8000",
+                                             "--rate", "2000"])
+                try client.waitForLog("client tunnelling")
+                Thread.sleep(forTimeInterval: 1)  // the client is established before the churn starts
+                // Paced at 50,000 a second: churn, not an overload of the relay (a load test is not a test).
+                let churn = lab.run(.a, ["python3", Self.swarm, "churn", "--relay", "\(Lab.addressB):8080", "--bind", "198.18.1.3",
+                                         "--sources", "100000", "--rate", "50000", "--target", "\(Lab.addressC):9", "--seconds", "20"],
+                                    timeout: 40)
+                #expect(Self.swarmReport(churn).int("sent") == 100_000, "\(churn.stdout) \(churn.stderr)")
+                #expect(sink.wait(timeout: 45) == 0, "sink: \(sink.stderr)")
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                let sinkReport = try #require(sink.report())
+                #expect(sinkReport.int("received") == 8000 && sinkReport.int("lost") == 0, "\(sinkReport)")
+                let report = try #require(relay.report())
+                // Every churn datagram the relay read was forwarded (a new source within budget) or refused.
+                let refused = report.drop("new_client_limit") + report.drop("client_table_full")
+                #expect(report.drop("new_client_limit") > 0 && refused > 50_000, "\(report)")
+                #expect(report.int("received") - 8000 <= refused + 2000, "\(report)")
+                #expect(report.int("clients") <= 2000 && report.int("clients") > 1, "\(report)")
+                #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
+            }
         }
 
         @Test("packets too big for the relay's device: ICMP fragmentation needed comes back, and a 4 MiB TCP transfer completes")
         func fragmentationNeeded() throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.ensureCommand("ping", package: "iputils-ping")
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--mtu", "1400"])
-            let client = try lab.client(["--relay", Lab.addressB])  // tun1 MTU 1472: what fits in one datagram
-            try client.waitForLog("client tunnelling")
-            let ping = lab.run(.a, ["ping", "-M", "do", "-s", "1444", "-c", "1", "-W", "2", Lab.addressC])
-            #expect(ping.stdout.contains("Frag needed and DF set (mtu = 1400)"), "\(ping.stdout) \(ping.stderr)")
-            // Forget the learned path MTU, so TCP starts too big again and must learn it from the relay.
-            #expect(lab.run(.a, ["ip", "route", "flush", "cache"]).status == 0)
-            try Self.transfer(lab, to: Lab.addressC)
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            let report = try #require(relay.report())
-            #expect(report.int("too_big_sent") >= 2 && report.drop("oversize") >= report.int("too_big_sent"), "\(report)")
+            try Lab.with { lab in
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--mtu", "1400"])
+                let client = try lab.client(["--relay", Lab.addressB])  // tun1 MTU 1472: what fits in one datagram
+                try client.waitForLog("client tunnelling")
+                let ping = lab.run(.a, ["ping", "-M", "do", "-s", "1444", "-c", "1", "-W", "2", Lab.addressC])
+                #expect(ping.stdout.contains("Frag needed and DF set (mtu = 1400)"), "\(ping.stdout) \(ping.stderr)")
+                // Forget the learned path MTU, so TCP starts too big again and must learn it from the relay.
+                #expect(lab.run(.a, ["ip", "route", "flush", "cache"]).status == 0)
+                try Self.transfer(lab, to: Lab.addressC)
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                let report = try #require(relay.report())
+                #expect(report.int("too_big_sent") >= 2 && report.drop("oversize") >= report.int("too_big_sent"), "\(report)")
+            }
         }
 
         @Test("the same for IPv6: ICMPv6 packet too big comes back, and a 4 MiB TCP transfer completes")
         func packetTooBig() throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.ensureCommand("ping", package: "iputils-ping")
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            try lab.prepareInnerIPv6()
-            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6", "--mtu", "1400"])
-            let client = try lab.client(["--relay", Lab.addressB])
-            try client.waitForLog("client tunnelling")
-            try lab.addInnerIPv6ToClient()
-            let ping = lab.run(.a, ["ping", "-6", "-M", "do", "-s", "1424", "-c", "1", "-W", "2", "2001:db8:2::2"])
-            #expect(ping.stdout.contains("Packet too big: mtu=1400"), "\(ping.stdout) \(ping.stderr)")
-            #expect(lab.run(.a, ["ip", "-6", "route", "flush", "cache"]).status == 0)
-            try Self.transfer(lab, to: "[2001:db8:2::2]", listenOptions: ",pf=ip6")
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            let report = try #require(relay.report())
-            #expect(report.int("too_big_sent") >= 2 && report.drop("oversize") >= report.int("too_big_sent"), "\(report)")
+            try Lab.with { lab in
+                try lab.prepareInnerIPv6()
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6", "--mtu", "1400"])
+                let client = try lab.client(["--relay", Lab.addressB])
+                try client.waitForLog("client tunnelling")
+                try lab.addInnerIPv6ToClient()
+                let ping = lab.run(.a, ["ping", "-6", "-M", "do", "-s", "1424", "-c", "1", "-W", "2", "2001:db8:2::2"])
+                #expect(ping.stdout.contains("Packet too big: mtu=1400"), "\(ping.stdout) \(ping.stderr)")
+                #expect(lab.run(.a, ["ip", "-6", "route", "flush", "cache"]).status == 0)
+                try Self.transfer(lab, to: "[2001:db8:2::2]", listenOptions: ",pf=ip6")
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                let report = try #require(relay.report())
+                #expect(report.int("too_big_sent") >= 2 && report.drop("oversize") >= report.int("too_big_sent"), "\(report)")
+            }
         }
 
         /// 4 MiB of random bytes from A to C over TCP through the tunnel, compared byte for byte.
         static func transfer(_ lab: Lab, to address: String, listenOptions: String = "") throws {
-            let payload = try lab.file("payload", Lab.randomBytes(4 << 20))
+            var random = SeededGenerator()
+            let payload = try lab.file("payload", Lab.randomBytes(4 << 20, using: &random))
             let received = lab.directory.appendingPathComponent("received")
             // socat's own inactivity limit (-T), not timeout(1): children of a test thread inherit its
             // blocked signals, SIGALRM among them, so timeout(1) would never fire.
@@ -166,7 +167,7 @@ extension EndToEnd {
             #expect(send.status == 0, "sender: \(send.stderr)")
             #expect(listener.wait(timeout: 10) == 0, "listener: \(listener.stderr)")
             #expect(FileManager.default.contents(atPath: received.path) == FileManager.default.contents(atPath: payload.path),
-                    "the 4 MiB arrived intact")
+                    "the 4 MiB arrived intact (\(Lab.seedNote))")
         }
     }
 }

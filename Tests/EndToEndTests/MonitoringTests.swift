@@ -5,64 +5,64 @@ extension EndToEnd {
     /// `--metrics` checked by the real thing: promtool accepts each program's exposition, and Debian's
     /// Prometheus server, scraping the trio during a generator run, holds the figures the programs
     /// report in their own final JSON.
-    @Suite("Monitoring: Prometheus scrapes the trio", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    @Suite("Monitoring: Prometheus scrapes the trio", .serialized, .requiresRoot)
     struct MonitoringTests {
         static let payloads = 3000
 
         @Test("Prometheus's figures for relay, client and sink equal their final reports; promtool accepts every exposition")
         func prometheusScrapesTheTrio() throws {
             let tools = try PrometheusTools.extracted()
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            let targets = ["relay": "\(Lab.addressB):9101", "client": "\(Lab.addressA):9102", "sink": "\(Lab.addressC):9103"]
-            let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--metrics", targets["relay"]!, "--metrics-per-client"])
-            let sink = try lab.sink(["--metrics", targets["sink"]!])
-            // Prometheus runs in B, which reaches A and C directly; it listens on B's loopback only.
-            let config = try lab.file("prometheus.yml", Array("""
-                global:
-                  scrape_interval: 1s
-                  scrape_timeout: 900ms
-                scrape_configs:
-                  - job_name: udptun
-                    static_configs:
-                      - targets: [\(targets.values.sorted().map { "'\($0)'" }.joined(separator: ", "))]
-                """.utf8))
-            let server = try lab.spawn(.b, [tools.prometheus, "--config.file=\(config.path)",
-                                            "--storage.tsdb.path=\(lab.directory.appendingPathComponent("tsdb").path)",
-                                            "--web.listen-address=127.0.0.1:9090"], name: "prometheus")
-            try server.waitForLog("Server is ready to receive web requests")
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--metrics", targets["client"]!,
-                                         "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)", "--rate", "1000"])
-            try client.waitForLog("generator finished", timeout: 30)
-            for _ in 0..<50 where sink.latestReceived < Self.payloads { Thread.sleep(forTimeInterval: 0.1) }
-            // Traffic is over: let Prometheus scrape the final figures (two intervals, and it reports
-            // every target up).
-            Thread.sleep(forTimeInterval: 2.5)
-            for (role, target) in targets {
-                let exposition = try Self.fetch(lab, "http://\(target)/metrics")
-                let file = try lab.file("\(role).prom", Array(exposition.utf8))
-                let check = lab.run(.b, [tools.promtool, "check", "metrics"], input: file)
-                #expect(check.status == 0, "promtool on the \(role)'s exposition: \(check.stdout)\(check.stderr)")
-                #expect(exposition.contains("udptun_build_info{role=\"\(role)\""))
-                if role != "sink" { #expect(exposition.contains("udptun_offload_enabled{role=\"\(role)\",feature=\"udp_gso\"} 1")) }
+            try Lab.with { lab in
+                let targets = ["relay": "\(Lab.addressB):9101", "client": "\(Lab.addressA):9102", "sink": "\(Lab.addressC):9103"]
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--metrics", targets["relay"]!, "--metrics-per-client"])
+                let sink = try lab.sink(["--metrics", targets["sink"]!])
+                // Prometheus runs in B, which reaches A and C directly; it listens on B's loopback only.
+                let config = try lab.file("prometheus.yml", Array("""
+                    global:
+                      scrape_interval: 1s
+                      scrape_timeout: 900ms
+                    scrape_configs:
+                      - job_name: udptun
+                        static_configs:
+                          - targets: [\(targets.values.sorted().map { "'\($0)'" }.joined(separator: ", "))]
+                    """.utf8))
+                let server = try lab.spawn(.b, [tools.prometheus, "--config.file=\(config.path)",
+                                                "--storage.tsdb.path=\(lab.directory.appendingPathComponent("tsdb").path)",
+                                                "--web.listen-address=127.0.0.1:9090"], name: "prometheus")
+                try server.waitForLog("Server is ready to receive web requests")
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--metrics", targets["client"]!,
+                                             "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)", "--rate", "1000"])
+                try client.waitForLog("generator finished", timeout: 30)
+                for _ in 0..<50 where sink.latestReceived < Self.payloads { Thread.sleep(forTimeInterval: 0.1) }
+                // Traffic is over: let Prometheus scrape the final figures (two intervals, and it reports
+                // every target up).
+                Thread.sleep(forTimeInterval: 2.5)
+                for (role, target) in targets {
+                    let exposition = try Self.fetch(lab, "http://\(target)/metrics")
+                    let file = try lab.file("\(role).prom", Array(exposition.utf8))
+                    let check = lab.run(.b, [tools.promtool, "check", "metrics"], input: file)
+                    #expect(check.status == 0, "promtool on the \(role)'s exposition: \(check.stdout)\(check.stderr)")
+                    #expect(exposition.contains("udptun_build_info{role=\"\(role)\""))
+                    if role != "sink" { #expect(exposition.contains("udptun_offload_enabled{role=\"\(role)\",feature=\"udp_gso\"} 1")) }
+                }
+                #expect(try Self.query(lab, "count(up == 1)") == 3, "Prometheus scrapes all three")
+                let forwarded = try Self.query(lab, #"udptun_forwarded_packets_total{role="relay"}"#)
+                let sent = try Self.query(lab, #"udptun_sent_datagrams_total{role="client"}"#)
+                let received = try Self.query(lab, #"udptun_sink_payloads_total{role="sink"}"#)
+                let perClient = try Self.query(lab, #"udptun_client_received_packets_total{client="\#(Lab.innerA)"}"#)
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                #expect(sink.stop() == 0)
+                let relayReport = try #require(relay.report()), clientReport = try #require(client.report())
+                let sinkReport = try #require(sink.report())
+                #expect(sinkReport.int("received") == Self.payloads)
+                #expect(forwarded == Double(relayReport.int("forwarded")), "relay forwarded: Prometheus \(forwarded), JSON \(relayReport.int("forwarded"))")
+                #expect(sent == Double(clientReport.int("sent")), "client sent: Prometheus \(sent), JSON \(clientReport.int("sent"))")
+                #expect(received == Double(sinkReport.int("received")), "sink received: Prometheus \(received), JSON \(sinkReport.int("received"))")
+                let listed = relayReport["client_list"] as? [[String: Any]] ?? []
+                #expect(perClient == Double(listed.first?["from_client"] as? Int ?? -1), "per client: Prometheus \(perClient), JSON \(listed)")
+                #expect(forwarded >= Double(Self.payloads))
             }
-            #expect(try Self.query(lab, "count(up == 1)") == 3, "Prometheus scrapes all three")
-            let forwarded = try Self.query(lab, #"udptun_forwarded_packets_total{role="relay"}"#)
-            let sent = try Self.query(lab, #"udptun_sent_datagrams_total{role="client"}"#)
-            let received = try Self.query(lab, #"udptun_sink_payloads_total{role="sink"}"#)
-            let perClient = try Self.query(lab, #"udptun_client_received_packets_total{client="\#(Lab.innerA)"}"#)
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            #expect(sink.stop() == 0)
-            let relayReport = try #require(relay.report()), clientReport = try #require(client.report())
-            let sinkReport = try #require(sink.report())
-            #expect(sinkReport.int("received") == Self.payloads)
-            #expect(forwarded == Double(relayReport.int("forwarded")), "relay forwarded: Prometheus \(forwarded), JSON \(relayReport.int("forwarded"))")
-            #expect(sent == Double(clientReport.int("sent")), "client sent: Prometheus \(sent), JSON \(clientReport.int("sent"))")
-            #expect(received == Double(sinkReport.int("received")), "sink received: Prometheus \(received), JSON \(sinkReport.int("received"))")
-            let listed = relayReport["client_list"] as? [[String: Any]] ?? []
-            #expect(perClient == Double(listed.first?["from_client"] as? Int ?? -1), "per client: Prometheus \(perClient), JSON \(listed)")
-            #expect(forwarded >= Double(Self.payloads))
         }
 
         /// The body at `url`, fetched from inside B.

@@ -5,7 +5,7 @@ extension EndToEnd {
     /// The client behind a NAT whose UDP mappings expire after 2 s: with `--keepalive 1` replies from
     /// C still reach it after a long silence; without, the relay's return path points at a mapping the
     /// NAT has forgotten, and C's packets die there (docs/operations.md, "Behind NAT").
-    @Suite("Behind NAT: keepalive", .serialized, .enabled(if: Lab.isRoot, "needs root for network namespaces and TUN devices (run the test command as root)"))
+    @Suite("Behind NAT: keepalive", .serialized, .requiresRoot)
     struct NATTests {
         /// Rewires the lab as A — N — B: A keeps its inner side, gets 198.18.3.1/24 toward N, and N
         /// masquerades A behind 198.18.1.1 (the address the relay allows) with `timeout`-second UDP
@@ -53,28 +53,28 @@ extension EndToEnd {
         /// After a silence longer than the NAT's timeout, does a datagram C sends to the client's inner
         /// address arrive? Returns that and the client's and relay's final reports.
         static func replyAfterSilence(keepalive: Double?) throws -> (arrived: Bool, client: [String: Any], relay: [String: Any]) {
-            let lab = try Lab()
-            defer { lab.tearDown() }
-            _ = try insertNAT(lab, timeout: 2)
-            let relay = try lab.relay()
-            let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + (keepalive.map { ["--keepalive", "\($0)"] } ?? []))
-            try client.waitForLog("client tunnelling")
-            // One exchange teaches the relay the return path (the NAT's address and port).
-            let ping = lab.run(.a, ["ping", "-c", "1", "-W", "5", Lab.addressC], timeout: 10)
-            #expect(ping.status == 0, "the tunnel works through the NAT: \(ping.stdout)\(ping.stderr)")
-            let received = lab.directory.appendingPathComponent("received")
-            let listener = try lab.spawn(.a, ["socat", "-u", "UDP4-RECV:9000,bind=\(Lab.innerA)", "CREATE:\(received.path)"], name: "listener")
-            Thread.sleep(forTimeInterval: 5)  // 2.5 NAT timeouts of silence
-            try lab.sendDatagram(Array("after the silence".utf8), from: .c, to: "\(Lab.innerA):9000")
-            var arrived = false
-            for _ in 0..<30 where !arrived {
-                Thread.sleep(forTimeInterval: 0.1)
-                arrived = Lab.read(received) == "after the silence"
+            return try Lab.with { lab in
+                _ = try insertNAT(lab, timeout: 2)
+                let relay = try lab.relay()
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + (keepalive.map { ["--keepalive", "\($0)"] } ?? []))
+                try client.waitForLog("client tunnelling")
+                // One exchange teaches the relay the return path (the NAT's address and port).
+                let ping = lab.run(.a, ["ping", "-c", "1", "-W", "5", Lab.addressC], timeout: 10)
+                #expect(ping.status == 0, "the tunnel works through the NAT: \(ping.stdout)\(ping.stderr)")
+                let received = lab.directory.appendingPathComponent("received")
+                let listener = try lab.spawn(.a, ["socat", "-u", "UDP4-RECV:9000,bind=\(Lab.innerA)", "CREATE:\(received.path)"], name: "listener")
+                Thread.sleep(forTimeInterval: 5)  // 2.5 NAT timeouts of silence
+                try lab.sendDatagram(Array("after the silence".utf8), from: .c, to: "\(Lab.innerA):9000")
+                var arrived = false
+                for _ in 0..<30 where !arrived {
+                    Thread.sleep(forTimeInterval: 0.1)
+                    arrived = Lab.read(received) == "after the silence"
+                }
+                listener.stop()
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                return (arrived, try #require(client.report()), try #require(relay.report()))
             }
-            listener.stop()
-            #expect(client.stop() == 0)
-            #expect(relay.stop() == 0)
-            return (arrived, try #require(client.report()), try #require(relay.report()))
         }
 
         @Test("with --keepalive 1, a reply after 5 s of silence crosses a NAT that forgets in 2 s; the relay counts the keepalives and forwards none")
