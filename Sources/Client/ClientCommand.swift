@@ -49,7 +49,7 @@ struct ClientCommand: ParsableCommand {
     var tun = "tun1"
 
     @Option(help: ArgumentHelp(
-        "TUN MTU: a number, or 'auto' for the path MTU toward the relay minus the encapsulation overhead.",
+        "TUN MTU: a number, or 'auto' for the path MTU toward the relay minus the framing overhead.",
         valueName: "N|auto"))
     var mtu = "auto"
 
@@ -85,7 +85,7 @@ struct ClientCommand: ParsableCommand {
         valueName: "seconds"))
     var keepalive: Double = 0
 
-    @OptionGroup var encapsulation: EncapsulationOptions
+    @OptionGroup var keys: KeyOptions
 
     @OptionGroup(title: "GTP-U (RAN node)") var gtpu: GTPUClientOptions
 
@@ -98,8 +98,8 @@ struct ClientCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        if encapsulation.encrypt, encapsulation.keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
-        if gtpu.gtpu, encapsulation.keyFile != nil {
+        if keys.encrypt, keys.keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
+        if gtpu.gtpu, keys.keyFile != nil {
             throw ValidationError("--gtpu and --key-file cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)")
         }
         if noTunnel {
@@ -144,14 +144,14 @@ struct ClientCommand: ParsableCommand {
         var tunnelling: () -> Void = {}
         if !noTunnel, let relay {
             let relayAddress = try AddressResolver.resolve(relay, defaultPort: gtpu.gtpu ? GTPU.port : 8080)
-            let framing: any Encapsulation
+            let framing: any Framing
             if gtpu.gtpu {
                 let local = UDPSocket.sourceAddress(toward: relayAddress) ?? .unspecified(like: relayAddress.ip)
                 let gtpuFraming = gtpu.make(localAddress: local)
                 gtpuMonitor = gtpuFraming.monitor
                 framing = gtpuFraming
             } else {
-                framing = try encapsulation.make(logger: logger)
+                framing = try keys.make(logger: logger)
             }
             framing.describe(logger)
             let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
@@ -161,7 +161,7 @@ struct ClientCommand: ParsableCommand {
                 ?? SocketAddress(ip: anyAddress, port: 0)
             let pipes = try endpoint.bindSockets(local, for: queues)
             plumbing = pipes
-            tunnel = Tunnel(queues: queues, sockets: pipes.sockets, counters: counters, encapsulation: framing,
+            tunnel = Tunnel(queues: queues, sockets: pipes.sockets, counters: counters, framing: framing,
                             route: .fixed(relayAddress), policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
             if let gtpuMonitor {
                 tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: pipes.sockets[0], monitor: gtpuMonitor,
@@ -200,7 +200,7 @@ struct ClientCommand: ParsableCommand {
 
     /// `--keepalive`: when nothing was sent for that long, an Echo Request (GTP-U) or the framing's
     /// keepalive from the device's inner address.
-    private func keepaliveTask(framing: any Encapsulation, socket: UDPSocket, relay relayAddress: SocketAddress,
+    private func keepaliveTask(framing: any Framing, socket: UDPSocket, relay relayAddress: SocketAddress,
                                counters: [TunnelCounters], monitor: GTPUPathMonitor?) -> Housekeeping.Task {
         let send: @Sendable () -> Void
         if let monitor {
@@ -208,7 +208,7 @@ struct ClientCommand: ParsableCommand {
             send = { GTPUEcho.sendEchoRequest(socket: socket, to: relayAddress, monitor: monitor, counters: counters) }
         } else {
             let tun = tun
-            let sender = KeepaliveSender(encapsulation: framing, socket: socket, relay: relayAddress, counters: counters[0]) {
+            let sender = KeepaliveSender(framing: framing, socket: socket, relay: relayAddress, counters: counters[0]) {
                 (try? InterfaceAddresses.of(interface: tun)) ?? []
             }
             send = { sender.send() }

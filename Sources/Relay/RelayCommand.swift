@@ -91,7 +91,7 @@ struct RelayCommand: ParsableCommand {
     @Flag(help: "Print a new random key for --key-file and exit.")
     var genkey = false
 
-    @OptionGroup var encapsulation: EncapsulationOptions
+    @OptionGroup var keys: KeyOptions
 
     @OptionGroup(title: "GTP-U (UPF)") var gtpu: GTPURelayOptions
 
@@ -112,10 +112,10 @@ struct RelayCommand: ParsableCommand {
                     """)
             }
         }
-        if gtpu.gtpu, encapsulation.keyFile != nil || !clientKey.isEmpty {
+        if gtpu.gtpu, keys.keyFile != nil || !clientKey.isEmpty {
             throw ValidationError("--gtpu and --key-file/--client-key cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)")
         }
-        if encapsulation.encrypt, encapsulation.keyFile == nil, clientKey.isEmpty {
+        if keys.encrypt, keys.keyFile == nil, clientKey.isEmpty {
             throw ValidationError("--encrypt needs --key-file or --client-key")
         }
         _ = try allowedSources()
@@ -146,11 +146,11 @@ struct RelayCommand: ParsableCommand {
             }
             return rule
         }
-        // Key indices follow EncapsulationOptions.make: the shared key (unlimited here) first.
+        // Key indices follow KeyOptions.make: the shared key (unlimited here) first.
         let keyRules = try clientKeyRules()
         let innerSourcesBySession: [[IPPrefix]?] = gtpu.gtpu
             ? try gtpu.parsedSessions().map(\.innerSources)
-            : (encapsulation.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
+            : (keys.keyFile == nil ? [] : [nil]) + keyRules.map(\.innerSources)
         let destinations = try allowDest.map { text in
             guard let prefix = IPPrefix(text) else { throw ValidationError("--allow-dest '\(text)' is not a prefix such as 198.18.2.0/24") }
             return prefix
@@ -185,7 +185,7 @@ struct RelayCommand: ParsableCommand {
             throw ExitCode(findings.isEmpty ? 0 : ExitStatus.configuration)
         }
         // Keys are loaded before anything else is set up, so a bad key file is the error reported.
-        let keyedFraming = gtpu.gtpu ? nil : try encapsulation.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
+        let keyedFraming = gtpu.gtpu ? nil : try keys.make(logger: logger, clientKeyFiles: try clientKeyRules().map(\.path))
         let listenAddress = try AddressResolver.resolve(listen ?? (gtpu.gtpu ? "0.0.0.0:\(GTPU.port)" : "0.0.0.0:8080"),
                                                         defaultPort: gtpu.gtpu ? GTPU.port : 8080)
         let endpoint = try TunnelEndpoint(role: "relay", logger: logger, common: common, offloads: offloads, workers: workers,
@@ -196,7 +196,7 @@ struct RelayCommand: ParsableCommand {
         let sources = try allowedSources()
         let ownAddresses = try readOwnAddresses()
         let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
-        var gtpuFraming: GTPUEncapsulation?
+        var gtpuFraming: GTPUFraming?
         if keyedFraming == nil {
             // Error Indications name the address G-PDUs arrive at: the listening one, or on a wildcard
             // listener this host's first address of that family.
@@ -205,7 +205,7 @@ struct RelayCommand: ParsableCommand {
                 : ownAddresses.current.addresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
             gtpuFraming = try gtpu.make(localAddress: local)
         }
-        let framing: any Encapsulation = keyedFraming ?? gtpuFraming!
+        let framing: any Framing = keyedFraming ?? gtpuFraming!
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients, newPerSecond: newClientsPerSecond)
         if sources == nil {
@@ -215,12 +215,12 @@ struct RelayCommand: ParsableCommand {
         // Per-session counts cost a little per packet: kept only where there are several sessions to
         // tell apart (with one, the totals are its counts).
         let sessionCounters = framing.sessionCount > 1 ? SessionCounters(sessions: framing.sessionCount) : nil
-        // How the final report names each session, in the encapsulation's order: a GTP-U session by its
+        // How the final report names each session, in the framing's order: a GTP-U session by its
         // uplink TEID, a key by its file (the shared --key-file first).
         let sessionNames = try gtpuFraming.map { $0.sessions.map { "0x" + String($0.uplinkTEID, radix: 16) } }
-            ?? (encapsulation.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
+            ?? (keys.keyFile == nil ? [] : ["shared"]) + clientKeyRules().map(\.path)
         let tunnel = Tunnel(
-            queues: queues, sockets: plumbing.sockets, counters: counters, encapsulation: framing, route: .clients(clients),
+            queues: queues, sockets: plumbing.sockets, counters: counters, framing: framing, route: .clients(clients),
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: plumbing.device.mtu ?? 65535,
                                   packets: packets),
             clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)

@@ -305,7 +305,7 @@ extension EndToEnd {
                 #expect(relayReport.drop("unknown_key") + relayReport.drop("bad_tag") >= 500)
                 #expect(relayReport.drop("bad_framing") == 1)
                 #expect(relayReport.drop("replayed") == 0)
-                #expect(relay.stderr.contains("encapsulation chacha20-poly1305"))
+                #expect(relay.stderr.contains("framing chacha20-poly1305"))
             }
         }
 
@@ -319,7 +319,7 @@ extension EndToEnd {
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt", "--cipher", ciphers.relay])
                 let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt", "--cipher", ciphers.client])
                 try client.waitForLog("client tunnelling")
-                #expect(client.stderr.contains("encapsulation \(ciphers.client)") && relay.stderr.contains("encapsulation \(ciphers.relay)"))
+                #expect(client.stderr.contains("framing \(ciphers.client)") && relay.stderr.contains("framing \(ciphers.relay)"))
                 try TCPTransfer.bothWays(lab, size: 8 << 20)
                 #expect(client.stop() == 0)
                 #expect(relay.stop() == 0)

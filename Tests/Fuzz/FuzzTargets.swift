@@ -8,7 +8,7 @@
 //   probe     ProbePayload.decode and the sink's accounting
 //   gso       virtio-net header + super-packet → GSOSegmenter
 //   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
-//   open      authenticated and raw framing (AuthenticatedEncapsulation.Opener, replay windows)
+//   open      authenticated and raw framing (AuthenticatedFraming.Opener, replay windows)
 //   address   address, prefix, host:port and --allowed-ips parsing
 //   gtpu      GTP-U header parsing and the extension walk, and the UPF's and RAN's openers
 //   http      the metrics endpoint's request handling (what any client of the port may send)
@@ -25,7 +25,7 @@ let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
 let secondKey = TunnelKey(base64: "WBtbZczXQonyHVUGzMkgWqP1q4ejJ0j++tEK/KHl4Fw=")!
 // Two keys, as a relay with --client-key holds; a new-sender budget no fuzzer can spend, so made-up
 // sender ids keep reaching the key setup and the cipher.
-nonisolated(unsafe) var opener = AuthenticatedEncapsulation.Opener(keys: [key, secondKey],
+nonisolated(unsafe) var opener = AuthenticatedFraming.Opener(keys: [key, secondKey],
                                                                    newSenders: TokenBucket(rate: 1_000_000_000, burst: 1_000_000))
 /// Reused across inputs: allocating 128 KiB per input under ASan made the gso target crawl.
 nonisolated(unsafe) var segmentBuffer = [UInt8](repeating: 0, count: 2 * 65536)
@@ -169,7 +169,7 @@ func fuzzOpening(_ input: [UInt8]) {
         check(range.lowerBound == 20 && range.upperBound == count - 16, "inner range")
         check((0..<2).contains(keyIndex), "the key that opened it is one of the two")
     }
-    var raw = RawEncapsulation().makeOpener()
+    var raw = RawFraming().makeOpener()
     var reply = [UInt8](repeating: 0, count: 64)
     var replySpan = reply.mutableSpan
     _ = raw.open(&span, datagram: 0..<count, from: SocketAddress(ip: .v4(1), port: 1), reply: &replySpan)
@@ -191,9 +191,9 @@ func fuzzAddresses(_ input: [UInt8]) {
 /// The UPF's opener (two sessions; its Error Indication budget refills only once a second, so most
 /// unknown TEIDs take the silent path too) and the RAN's.
 nonisolated(unsafe) var gtpuOpeners: [any PacketOpener] = [
-    GTPUEncapsulation(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("7=2001:db8::/64")!]), qfi: nil,
+    GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("7=2001:db8::/64")!]), qfi: nil,
                       localAddress: IPAddress("198.18.1.2")!).makeOpener(),
-    GTPUEncapsulation(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("2001:db8::1")!).makeOpener(),
+    GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("2001:db8::1")!).makeOpener(),
 ]
 nonisolated(unsafe) var replyBuffer = [UInt8](repeating: 0, count: 2048)
 
@@ -259,7 +259,7 @@ func seeds() -> [String: [[UInt8]]] {
         segments = (0..<layout.count).map { Array(output[($0 * layout.stride)..<($0 * layout.stride + layout.length(of: $0))]) }
     }
     let records = segments.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xff)] + $0 }
-    var sealer = AuthenticatedEncapsulation(key: key, encrypt: true).makeSealer()
+    var sealer = AuthenticatedFraming(key: key, encrypt: true).makeSealer()
     var sealed = [UInt8](repeating: 0, count: 20) + probe + [UInt8](repeating: 0, count: 16)
     let sealedCount = sealed.count
     var sealedSpan = sealed.mutableSpan

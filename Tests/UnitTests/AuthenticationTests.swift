@@ -4,7 +4,7 @@ import Testing
 @testable import TestSupport
 @testable import WireFormat
 
-@Suite("Authenticated encapsulation")
+@Suite("Authenticated framing")
 struct AuthenticationTests {
     static let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
     // Fixed, so that its key id is known to differ from `key`'s (random keys clash 1 time in 65,536).
@@ -12,14 +12,14 @@ struct AuthenticationTests {
     let packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 7, streamID: 1)
 
     /// Seals `packet` in a buffer with room around it; returns the datagram.
-    func seal(_ sealer: inout AuthenticatedEncapsulation.Sealer, _ packet: [UInt8]) throws -> [UInt8] {
+    func seal(_ sealer: inout AuthenticatedFraming.Sealer, _ packet: [UInt8]) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: 20) + packet + [UInt8](repeating: 0, count: 16)
         var span = buffer.mutableSpan
         let range = try #require(sealer.seal(&span, packet: 20..<(20 + packet.count), session: PeerSession()))
         return Array(buffer[range])
     }
 
-    func open(_ opener: inout AuthenticatedEncapsulation.Opener, _ datagram: [UInt8]) -> Result<[UInt8], DropReason> {
+    func open(_ opener: inout AuthenticatedFraming.Opener, _ datagram: [UInt8]) -> Result<[UInt8], DropReason> {
         var buffer = datagram
         let count = buffer.count
         var span = buffer.mutableSpan
@@ -28,7 +28,7 @@ struct AuthenticationTests {
     }
 
     /// The index of the key `datagram` opened with, or nil.
-    func keyIndex(_ opener: inout AuthenticatedEncapsulation.Opener, _ datagram: [UInt8]) -> Int? {
+    func keyIndex(_ opener: inout AuthenticatedFraming.Opener, _ datagram: [UInt8]) -> Int? {
         var buffer = datagram
         let count = buffer.count
         var span = buffer.mutableSpan
@@ -50,9 +50,9 @@ struct AuthenticationTests {
     @Test(arguments: modes)
     func sealedPacketsOpenToTheSameBytes(mode: (encrypt: Bool, cipher: AEADCipher)) throws {
         let encrypt = mode.encrypt
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
         var sealer = framing.concreteSealer()
-        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: false).concreteOpener()  // opens every type
+        var opener = AuthenticatedFraming(key: Self.key, encrypt: false).concreteOpener()  // opens every type
         let datagram = try seal(&sealer, packet)
         #expect(datagram.count == packet.count + framing.overhead)
         #expect(datagram[0] == (encrypt ? (mode.cipher == .aes256GCM ? 0x13 : 0x12) : 0x11))
@@ -66,8 +66,8 @@ struct AuthenticationTests {
     /// ChaChaPoly does with the sender's derived key and the counter nonce, and open what it seals.
     @Test("in-place sealing matches swift-crypto's ChaChaPoly byte for byte, both ways", arguments: [false, true])
     func matchesSwiftCrypto(encrypt: Bool) throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt)
-        var sealer = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: encrypt, sender: 0x0123_4567_89AB_CDEF)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: encrypt)
+        var sealer = AuthenticatedFraming.Sealer(key: Self.key, encrypt: encrypt, sender: 0x0123_4567_89AB_CDEF)
         var opener = framing.concreteOpener()
         let derived = Self.key.derived(forSender: sealer.sender, cipher: .chacha20Poly1305)
         var generator = SeededGenerator()
@@ -100,8 +100,8 @@ struct AuthenticationTests {
     /// The same for AES-256-GCM against swift-crypto's AES.GCM, with the key derived for that cipher.
     @Test("in-place AES-256-GCM matches swift-crypto's AES.GCM byte for byte, both ways")
     func aesMatchesSwiftCrypto() throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true, cipher: .aes256GCM)
-        var sealer = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 0x0123_4567_89AB_CDEF)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: true, cipher: .aes256GCM)
+        var sealer = AuthenticatedFraming.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 0x0123_4567_89AB_CDEF)
         var opener = framing.concreteOpener()
         let derived = Self.key.derived(forSender: sealer.sender, cipher: .aes256GCM)
         #expect(derived != Self.key.derived(forSender: sealer.sender, cipher: .chacha20Poly1305), "one key per cipher")
@@ -128,16 +128,16 @@ struct AuthenticationTests {
 
     @Test("a sender keeps to one cipher: its id under the other is refused, and leaves its window alone")
     func senderCannotSwitchCipher() throws {
-        var chacha = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .chacha20Poly1305, sender: 42)
-        var aes = AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 42)
-        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: true).concreteOpener()
+        var chacha = AuthenticatedFraming.Sealer(key: Self.key, encrypt: true, cipher: .chacha20Poly1305, sender: 42)
+        var aes = AuthenticatedFraming.Sealer(key: Self.key, encrypt: true, cipher: .aes256GCM, sender: 42)
+        var opener = AuthenticatedFraming(key: Self.key, encrypt: true).concreteOpener()
         #expect(try open(&opener, try seal(&chacha, packet)).get() == packet)
         #expect(throws: DropReason.badTag) { try open(&opener, try seal(&aes, packet)).get() }
         #expect(try open(&opener, try seal(&chacha, packet)).get() == packet)
         // A type byte changed in flight names the other cipher: the tag no longer verifies.
         var relabelled = try seal(&chacha, packet)
         relabelled[0] = 0x13
-        var fresh = AuthenticatedEncapsulation(key: Self.key, encrypt: true).concreteOpener()
+        var fresh = AuthenticatedFraming(key: Self.key, encrypt: true).concreteOpener()
         #expect(throws: DropReason.badTag) { try open(&fresh, relabelled).get() }
         #expect(fresh.knownSenders == 0)
     }
@@ -145,7 +145,7 @@ struct AuthenticationTests {
     @Test(arguments: modes)
     func everyBitFlipIsRejected(mode: (encrypt: Bool, cipher: AEADCipher)) throws {
         let encrypt = mode.encrypt
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: encrypt, cipher: mode.cipher)
         var sealer = framing.concreteSealer()
         let datagram = try seal(&sealer, packet)
         for bit in stride(from: 0, to: datagram.count * 8, by: 3) {
@@ -159,7 +159,7 @@ struct AuthenticationTests {
     }
 
     @Test func replaysAreDroppedAndReorderingIsNot() throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: true)
         var sealer = framing.concreteSealer()
         var opener = framing.concreteOpener()
         let datagrams = try (0..<5).map { _ in try seal(&sealer, packet) }
@@ -184,8 +184,8 @@ struct AuthenticationTests {
 
     @Test func wrongKeysRawPacketsAndScrapsAreRefused() throws {
         #expect(Self.key.id != Self.otherKey.id)
-        var stranger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).concreteSealer()
-        var opener = AuthenticatedEncapsulation(key: Self.key, encrypt: true).concreteOpener()
+        var stranger = AuthenticatedFraming(key: Self.otherKey, encrypt: true).concreteSealer()
+        var opener = AuthenticatedFraming(key: Self.key, encrypt: true).concreteOpener()
         #expect(throws: DropReason.unknownKey) { try open(&opener, try seal(&stranger, packet)).get() }
         #expect(throws: DropReason.badTag) { try open(&opener, claiming(Self.key, try seal(&stranger, packet))).get() }
         #expect(throws: DropReason.badFraming) { try open(&opener, packet).get() }  // a raw IPv4 packet
@@ -201,37 +201,37 @@ struct AuthenticationTests {
         let alice = Self.key, bob = Self.otherKey
         let third = try #require(TunnelKey(base64: "WBtbZczXQonyHVUGzMkgWqP1q4ejJ0j++tEK/KHl4Fw="))
         #expect(Set([alice.id, bob.id, third.id]).count == 3)
-        var opener = AuthenticatedEncapsulation(keys: [alice, bob], encrypt: true).concreteOpener()
-        var aliceSealer = AuthenticatedEncapsulation(key: alice, encrypt: true).concreteSealer()
-        var bobSealer = AuthenticatedEncapsulation(key: bob, encrypt: true).concreteSealer()
+        var opener = AuthenticatedFraming(keys: [alice, bob], encrypt: true).concreteOpener()
+        var aliceSealer = AuthenticatedFraming(key: alice, encrypt: true).concreteSealer()
+        var bobSealer = AuthenticatedFraming(key: bob, encrypt: true).concreteSealer()
         let fromAlice = try seal(&aliceSealer, packet)
         #expect(fromAlice[1] == 0 && UInt16(fromAlice[2]) << 8 | UInt16(fromAlice[3]) == alice.id, "the key id travels in bytes 2-3")
         #expect(keyIndex(&opener, fromAlice) == 0)
         #expect(keyIndex(&opener, try seal(&bobSealer, packet)) == 1)
         // A key the opener does not hold is refused by its id, before any key is derived.
-        var stranger = AuthenticatedEncapsulation(key: third, encrypt: true).concreteSealer()
+        var stranger = AuthenticatedFraming(key: third, encrypt: true).concreteSealer()
         #expect(throws: DropReason.unknownKey) { try open(&opener, try seal(&stranger, packet)).get() }
         // Bob cannot pass his datagrams off as Alice's: her id with his tag fails, and so does her
         // known sender id under his key id.
         #expect(throws: DropReason.badTag) { try open(&opener, claiming(alice, try seal(&bobSealer, packet))).get() }
-        var bobAsAlicesSender = AuthenticatedEncapsulation.Sealer(key: bob, encrypt: true, sender: aliceSealer.sender)
+        var bobAsAlicesSender = AuthenticatedFraming.Sealer(key: bob, encrypt: true, sender: aliceSealer.sender)
         #expect(throws: DropReason.badTag) { try open(&opener, try seal(&bobAsAlicesSender, packet)).get() }
         #expect(opener.knownSenders == 2)
-        #expect(AuthenticatedEncapsulation.clashingKeys([alice, bob, alice]).map { [$0.0, $0.1] } == [0, 2])
-        #expect(AuthenticatedEncapsulation.clashingKeys([alice, bob, third]) == nil)
+        #expect(AuthenticatedFraming.clashingKeys([alice, bob, alice]).map { [$0.0, $0.1] } == [0, 2])
+        #expect(AuthenticatedFraming.clashingKeys([alice, bob, third]) == nil)
     }
 
     @Test("key setups for unknown senders are held to the budget; known senders never wait for it")
     func newSendersAreBudgeted() throws {
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: true)
         let now = Mutex<UInt64>(1_000_000_000)
-        var opener = AuthenticatedEncapsulation.Opener(key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
+        var opener = AuthenticatedFraming.Opener(key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
                                                        clock: { now.withLock { $0 } })
         var senders = (0..<3).map { _ in framing.concreteSealer() }
         for index in senders.indices { #expect(throws: Never.self) { try open(&opener, try seal(&senders[index], packet)).get() } }
         // Budget spent: made-up sender ids under a wrong key, and a genuine newcomer, are both refused
         // before any key is derived; the three known senders go on as before.
-        var forger = AuthenticatedEncapsulation(key: Self.otherKey, encrypt: true).concreteSealer()
+        var forger = AuthenticatedFraming(key: Self.otherKey, encrypt: true).concreteSealer()
         var newcomer = framing.concreteSealer()
         #expect(throws: DropReason.senderLimit) { try open(&opener, claiming(Self.key, try seal(&forger, packet))).get() }
         #expect(throws: DropReason.senderLimit) { try open(&opener, try seal(&newcomer, packet)).get() }
@@ -248,10 +248,10 @@ struct AuthenticationTests {
 
     @Test("a full sender table makes room for a newcomer by forgetting its oldest sender; the others keep their windows")
     func fullSenderTableEvictsTheOldest() throws {
-        let maximum = AuthenticatedEncapsulation.maximumSenders
-        var opener = AuthenticatedEncapsulation.Opener(key: Self.key, newSenders: TokenBucket(rate: 1, burst: UInt64(maximum + 10)))
+        let maximum = AuthenticatedFraming.maximumSenders
+        var opener = AuthenticatedFraming.Opener(key: Self.key, newSenders: TokenBucket(rate: 1, burst: UInt64(maximum + 10)))
         var sealers = (0..<(maximum + 1)).map {
-            AuthenticatedEncapsulation.Sealer(key: Self.key, encrypt: true, sender: UInt64($0) + 1)
+            AuthenticatedFraming.Sealer(key: Self.key, encrypt: true, sender: UInt64($0) + 1)
         }
         var first: [UInt8] = []
         var second: [UInt8] = []
@@ -307,9 +307,9 @@ struct AuthenticationTests {
     }
 
     @Test func segmentsOfASuperPacketAreSealedBackToBack() throws {
-        // What the fast path does: segment with the encapsulation's headroom and overhead, seal each
+        // What the fast path does: segment with the framing's headroom and overhead, seal each
         // segment in place, send the run with UDP GSO; the receiver opens each datagram.
-        let framing = AuthenticatedEncapsulation(key: Self.key, encrypt: true)
+        let framing = AuthenticatedFraming(key: Self.key, encrypt: true)
         var sealer = framing.concreteSealer()
         var opener = framing.concreteOpener()
         var tcp = [UInt8](repeating: 0, count: 20)
@@ -341,7 +341,7 @@ struct AuthenticationTests {
     }
 }
 
-extension AuthenticatedEncapsulation {
+extension AuthenticatedFraming {
     /// The sealer and opener as their own types, for the tests that look inside them.
     func concreteSealer() -> Sealer { makeSealer() as! Sealer }
     func concreteOpener() -> Opener { makeOpener() as! Opener }

@@ -44,7 +44,7 @@ struct EngineTests {
     @Test("UDP → TUN: every datagram forwarded or dropped under exactly one reason, counters balanced")
     func inboundDropsByReason() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(),
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
                                  policy: Self.relayPolicy(maximumPacketLength: 200), counters: counters, clients: ClientTable(capacity: 8))
         let good = Self.packet()
         var badChecksum = good
@@ -79,16 +79,16 @@ struct EngineTests {
     @Test("control messages are answered from the socket they reached, consumed, or refused with a reply; all counted")
     func controlMessagesAnswered() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: AnsweringEncapsulation(),
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: AnsweringFraming(),
                                  policy: InboundPolicy(), counters: counters)
-        socket.deliver([AnsweringEncapsulation.echoRequest, 7, 8, 9], from: Self.clientA)
-        socket.deliver([AnsweringEncapsulation.endMarker], from: Self.clientA)
-        socket.deliver([AnsweringEncapsulation.refused, 1], from: Self.clientB)
+        socket.deliver([AnsweringFraming.echoRequest, 7, 8, 9], from: Self.clientA)
+        socket.deliver([AnsweringFraming.endMarker], from: Self.clientA)
+        socket.deliver([AnsweringFraming.refused, 1], from: Self.clientB)
         socket.deliver(Self.packet(), from: Self.clientA)
         Self.drain(&stage, lifecycle)
         #expect(socket.sent == [
-            FakeDatagramSocket.Datagram(peer: Self.clientA, bytes: [AnsweringEncapsulation.echoResponse, 7, 8, 9]),
-            FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringEncapsulation.errorIndication]),
+            FakeDatagramSocket.Datagram(peer: Self.clientA, bytes: [AnsweringFraming.echoResponse, 7, 8, 9]),
+            FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringFraming.errorIndication]),
         ])
         let snapshot = counters.snapshot()
         #expect(snapshot.controlReceived[ControlMessage.echoRequest.rawValue] == 1)
@@ -100,7 +100,7 @@ struct EngineTests {
         #expect(snapshot[.received] == 4 && snapshot[.received] == snapshot[.forwarded] + snapshot.control + snapshot.dropped)
         // A reply the kernel refuses is counted, not lost track of.
         socket.refuseSends()
-        socket.deliver([AnsweringEncapsulation.echoRequest], from: Self.clientA)
+        socket.deliver([AnsweringFraming.echoRequest], from: Self.clientA)
         Self.drain(&stage, lifecycle)
         #expect(counters.snapshot()[.controlSendFailed] == 1)
         #expect(counters.snapshot().controlSent[ControlMessage.echoResponse.rawValue] == 1)
@@ -119,7 +119,7 @@ struct EngineTests {
     func groReceiveCoalescedOnWrite() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(), policy: InboundPolicy(),
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
                                  counters: counters)
         let segments = try Self.tcpSegments(payload: 14_000)
         #expect(segments.count == 10)
@@ -140,10 +140,10 @@ struct EngineTests {
           arguments: [false, true])
     func superPacketLeavesAsOneMessage(sealed: Bool) throws {
         let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
-        let encapsulation: any Encapsulation = sealed ? AuthenticatedEncapsulation(key: key, encrypt: true) : RawEncapsulation()
+        let framing: any Framing = sealed ? AuthenticatedFraming(key: key, encrypt: true) : RawFraming()
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, encapsulation: encapsulation, route: .fixed(Self.clientA),
+        var stage = OutboundStage(tunQueue: device, socket: socket, framing: framing, route: .fixed(Self.clientA),
                                   counters: counters)
         let (packet, header) = PacketBuilder.tcpSuperPacket(payload: Self.bytes(20_000))
         device.inject(packet, header: header)
@@ -151,7 +151,7 @@ struct EngineTests {
         #expect(Self.drain(&stage, lifecycle) == 2)
         #expect(socket.messages == 2, "one GSO message for the 15 segments, one for the plain packet")
         #expect(socket.sent.count == 16)
-        var opener = encapsulation.makeOpener()
+        var opener = framing.makeOpener()
         var reply = [UInt8](repeating: 0, count: 64)
         var payloadBytes = 0
         for datagram in socket.sent {
@@ -180,7 +180,7 @@ struct EngineTests {
     func segmentsWithoutSocketSegmentation() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(segmentation: false)
         let counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, encapsulation: RawEncapsulation(), route: .fixed(Self.clientA),
+        var stage = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
                                   counters: counters)
         let (packet, header) = PacketBuilder.tcpSuperPacket(payload: Self.bytes(7000))
         device.inject(packet, header: header)
@@ -193,7 +193,7 @@ struct EngineTests {
     func outboundDropsByReason() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, encapsulation: RawEncapsulation(), route: .fixed(Self.clientA),
+        var stage = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
                                   counters: counters)
         var badChecksum = Self.packet()
         badChecksum[10] ^= 0xff
@@ -229,15 +229,15 @@ struct EngineTests {
     func repliesRoutedToTheirClient() throws {
         let alice = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
         let bob = TunnelKey(base64: "q0Zs6N3lQpUjV2mYb1n8cT5rWx4eHf7gKd9aLs2uYiA=")!
-        let relay = AuthenticatedEncapsulation(keys: [alice, bob], encrypt: true)
+        let relay = AuthenticatedFraming(keys: [alice, bob], encrypt: true)
         let clients = ClientTable(capacity: 16), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: relay, policy: InboundPolicy(),
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
                                    counters: counters, clients: clients)
-        var outbound = OutboundStage(tunQueue: tun, socket: socket, encapsulation: relay, route: .clients(clients), counters: counters)
+        var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: relay, route: .clients(clients), counters: counters)
         // Alice (198.19.0.1) and Bob (198.19.0.2) each send one packet, sealed with their own key.
         for (key, peer, source) in [(alice, Self.clientA, UInt32(0xC613_0001)), (bob, Self.clientB, UInt32(0xC613_0002))] {
-            var sealer = AuthenticatedEncapsulation(key: key, encrypt: true).makeSealer()
+            var sealer = AuthenticatedFraming(key: key, encrypt: true).makeSealer()
             var buffer = [UInt8](repeating: 0, count: 20) + Self.packet(from: source) + [UInt8](repeating: 0, count: 16)
             let count = buffer.count
             var span = buffer.mutableSpan
@@ -255,7 +255,7 @@ struct EngineTests {
         #expect(counters.snapshot().drops(.noRoute) == 1)
         // Each reply opens with its own client's key only.
         func opens(_ datagram: FakeDatagramSocket.Datagram, with key: TunnelKey) -> Bool {
-            var opener = AuthenticatedEncapsulation(key: key, encrypt: true).makeOpener()
+            var opener = AuthenticatedFraming(key: key, encrypt: true).makeOpener()
             var bytes = datagram.bytes, reply = [UInt8](repeating: 0, count: 16)
             let count = bytes.count
             var span = bytes.mutableSpan, replySpan = reply.mutableSpan
@@ -270,14 +270,14 @@ struct EngineTests {
     func deviceFaults() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let readLifecycle = try Lifecycle()
-        var outbound = OutboundStage(tunQueue: device, socket: socket, encapsulation: RawEncapsulation(), route: .fixed(Self.clientA),
+        var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
                                      counters: counters)
         device.failReads(with: SystemError("read from faketun", code: EBADFD))
         #expect(outbound.pump(readLifecycle) == nil)
         #expect(readLifecycle.fatalError?.contains("disappeared") == true)
 
         let writeLifecycle = try Lifecycle()
-        var inbound = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(), policy: InboundPolicy(),
+        var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
                                    counters: counters)
         device.failWrites(with: SystemError("write to faketun", code: EINVAL))
         socket.deliver(Self.packet(), from: Self.clientA)
@@ -300,7 +300,7 @@ struct EngineTests {
         var random = SeededGenerator(seed: seed)
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
         let policy = InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], forwardIPv6: true)
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(), policy: policy,
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: policy,
                                  counters: counters)
         var expectedForwarded = 0
         let total = 2000
@@ -331,7 +331,7 @@ struct EngineTests {
         let list = Mutex<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
         let own = try OwnAddresses { () throws(SystemError) -> [IPAddress] in try list.withLock { $0 }.get() }
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(),
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
                                  policy: InboundPolicy(packets: PacketPolicy(ownAddresses: own.current.addresses)),
                                  counters: counters, ownAddresses: own)
         let added = IPAddress("198.18.2.9")!
@@ -388,12 +388,12 @@ extension EngineTests {
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), lifecycle = try Lifecycle(), clients = ClientTable(capacity: 8)
         let key0 = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
         let key1 = TunnelKey(base64: "q0Zs6N3lQpUjV2mYb1n8cT5rWx4eHf7gKd9aLs2uYiA=")!
-        let relay = AuthenticatedEncapsulation(keys: [key0, key1], encrypt: false)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: relay, policy: InboundPolicy(),
+        let relay = AuthenticatedFraming(keys: [key0, key1], encrypt: false)
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
                                    counters: TunnelCounters(), clients: clients, sessionCounters: counters)
-        var outbound = OutboundStage(tunQueue: tun, socket: socket, encapsulation: relay, route: .clients(clients),
+        var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: relay, route: .clients(clients),
                                      counters: TunnelCounters(), sessionCounters: counters)
-        var sealer = AuthenticatedEncapsulation(key: key1, encrypt: false).makeSealer()
+        var sealer = AuthenticatedFraming(key: key1, encrypt: false).makeSealer()
         for sequence in 0..<3 {
             var buffer = [UInt8](repeating: 0, count: 20) + Self.packet(sequence: UInt64(sequence)) + [UInt8](repeating: 0, count: 16)
             let count = buffer.count
@@ -416,16 +416,16 @@ extension EngineTests {
         let clients = ClientTable(capacity: 16), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let first = IPAddress("198.18.1.2")!, second = IPAddress("198.18.1.4")!
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: AnsweringEncapsulation(), policy: InboundPolicy(),
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: AnsweringFraming(), policy: InboundPolicy(),
                                    counters: counters, clients: clients)
-        var outbound = OutboundStage(tunQueue: tun, socket: socket, encapsulation: RawEncapsulation(), route: .clients(clients),
+        var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: RawFraming(), route: .clients(clients),
                                      counters: counters)
         socket.deliver(Self.packet(from: 0xC613_0001), from: Self.clientA, to: first)
         socket.deliver(Self.packet(from: 0xC613_0002), from: Self.clientB, to: second)
-        socket.deliver([AnsweringEncapsulation.echoRequest, 1], from: Self.clientB, to: second)
+        socket.deliver([AnsweringFraming.echoRequest, 1], from: Self.clientB, to: second)
         Self.drain(&inbound, lifecycle)
         #expect(clients.withLookup { $0(.v4(0xC613_0002)) }?.localAddress == second)
-        #expect(socket.sent == [FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringEncapsulation.echoResponse, 1],
+        #expect(socket.sent == [FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringFraming.echoResponse, 1],
                                                             source: second)])
         // Equal-length replies to both clients are not gathered into one message: their sources differ.
         tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0002))

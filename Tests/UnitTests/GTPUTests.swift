@@ -4,8 +4,8 @@ import Testing
 @testable import TestSupport
 @testable import WireFormat
 
-/// The GTP-U codec (TS 29.281) and its encapsulation, against hand-built messages.
-@Suite("GTP-U codec and encapsulation")
+/// The GTP-U codec (TS 29.281) and its framing, against hand-built messages.
+@Suite("GTP-U codec and framing")
 struct GTPUTests {
     static let peer = SocketAddress(ip: IPAddress("198.18.1.1")!, port: 2152)
     let inner = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 1, streamID: 3)
@@ -134,7 +134,7 @@ struct GTPUTests {
 
     @Test("the UPF forwards its sessions' G-PDUs, answers echoes, refuses unknown TEIDs with a rate-limited Error Indication")
     func upfOpener() throws {
-        let upf = GTPUEncapsulation(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("0x101=198.19.0.2/32")!]),
+        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("0x101=198.19.0.2/32")!]),
                                     qfi: nil, localAddress: IPAddress("198.18.1.2")!)
         var opener = upf.makeOpener()
         let gpdu = Self.message(flags: 0x34, teid: 0x101, [0, 0, 0, 0x85, 1, 0x10, 7, 0] + inner)
@@ -150,7 +150,7 @@ struct GTPUTests {
             default: Issue.record("an unknown TEID must be dropped")
             }
         }
-        #expect(indications == Int(GTPUEncapsulation.errorIndicationsPerSecond) && silent == 20 - indications)
+        #expect(indications == Int(GTPUFraming.errorIndicationsPerSecond) && silent == 20 - indications)
         #expect(open(&opener, Self.message(flags: 0x30, type: GTPU.MessageType.endMarker, inner)).0 == .control(.endMarker, reply: nil))
         #expect(open(&opener, Self.message(flags: 0x30, type: 77, inner)).0 == .drop(.unexpectedMessage, reply: nil))
         let refused = open(&opener, Self.message(flags: 0x34, [0, 3, 0, 0xC1, 1, 0, 0, 0] + inner))
@@ -160,7 +160,7 @@ struct GTPUTests {
 
     @Test("the UPF answers a session with its downlink TEID and, by default, the QFI of its latest uplink G-PDU")
     func upfSealer() throws {
-        let upf = GTPUEncapsulation(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil,
+        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil,
                                     localAddress: IPAddress("198.18.1.2")!)
         var sealer = upf.makeSealer(), opener = upf.makeOpener()
         func seal() throws -> GTPU.Header {
@@ -178,8 +178,8 @@ struct GTPUTests {
     }
 
     @Test("a RAN client's G-PDUs carry the uplink TEID and the UL container; it accepts only its downlink TEID")
-    func ranEncapsulation() throws {
-        let ran = GTPUEncapsulation(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!)
+    func ranFraming() throws {
+        let ran = GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!)
         #expect(ran.overhead == 16)
         var sealer = ran.makeSealer(), opener = ran.makeOpener()
         var slot = [UInt8](repeating: 0, count: 16) + inner
@@ -192,7 +192,7 @@ struct GTPUTests {
         guard case .drop(.unknownTEID, _) = open(&opener, Self.message(flags: 0x30, teid: 0x100, inner)).0 else {
             Issue.record("its own uplink TEID is not a downlink session"); return
         }
-        let plain = GTPUEncapsulation(role: .ran(uplinkTEID: 1, downlinkTEID: 1), qfi: nil, sessionContainer: false,
+        let plain = GTPUFraming(role: .ran(uplinkTEID: 1, downlinkTEID: 1), qfi: nil, sessionContainer: false,
                                       localAddress: IPAddress("198.18.1.1")!)
         #expect(plain.overhead == 8)
     }

@@ -45,14 +45,14 @@ struct KeepaliveTests {
           arguments: [false, true])
     func relayRefreshesOnKeepalive(sealed: Bool) throws {
         let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
-        let framing: any Encapsulation = sealed ? AuthenticatedEncapsulation(key: key, encrypt: true) : RawEncapsulation()
+        let framing: any Framing = sealed ? AuthenticatedFraming(key: key, encrypt: true) : RawFraming()
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let policy = InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], maximumPacketLength: 1500,
                                    packets: PacketPolicy(clientRules: [PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24")!]))
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: framing, policy: policy,
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: framing, policy: policy,
                                    counters: counters, clients: clients)
-        let sender = KeepaliveSender(encapsulation: framing, socket: socket, relay: SocketAddress(ip: .v4(0xC612_0102), port: 8080),
+        let sender = KeepaliveSender(framing: framing, socket: socket, relay: SocketAddress(ip: .v4(0xC612_0102), port: 8080),
                                      counters: TunnelCounters()) { [Self.inner, IPAddress("198.19.9.9")!] }
         #expect(sender.send() == 2)
         let datagrams = socket.sent
@@ -70,14 +70,14 @@ struct KeepaliveTests {
 
     @Test("a GTP-U peer's Echo Request (its keepalive) refreshes the return paths through its endpoint, and only those")
     func echoRequestRefreshesGTPUPaths() throws {
-        let upf = GTPUEncapsulation(role: .upf([GTPUSession("0x100=198.19.0.0/24")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)
+        let upf = GTPUFraming(role: .upf([GTPUSession("0x100=198.19.0.0/24")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let other = SocketAddress(ip: IPAddress("198.18.1.3")!, port: 2152)
         clients.learn(Self.inner, at: Self.client, now: 1)
         clients.learn(.v4(0xC613_0002), at: Self.client, now: 1)
         clients.learn(.v4(0xC613_0003), at: other, now: 1)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: upf, policy: EngineTests.relayPolicy(),
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: upf, policy: EngineTests.relayPolicy(),
                                    counters: counters, clients: clients)
         var request = [UInt8](repeating: 0, count: 16)
         var span = request.mutableSpan
@@ -96,11 +96,11 @@ struct KeepaliveTests {
     func keepaliveWithoutSource() throws {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        let sender = KeepaliveSender(encapsulation: RawEncapsulation(), socket: socket, relay: Self.client,
+        let sender = KeepaliveSender(framing: RawFraming(), socket: socket, relay: Self.client,
                                      counters: counters) { [IPAddress("fe80::1")!, IPAddress("127.0.0.1")!] }
         #expect(sender.send() == 1)
         #expect(counters.snapshot().controlSent[ControlMessage.keepalive.rawValue] == 1)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: RawEncapsulation(),
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(),
                                    policy: EngineTests.relayPolicy(), counters: TunnelCounters(), clients: clients)
         socket.deliver(socket.sent[0].bytes, from: Self.client)
         EngineTests.drain(&inbound, lifecycle)
@@ -136,7 +136,7 @@ struct KeepaliveTests {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), sockets = [FakeDatagramSocket(), FakeDatagramSocket()]
         var workers = sockets.map {
-            InboundStage(socket: $0, tunQueues: [tun], encapsulation: RawEncapsulation(), policy: EngineTests.relayPolicy(),
+            InboundStage(socket: $0, tunQueues: [tun], framing: RawFraming(), policy: EngineTests.relayPolicy(),
                          counters: TunnelCounters(), clients: clients)
         }
         let fromA = EngineTests.packet(from: 0xC613_0001), fromB = EngineTests.packet(from: 0xC613_0002, sequence: 2)
@@ -146,7 +146,7 @@ struct KeepaliveTests {
         sockets[1].deliver(fromB, from: peerB)
         for index in workers.indices { EngineTests.drain(&workers[index], lifecycle) }
         for index in workers.indices { workers[index].finish() }
-        var outbound = OutboundStage(tunQueue: tun, socket: sockets[0], encapsulation: RawEncapsulation(), route: .clients(clients),
+        var outbound = OutboundStage(tunQueue: tun, socket: sockets[0], framing: RawFraming(), route: .clients(clients),
                                      counters: TunnelCounters())
         let reply = EngineTests.packet(from: 0xC612_0202, to: 0xC613_0002)
         tun.inject(reply)
@@ -167,7 +167,7 @@ struct KeepaliveTests {
         let clients = ClientTable(capacity: 64), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket()
         // Direct-mapped cache of one line: every new address evicts the last.
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], encapsulation: RawEncapsulation(), policy: InboundPolicy(),
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
                                    counters: TunnelCounters(), clients: clients, cacheLines: 1)
         var expected: [IPAddress: UInt64] = [:]
         var generator = SeededGenerator(seed: 7)

@@ -83,7 +83,7 @@ struct PacketTooBigTests {
     @Test("the relay answers an oversize DF packet through the tunnel, within its budget, and forwards none")
     func relayReportsOversizePackets() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(),
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
                                  policy: EngineTests.relayPolicy(maximumPacketLength: 200), counters: counters,
                                  clients: ClientTable(capacity: 8))
         let big = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: EngineTests.bytes(300)))

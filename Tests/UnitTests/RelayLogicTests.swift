@@ -172,8 +172,8 @@ struct RelayLogicTests {
         }
     }
 
-    @Test func rawEncapsulationCarriesThePacketUnchanged() throws {
-        let raw = RawEncapsulation()
+    @Test func rawFramingCarriesThePacketUnchanged() throws {
+        let raw = RawFraming()
         var sealer = raw.makeSealer()
         var opener = raw.makeOpener()
         var slot = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [1, 2, 3]))

@@ -47,9 +47,9 @@ public struct GTPUClientOptions: ParsableArguments {
         guard echoInterval >= 0, echoInterval.isFinite else { throw ValidationError("--echo-interval must be 0 or more seconds") }
     }
 
-    public func make(localAddress: IPAddress) -> GTPUEncapsulation {
+    public func make(localAddress: IPAddress) -> GTPUFraming {
         let up = teid?.value ?? 1
-        return GTPUEncapsulation(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
+        return GTPUFraming(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
                                  qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
                                  localAddress: localAddress)
     }
@@ -95,7 +95,7 @@ public struct GTPURelayOptions: ParsableArguments {
         }
     }
 
-    public func make(localAddress: IPAddress) throws -> GTPUEncapsulation {
-        GTPUEncapsulation(role: .upf(try parsedSessions()), qfi: qfi, localAddress: localAddress)
+    public func make(localAddress: IPAddress) throws -> GTPUFraming {
+        GTPUFraming(role: .upf(try parsedSessions()), qfi: qfi, localAddress: localAddress)
     }
 }

@@ -14,7 +14,7 @@ extension EngineLog {
 /// The assembly the client and the relay share, in this order: the TUN queues (MTU set, brought
 /// up), the UDP socket group with the offloads, then `run`: metrics, the privilege drop, the data
 /// plane, housekeeping and the report loop until a signal or a fault. A program adds only what
-/// differs: its encapsulation, route, policy, checks, extra series and report fields.
+/// differs: its framing, route, policy, checks, extra series and report fields.
 public struct TunnelEndpoint {
     public let role: String
     public let logger: Logger

@@ -29,7 +29,7 @@ public struct TunnelReport {
             var drops = JSONLine()
             for reason in DropReason.allCases { drops.add(reason.description, now.drops(reason)) }
             object.add("drops", drops)
-            // Control messages of the encapsulation's own: received = forwarded + control + dropped.
+            // Control messages of the framing's own: received = forwarded + control + dropped.
             object.add("control", now.control)
             var controlIn = JSONLine(), controlOut = JSONLine()
             for type in ControlMessage.allCases {

@@ -40,7 +40,7 @@ public enum GTPUEcho {
 
     /// The UPF's tasks: echoes to every client endpoint in the return-path table, and a session whose
     /// downlink TEID a peer rejected is forgotten there (its return paths are gone).
-    public static func relayTasks(_ framing: GTPUEncapsulation, interval: Double, socket: UDPSocket, counters: TunnelCounters,
+    public static func relayTasks(_ framing: GTPUFraming, interval: Double, socket: UDPSocket, counters: TunnelCounters,
                                   clients: ClientTable, log: EngineLog) -> [Housekeeping.Task] {
         let downlinkSessions = framing.sessions.enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
         return tasks(interval: interval, socket: socket, monitor: framing.monitor, counters: counters,

@@ -31,7 +31,7 @@ public struct InboundPolicy: Sendable {
 }
 
 /// One thread's UDP → TUN state, allocated once: it receives datagrams, checks who sent them, opens
-/// them (the encapsulation), validates the inner packet and hands it to the TUN layer; control
+/// them (the framing), validates the inner packet and hands it to the TUN layer; control
 /// messages are counted and answered from the same socket. Used by the relay (toward C) and the
 /// client (return traffic). All per-thread state is in this one struct, worked on in place by its
 /// driver, and the per-datagram work is a method, not a nested function: a class's stored `var`s,
@@ -74,7 +74,7 @@ public struct InboundStage: PipelineStage {
 
     /// `tunQueues` are every queue of the device: packets are written through the queue of their
     /// flow, not the socket's own (see `FlowSteering`).
-    public init(socket: any DatagramSocket, tunQueues: [any TunQueue], encapsulation: any Encapsulation,
+    public init(socket: any DatagramSocket, tunQueues: [any TunQueue], framing: any Framing,
                 policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
                 ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
                 cacheLines: Int = InboundStage.defaultCacheLines) {
@@ -87,12 +87,12 @@ public struct InboundStage: PipelineStage {
         self.ownAddresses = ownAddresses
         batch = PacketBatch(slotCount: batchSize, slotSize: 65536)
         writer = TunWriter(queues: tunQueues)
-        opener = encapsulation.makeOpener()
+        opener = framing.makeOpener()
         learned = LearnedClients(lines: clients == nil ? 1 : cacheLines)
         credits.reserveCapacity(clients == nil ? 0 : cacheLines)
         reply = PacketBatch(slotCount: 1, slotSize: 2048)
-        errorSealer = encapsulation.makeSealer()
-        headroom = encapsulation.headroom
+        errorSealer = framing.makeSealer()
+        headroom = framing.headroom
     }
 
     public var readinessDescriptor: Int32 { socket.readinessDescriptor }

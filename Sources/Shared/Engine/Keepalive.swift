@@ -43,10 +43,10 @@ public final class KeepaliveSender: @unchecked Sendable {
     private let innerAddresses: @Sendable () -> [IPAddress]
     public static let maximumSources = 8
 
-    public init(encapsulation: any Encapsulation, socket: any DatagramSocket, relay: SocketAddress, counters: TunnelCounters,
+    public init(framing: any Framing, socket: any DatagramSocket, relay: SocketAddress, counters: TunnelCounters,
                 innerAddresses: @escaping @Sendable () -> [IPAddress]) {
-        sealer = encapsulation.makeSealer()
-        headroom = encapsulation.headroom
+        sealer = framing.makeSealer()
+        headroom = framing.headroom
         self.socket = socket
         self.relay = relay
         self.counters = counters

@@ -27,20 +27,20 @@ public struct OutboundStage: PipelineStage {
     private let sessionCounters: SessionCounters?
     private var sessionTally: SessionTally
 
-    public init(tunQueue: any TunQueue, socket: any DatagramSocket, encapsulation: any Encapsulation, route: OutboundRoute,
+    public init(tunQueue: any TunQueue, socket: any DatagramSocket, framing: any Framing, route: OutboundRoute,
                 counters: TunnelCounters, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
         self.route = route
         self.counters = counters
-        headroom = encapsulation.headroom
-        reader = TunReader(queue: tunQueue, batchSize: batchSize, headroom: encapsulation.headroom,
-                           overhead: encapsulation.overhead)
+        headroom = framing.headroom
+        reader = TunReader(queue: tunQueue, batchSize: batchSize, headroom: framing.headroom,
+                           overhead: framing.overhead)
         queue = SendQueue(capacity: 4 * batchSize)
         destinations = [IPAddress?](repeating: nil, count: batchSize)
         resolved = [ClientTable.Entry?](repeating: nil, count: batchSize)
-        sealer = encapsulation.makeSealer()
+        sealer = framing.makeSealer()
     }
 
     public var readinessDescriptor: Int32 { reader.queue.readinessDescriptor }
@@ -113,7 +113,7 @@ public struct OutboundStage: PipelineStage {
         tally[.tunRead] += run.count
         let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
         // Encapsulate each packet in place. A run whose datagrams end up back to back at its stride
-        // leaves as UDP GSO messages of that stride; when the encapsulation's header for these packets
+        // leaves as UDP GSO messages of that stride; when the framing's header for these packets
         // is shorter than its headroom (GTP-U without a QoS flow to name), each datagram is queued on
         // its own and equal lengths are still gathered into one message.
         var end = 0, individually = false

@@ -44,7 +44,7 @@ public struct PacketPolicy: Sendable {
     /// Empty: any inner source (only well-formedness is checked).
     public var clientRules: [ClientRule]
     /// The inner sources each session (a key: `--client-key`) may carry, by its index in the
-    /// encapsulation; nil, or no entry, leaves that session's sources unchecked here.
+    /// framing; nil, or no entry, leaves that session's sources unchecked here.
     public var innerSourcesBySession: [[IPPrefix]?]
     /// Nil: any destination not forbidden below.
     public var allowedDestinations: [IPPrefix]?

@@ -46,7 +46,7 @@ public struct Tunnel: Sendable {
     public let queues: [any TunQueue]
     public let sockets: [any DatagramSocket]
     public let counters: [TunnelCounters]
-    public let encapsulation: any Encapsulation
+    public let framing: any Framing
     public let route: OutboundRoute
     public let policy: InboundPolicy
     public let clients: ClientTable?
@@ -56,14 +56,14 @@ public struct Tunnel: Sendable {
 
     /// Queue i moves TUN queue `queues[i]` to `sockets[i]` and back, counting in `counters[i]`.
     public init(queues: [any TunQueue], sockets: [any DatagramSocket], counters: [TunnelCounters],
-                encapsulation: any Encapsulation, route: OutboundRoute, policy: InboundPolicy,
+                framing: any Framing, route: OutboundRoute, policy: InboundPolicy,
                 clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil) {
         precondition(!queues.isEmpty && queues.count == sockets.count && queues.count == counters.count,
                      "one socket and counters per queue")
         self.queues = queues
         self.sockets = sockets
         self.counters = counters
-        self.encapsulation = encapsulation
+        self.framing = framing
         self.route = route
         self.policy = policy
         self.clients = clients
@@ -72,13 +72,13 @@ public struct Tunnel: Sendable {
     }
 
     public func outboundStage(queue index: Int) -> OutboundStage {
-        OutboundStage(tunQueue: queues[index], socket: sockets[index], encapsulation: encapsulation, route: route,
+        OutboundStage(tunQueue: queues[index], socket: sockets[index], framing: framing, route: route,
                       counters: counters[index], sessionCounters: sessionCounters)
     }
 
     /// Every queue writes through the queue of the packet's flow (`FlowSteering`), so it gets them all.
     public func inboundStage(queue index: Int) -> InboundStage {
-        InboundStage(socket: sockets[index], tunQueues: queues, encapsulation: encapsulation, policy: policy,
+        InboundStage(socket: sockets[index], tunQueues: queues, framing: framing, policy: policy,
                      counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
     }
 

@@ -78,7 +78,7 @@ public final class PacketBatch {
         return try body(UnsafeBufferPointer(slotBytes(slot)).span.extracting(range))
     }
 
-    /// The whole slot, writable (encoders, segmentation and in-place encapsulation).
+    /// The whole slot, writable (encoders, segmentation and in-place framing).
     @inlinable
     public func withMutableSlot<R>(_ slot: Int, _ body: (inout MutableSpan<UInt8>) throws -> R) rethrows -> R {
         var span = slotBytes(slot).mutableSpan

@@ -2,7 +2,7 @@ import WireFormat
 
 /// Plain IP packets of one frame, laid out in one buffer slot ready to be encapsulated in place:
 /// packet k at `start + k * stride`, `length` bytes long (the last one `lastLength`), with the
-/// encapsulation's headroom free in front of each and its tailroom behind. A frame that was one
+/// framing's headroom free in front of each and its tailroom behind. A frame that was one
 /// packet is a run of one; the segments of a super-packet are a run of many, back to back at a
 /// stride that leaves them back to back once encapsulated, so they can leave as one UDP GSO message.
 public struct PacketRun: Sendable {
@@ -36,7 +36,7 @@ public enum TunReadEntry: Sendable {
 public struct TunReader {
     public let queue: any TunQueue
     public let batchSize: Int
-    /// Bytes kept free in front of every packet, and in all per packet, for the encapsulation.
+    /// Bytes kept free in front of every packet, and in all per packet, for the framing.
     public let headroom: Int
     public let overhead: Int
     private let virtioLength: Int
@@ -63,7 +63,7 @@ public struct TunReader {
 
     public func entry(_ index: Int) -> TunReadEntry { entries[index] }
 
-    /// The buffer a run's packets lie in (for in-place encapsulation and the send queue).
+    /// The buffer a run's packets lie in (for in-place framing and the send queue).
     public func buffer(of run: PacketRun) -> PacketBatch { run.isSegmented ? segments : frames }
 
     /// Reads what the queue has, up to a batch, without waiting. Returns the number of entries.

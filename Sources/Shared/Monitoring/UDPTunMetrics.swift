@@ -29,7 +29,7 @@ extension MetricsExposition {
         for type in ControlMessage.allCases {
             for (direction, side) in [("in", \TunnelSnapshot.controlReceived), ("out", \TunnelSnapshot.controlSent)] {
                 counter("udptun_control_messages_total",
-                        "The encapsulation's own messages (echo, keepalive, ...) received (in) and sent (out) (JSON: control_in, control_out).",
+                        "The framing's own messages (echo, keepalive, ...) received (in) and sent (out) (JSON: control_in, control_out).",
                         labels: [("type", type.description), ("direction", direction)]) { $0[keyPath: side][type.rawValue] }
             }
         }

@@ -21,14 +21,14 @@ public enum GSOSegmenter {
         public var count: Int
         public var segmentLength: Int
         public var lastLength: Int
-        /// Distance between segments: a full segment plus the encapsulation overhead.
+        /// Distance between segments: a full segment plus the framing overhead.
         public var stride: Int
 
         public func length(of index: Int) -> Int { index == count - 1 ? lastLength : segmentLength }
     }
 
     /// Segments `packet` (IP header first) according to `header` into `output`, leaving `overhead`
-    /// bytes per segment (`headroom` of them in front) for the encapsulation, so that encapsulated
+    /// bytes per segment (`headroom` of them in front) for the framing, so that encapsulated
     /// segments lie back to back as UDP GSO needs.
     public static func segment(
         _ packet: Span<UInt8>, header: VirtioNetHeader, into output: inout MutableSpan<UInt8>,

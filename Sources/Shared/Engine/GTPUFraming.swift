@@ -107,7 +107,7 @@ public final class GTPUPathMonitor: Sendable {
 /// answered, G-PDUs for unknown TEIDs draw a rate-limited Error Indication, End Markers are counted,
 /// and an extension that must be understood but is not draws a Supported Extension Headers
 /// Notification.
-public struct GTPUEncapsulation: Encapsulation {
+public struct GTPUFraming: Framing {
     public enum Role: Sendable {
         /// The RAN node: sends with `uplinkTEID`, accepts G-PDUs for `downlinkTEID`.
         case ran(uplinkTEID: UInt32, downlinkTEID: UInt32)
@@ -136,7 +136,7 @@ public struct GTPUEncapsulation: Encapsulation {
         self.sessionContainer = sessionContainer
         self.localAddress = localAddress
         self.monitor = monitor
-        uplinkQFIs = QFITable(sessions: GTPUEncapsulation.sessionCount(role))
+        uplinkQFIs = QFITable(sessions: GTPUFraming.sessionCount(role))
     }
 
     public var name: String { sessionContainer ? "gtp-u (PDU session container)" : "gtp-u" }
@@ -144,7 +144,7 @@ public struct GTPUEncapsulation: Encapsulation {
     public var overhead: Int { GTPU.gpduHeaderLength(sessionContainer: sessionContainer) }
     public var headroom: Int { overhead }
     public var isAuthenticated: Bool { false }
-    public var sessionCount: Int { GTPUEncapsulation.sessionCount(role) }
+    public var sessionCount: Int { GTPUFraming.sessionCount(role) }
 
     static func sessionCount(_ role: Role) -> Int {
         switch role {
@@ -192,8 +192,8 @@ public struct GTPUEncapsulation: Encapsulation {
         var learnedVersion: UInt64 = 0
         var learnedQFIs: [UInt8]
 
-        init(_ encapsulation: GTPUEncapsulation) {
-            switch encapsulation.role {
+        init(_ framing: GTPUFraming) {
+            switch framing.role {
             case let .ran(up, _):
                 teids = [up]
                 pduType = GTPU.PDUType.uplink
@@ -201,10 +201,10 @@ public struct GTPUEncapsulation: Encapsulation {
             case let .upf(sessions):
                 teids = sessions.map(\.downlinkTEID)
                 pduType = GTPU.PDUType.downlink
-                learned = encapsulation.qfi == nil ? encapsulation.uplinkQFIs : nil
+                learned = framing.qfi == nil ? framing.uplinkQFIs : nil
             }
-            fixedQFI = encapsulation.qfi
-            sessionContainer = encapsulation.sessionContainer
+            fixedQFI = framing.qfi
+            sessionContainer = framing.sessionContainer
             learnedQFIs = [UInt8](repeating: 0xff, count: teids.count)
         }
 
@@ -243,8 +243,8 @@ public struct GTPUEncapsulation: Encapsulation {
         var errorBudget: [IPAddress: TokenBucket] = [:]
         let clock: @Sendable () -> UInt64
 
-        init(_ encapsulation: GTPUEncapsulation, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
-            switch encapsulation.role {
+        init(_ framing: GTPUFraming, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+            switch framing.role {
             case let .ran(_, down):
                 sessionsByTEID = [down: 0]
                 isUPF = false
@@ -252,10 +252,10 @@ public struct GTPUEncapsulation: Encapsulation {
                 sessionsByTEID = Dictionary(sessions.enumerated().map { ($1.uplinkTEID, $0) }, uniquingKeysWith: { first, _ in first })
                 isUPF = true
             }
-            localAddress = encapsulation.localAddress
-            monitor = encapsulation.monitor
-            uplinkQFIs = encapsulation.uplinkQFIs
-            recordedQFIs = [UInt8](repeating: 0xff, count: encapsulation.sessionCount)
+            localAddress = framing.localAddress
+            monitor = framing.monitor
+            uplinkQFIs = framing.uplinkQFIs
+            recordedQFIs = [UInt8](repeating: 0xff, count: framing.sessionCount)
             self.clock = clock
         }
 
@@ -306,7 +306,7 @@ public struct GTPUEncapsulation: Encapsulation {
         /// At most `errorIndicationsPerSecond` per peer (a burst as large first); a table of 1,024
         /// peers at most, emptied when full, so a flood from made-up peers costs no memory.
         private mutating func allowErrorIndication(to peer: IPAddress) -> Bool {
-            let rate = GTPUEncapsulation.errorIndicationsPerSecond
+            let rate = GTPUFraming.errorIndicationsPerSecond
             if errorBudget.count >= 1024, errorBudget[peer] == nil { errorBudget.removeAll(keepingCapacity: true) }
             return errorBudget[peer, default: TokenBucket(rate: rate, burst: rate)].take(now: clock())
         }

@@ -6,7 +6,7 @@ import KernelIO
 import WireFormat
 
 /// `--key-file` and `--encrypt`: raw framing, or authenticated (optionally encrypted) framing.
-public struct EncapsulationOptions: ParsableArguments {
+public struct KeyOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Shared key (32 random bytes, base64; udptun-relay --genkey prints one). Every datagram is then authenticated and replays are dropped. Without it: raw framing, unauthenticated.",
         valueName: "PATH"))
@@ -26,21 +26,21 @@ public struct EncapsulationOptions: ParsableArguments {
         if cipher != nil, !encrypt { throw ValidationError("--cipher needs --encrypt") }
     }
 
-    /// The chosen encapsulation, with its keys loaded: raw without any; authenticated with the
+    /// The chosen framing, with its keys loaded: raw without any; authenticated with the
     /// `--key-file` key first, then `clientKeyFiles` (the relay's `--client-key`s, in order, so a
     /// key's index names its client). Pass it to a generic function so the data plane is specialised
     /// for the concrete type. (`--encrypt` without a key is each command's usage error.)
-    public func make(logger: Logger, clientKeyFiles: [String] = []) throws -> any Encapsulation {
+    public func make(logger: Logger, clientKeyFiles: [String] = []) throws -> any Framing {
         let paths = (keyFile.map { [$0] } ?? []) + clientKeyFiles
-        guard !paths.isEmpty else { return RawEncapsulation() }
+        guard !paths.isEmpty else { return RawFraming() }
         let keys = try paths.map { try Self.loadKey($0, logger: logger) }
-        if let (first, second) = AuthenticatedEncapsulation.clashingKeys(keys) {
+        if let (first, second) = AuthenticatedFraming.clashingKeys(keys) {
             throw UserFacingError(paths[first] == paths[second]
                 ? "key file \(paths[first]) is given twice"
                 : "key files \(paths[first]) and \(paths[second]) have the same key id (the same key, or 1 chance in 65,536): give one of them a new key (udptun-relay --genkey)",
                 exitCode: ExitStatus.configuration)
         }
-        return AuthenticatedEncapsulation(keys: keys, encrypt: encrypt, cipher: cipher ?? .chacha20Poly1305)
+        return AuthenticatedFraming(keys: keys, encrypt: encrypt, cipher: cipher ?? .chacha20Poly1305)
     }
 
     static func loadKey(_ path: String, logger: Logger) throws -> TunnelKey {
@@ -59,15 +59,15 @@ public struct EncapsulationOptions: ParsableArguments {
     }
 }
 
-extension Encapsulation {
+extension Framing {
     /// The log line that says how datagrams are protected.
     public func describe(_ logger: Logger) {
-        if self is GTPUEncapsulation {
-            logger.info("encapsulation \(name): unauthenticated, as 3GPP defines it; --allow and the sessions' prefixes are its gates")
+        if self is GTPUFraming {
+            logger.info("framing \(name): unauthenticated, as 3GPP defines it; --allow and the sessions' prefixes are its gates")
         } else if isAuthenticated {
-            logger.info("encapsulation \(name): datagrams without a valid tag, and replays, are dropped")
+            logger.info("framing \(name): datagrams without a valid tag, and replays, are dropped")
         } else {
-            logger.warning("encapsulation \(name) is unauthenticated: use --key-file to authenticate every datagram")
+            logger.warning("framing \(name) is unauthenticated: use --key-file to authenticate every datagram")
         }
     }
 }

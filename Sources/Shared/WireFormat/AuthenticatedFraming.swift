@@ -13,7 +13,7 @@
 /// several keys (one per client); the key id says which one a datagram claims, and its tag proves
 /// it. The type byte's high nibble (1) can never be an IP version, so raw and authenticated
 /// datagrams are never confused.
-public struct AuthenticatedEncapsulation: Encapsulation {
+public struct AuthenticatedFraming: Framing {
     public static let headerLength = 20
     public static let tagLength = 16
     static let authenticatedType: UInt8 = 0x11
@@ -114,14 +114,14 @@ public struct AuthenticatedEncapsulation: Encapsulation {
         init(key: TunnelKey, encrypt: Bool, cipher: AEADCipher, sender: UInt64) {
             self.sender = sender
             self.encrypt = encrypt
-            type = AuthenticatedEncapsulation.type(encrypt: encrypt, cipher: cipher)
+            type = AuthenticatedFraming.type(encrypt: encrypt, cipher: cipher)
             keyID = key.id
             senderKey = SenderKey(key, sender: sender, cipher: encrypt ? cipher : .chacha20Poly1305)
         }
 
         mutating func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>) -> Range<Int>? {
-            let start = packet.lowerBound - AuthenticatedEncapsulation.headerLength
-            let end = packet.upperBound + AuthenticatedEncapsulation.tagLength
+            let start = packet.lowerBound - AuthenticatedFraming.headerLength
+            let end = packet.upperBound + AuthenticatedFraming.tagLength
             guard start >= 0, end <= slot.count, counter < UInt64.max else { return nil }
             slot[start] = type
             slot[start + 1] = 0
@@ -158,22 +158,22 @@ public struct AuthenticatedEncapsulation: Encapsulation {
         }
 
         public init(key: TunnelKey,
-                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
-                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedFraming.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedFraming.maximumSenders)),
                     clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
             self.init(keys: [key], newSenders: newSenders, clock: clock)
         }
 
         public init(keys: [TunnelKey],
-                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedEncapsulation.newSendersPerSecond,
-                                                          burst: UInt64(AuthenticatedEncapsulation.maximumSenders)),
+                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedFraming.newSendersPerSecond,
+                                                          burst: UInt64(AuthenticatedFraming.maximumSenders)),
                     clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
             self.keys = keys
             keyIDs = keys.map(\.id)
             self.newSenders = newSenders
             self.clock = clock
-            senders.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
-            senderIndex.reserveCapacity(AuthenticatedEncapsulation.maximumSenders)
+            senders.reserveCapacity(AuthenticatedFraming.maximumSenders)
+            senderIndex.reserveCapacity(AuthenticatedFraming.maximumSenders)
         }
 
         public var knownSenders: Int { senders.count }
@@ -193,11 +193,11 @@ public struct AuthenticatedEncapsulation: Encapsulation {
 
         /// The inner packet's range and the index of the key it was sealed with, or why not.
         public mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>) -> Result<(Range<Int>, Int), DropReason> {
-            let header = AuthenticatedEncapsulation.headerLength
-            let tag = AuthenticatedEncapsulation.tagLength
+            let header = AuthenticatedFraming.headerLength
+            let tag = AuthenticatedFraming.tagLength
             guard datagram.count > header + tag else { return .failure(datagram.isEmpty ? .truncated : .badFraming) }
             let start = datagram.lowerBound
-            guard let sealing = AuthenticatedEncapsulation.sealing(ofType: slot[start]), slot[start + 1] == 0
+            guard let sealing = AuthenticatedFraming.sealing(ofType: slot[start]), slot[start + 1] == 0
             else { return .failure(.badFraming) }
             guard let keyIndex = keyIDs.firstIndex(of: slot.span.u16(at: start + 2)) else { return .failure(.unknownKey) }
             let sender = slot.span.u64(at: start + 4)
@@ -227,7 +227,7 @@ public struct AuthenticatedEncapsulation: Encapsulation {
         private mutating func remember(_ sender: UInt64, key: SenderKey, keyIndex: Int) -> Int {
             let entry = KnownSender(id: sender, key: key, keyIndex: keyIndex, window: ReplayWindow())
             let index: Int
-            if senders.count < AuthenticatedEncapsulation.maximumSenders {
+            if senders.count < AuthenticatedFraming.maximumSenders {
                 index = senders.count
                 senders.append(entry)
             } else {

@@ -3,9 +3,9 @@
 /// between threads. Both work in place on a buffer slot: `headroom` bytes are reserved in front of
 /// every inner packet and `overhead - headroom` behind it.
 ///
-/// Adding an encapsulation is one file here and one option in the command line: the engine reaches
+/// Adding an framing is one file here and one option in the command line: the engine reaches
 /// sealers and openers only through these protocols.
-public protocol Encapsulation: Sendable {
+public protocol Framing: Sendable {
     /// Name used in logs.
     var name: String { get }
     /// Bytes a datagram carries beyond the inner packet (for MTU arithmetic).
@@ -31,7 +31,7 @@ public struct PeerSession: Hashable, Sendable {
     public init(index: Int = 0) { self.index = index }
 }
 
-/// Messages of an encapsulation's own that are not inner packets: answered, or consumed, and counted
+/// Messages of an framing's own that are not inner packets: answered, or consumed, and counted
 /// by type, never forwarded.
 public enum ControlMessage: Int, CaseIterable, Sendable, CustomStringConvertible {
     case echoRequest
@@ -84,14 +84,14 @@ public protocol PacketSealer {
 
 public protocol PacketOpener {
     /// Checks the datagram occupying `datagram` of `slot` (sent from `peer`), and says what it holds:
-    /// an inner packet (decrypted in place where the encapsulation encrypts), a control message, or a
+    /// an inner packet (decrypted in place where the framing encrypts), a control message, or a
     /// drop. A reply, if any, is written into `reply` from its start.
     mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
                        reply: inout MutableSpan<UInt8>) -> OpenedDatagram
 }
 
 /// The seed programs' and socat's format: the UDP payload is exactly one IP packet, nothing added.
-public struct RawEncapsulation: Encapsulation {
+public struct RawFraming: Framing {
     public init() {}
     public var name: String { "raw" }
     public var overhead: Int { 0 }
