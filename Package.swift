@@ -77,3 +77,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Each file imports the modules whose declarations it uses, members included, so its imports are
+// its real dependencies.
+for target in package.targets where !["CLinux", "CAEAD", "AllocationCounter"].contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("MemberImportVisibility")]
+}

@@ -11,19 +11,23 @@
 #                               re-runs itself through sudo)
 #   --bin DIR   binaries to measure (default .build/release; build with swift build -c release)
 #   --keep DIR  keep the callgrind files there (callgrind_annotate DIR/callgrind.HIGH: cost by function)
+#   --relay-args / --client-args 'flags'   flags for one end only (GTP-U: --relay-args '--gtpu
+#               --session 0x100=198.19.0.1/32' --client-args '--gtpu --teid 0x100')
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ARGV=("$@")
-BIN="$ROOT/.build/release" ROLE=relay ARGS="" LOW=2000 HIGH=10000 KEEP=""
+BIN="$ROOT/.build/release" ROLE=relay ARGS="" RELAY_ARGS="" CLIENT_ARGS="" LOW=2000 HIGH=10000 KEEP=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN=$2; shift 2 ;;
         --role) ROLE=$2; shift 2 ;;
         --args) ARGS=$2; shift 2 ;;
+        --relay-args) RELAY_ARGS=$2; shift 2 ;;
+        --client-args) CLIENT_ARGS=$2; shift 2 ;;
         --low) LOW=$2; shift 2 ;;
         --high) HIGH=$2; shift 2 ;;
         --keep) KEEP=$2; shift 2 ;;
-        *) echo "usage: $0 [--bin DIR] [--role relay|client] [--args FLAGS] [--low N] [--high N] [--keep DIR]" >&2; exit 64 ;;
+        *) echo "usage: $0 [--bin DIR] [--role relay|client] [--args FLAGS] [--relay-args FLAGS] [--client-args FLAGS] [--low N] [--high N] [--keep DIR]" >&2; exit 64 ;;
     esac
 done
 # Root is needed (namespaces): re-run through sudo, or say to run as root.
@@ -71,8 +75,8 @@ measure() {
     local count=$1 out="$WORK/callgrind.$1"
     LAB_PREFIX=$PREFIX bash "$ROOT/deploy/lab.sh" up >/dev/null
     local grind=(valgrind --tool=callgrind "--callgrind-out-file=$out")
-    local relay=("$BIN/udptun-relay" --allow "$A/32" --interval 0 $ARGS)
-    local client=("$BIN/udptun-client" --relay "$B:8080" --interval 0 $ARGS --generate "$C:8080" --count "$count"
+    local relay=("$BIN/udptun-relay" --listen "0.0.0.0:8080" --allow "$A/32" --interval 0 $ARGS $RELAY_ARGS)
+    local client=("$BIN/udptun-client" --relay "$B:8080" --interval 0 $ARGS $CLIENT_ARGS --generate "$C:8080" --count "$count"
                   --rate 2000 --exit-when-done)
     [ "$ROLE" = relay ] && relay=("${grind[@]}" "${relay[@]}") || client=("${grind[@]}" "${client[@]}")
     ip netns exec "$PREFIX-b" "${relay[@]}" >"$WORK/relay.out" 2>"$WORK/relay.err" & PIDS+=($!); local relay_pid=$!
@@ -94,5 +98,5 @@ measure() {
 low=$(measure "$LOW")
 high=$(measure "$HIGH")
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$WORK"/callgrind.* "$KEEP/"; fi
-echo "instructions.sh: $ROLE ($SOURCE_BIN${ARGS:+, $ARGS}): $low at $LOW probes, $high at $HIGH" >&2
+echo "instructions.sh: $ROLE ($SOURCE_BIN${ARGS:+, $ARGS}${RELAY_ARGS:+, relay $RELAY_ARGS}${CLIENT_ARGS:+, client $CLIENT_ARGS}): $low at $LOW probes, $high at $HIGH" >&2
 awk -v l="$low" -v h="$high" -v a="$LOW" -v b="$HIGH" 'BEGIN { printf "%.0f instructions per packet\n", (h - l) / (b - a) }'

@@ -1,11 +1,11 @@
-import ArgumentParser
-import Logging
-import CLI
-import Engine
-import KernelIO
-import Measurement
 import Monitoring
+import Logging
+import Measurement
+import KernelIO
 import WireFormat
+import Engine
+import ArgumentParser
+import CLI
 
 @main
 struct ClientCommand: ParsableCommand {

@@ -1,11 +1,10 @@
-import ArgumentParser
-import Logging
-import CLI
-import Engine
-import KernelIO
-import Measurement
 import Monitoring
+import KernelIO
+import Logging
+import Engine
 import WireFormat
+import ArgumentParser
+import CLI
 
 @main
 struct RelayCommand: ParsableCommand {

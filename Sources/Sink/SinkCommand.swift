@@ -1,10 +1,11 @@
-import ArgumentParser
-import Logging
-import CLI
-import Engine
-import KernelIO
-import Measurement
+import Monitoring
 import WireFormat
+import Engine
+import Logging
+import Measurement
+import KernelIO
+import ArgumentParser
+import CLI
 
 @main
 struct SinkCommand: ParsableCommand {

@@ -1,9 +1,9 @@
-import Foundation
 import CLinux
-import Glibc
 import KernelIO
-import Synchronization
 import TestSupport
+import Synchronization
+import Foundation
+import Glibc
 import Testing
 
 /// Every end-to-end suite nests in here so they run one at a time: parallel labs would compete for the

@@ -12,13 +12,13 @@
 //   address   address, prefix, host:port and --allowed-ips parsing
 //   gtpu      GTP-U header parsing and the extension walk, and the UPF's and RAN's openers
 //   http      the metrics endpoint's request handling (what any client of the port may send)
-import Glibc
-import Engine
 import KernelIO
 import Measurement
 import Monitoring
+import Engine
 import TestSupport
 import WireFormat
+import Glibc
 
 let target = getenv("UDPTUN_FUZZ_TARGET").map { String(cString: $0) } ?? "ip"
 let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!

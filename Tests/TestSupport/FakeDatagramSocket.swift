@@ -1,7 +1,7 @@
-import Glibc
 import Synchronization
-import KernelIO
 import WireFormat
+import KernelIO
+import Glibc
 
 /// An in-memory datagram socket (after wireguard-go's bindtest): datagrams delivered by a test come
 /// out of `receive` (several of equal size in one slot, as UDP GRO hands them over, when asked),

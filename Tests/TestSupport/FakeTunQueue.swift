@@ -1,7 +1,7 @@
-import Glibc
 import Synchronization
-import KernelIO
 import WireFormat
+import KernelIO
+import Glibc
 
 /// An in-memory TUN queue (after wireguard-go's tuntest): frames injected by a test come out of
 /// `readFrames` in order, frames written go to `written`. With `virtioHeaders` every frame carries a

@@ -1,6 +1,6 @@
-import Testing
 @testable import KernelIO
 @testable import WireFormat
+import Testing
 
 @Suite("Addresses and prefixes")
 struct AddressTests {

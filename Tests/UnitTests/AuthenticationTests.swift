@@ -1,8 +1,8 @@
-import Crypto
 import Synchronization
-import Testing
+import Crypto
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 
 @Suite("Authenticated framing")
 struct AuthenticationTests {

@@ -1,5 +1,5 @@
-import Testing
 @testable import Engine
+import Testing
 
 /// `AutoThreads` without clocks or threads: each test feeds it the windows the duplex thread and the
 /// helper would measure, at made-up times, and checks what it decides.

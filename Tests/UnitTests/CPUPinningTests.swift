@@ -1,8 +1,8 @@
-import Glibc
 import Synchronization
-import Testing
-@testable import CLI
 @testable import KernelIO
+@testable import CLI
+import Glibc
+import Testing
 
 @Suite("--cpu: CPU lists and pinned data-plane threads")
 struct CPUPinningTests {

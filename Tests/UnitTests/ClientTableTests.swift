@@ -1,7 +1,7 @@
-import Testing
-import Engine
 import TestSupport
+import Engine
 import WireFormat
+import Testing
 
 @Suite struct ClientTableTests {
     static let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)

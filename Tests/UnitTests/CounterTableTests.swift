@@ -1,11 +1,11 @@
-import Foundation
-import Testing
+@testable import Measurement
+@testable import KernelIO
+@testable import WireFormat
+@testable import Monitoring
 @testable import CLI
 @testable import Engine
-@testable import KernelIO
-@testable import Measurement
-@testable import Monitoring
-@testable import WireFormat
+import Foundation
+import Testing
 
 /// The tunnel's counters are described once (`TunnelCount`); the tallies, the JSON report, the
 /// metrics and the documentation's table all follow that description.

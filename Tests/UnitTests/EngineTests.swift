@@ -1,10 +1,10 @@
-import Glibc
 import Synchronization
-import Testing
-@testable import Engine
-@testable import KernelIO
 @testable import TestSupport
+@testable import KernelIO
+@testable import Engine
 @testable import WireFormat
+import Glibc
+import Testing
 
 /// Both directions' batch loops driven over in-memory TUN queues and sockets (TestSupport): no root,
 /// no namespaces, every counter checked against what went in.

@@ -1,7 +1,7 @@
-import Testing
 @testable import KernelIO
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 
 /// Which TUN queue a packet is written through: one queue per flow, and flows spread over the queues.
 @Suite("Flow steering: every flow keeps one TUN queue, and flows spread over the queues")

@@ -1,8 +1,7 @@
-import Testing
 @testable import Engine
-@testable import KernelIO
-@testable import TestSupport
 @testable import WireFormat
+@testable import TestSupport
+import Testing
 
 /// The GTP-U codec (TS 29.281) and its framing, against hand-built messages.
 @Suite("GTP-U codec and framing")

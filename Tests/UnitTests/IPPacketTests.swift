@@ -1,7 +1,7 @@
-import Testing
 @testable import Engine
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 
 @Suite("Inner packet validation")
 struct IPPacketTests {

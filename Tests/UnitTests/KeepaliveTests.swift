@@ -1,10 +1,10 @@
-import Glibc
 import Synchronization
-import Testing
-@testable import Engine
 @testable import KernelIO
+@testable import Engine
 @testable import TestSupport
 @testable import WireFormat
+import Glibc
+import Testing
 
 /// `--keepalive` and the relay's per-client view: what a keepalive is on the wire, what a relay does
 /// with one, when a client sends one, and the traffic each client is credited with.

@@ -1,9 +1,10 @@
+import KernelIO
+@testable import Measurement
+@testable import WireFormat
+@testable import Engine
+@testable import Monitoring
 import Glibc
 import Testing
-@testable import Engine
-@testable import Measurement
-@testable import Monitoring
-@testable import WireFormat
 
 /// The Prometheus exposition (names, counters following the programs' totals, series that come and
 /// go) and its HTTP endpoint, including what a hostile client of the port can and cannot do.

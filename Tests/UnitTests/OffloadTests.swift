@@ -1,7 +1,7 @@
-import Testing
 @testable import KernelIO
-@testable import TestSupport
 @testable import WireFormat
+@testable import TestSupport
+import Testing
 
 @Suite("TCP segmentation and coalescing (TUN offloads)")
 struct OffloadTests {

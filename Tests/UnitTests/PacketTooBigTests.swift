@@ -1,8 +1,8 @@
-import Testing
-@testable import Engine
 import KernelIO
+@testable import Engine
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 
 @Suite("ICMP fragmentation needed / ICMPv6 packet too big")
 struct PacketTooBigTests {

@@ -1,9 +1,9 @@
-import Glibc
-import Synchronization
-import Testing
-@testable import Engine
-@testable import KernelIO
 @testable import WireFormat
+@testable import KernelIO
+import Synchronization
+@testable import Engine
+import Glibc
+import Testing
 
 /// A stage fed through a pipe: each byte written is one "packet".
 private final class PipeStage: PipelineStage, @unchecked Sendable {

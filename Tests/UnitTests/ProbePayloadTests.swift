@@ -1,7 +1,7 @@
-import Testing
 @testable import Measurement
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 
 @Suite("Generator payloads and the sink's accounting")
 struct ProbePayloadTests {

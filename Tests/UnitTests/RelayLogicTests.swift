@@ -1,10 +1,10 @@
-import Foundation
-import Testing
 @testable import CLI
-@testable import Engine
-@testable import KernelIO
 @testable import TestSupport
 @testable import WireFormat
+@testable import Engine
+@testable import KernelIO
+import Foundation
+import Testing
 
 @Suite("Relay policy, return routes and sysctl checks")
 struct RelayLogicTests {

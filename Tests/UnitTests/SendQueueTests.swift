@@ -1,7 +1,7 @@
-import Glibc
-import Testing
 @testable import KernelIO
 @testable import WireFormat
+import Glibc
+import Testing
 
 /// Gathered UDP GSO sends, checked against the kernel over loopback: the receiver (no GRO) must see
 /// every datagram, in order, with its own bytes, whatever the queue merged.

@@ -1,8 +1,4 @@
 import ArgumentParser
-import Engine
-import Measurement
-import KernelIO
-import WireFormat
 
 /// A list of CPU numbers as taskset and cpuset write them: "0", "0,2", "2-3", "0,2-3".
 public struct CPUList: Equatable, Sendable, CustomStringConvertible, ExpressibleByArgument {

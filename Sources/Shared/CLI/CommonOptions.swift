@@ -1,9 +1,7 @@
+import KernelIO
 import ArgumentParser
 import Logging
-import Engine
-import Measurement
 import Monitoring
-import KernelIO
 import WireFormat
 
 /// Options every program takes.

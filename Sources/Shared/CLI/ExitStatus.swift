@@ -1,9 +1,5 @@
-import ArgumentParser
-import Glibc
-import Engine
-import Measurement
 import KernelIO
-import WireFormat
+import Glibc
 
 /// Exit codes shared by the three programs (sysexits.h values).
 public enum ExitStatus {

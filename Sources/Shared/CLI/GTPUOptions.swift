@@ -1,8 +1,6 @@
-import ArgumentParser
-import Logging
-import Engine
-import KernelIO
 import WireFormat
+import Engine
+import ArgumentParser
 
 /// Parses a TEID given on the command line (decimal or 0x-hex, 1 to 2^32−1).
 struct TEID: ExpressibleByArgument {

@@ -1,7 +1,3 @@
-import Engine
-import Measurement
-import KernelIO
-import WireFormat
 
 /// A JSON object built field by field in insertion order, so report lines read the same every time.
 public struct JSONLine: Sendable, CustomStringConvertible {

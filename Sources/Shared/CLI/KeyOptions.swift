@@ -1,8 +1,7 @@
+import Engine
+import KernelIO
 import ArgumentParser
 import Logging
-import Engine
-import Measurement
-import KernelIO
 import WireFormat
 
 /// `--key-file` and `--encrypt`: raw framing, or authenticated (optionally encrypted) framing.

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Logging
-import Engine
-import Measurement
 import KernelIO
-import WireFormat
 
 /// `--offload`: the kernel offloads the data plane uses (client and relay).
 public struct OffloadOptions: ParsableArguments {

@@ -1,9 +1,6 @@
+import KernelIO
 import ArgumentParser
 import Logging
-import Engine
-import Measurement
-import KernelIO
-import WireFormat
 
 /// `--user`: drop root after set-up.
 public struct PrivilegeOptions: ParsableArguments {

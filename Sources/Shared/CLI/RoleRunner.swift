@@ -1,8 +1,8 @@
-import Logging
-import Engine
-import Measurement
-import KernelIO
 import WireFormat
+import Measurement
+import Engine
+import Logging
+import KernelIO
 
 /// The main thread of every program: reports every `interval` seconds until SIGINT/SIGTERM or a
 /// worker's stop request, then stops and joins the workers and prints the final report.

@@ -1,7 +1,5 @@
-import Engine
-import Measurement
-import KernelIO
 import WireFormat
+import Measurement
 
 /// Formats the sink's counters as iperf3-style lines or JSON objects.
 public struct SinkReport {

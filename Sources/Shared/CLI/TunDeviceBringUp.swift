@@ -1,8 +1,5 @@
 import Logging
-import Engine
-import Measurement
 import KernelIO
-import WireFormat
 
 extension TunDevice {
     /// `bringUp`, for a role: a device that does not become running is worth a warning, not an exit

@@ -1,8 +1,8 @@
-import Logging
-import Engine
-import KernelIO
 import Monitoring
 import WireFormat
+import KernelIO
+import Logging
+import Engine
 
 extension EngineLog {
     /// The engine's messages, logged at info and warning level.

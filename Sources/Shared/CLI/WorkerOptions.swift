@@ -1,9 +1,7 @@
-import ArgumentParser
 import Logging
-import Engine
-import Measurement
 import KernelIO
-import WireFormat
+import Engine
+import ArgumentParser
 
 /// `--threads`, `--busy-poll` and `--cpu`: how the client's and relay's data plane uses threads and waits.
 public struct WorkerOptions: ParsableArguments {

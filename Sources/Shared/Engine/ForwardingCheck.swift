@@ -1,5 +1,4 @@
 import KernelIO
-import WireFormat
 
 /// The kernel settings a relay needs before it injects packets for forwarding, and how to fix each.
 public struct ForwardingCheck: Sendable {

@@ -1,5 +1,5 @@
-import KernelIO
 import WireFormat
+import KernelIO
 
 /// Periodic GTP-U Echo Requests from a data socket, and the path state they reveal, logged when it
 /// changes and counted as control messages sent.

@@ -1,5 +1,4 @@
 import Synchronization
-import KernelIO
 import WireFormat
 
 /// What the periodic echoes and the received signalling tell about each GTP-U peer, shared between

@@ -1,4 +1,3 @@
-import KernelIO
 import WireFormat
 
 /// What the relay lets through beyond well-formedness: which inner sources each client may use

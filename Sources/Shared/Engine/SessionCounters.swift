@@ -1,5 +1,5 @@
-import KernelIO
 import WireFormat
+import KernelIO
 
 /// Packets and bytes per session (a key with `--client-key`, a GTP-U session), both ways: what the
 /// UDP → TUN direction handed to the device for it, and what the TUN → UDP direction sealed for it.

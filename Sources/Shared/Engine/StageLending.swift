@@ -1,6 +1,6 @@
+import WireFormat
 import KernelIO
 import Synchronization
-import WireFormat
 
 /// When the `--threads auto` layout splits (the duplex thread's second stage, the inbound one, moves
 /// to a helper thread) and when it merges (the stage moves back). Both directions on one thread is

@@ -1,5 +1,5 @@
-import KernelIO
 import WireFormat
+import KernelIO
 
 /// A tunnel endpoint's data plane, assembled: for every queue, a TUN queue, a socket and counters,
 /// and the threads that move packets between them both ways. Client and relay differ only in the

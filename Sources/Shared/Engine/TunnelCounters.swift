@@ -1,5 +1,5 @@
-import KernelIO
 import WireFormat
+import KernelIO
 
 /// Every scalar count a tunnel endpoint keeps, described once. The case is the name in code; the
 /// JSON key is the case's name in snake case, the metric is `udptun_` + the JSON key + the unit +

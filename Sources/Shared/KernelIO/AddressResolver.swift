@@ -1,5 +1,5 @@
-import Glibc
 import WireFormat
+import Glibc
 
 /// Turns user text (`host:port`, `[v6]:port`, `host`, `:port`) into a socket address, resolving names.
 public enum AddressResolver {

@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import WireFormat
 
 /// Tells whether the host's addresses may have changed since it was last asked: a NETLINK_ROUTE
 /// socket subscribed to address changes. Asking drains its notifications into a stack buffer, so

@@ -1,5 +1,4 @@
 import CLinux
-import WireFormat
 
 /// Which CPUs threads may run on (sched_getaffinity), so `--cpu` can refuse one the process may
 /// not use before any thread starts.

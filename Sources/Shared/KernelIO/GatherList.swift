@@ -1,5 +1,4 @@
 import Glibc
-import WireFormat
 
 /// A coalesced super-packet as pieces for one writev: its rewritten headers, then each member
 /// packet's payload where that packet lies (the receive batch it arrived in), so that coalescing

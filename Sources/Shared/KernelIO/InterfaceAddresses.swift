@@ -1,5 +1,5 @@
-import Glibc
 import WireFormat
+import Glibc
 
 /// The addresses configured on this host's (or namespace's) interfaces.
 public enum InterfaceAddresses {

@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import WireFormat
 
 /// The arrays one recvmmsg/sendmmsg call works on, allocated once: message headers, one iovec, one
 /// socket address and room for the UDP control messages (GRO, GSO, drop count) per message.

@@ -1,6 +1,6 @@
 import CLinux
-import Glibc
 import WireFormat
+import Glibc
 
 /// A vector of packet buffers allocated once and reused for every batch, with the mmsghdr, iovec,
 /// sockaddr and control arrays recvmmsg needs. One batch belongs to one worker thread.

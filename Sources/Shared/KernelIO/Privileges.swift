@@ -1,6 +1,4 @@
-import CLinux
 import Glibc
-import WireFormat
 
 /// Dropping root after set-up: the TUN device is open and the socket bound, so the data plane needs
 /// no privilege, and a compromise of the process should not hand over the machine.

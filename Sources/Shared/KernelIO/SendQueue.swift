@@ -1,6 +1,6 @@
+import WireFormat
 import CLinux
 import Glibc
-import WireFormat
 
 /// The messages of one sendmmsg call. Each message points at bytes in `PacketBatch` slots (no copy)
 /// and may carry a UDP_SEGMENT size, so one message can be many datagrams (UDP GSO): either a

@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import WireFormat
 
 /// Delivers SIGINT/SIGTERM as readable events on a signalfd, so the main thread can wait for a
 /// signal, a worker's stop request and its next report time in one poll. Create it before starting

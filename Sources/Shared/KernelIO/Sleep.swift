@@ -1,5 +1,5 @@
-import Glibc
 import WireFormat
+import Glibc
 
 extension WireFormat.Clock {
     /// Sleeps the calling thread for `nanoseconds`, resuming after signals until the time is up.

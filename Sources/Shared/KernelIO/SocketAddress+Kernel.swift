@@ -1,6 +1,5 @@
-import CLinux
-import Glibc
 import WireFormat
+import Glibc
 
 /// Conversions between `SocketAddress` and the kernel's sockaddr structures.
 extension SocketAddress {

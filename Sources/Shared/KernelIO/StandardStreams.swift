@@ -1,5 +1,4 @@
 import Glibc
-import WireFormat
 
 /// Whole-line writes to stdout/stderr and small file reads/writes, without Foundation (which would
 /// add megabytes of resident libraries to every process).

@@ -1,6 +1,6 @@
 import CLinux
-import Glibc
 import WireFormat
+import Glibc
 
 /// A listening TCP socket (the metrics endpoint): non-blocking, close-on-exec, closed when released.
 /// It is opened and bound as `UDPSocket`s are, and fails the same ways (`UDPSocket.Failure`).

@@ -1,6 +1,6 @@
 import CLinux
-import Glibc
 import WireFormat
+import Glibc
 
 /// One queue of a TUN device as the TUN layer (`TunReader`, `TunWriter`) sees it: frames in and out,
 /// each a packet preceded by a virtio-net header when `hasVirtioHeaders`. `TunDevice` is the real

@@ -1,7 +1,7 @@
 import CLinux
-import Glibc
 import Synchronization
 import WireFormat
+import Glibc
 
 /// What the engine needs of a datagram socket: batch receive and send, and a descriptor to wait on.
 /// `UDPSocket` is the real one; TestSupport has an in-memory fake.

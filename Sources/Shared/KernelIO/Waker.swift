@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import WireFormat
 
 /// Wakes threads blocked in `poll`: the lifecycle's waker makes them notice shutdown at once (an
 /// eventfd that stays readable); a waker one thread uses as a doorbell for another is `reset` by the

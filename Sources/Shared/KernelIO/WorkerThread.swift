@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import WireFormat
 
 /// A named OS thread for a blocking IO loop; `join` waits for it. Workers are plain threads rather
 /// than tasks because they block in poll/recvmmsg and must never be scheduled away mid-batch.

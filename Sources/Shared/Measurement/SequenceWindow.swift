@@ -1,4 +1,3 @@
-import KernelIO
 import WireFormat
 
 /// Per-stream bookkeeping of sequence numbers: unique, duplicate and reordered arrivals, and losses

@@ -1,4 +1,3 @@
-import KernelIO
 import WireFormat
 
 /// Everything the sink counts, kept by its single receive thread (no sharing, no locks).

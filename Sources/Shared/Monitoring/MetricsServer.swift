@@ -1,5 +1,5 @@
-import KernelIO
 import Synchronization
+import KernelIO
 import WireFormat
 
 /// The HTTP endpoint Prometheus scrapes: `GET /metrics` answers the exposition, anything else 404

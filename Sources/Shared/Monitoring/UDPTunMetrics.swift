@@ -1,7 +1,7 @@
-import Engine
 import KernelIO
-import Measurement
 import WireFormat
+import Measurement
+import Engine
 
 /// udptun's metric names: the `udptun_` prefix, base units, `_total` on counters. Every counter of
 /// the programs' JSON reports has one (docs/monitoring.md, "Counters", lists them with their meanings).
