@@ -6,7 +6,7 @@ import WireFormat
 /// signal, a worker's stop request and its next report time in one poll. Create it before starting
 /// any worker: the signal mask it sets is inherited by threads created afterwards.
 public final class SignalWaiter: Sendable {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
 
     public enum Event: Equatable, Sendable {
@@ -18,7 +18,7 @@ public final class SignalWaiter: Sendable {
     public init() throws(SystemError) {
         signal(SIGPIPE, SIG_IGN)
         let fd = clinux_termination_signalfd()
-        descriptor = FileDescriptor(owning: try Syscall.shim("signalfd") { fd })
+        descriptor = OwnedDescriptor(owning: try Syscall.shim("signalfd") { fd })
     }
 
     public func wait(seconds: Double, waker: Waker) -> Event {

@@ -25,7 +25,7 @@ public enum StandardStreams {
 public enum TextFile {
     public static func read(_ path: String, limit: Int = 4096) -> String? {
         guard let raw = try? Syscall.call("open \(path)", { open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
-        let file = FileDescriptor(owning: raw)
+        let file = OwnedDescriptor(owning: raw)
         var buffer = [UInt8](repeating: 0, count: limit)
         guard let count = try? buffer.withUnsafeMutableBytes({ bytes throws(SystemError) in
             try Syscall.call("read \(path)") { Glibc.read(file.rawValue, bytes.baseAddress, limit) }
@@ -41,7 +41,7 @@ public enum TextFile {
     }
 
     static func write(_ path: String, _ text: String) throws(SystemError) {
-        let file = FileDescriptor(owning: try Syscall.call("open \(path)") { open(path, O_WRONLY | O_CLOEXEC | O_TRUNC) })
+        let file = OwnedDescriptor(owning: try Syscall.call("open \(path)") { open(path, O_WRONLY | O_CLOEXEC | O_TRUNC) })
         var text = text
         let written = text.withUTF8 { bytes in
             Result { () throws(SystemError) in

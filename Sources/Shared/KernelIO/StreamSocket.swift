@@ -5,7 +5,7 @@ import WireFormat
 /// A listening TCP socket (the metrics endpoint): non-blocking, close-on-exec, closed when released.
 /// It is opened and bound as `UDPSocket`s are, and fails the same ways (`UDPSocket.Failure`).
 public final class StreamListener {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     public var fd: Int32 { descriptor.rawValue }
 
     /// Binds and listens on `address` (port 0: the kernel picks one). A `::` address takes IPv4 too.
@@ -34,7 +34,7 @@ public final class StreamListener {
     public func accept() throws(SystemError) -> StreamConnection? {
         while true {
             let accepted = clinux_accept_stream(fd)
-            if accepted >= 0 { return StreamConnection(FileDescriptor(owning: accepted)) }
+            if accepted >= 0 { return StreamConnection(OwnedDescriptor(owning: accepted)) }
             switch -accepted {
             case EINTR, ECONNABORTED: continue
             case EAGAIN, EWOULDBLOCK: return nil
@@ -46,10 +46,10 @@ public final class StreamListener {
 
 /// One accepted TCP connection, non-blocking; closed when released.
 public final class StreamConnection {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     public var fd: Int32 { descriptor.rawValue }
 
-    init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
+    init(_ descriptor: consuming OwnedDescriptor) { self.descriptor = descriptor }
 
     /// Appends what has arrived to `buffer`, at most `limit` bytes. Returns the count (0: the peer
     /// closed), or nil when nothing is there yet.

@@ -31,7 +31,7 @@ public protocol TunQueue: AnyObject, Sendable {
 /// descriptor, and the kernel sends each flow to one of them.
 public final class TunDevice: TunQueue {
     public let name: String
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
     public var readinessDescriptor: Int32 { descriptor.rawValue }
     /// True when every read and write starts with a `VirtioNetHeader`.
@@ -130,16 +130,16 @@ public final class TunDevice: TunQueue {
     }
 
     private struct Attached: ~Copyable {
-        var descriptor: FileDescriptor
+        var descriptor: OwnedDescriptor
         var name: String
     }
 
     private static func attach(name: String, flags: Int16) throws(Failure) -> Attached {
         guard !name.isEmpty, name.utf8.count < Int(CLINUX_IFNAMSIZ),
               !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) else { throw .badName(name) }
-        let descriptor: FileDescriptor
+        let descriptor: OwnedDescriptor
         do throws(SystemError) {
-            descriptor = FileDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
+            descriptor = OwnedDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
         } catch {
             switch error.code {
             case ENOENT, ENXIO, ENODEV: throw .noTunDriver

@@ -40,7 +40,7 @@ public struct SendResult: Sendable {
 
 /// A non-blocking UDP socket with batch IO (recvmmsg/sendmmsg) over a `PacketBatch`.
 public final class UDPSocket: DatagramSocket {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
     public var readinessDescriptor: Int32 { descriptor.rawValue }
     public let family: Int32
@@ -132,10 +132,10 @@ public final class UDPSocket: DatagramSocket {
     }
 
     /// A non-blocking, close-on-exec socket of `type` (the UDP sockets, the metrics listener).
-    static func open(family: Int32, type: __socket_type) throws(Failure) -> FileDescriptor {
+    static func open(family: Int32, type: __socket_type) throws(Failure) -> OwnedDescriptor {
         let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         do throws(SystemError) {
-            return FileDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
+            return OwnedDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
         } catch {
             throw .system(error)
         }
@@ -302,7 +302,7 @@ public final class UDPSocket: DatagramSocket {
         let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
         guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         else { return nil }
-        let probe = FileDescriptor(owning: raw)
+        let probe = OwnedDescriptor(owning: raw)
         guard destination.withSockaddr(family: family, { connect(probe.rawValue, $0, $1) }) == 0 else { return nil }
         return body(probe.rawValue, family)
     }

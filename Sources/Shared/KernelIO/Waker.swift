@@ -6,12 +6,12 @@ import WireFormat
 /// eventfd that stays readable); a waker one thread uses as a doorbell for another is `reset` by the
 /// thread it woke.
 public final class Waker: Sendable {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
 
     public init() throws(SystemError) {
         let fd = clinux_eventfd()
-        descriptor = FileDescriptor(owning: try Syscall.shim("eventfd") { fd })
+        descriptor = OwnedDescriptor(owning: try Syscall.shim("eventfd") { fd })
     }
 
     public func wake() {
