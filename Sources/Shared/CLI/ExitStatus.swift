@@ -42,7 +42,7 @@ public func runReportingErrors(program: String, _ body: () throws -> Void) throw
         exitWithError(program, error)
     } catch let error as TunDevice.Failure {
         exitWithError(program, UserFacingError(error.description, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
-    } catch let error as UDPSocket.Failure {
+    } catch let error as SocketFailure {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.configuration))
     } catch let error as AddressResolver.Failure {
         exitWithError(program, UserFacingError(error.description, exitCode: error.isMalformed ? ExitStatus.usage : ExitStatus.configuration))

@@ -3,13 +3,13 @@ import Glibc
 import WireFormat
 
 /// A listening TCP socket (the metrics endpoint): non-blocking, close-on-exec, closed when released.
-/// It is opened and bound as `UDPSocket`s are, and fails the same ways (`UDPSocket.Failure`).
+/// It is opened and bound as `UDPSocket`s are, and fails the same ways (`SocketFailure`).
 public final class StreamListener {
     private let descriptor: OwnedDescriptor
     public var fd: Int32 { descriptor.rawValue }
 
     /// Binds and listens on `address` (port 0: the kernel picks one). A `::` address takes IPv4 too.
-    public init(_ address: SocketAddress, backlog: Int32 = 64) throws(UDPSocket.Failure) {
+    public init(_ address: SocketAddress, backlog: Int32 = 64) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try UDPSocket.open(family: family, type: SOCK_STREAM)
         let fd = descriptor.rawValue

@@ -64,26 +64,6 @@ public final class UDPSocket: DatagramSocket {
         }
     }
 
-    public enum Failure: Error, CustomStringConvertible, Sendable {
-        case addressInUse(SocketAddress)
-        case addressNotAvailable(SocketAddress)
-        case permissionDenied(SocketAddress)
-        case system(SystemError)
-
-        public var description: String {
-            switch self {
-            case let .addressInUse(address):
-                "address \(address) is already in use (another udptun or socat running? check: ss -ulpn 'sport = :\(address.port)')"
-            case let .addressNotAvailable(address):
-                "cannot bind \(address): the address is not assigned to any interface here"
-            case let .permissionDenied(address):
-                "no permission to bind \(address) (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            case let .system(error):
-                error.description
-            }
-        }
-    }
-
     /// Opens a socket for `address`'s family; binds it when `bind` is true (a listener), otherwise the
     /// kernel picks a source port on first send.
     /// With `reusePort`, several sockets share the address (SO_REUSEPORT) and the kernel hands each
@@ -91,7 +71,7 @@ public final class UDPSocket: DatagramSocket {
     /// Required options (dual-stack on `::`, SO_REUSEPORT when asked) that fail are errors; buffer
     /// sizes and drop reports are taken as granted and reported in `features`.
     public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
-                reusePort: Bool = false) throws(Failure) {
+                reusePort: Bool = false) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try Self.open(family: family, type: SOCK_DGRAM)
         let fd = descriptor.rawValue
@@ -132,7 +112,7 @@ public final class UDPSocket: DatagramSocket {
     }
 
     /// A non-blocking, close-on-exec socket of `type` (the UDP sockets, the metrics listener).
-    static func open(family: Int32, type: __socket_type) throws(Failure) -> OwnedDescriptor {
+    static func open(family: Int32, type: __socket_type) throws(SocketFailure) -> OwnedDescriptor {
         let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         do throws(SystemError) {
             return OwnedDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
@@ -142,7 +122,7 @@ public final class UDPSocket: DatagramSocket {
     }
 
     /// Binds `fd` to `address`, telling the usual refusals apart.
-    static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(Failure) {
+    static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(SocketFailure) {
         guard (address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1) != 0 else { return }
         let code = clinux_errno()
         switch code {
@@ -156,7 +136,7 @@ public final class UDPSocket: DatagramSocket {
     /// Binds `count` sockets to one address (one plain socket when `count` is 1). A port of 0 gets one
     /// free port for all of them. A plain bind first proves nobody holds the address: SO_REUSEPORT
     /// alone would let this group join another process's (same user) and split its traffic silently.
-    public static func bindGroup(_ address: SocketAddress, count: Int) throws(Failure) -> [UDPSocket] {
+    public static func bindGroup(_ address: SocketAddress, count: Int) throws(SocketFailure) -> [UDPSocket] {
         precondition(count >= 1, "a group needs at least one socket")
         guard count > 1 else { return [try UDPSocket(for: address, bind: true)] }
         var shared = address
