@@ -69,8 +69,9 @@ public final class UDPSocket: DatagramSocket {
     /// With `reusePort`, several sockets share the address (SO_REUSEPORT) and the kernel hands each
     /// flow (source and destination address and port) to one of them; see `bindGroup`.
     /// Required options (dual-stack on `::`, SO_REUSEPORT when asked) that fail are errors; buffer
-    /// sizes and drop reports are taken as granted and reported in `features`.
-    public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
+    /// sizes and drop reports are taken as granted and reported in `features`. `socketBufferBytes` is
+    /// asked for both buffers, receive (SO_RCVBUF) and send (SO_SNDBUF).
+    public init(for address: SocketAddress, bind shouldBind: Bool, socketBufferBytes: Int32 = 4 << 20,
                 reusePort: Bool = false) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try Self.open(family: family, type: SOCK_DGRAM)
@@ -96,14 +97,14 @@ public final class UDPSocket: DatagramSocket {
         }
         // SO_*BUFFORCE passes net.core.rmem_max/wmem_max where privileged; SO_*BUF is capped at them.
         for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
-            if (try? Syscall.setOption(fd, SOL_SOCKET, force, receiveBufferBytes, "buffer size")) == nil {
-                _ = try? Syscall.setOption(fd, SOL_SOCKET, plain, receiveBufferBytes, "buffer size")
+            if (try? Syscall.setOption(fd, SOL_SOCKET, force, socketBufferBytes, "buffer size")) == nil {
+                _ = try? Syscall.setOption(fd, SOL_SOCKET, plain, socketBufferBytes, "buffer size")
             }
         }
         let features = Features(
             receiveBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF")) ?? 0),
             sendBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF")) ?? 0),
-            requestedBufferBytes: Int(receiveBufferBytes), reportsDrops: reportsDrops)
+            requestedBufferBytes: Int(socketBufferBytes), reportsDrops: reportsDrops)
         // `descriptor` is still owned here: throwing closes it, once.
         if shouldBind { try Self.bind(fd, to: address, family: family) }
         self.descriptor = descriptor
