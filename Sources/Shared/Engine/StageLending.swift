@@ -202,7 +202,7 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
                 }
                 lentMovedInWindow = false
             }
-            if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
+            if moved > 0 || polling.yieldsInBusyPollWindow(now: now, lastTraffic: lastTraffic) { continue }
             readiness.watch(1, holds)
             if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
                 first.wentQuiet()
@@ -261,7 +261,7 @@ public struct HelperDriver<Stage: PipelineStage> {
                         break
                     }
                 }
-                if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
+                if moved > 0 || polling.yieldsInBusyPollWindow(now: now, lastTraffic: lastTraffic) { continue }
                 if !working.wait(timeoutMilliseconds: windowMilliseconds) { lent.wentQuiet() }
             }
         }
