@@ -92,7 +92,7 @@ public final class FakeDatagramSocket: DatagramSocket {
                 }
             }
         }
-        if result.failed > 0 { result.lastError = SystemError("sendmmsg", code: ECONNREFUSED) }
+        if result.failed > 0 { result.lastError = SystemError("sendmmsg", code: .connectionRefused) }
         queue.clear()
         return result
     }
@@ -103,6 +103,6 @@ public final class FakeDatagramSocket: DatagramSocket {
             if !state.refuseSends { state.sent.append(Datagram(peer: destination, bytes: copy, source: source)) }
             return state.refuseSends
         }
-        if refused { throw SystemError("sendto \(destination)", code: ECONNREFUSED) }
+        if refused { throw SystemError("sendto \(destination)", code: .connectionRefused) }
     }
 }

@@ -30,6 +30,6 @@ public enum Privileges {
         // As root, setgid and setuid set the real, effective and saved ids alike.
         guard setgid(gid) == 0 else { throw .failed(SystemError("setgid \(gid)")) }
         guard setuid(uid) == 0 else { throw .failed(SystemError("setuid \(uid)")) }
-        if uid != 0, setuid(0) == 0 { throw .failed(SystemError("regained root after dropping it", code: EPERM)) }
+        if uid != 0, setuid(0) == 0 { throw .failed(SystemError("regained root after dropping it", code: .notPermitted)) }
     }
 }

@@ -13,7 +13,7 @@ public enum StandardStreams {
             var offset = 0
             while offset < bytes.count {
                 // A closed stdout or stderr has nobody to tell: the line is dropped.
-                guard let written = try? Syscall.call("write", { write(fd, bytes.baseAddress! + offset, bytes.count - offset) })
+                guard let written = try? Syscall.onInherited("write", { write(fd, bytes.baseAddress! + offset, bytes.count - offset) })
                 else { return }
                 offset += written
             }

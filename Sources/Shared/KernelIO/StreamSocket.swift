@@ -33,12 +33,13 @@ public final class StreamListener {
     /// The next pending connection, nil when none is waiting.
     public func accept() throws(SystemError) -> StreamConnection? {
         while true {
-            let accepted = clinux_accept_stream(fd)
-            if accepted >= 0 { return StreamConnection(OwnedDescriptor(owning: accepted)) }
-            switch -accepted {
-            case EINTR, ECONNABORTED: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            default: throw SystemError("accept", code: -accepted)
+            do {
+                let accepted = try Syscall.shim("accept") { clinux_accept_stream(fd) }
+                return StreamConnection(OwnedDescriptor(owning: accepted))
+            } catch where error.code == .connectionAbort {
+                continue  // the peer gave up before we took it: the next one may be waiting
+            } catch where error.code == .wouldBlock {
+                return nil
             }
         }
     }

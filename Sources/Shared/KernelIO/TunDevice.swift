@@ -118,7 +118,7 @@ public final class TunDevice: TunQueue {
                 offloadRefusal = nil
                 return
             }
-            refusal = "TUNSETOFFLOAD: \(SystemError("", code: -status).message)"
+            refusal = "TUNSETOFFLOAD: \(SystemError.Code(-status).message)"
             // `descriptor` closes here, before the device is attached again without headers.
         }
         let attached = try Self.attach(name: name, flags: plainFlags)
@@ -142,19 +142,21 @@ public final class TunDevice: TunQueue {
             descriptor = OwnedDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
         } catch {
             switch error.code {
-            case ENOENT, ENXIO, ENODEV: throw .noTunDriver
-            case EACCES, EPERM: throw .tunNodeNotAccessible
+            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noSuchDevice: throw .noTunDriver
+            case .permissionDenied, .notPermitted: throw .tunNodeNotAccessible
             default: throw .system(error)
             }
         }
         var actualName = [CChar](repeating: 0, count: Int(CLINUX_IFNAMSIZ))
-        let status = clinux_tun_set_iff(descriptor.rawValue, name, flags, &actualName)
-        if status < 0 {
-            switch -status {
-            case EPERM, EACCES: throw .permissionDenied(name)
-            case EBUSY: throw .busy(name)
-            case EINVAL: throw .wrongKind(name, multiQueue: flags & CLINUX_IFF_MULTI_QUEUE != 0)
-            default: throw .system(SystemError("TUNSETIFF \(name)", code: -status))
+        let fd = descriptor.rawValue
+        do throws(SystemError) {
+            _ = try Syscall.shim("TUNSETIFF \(name)") { clinux_tun_set_iff(fd, name, flags, &actualName) }
+        } catch {
+            switch error.code {
+            case .notPermitted, .permissionDenied: throw .permissionDenied(name)
+            case .resourceBusy: throw .busy(name)
+            case .invalidArgument: throw .wrongKind(name, multiQueue: flags & CLINUX_IFF_MULTI_QUEUE != 0)
+            default: throw .system(error)
             }
         }
         return Attached(descriptor: descriptor,
@@ -171,9 +173,13 @@ public final class TunDevice: TunQueue {
     /// persistent device that was prepared for it).
     public func setMTU(_ mtu: Int) throws(Failure) {
         if self.mtu == mtu { return }
-        let status = clinux_if_set_mtu(name, Int32(mtu))
-        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "set its MTU to \(mtu)") }
-        if status < 0 { throw .system(SystemError("set MTU \(mtu) on \(name)", code: -status)) }
+        do throws(SystemError) {
+            _ = try Syscall.shim("set MTU \(mtu) on \(name)") { clinux_if_set_mtu(name, Int32(mtu)) }
+        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+            throw .cannotConfigure(name, "set its MTU to \(mtu)")
+        } catch {
+            throw .system(error)
+        }
     }
 
     /// Brings the device up, then waits up to `timeout` seconds until the kernel reports it running;
@@ -186,13 +192,21 @@ public final class TunDevice: TunQueue {
     /// this wait). The running flag is set in the same step as the queueing discipline.
     @discardableResult
     public func bringUp(timeout: Double = 2) throws(Failure) -> Bool {
-        let status = clinux_if_set_up(name)
-        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "bring it up") }
-        if status < 0 { throw .system(SystemError("bring \(name) up", code: -status)) }
+        do throws(SystemError) {
+            _ = try Syscall.shim("bring \(name) up") { clinux_if_set_up(name) }
+        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+            throw .cannotConfigure(name, "bring it up")
+        } catch {
+            throw .system(error)
+        }
         let deadline = Clock.monotonicNanoseconds() + UInt64(timeout * 1e9)
         while true {
-            let running = clinux_if_is_running(name)
-            if running < 0 { throw .system(SystemError("read the flags of \(name)", code: -running)) }
+            let running: Int32
+            do throws(SystemError) {
+                running = try Syscall.shim("read the flags of \(name)") { clinux_if_is_running(name) }
+            } catch {
+                throw .system(error)
+            }
             if running == 1 { return true }
             if Clock.monotonicNanoseconds() >= deadline { return false }
             Clock.sleep(nanoseconds: 100_000)
@@ -207,7 +221,7 @@ public final class TunDevice: TunQueue {
             guard let length = try Syscall.nonBlocking("read from \(name)", { Glibc.read(fd, buffer.baseAddress, buffer.count) })
             else { break }
             // A read of 0 bytes from a TUN device means it is gone.
-            if length == 0 { throw SystemError("read from \(name)", code: EIO) }
+            if length == 0 { throw SystemError("read from \(name)", code: .ioError) }
             batch.setRange(offset..<(offset + length), of: slot)
             filled += 1
         }

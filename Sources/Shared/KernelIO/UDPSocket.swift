@@ -124,13 +124,15 @@ public final class UDPSocket: DatagramSocket {
 
     /// Binds `fd` to `address`, telling the usual refusals apart.
     static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(SocketFailure) {
-        guard (address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1) != 0 else { return }
-        let code = clinux_errno()
-        switch code {
-        case EADDRINUSE: throw .addressInUse(address)
-        case EADDRNOTAVAIL: throw .addressNotAvailable(address)
-        case EACCES, EPERM: throw .permissionDenied(address)
-        default: throw .system(SystemError("bind \(address)", code: code))
+        do throws(SystemError) {
+            _ = try Syscall.call("bind \(address)") { address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1 }
+        } catch {
+            switch error.code {
+            case .addressInUse: throw .addressInUse(address)
+            case .addressNotAvailable: throw .addressNotAvailable(address)
+            case .permissionDenied, .notPermitted: throw .permissionDenied(address)
+            default: throw .system(error)
+            }
         }
     }
 
@@ -187,7 +189,7 @@ public final class UDPSocket: DatagramSocket {
                 received = try Syscall.nonBlocking("recvmmsg") {
                     clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
                 }
-            } catch where error.code == ECONNREFUSED || error.code == EHOSTUNREACH || error.code == ENETUNREACH {
+            } catch where error.code == .connectionRefused || error.code == .noRouteToHost || error.code == .networkUnreachable {
                 // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
                 continue
             } catch {
@@ -220,12 +222,12 @@ public final class UDPSocket: DatagramSocket {
             do {
                 sent = try Syscall.call("sendmmsg") { clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0) }
             } catch {
-                if error.code == EAGAIN || error.code == ENOBUFS, stalls < 100 {
+                if error.code == .wouldBlock || error.code == .noBufferSpace, stalls < 100 {
                     stalls += 1
                     if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
                     continue
                 }
-                if error.code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+                if error.code == .ioError, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
                 result.failed += queue.datagramCount(of: next)
                 result.lastError = error
                 next += 1
@@ -255,7 +257,7 @@ public final class UDPSocket: DatagramSocket {
                     }
                 }
             }
-        }) else { throw SystemError("sendto \(destination)", code: EAFNOSUPPORT) }
+        }) else { throw SystemError("sendto \(destination)", code: .addressFamilyNotSupported) }
         _ = status
     }
 
