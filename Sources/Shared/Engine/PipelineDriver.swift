@@ -74,7 +74,9 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
     }
 
     public mutating func run(_ lifecycle: Lifecycle) {
-        let readiness = ReadinessSet(descriptors: [first.readinessDescriptor, second.readinessDescriptor], waker: lifecycle.waker)
+        let readiness = PollSet(capacity: 2, waker: lifecycle.waker)
+        readiness.add(first.readinessDescriptor)
+        readiness.add(second.readinessDescriptor)
         var lastTraffic: UInt64 = 0  // no window before the first packet
         defer {
             first.finish()

@@ -201,9 +201,9 @@ public final class UDPSocket: DatagramSocket {
                 return Int(received)
             }
             batch.finishReceive(count: 0)
-            guard timeoutMilliseconds != 0,
-                  waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready
-            else { return 0 }
+            guard timeoutMilliseconds != 0 else { return 0 }
+            let seen = waitFor(fd, .read, waker: waker, timeoutMilliseconds: timeoutMilliseconds)
+            guard seen.isReady, !seen.isWoken else { return 0 }
         }
     }
 
@@ -224,7 +224,7 @@ public final class UDPSocket: DatagramSocket {
             } catch {
                 if error.code == .wouldBlock || error.code == .noBufferSpace, stalls < 100 {
                     stalls += 1
-                    if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
+                    if waitFor(fd, .write, waker: waker, timeoutMilliseconds: 10).isWoken { break }
                     continue
                 }
                 if error.code == .ioError, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
