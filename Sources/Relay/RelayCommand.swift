@@ -316,7 +316,7 @@ struct RelayCommand: ParsableCommand {
     /// added while it runs is protected too; a failed read keeps the last list (logged once per kind
     /// of failure, counted in the report).
     static func refreshTask(_ ownAddresses: OwnAddresses, logger: Logger) -> Housekeeping.Task {
-        let lastFailure = Mutex<String?>(nil)
+        let lastFailure = Locked<String?>(nil)
         return Housekeeping.Task("own-address refresh", every: 1) {
             switch ownAddresses.refreshIfChanged() {
             case .unchanged:

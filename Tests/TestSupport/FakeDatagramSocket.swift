@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 import KernelIO
 import WireFormat
 
@@ -32,7 +31,7 @@ public final class FakeDatagramSocket: DatagramSocket {
         var refuseSends = false
         var receiveFailure: SystemError?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(family: Int32 = AF_INET, segmentation: Bool = true) {
         self.family = family

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 import KernelIO
 import WireFormat
 
@@ -27,7 +26,7 @@ public final class FakeTunQueue: TunQueue {
         var readFailure: SystemError?
         var writeFailure: SystemError?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(name: String = "faketun", virtioHeaders: Bool = false, udpSegmentation: Bool = false) {
         self.name = name

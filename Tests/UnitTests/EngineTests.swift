@@ -328,7 +328,7 @@ struct EngineTests {
         #expect(throws: SystemError.self) {
             _ = try OwnAddresses { () throws(SystemError) -> [IPAddress] in throw SystemError("getifaddrs", code: .addressFamilyNotSupported) }
         }
-        let list = Mutex<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
+        let list = Locked<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
         let own = try OwnAddresses { () throws(SystemError) -> [IPAddress] in try list.withLock { $0 }.get() }
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
         var stage = InboundStage(socket: socket, tunQueues: [device], encapsulation: RawEncapsulation(),

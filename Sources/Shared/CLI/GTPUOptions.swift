@@ -111,7 +111,7 @@ public enum GTPUEcho {
     public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
                              peers: @escaping @Sendable () -> [SocketAddress], logger: Logger,
                              rejected onRejected: @escaping @Sendable (UInt32) -> Void = { _ in }) -> [Housekeeping.Task] {
-        let reported = Mutex<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
+        let reported = Locked<(down: Set<SocketAddress>, rejected: Int)>(([], 0))
         let echo = { Housekeeping.Task("gtp-u echo", every: interval) {
             for peer in peers() {
                 if sendEchoRequest(socket: socket, to: peer, monitor: monitor, counters: counters) {

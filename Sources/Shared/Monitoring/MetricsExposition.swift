@@ -1,5 +1,6 @@
 import KernelIO
 import Prometheus
+import WireFormat
 
 /// The Prometheus text exposition of figures the program already keeps. Nothing on the data plane
 /// changes for it: each metric reads its running total (relaxed atomic loads, or a copy the owner

@@ -63,7 +63,7 @@ public final class GTPUPathMonitor: Sendable {
         var nextSequence: UInt16 = 1
         var rejectedTEIDs: [UInt32] = []
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 
@@ -199,10 +199,10 @@ public struct GTPUEncapsulation: Encapsulation {
     /// The latest uplink QFI of each session (0xff: none yet), published with a version so a sealer
     /// re-reads the table only when it changed: one relaxed load per packet.
     final class QFITable: Sendable {
-        private let table: Mutex<[UInt8]>
+        private let table: Locked<[UInt8]>
         private let version = Atomic<UInt64>(0)
 
-        init(sessions: Int) { table = Mutex([UInt8](repeating: 0xff, count: sessions)) }
+        init(sessions: Int) { table = Locked([UInt8](repeating: 0xff, count: sessions)) }
 
         var currentVersion: UInt64 { version.load(ordering: .acquiring) }
         var snapshot: [UInt8] { table.withLock { $0 } }
