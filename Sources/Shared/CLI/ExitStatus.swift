@@ -41,7 +41,7 @@ public func runReportingErrors(program: String, _ body: () throws -> Void) throw
     } catch let error as UserFacingError {
         exitWithError(program, error)
     } catch let error as TunDevice.Failure {
-        exitWithError(program, UserFacingError(error.description, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
+        exitWithError(program, UserFacingError(error.userMessage, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
     } catch let error as SocketFailure {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.configuration))
     } catch let error as AddressResolver.Failure {

@@ -12,8 +12,8 @@ public enum Privileges {
 
         public var description: String {
             switch self {
-            case let .unknownUser(name): "--user \(name): no such user"
-            case .notRoot: "--user needs the process to start as root (it drops privileges after opening the device)"
+            case let .unknownUser(name): "no such user: \(name)"
+            case .notRoot: "dropping privileges needs the process to run as root"
             case let .failed(error): "dropping privileges failed: \(error)"
             }
         }

@@ -41,32 +41,53 @@ public final class TunDevice: TunQueue {
     /// Why offloads are off when they were asked for (for the log); nil when on or not asked for.
     public let offloadRefusal: String?
 
+    /// Why a device could not be opened or configured: what the kernel answered, as facts. The
+    /// programs word the remedy (their flags, the deploy scripts): see CLI's `userMessage`.
     public enum Failure: Error, CustomStringConvertible, Sendable {
+        /// /dev/net/tun does not exist, or no driver answers it.
         case noTunDriver
+        /// /dev/net/tun exists but this process may not open it.
         case tunNodeNotAccessible
+        /// The device could not be attached or created for lack of privilege.
         case permissionDenied(String)
+        /// Another process holds the (single-queue) device.
         case busy(String)
+        /// A device of that name exists but is not a TUN device of the kind asked for.
         case wrongKind(String, multiQueue: Bool)
         case badName(String)
-        case cannotConfigure(String, String)
+        /// The device is attached, but changing it needs CAP_NET_ADMIN.
+        case cannotConfigure(String, Change)
         case system(SystemError)
+
+        /// A change to an attached device.
+        public enum Change: Sendable, CustomStringConvertible {
+            case setMTU(Int)
+            case bringUp
+
+            public var description: String {
+                switch self {
+                case let .setMTU(mtu): "set its MTU to \(mtu)"
+                case .bringUp: "bring it up"
+                }
+            }
+        }
 
         public var description: String {
             switch self {
             case .noTunDriver:
-                "/dev/net/tun is missing: load the driver (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)"
+                "/dev/net/tun is missing"
             case .tunNodeNotAccessible:
-                "no permission to open /dev/net/tun: run as root or with CAP_NET_ADMIN; to run unprivileged, make it usable by everyone as distributions ship it (chmod 0666 /dev/net/tun; attaching still needs a persistent device you own: ip tuntap add dev NAME mode tun user $USER)"
+                "no permission to open /dev/net/tun"
             case let .permissionDenied(name):
-                "no permission to open or create TUN device \(name): run as root, grant CAP_NET_ADMIN (setcap cap_net_admin+ep BINARY), or create a persistent device you own: sudo ip tuntap add dev \(name) mode tun user $USER"
+                "no permission to open or create TUN device \(name)"
             case let .busy(name):
-                "TUN device \(name) is busy: another process has it open (stop it, or choose another --tun)"
+                "TUN device \(name) is busy: another process has it open"
             case let .wrongKind(name, multiQueue: true):
-                "\(name) exists but is not a multi-queue TUN device, which --queues above 1 needs (a TAP, or a single-queue TUN device?): recreate it with ip link del \(name); ip tuntap add dev \(name) mode tun multi_queue (deploy/host.sh does with TUN_QUEUES=N)"
+                "\(name) exists but is not a multi-queue TUN device"
             case let .wrongKind(name, multiQueue: false):
-                "\(name) exists but is not a single-queue TUN device (a TAP, or a multi-queue device? pass --queues N for one, or delete it: ip link del \(name))"
-            case let .cannotConfigure(name, what):
-                "no permission to \(what) on \(name) (needs CAP_NET_ADMIN): run as root, or prepare the device as root beforehand (deploy/host.sh does; ip link set \(name) mtu N up) and pass the same --mtu"
+                "\(name) exists but is not a single-queue TUN device"
+            case let .cannotConfigure(name, change):
+                "no permission to \(change) on \(name) (needs CAP_NET_ADMIN)"
             case let .badName(name):
                 "invalid interface name '\(name)': 1 to 15 characters, no '/', ':' or spaces"
             case let .system(error):
@@ -176,7 +197,7 @@ public final class TunDevice: TunQueue {
         do throws(SystemError) {
             _ = try Syscall.shim("set MTU \(mtu) on \(name)") { clinux_if_set_mtu(name, Int32(mtu)) }
         } catch where error.code == .notPermitted || error.code == .permissionDenied {
-            throw .cannotConfigure(name, "set its MTU to \(mtu)")
+            throw .cannotConfigure(name, .setMTU(mtu))
         } catch {
             throw .system(error)
         }
@@ -195,7 +216,7 @@ public final class TunDevice: TunQueue {
         do throws(SystemError) {
             _ = try Syscall.shim("bring \(name) up") { clinux_if_set_up(name) }
         } catch where error.code == .notPermitted || error.code == .permissionDenied {
-            throw .cannotConfigure(name, "bring it up")
+            throw .cannotConfigure(name, .bringUp)
         } catch {
             throw .system(error)
         }

@@ -58,8 +58,12 @@ public final class UDPSocket: DatagramSocket {
         /// SO_RXQ_OVFL: kernel drops at a full receive buffer are reported with each message.
         public var reportsDrops: Bool
 
+        /// Whether the kernel granted less receive buffer than was asked for (it caps at net.core.rmem_max
+        /// without CAP_NET_ADMIN).
+        public var isReceiveBufferShort: Bool { receiveBufferBytes / 2 < requestedBufferBytes }
+
         public var description: String {
-            let granted = receiveBufferBytes / 2 >= requestedBufferBytes ? "" : " (asked \(requestedBufferBytes); raise net.core.rmem_max or run with CAP_NET_ADMIN)"
+            let granted = isReceiveBufferShort ? " (asked \(requestedBufferBytes))" : ""
             return "rcvbuf=\(receiveBufferBytes) sndbuf=\(sendBufferBytes)\(granted) drop_count=\(reportsDrops ? "on" : "off")"
         }
     }
