@@ -7,8 +7,9 @@ import PackageDescription
 //   Shared/CLinux, Shared/CAEAD   C shims: kernel headers and calls Swift cannot import; in-place AEAD
 //   Shared/WireFormat   the card's common packet-codec module: IP validation, checksums, segmentation,
 //                       coalescing, addresses, GTP-U, framings and their crypto, generator payload
-//                       (pure functions and values: no system calls, no shared runtime state)
-//   Shared/KernelIO     the kernel: one syscall wrapper, owned descriptors, TUN device with its offloads,
+//                       (pure functions and values: no system calls; the one lock type, Locked, for
+//                       the little state that is shared, such as GTP-U sessions)
+//   Shared/KernelIO     the kernel: one syscall wrapper, one poll wrapper, owned descriptors, TUN device with its offloads,
 //                       UDP sockets and batches, sysctl, privileges, signals, threads, the run lifecycle
 //   Shared/Engine       the tunnel: stages, driver, return-path table, policy, counters, housekeeping
 //   Shared/Measurement  the generator and the sink's accounting

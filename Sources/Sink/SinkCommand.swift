@@ -1,6 +1,6 @@
-import Monitoring
-import WireFormat
 import Engine
+import WireFormat
+import Monitoring
 import Logging
 import Measurement
 import KernelIO
@@ -53,7 +53,7 @@ struct SinkCommand: ParsableCommand {
         let logger = common.makeLogger(label: "udptun.sink")
         let address = try AddressResolver.resolve(listen, defaultPort: 8080)
         let signals = try SignalWaiter()
-        let socket = try UDPSocket(for: address, bind: true, receiveBufferBytes: 16 << 20)
+        let socket = try UDPSocket(for: address, bind: true, socketBufferBytes: 16 << 20)
         let lifecycle = try Lifecycle()
         let deadline = timeout.map { Clock.monotonicNanoseconds() + UInt64($0 * 1e9) }
         let receiver = SinkReceiver(socket: socket, expected: expect, deadline: deadline)

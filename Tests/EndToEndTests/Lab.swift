@@ -121,7 +121,7 @@ final class Lab: @unchecked Sendable {
     /// Runs `body` on a thread of its own that has joined the network namespace `name` (setns acts on
     /// the calling thread only), so in-process code can use the lab's devices and addresses.
     static func inNamespace<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
-        let outcome = Mutex<Result<T, any Error>?>(nil)
+        let outcome = Locked<Result<T, any Error>?>(nil)
         WorkerThread(name: "in-\(name)") {
             let status = clinux_join_network_namespace("/run/netns/\(name)")
             guard status == 0 else {

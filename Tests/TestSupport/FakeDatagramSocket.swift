@@ -1,4 +1,3 @@
-import Synchronization
 import WireFormat
 import KernelIO
 import Glibc
@@ -32,7 +31,7 @@ public final class FakeDatagramSocket: DatagramSocket {
         var refuseSends = false
         var receiveFailure: SystemError?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(family: Int32 = AF_INET, segmentation: Bool = true) {
         self.family = family
@@ -92,7 +91,7 @@ public final class FakeDatagramSocket: DatagramSocket {
                 }
             }
         }
-        if result.failed > 0 { result.lastError = SystemError("sendmmsg", code: ECONNREFUSED) }
+        if result.failed > 0 { result.lastError = SystemError("sendmmsg", code: .connectionRefused) }
         queue.clear()
         return result
     }
@@ -103,6 +102,6 @@ public final class FakeDatagramSocket: DatagramSocket {
             if !state.refuseSends { state.sent.append(Datagram(peer: destination, bytes: copy, source: source)) }
             return state.refuseSends
         }
-        if refused { throw SystemError("sendto \(destination)", code: ECONNREFUSED) }
+        if refused { throw SystemError("sendto \(destination)", code: .connectionRefused) }
     }
 }

@@ -1,4 +1,3 @@
-import Synchronization
 import WireFormat
 import KernelIO
 import Glibc
@@ -27,7 +26,7 @@ public final class FakeTunQueue: TunQueue {
         var readFailure: SystemError?
         var writeFailure: SystemError?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(name: String = "faketun", virtioHeaders: Bool = false, udpSegmentation: Bool = false) {
         self.name = name

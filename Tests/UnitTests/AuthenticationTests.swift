@@ -1,7 +1,8 @@
-import Synchronization
+import KernelIO
 import Crypto
 @testable import TestSupport
 @testable import WireFormat
+import Testing
 import Testing
 
 @Suite("Authenticated framing")
@@ -224,7 +225,7 @@ struct AuthenticationTests {
     @Test("key setups for unknown senders are held to the budget; known senders never wait for it")
     func newSendersAreBudgeted() throws {
         let framing = AuthenticatedFraming(key: Self.key, encrypt: true)
-        let now = Mutex<UInt64>(1_000_000_000)
+        let now = Locked<UInt64>(1_000_000_000)
         var opener = AuthenticatedFraming.Opener(key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
                                                        clock: { now.withLock { $0 } })
         var senders = (0..<3).map { _ in framing.concreteSealer() }

@@ -1,6 +1,7 @@
 import Synchronization
 @testable import KernelIO
 @testable import CLI
+import Testing
 import Glibc
 import Testing
 
@@ -32,7 +33,7 @@ struct CPUPinningTests {
     func pinsWorker() throws {
         let target = try #require(CPUAffinity.allowedCPUs().last)
         let pinned = Atomic<Bool>(false)
-        let seen = Mutex<(mask: [Int], running: Int?)>(([], nil))
+        let seen = Locked<(mask: [Int], running: Int?)>(([], nil))
         let worker = WorkerThread(name: "pin-test") {
             while !pinned.load(ordering: .acquiring) { usleep(1000) }
             sched_yield()  // the affinity change takes effect at the next scheduling point at the latest

@@ -272,24 +272,24 @@ struct EngineTests {
         let readLifecycle = try Lifecycle()
         var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
                                      counters: counters)
-        device.failReads(with: SystemError("read from faketun", code: EBADFD))
+        device.failReads(with: SystemError("read from faketun", code: .fileDescriptorInBadState))
         #expect(outbound.pump(readLifecycle) == nil)
         #expect(readLifecycle.fatalError?.contains("disappeared") == true)
 
         let writeLifecycle = try Lifecycle()
         var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
                                    counters: counters)
-        device.failWrites(with: SystemError("write to faketun", code: EINVAL))
+        device.failWrites(with: SystemError("write to faketun", code: .invalidArgument))
         socket.deliver(Self.packet(), from: Self.clientA)
         #expect(inbound.pump(writeLifecycle) == 1, "a refused packet is not a dead device")
         #expect(counters.snapshot().drops(.tunWriteFailed) == 1 && writeLifecycle.fatalError == nil)
-        device.failWrites(with: SystemError("write to faketun", code: EIO))
+        device.failWrites(with: SystemError("write to faketun", code: .ioError))
         socket.deliver(Self.packet(), from: Self.clientA)
         #expect(inbound.pump(writeLifecycle) == nil)
         #expect(writeLifecycle.fatalError?.contains("disappeared") == true)
 
         let receiveLifecycle = try Lifecycle()
-        socket.failReceives(with: SystemError("recvmmsg", code: ENOTSOCK))
+        socket.failReceives(with: SystemError("recvmmsg", code: .notSocket))
         #expect(inbound.pump(receiveLifecycle) == nil)
         #expect(receiveLifecycle.fatalError?.contains("UDP receive failed") == true)
     }
@@ -326,9 +326,9 @@ struct EngineTests {
     @Test("own addresses: unreadable at start is an error; a refresh that fails keeps the list; an added one is protected")
     func ownAddressesRefresh() throws {
         #expect(throws: SystemError.self) {
-            _ = try OwnAddresses { () throws(SystemError) -> [IPAddress] in throw SystemError("getifaddrs", code: EAFNOSUPPORT) }
+            _ = try OwnAddresses { () throws(SystemError) -> [IPAddress] in throw SystemError("getifaddrs", code: .addressFamilyNotSupported) }
         }
-        let list = Mutex<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
+        let list = Locked<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
         let own = try OwnAddresses { () throws(SystemError) -> [IPAddress] in try list.withLock { $0 }.get() }
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
         var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
@@ -343,7 +343,7 @@ struct EngineTests {
         socket.deliver(Self.packet(to: 0xC612_0209), from: Self.clientA)
         Self.drain(&stage, lifecycle)
         #expect(device.written.count == 1 && counters.snapshot().drops(.forbiddenDestination) == 1)
-        list.withLock { $0 = .failure(SystemError("getifaddrs", code: EAFNOSUPPORT)) }
+        list.withLock { $0 = .failure(SystemError("getifaddrs", code: .addressFamilyNotSupported)) }
         guard case .failed = own.refresh() else { Issue.record("a failed read must say so"); return }
         #expect(own.failedRefreshes == 1)
         #expect(Set(own.current.addresses) == [Self.relayOwn, added], "the last good list stays in force")

@@ -111,11 +111,11 @@ struct SocketGroupTests {
     func heldAddressIsRefused() throws {
         let holder = try UDPSocket(for: loopback, bind: true)
         let taken = try #require(holder.localAddress)
-        #expect(throws: UDPSocket.Failure.self) { _ = try UDPSocket.bindGroup(taken, count: 2) }
+        #expect(throws: SocketFailure.self) { _ = try UDPSocket.bindGroup(taken, count: 2) }
         // Another group holds it the same way: a second group may not join it.
         let group = try UDPSocket.bindGroup(loopback, count: 2)
         let groupAddress = try #require(group[0].localAddress)
-        #expect(throws: UDPSocket.Failure.self) { _ = try UDPSocket.bindGroup(groupAddress, count: 2) }
-        #expect(throws: UDPSocket.Failure.self) { _ = try UDPSocket.bindGroup(groupAddress, count: 1) }
+        #expect(throws: SocketFailure.self) { _ = try UDPSocket.bindGroup(groupAddress, count: 2) }
+        #expect(throws: SocketFailure.self) { _ = try UDPSocket.bindGroup(groupAddress, count: 1) }
     }
 }

@@ -90,6 +90,9 @@ struct OffloadTests {
         var wrongType = header
         wrongType.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv6.rawValue
         #expect(throws: DropReason.badVersion) { try GSOSegmenter.segment(packet.span, header: wrongType, into: &span).get() }
+        var unknownType = header
+        unknownType.gsoTypeRaw = VirtioNetHeader.GSOType.udp.rawValue  // UFO: never negotiated, not cut here
+        #expect(throws: DropReason.unsupportedOffload) { try GSOSegmenter.segment(packet.span, header: unknownType, into: &span).get() }
         var badStart = header
         badStart.checksumStart = UInt16(packet.count)
         #expect(throws: DropReason.badTransportHeader) { try GSOSegmenter.segment(packet.span, header: badStart, into: &span).get() }

@@ -37,8 +37,8 @@ public func runReportingErrors(program: String, _ body: () throws -> Void) throw
     } catch let error as UserFacingError {
         exitWithError(program, error)
     } catch let error as TunDevice.Failure {
-        exitWithError(program, UserFacingError(error.description, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
-    } catch let error as UDPSocket.Failure {
+        exitWithError(program, UserFacingError(error.userMessage, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
+    } catch let error as SocketFailure {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.configuration))
     } catch let error as AddressResolver.Failure {
         exitWithError(program, UserFacingError(error.description, exitCode: error.isMalformed ? ExitStatus.usage : ExitStatus.configuration))

@@ -21,7 +21,7 @@ public struct OffloadOptions: ParsableArguments {
     /// offload by name and whether it is on (for metrics).
     @discardableResult
     public func apply(to sockets: [UDPSocket], tun: TunDevice, logger: Logger) -> [(feature: String, on: Bool)] {
-        logger.info("socket", metadata: ["features": "\(sockets[0].features)"])
+        logger.info("socket", metadata: ["features": "\(sockets[0].features.logDescription)"])
         guard enabled else {
             logger.info("offloads off (--offload off): one packet per TUN read and write")
             return Self.names.map { ($0, false) }

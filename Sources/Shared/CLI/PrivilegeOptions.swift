@@ -16,7 +16,7 @@ public struct PrivilegeOptions: ParsableArguments {
         do {
             try Privileges.drop(to: user)
         } catch {
-            throw UserFacingError(error.description, exitCode: ExitStatus.configuration)
+            throw UserFacingError(error.userMessage, exitCode: ExitStatus.configuration)
         }
         logger.info("running as \(user) from now on")
     }

@@ -1,6 +1,6 @@
-import WireFormat
-import Measurement
 import Engine
+import Measurement
+import WireFormat
 import Logging
 import KernelIO
 

@@ -1,4 +1,5 @@
 import Synchronization
+import KernelIO
 import WireFormat
 
 /// What the periodic echoes and the received signalling tell about each GTP-U peer, shared between
@@ -29,7 +30,7 @@ public final class GTPUPathMonitor: Sendable {
         var nextSequence: UInt16 = 1
         var rejectedTEIDs: [UInt32] = []
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 
@@ -165,10 +166,10 @@ public struct GTPUFraming: Framing {
     /// The latest uplink QFI of each session (0xff: none yet), published with a version so a sealer
     /// re-reads the table only when it changed: one relaxed load per packet.
     final class QFITable: Sendable {
-        private let table: Mutex<[UInt8]>
+        private let table: Locked<[UInt8]>
         private let version = Atomic<UInt64>(0)
 
-        init(sessions: Int) { table = Mutex([UInt8](repeating: 0xff, count: sessions)) }
+        init(sessions: Int) { table = Locked([UInt8](repeating: 0xff, count: sessions)) }
 
         var currentVersion: UInt64 { version.load(ordering: .acquiring) }
         var snapshot: [UInt8] { table.withLock { $0 } }

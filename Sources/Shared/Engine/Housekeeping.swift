@@ -29,7 +29,7 @@ public struct Housekeeping: Sendable {
         return WorkerThread(name: "housekeeping") {
             let start = Clock.monotonicNanoseconds()
             var due = tasks.map { start + $0.intervalNanoseconds }
-            let readiness = ReadinessSet(descriptors: [], waker: lifecycle.waker)
+            let readiness = PollSet(capacity: 0, waker: lifecycle.waker)
             while !lifecycle.isStopping {
                 let now = Clock.monotonicNanoseconds()
                 for index in tasks.indices where due[index] <= now {

@@ -44,11 +44,12 @@ public struct PollingPolicy: Sendable, Equatable {
     /// How long a sleeping worker waits before re-checking the stop flag (the waker normally ends it first).
     static var sleepMilliseconds: Int32 { 500 }
 
-    /// After a round that moved nothing: whether to poll again at once rather than sleep, because
-    /// `now` is inside the busy-poll window after the last packet (at `lastTraffic`). Spinning, it
-    /// first lets whatever else is runnable here (the kernel's forwarding work, the peer we wait
-    /// for) have the core: spinning must not delay the very packet it waits for.
-    func keepsPolling(now: UInt64, lastTraffic: UInt64) -> Bool {
+    /// After a round that moved nothing: when `now` is inside the busy-poll window after the last
+    /// packet (at `lastTraffic`), yields the core (sched_yield) and returns true, and the caller polls
+    /// again at once rather than sleep; otherwise returns false at once. The yield lets whatever else
+    /// is runnable here (the kernel's forwarding work, the peer we wait for) have the core: spinning
+    /// must not delay the very packet it waits for.
+    func yieldsInBusyPollWindow(now: UInt64, lastTraffic: UInt64) -> Bool {
         guard busyPollNanoseconds > 0, now &- lastTraffic < busyPollNanoseconds else { return false }
         sched_yield()
         return true
@@ -73,7 +74,9 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
     }
 
     public mutating func run(_ lifecycle: Lifecycle) {
-        let readiness = ReadinessSet(descriptors: [first.readinessDescriptor, second.readinessDescriptor], waker: lifecycle.waker)
+        let readiness = PollSet(capacity: 2, waker: lifecycle.waker)
+        readiness.add(first.readinessDescriptor)
+        readiness.add(second.readinessDescriptor)
         var lastTraffic: UInt64 = 0  // no window before the first packet
         defer {
             first.finish()
@@ -85,7 +88,7 @@ public struct PipelineDriver<First: PipelineStage, Second: PipelineStage> {
             // The clock only matters to busy polling.
             let now = policy.busyPollNanoseconds > 0 ? Clock.monotonicNanoseconds() : 0
             if moved > 0 { lastTraffic = now; continue }
-            if policy.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
+            if policy.yieldsInBusyPollWindow(now: now, lastTraffic: lastTraffic) { continue }
             if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
                 first.wentQuiet()
                 second.wentQuiet()

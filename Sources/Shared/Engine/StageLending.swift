@@ -229,8 +229,10 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
     }
 
     public mutating func run(_ lifecycle: Lifecycle) {
-        let readiness = ReadinessSet(descriptors: [first.readinessDescriptor, lent.readinessDescriptor],
-                                     waker: lifecycle.waker, doorbell: lent.duplexDoorbell)
+        let readiness = PollSet(capacity: 3, waker: lifecycle.waker)
+        readiness.add(first.readinessDescriptor)
+        let lentPosition = readiness.add(lent.readinessDescriptor)!
+        let doorbell = readiness.add(lent.duplexDoorbell)!
         var window = BusyWindow(length: lent.policy.splitWindowNanoseconds, now: Clock.monotonicNanoseconds())
         var inboundMovedInWindow = false
         var lastTraffic: UInt64 = 0
@@ -265,13 +267,13 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
                 }
                 inboundMovedInWindow = false
             }
-            if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
-            readiness.watch(1, holds)
+            if moved > 0 || polling.yieldsInBusyPollWindow(now: now, lastTraffic: lastTraffic) { continue }
+            readiness.watch(lentPosition, holds)
             if !readiness.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds) {
                 first.wentQuiet()
                 if holds { lent.wentQuiet() }
             }
-            if readiness.doorbellRang { lent.duplexDoorbell.reset() }
+            if readiness.isReady(doorbell) { lent.duplexDoorbell.reset() }
         }
     }
 }
@@ -289,15 +291,17 @@ public struct HelperDriver<Stage: PipelineStage> {
     }
 
     public func run(_ lifecycle: Lifecycle) {
-        let idle = ReadinessSet(descriptors: [], waker: lifecycle.waker, doorbell: lent.helperDoorbell)
-        let working = ReadinessSet(descriptors: [lent.readinessDescriptor], waker: lifecycle.waker)
+        let idle = PollSet(capacity: 1, waker: lifecycle.waker)
+        let doorbell = idle.add(lent.helperDoorbell)!
+        let working = PollSet(capacity: 1, waker: lifecycle.waker)
+        working.add(lent.readinessDescriptor)
         // Wake at least once a window while holding the stage, so an idle stage merges.
         let windowMilliseconds = Int32(clamping: max(1, lent.policy.mergeWindowNanoseconds / 1_000_000))
         defer { lent.leave() }
         while !lifecycle.isStopping {
             guard lent.isHeld(by: .helper) else {
                 idle.wait(timeoutMilliseconds: PollingPolicy.sleepMilliseconds)
-                if idle.doorbellRang { lent.helperDoorbell.reset() }
+                if idle.isReady(doorbell) { lent.helperDoorbell.reset() }
                 continue
             }
             var window = BusyWindow(length: lent.policy.mergeWindowNanoseconds, now: Clock.monotonicNanoseconds())
@@ -322,7 +326,7 @@ public struct HelperDriver<Stage: PipelineStage> {
                         break
                     }
                 }
-                if moved > 0 || polling.keepsPolling(now: now, lastTraffic: lastTraffic) { continue }
+                if moved > 0 || polling.yieldsInBusyPollWindow(now: now, lastTraffic: lastTraffic) { continue }
                 if !working.wait(timeoutMilliseconds: windowMilliseconds) { lent.wentQuiet() }
             }
         }

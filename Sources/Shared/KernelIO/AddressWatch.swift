@@ -6,11 +6,11 @@ import Glibc
 /// a host whose addresses stay put costs one non-blocking receive and no allocation; only a change
 /// (or lost notifications) calls for reading the addresses again.
 public final class AddressWatch: Sendable {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
 
     public init() throws(SystemError) {
         let fd = clinux_address_watch_open()
-        descriptor = FileDescriptor(owning: try Syscall.shim("socket(AF_NETLINK) for address changes") { fd })
+        descriptor = OwnedDescriptor(owning: try Syscall.shim("socket(AF_NETLINK) for address changes") { fd })
     }
 
     /// True when addresses were added or removed since the last call, or when the kernel dropped

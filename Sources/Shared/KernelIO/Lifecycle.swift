@@ -4,8 +4,7 @@ import Synchronization
 /// and the first fatal error any worker hit.
 public final class Lifecycle: Sendable {
     private let stopping = Atomic<Bool>(false)
-    // Behind `Locked`: both workers of a queue may fail at once (a deleted device), and
-    // ThreadSanitizer cannot see Synchronization's `Mutex`.
+    // Behind a lock: both workers of a queue may fail at once (a deleted device).
     private let fatal = Locked<String?>(nil)
     public let waker: Waker
 

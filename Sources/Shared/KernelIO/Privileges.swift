@@ -10,8 +10,8 @@ public enum Privileges {
 
         public var description: String {
             switch self {
-            case let .unknownUser(name): "--user \(name): no such user"
-            case .notRoot: "--user needs the process to start as root (it drops privileges after opening the device)"
+            case let .unknownUser(name): "no such user: \(name)"
+            case .notRoot: "dropping privileges needs the process to run as root"
             case let .failed(error): "dropping privileges failed: \(error)"
             }
         }
@@ -28,6 +28,6 @@ public enum Privileges {
         // As root, setgid and setuid set the real, effective and saved ids alike.
         guard setgid(gid) == 0 else { throw .failed(SystemError("setgid \(gid)")) }
         guard setuid(uid) == 0 else { throw .failed(SystemError("setuid \(uid)")) }
-        if uid != 0, setuid(0) == 0 { throw .failed(SystemError("regained root after dropping it", code: EPERM)) }
+        if uid != 0, setuid(0) == 0 { throw .failed(SystemError("regained root after dropping it", code: .notPermitted)) }
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 /// signal, a worker's stop request and its next report time in one poll. Create it before starting
 /// any worker: the signal mask it sets is inherited by threads created afterwards.
 public final class SignalWaiter: Sendable {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
 
     public enum Event: Equatable, Sendable {
@@ -17,21 +17,17 @@ public final class SignalWaiter: Sendable {
     public init() throws(SystemError) {
         signal(SIGPIPE, SIG_IGN)
         let fd = clinux_termination_signalfd()
-        descriptor = FileDescriptor(owning: try Syscall.shim("signalfd") { fd })
+        descriptor = OwnedDescriptor(owning: try Syscall.shim("signalfd") { fd })
     }
 
     public func wait(seconds: Double, waker: Waker) -> Event {
         let milliseconds = Int32(min(max(0, seconds * 1000), 3_600_000).rounded(.up))
-        var fds = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: waker.fd, events: Int16(POLLIN), revents: 0))
-        let ready = withUnsafeMutablePointer(to: &fds) {
-            $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, milliseconds) }
-        }
-        if ready > 0, fds.0.revents != 0 {
+        let seen = waitFor(fd, .read, waker: waker, timeoutMilliseconds: milliseconds)
+        if seen.isReady {
             let number = clinux_read_signal(fd)
             if number > 0 { return .signal(number) }
         }
-        if ready > 0, fds.1.revents != 0 { return .stopRequested }
-        return .timedOut
+        return seen.isWoken ? .stopRequested : .timedOut
     }
 
     public static func name(_ number: Int32) -> String {

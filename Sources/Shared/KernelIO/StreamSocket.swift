@@ -3,13 +3,13 @@ import WireFormat
 import Glibc
 
 /// A listening TCP socket (the metrics endpoint): non-blocking, close-on-exec, closed when released.
-/// It is opened and bound as `UDPSocket`s are, and fails the same ways (`UDPSocket.Failure`).
+/// It is opened and bound as `UDPSocket`s are, and fails the same ways (`SocketFailure`).
 public final class StreamListener {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     public var fd: Int32 { descriptor.rawValue }
 
     /// Binds and listens on `address` (port 0: the kernel picks one). A `::` address takes IPv4 too.
-    public init(_ address: SocketAddress, backlog: Int32 = 64) throws(UDPSocket.Failure) {
+    public init(_ address: SocketAddress, backlog: Int32 = 64) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try UDPSocket.open(family: family, type: SOCK_STREAM)
         let fd = descriptor.rawValue
@@ -33,12 +33,13 @@ public final class StreamListener {
     /// The next pending connection, nil when none is waiting.
     public func accept() throws(SystemError) -> StreamConnection? {
         while true {
-            let accepted = clinux_accept_stream(fd)
-            if accepted >= 0 { return StreamConnection(FileDescriptor(owning: accepted)) }
-            switch -accepted {
-            case EINTR, ECONNABORTED: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            default: throw SystemError("accept", code: -accepted)
+            do {
+                let accepted = try Syscall.shim("accept") { clinux_accept_stream(fd) }
+                return StreamConnection(OwnedDescriptor(owning: accepted))
+            } catch where error.code == .connectionAbort {
+                continue  // the peer gave up before we took it: the next one may be waiting
+            } catch where error.code == .wouldBlock {
+                return nil
             }
         }
     }
@@ -46,10 +47,10 @@ public final class StreamListener {
 
 /// One accepted TCP connection, non-blocking; closed when released.
 public final class StreamConnection {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     public var fd: Int32 { descriptor.rawValue }
 
-    init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
+    init(_ descriptor: consuming OwnedDescriptor) { self.descriptor = descriptor }
 
     /// Appends what has arrived to `buffer`, at most `limit` bytes. Returns the count (0: the peer
     /// closed), or nil when nothing is there yet.
@@ -79,45 +80,6 @@ public final class StreamConnection {
             }
         }.get()
     }
-}
-
-/// A set of descriptors that changes from wait to wait (a listener and its connections), waited on
-/// with a waker. Allocated once at its largest size.
-public final class PollSet {
-    public enum Interest: Sendable { case read, write }
-
-    private let fds: UnsafeMutableBufferPointer<pollfd>
-    private var count = 0
-    private let waker: Waker
-
-    public init(capacity: Int, waker: Waker) {
-        fds = .allocate(capacity: capacity + 1)
-        self.waker = waker
-    }
-
-    deinit { fds.deallocate() }
-
-    /// Starts a new wait's set: the waker first.
-    public func reset() {
-        fds[0] = pollfd(fd: waker.fd, events: Int16(POLLIN), revents: 0)
-        count = 1
-    }
-
-    /// Adds `fd`; returns its position for `isReady` (nil when the set is full).
-    public func add(_ fd: Int32, _ interest: Interest) -> Int? {
-        guard count < fds.count else { return nil }
-        fds[count] = pollfd(fd: fd, events: Int16(interest == .read ? POLLIN : POLLOUT), revents: 0)
-        count += 1
-        return count - 1
-    }
-
-    /// Waits until something is ready, the waker fires or `timeoutMilliseconds` pass.
-    public func wait(timeoutMilliseconds: Int32) {
-        _ = poll(fds.baseAddress, nfds_t(count), timeoutMilliseconds)
-    }
-
-    /// Ready for its interest, or in error or hung up (the next read or write tells which).
-    public func isReady(_ position: Int) -> Bool { position < count && fds[position].revents != 0 }
 }
 
 extension StreamConnection {

@@ -4,23 +4,70 @@ import Glibc
 /// A failed system call: which call (and on what), and the errno it returned.
 public struct SystemError: Error, CustomStringConvertible, Sendable {
     public let operation: String
-    public let code: Int32
+    public let code: Code
 
-    public init(_ operation: String, code: Int32 = clinux_errno()) {
+    public init(_ operation: String, code: Code = .current) {
         self.operation = operation
         self.code = code
     }
 
     /// The device behind the descriptor no longer exists (a deleted TUN device answers EBADFD or EIO).
-    public var isDeviceGone: Bool { code == EBADFD || code == EIO || code == ENODEV }
+    public var isDeviceGone: Bool { code == .fileDescriptorInBadState || code == .ioError || code == .noSuchDevice }
 
-    public var message: String { String(cString: strerror(code)) }
+    public var message: String { code.message }
     public var description: String { "\(operation): \(message)" }
+
+    /// An errno value, compared by name (as swift-system's `Errno`) rather than as a bare number.
+    /// The names are swift-system's where it has one. A `switch` over codes matches these constants.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: Int32
+
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        public init(_ rawValue: Int32) { self.rawValue = rawValue }
+
+        /// The calling thread's errno now.
+        public static var current: Code { Code(clinux_errno()) }
+
+        /// strerror's text for the code.
+        public var message: String { String(cString: strerror(rawValue)) }
+        public var description: String { message }
+
+        public static let notPermitted = Code(EPERM)
+        public static let noSuchFileOrDirectory = Code(ENOENT)
+        public static let interrupted = Code(EINTR)
+        public static let ioError = Code(EIO)
+        public static let noSuchAddressOrDevice = Code(ENXIO)
+        public static let badFileDescriptor = Code(EBADF)
+        /// EAGAIN, which is EWOULDBLOCK on Linux.
+        public static let wouldBlock = Code(EAGAIN)
+        public static let permissionDenied = Code(EACCES)
+        public static let badAddress = Code(EFAULT)
+        public static let resourceBusy = Code(EBUSY)
+        public static let noSuchDevice = Code(ENODEV)
+        public static let invalidArgument = Code(EINVAL)
+        /// EBADFD (Linux): the descriptor is valid but its file is in a bad state (a deleted TUN device).
+        public static let fileDescriptorInBadState = Code(EBADFD)
+        public static let notSocket = Code(ENOTSOCK)
+        public static let addressFamilyNotSupported = Code(EAFNOSUPPORT)
+        public static let addressInUse = Code(EADDRINUSE)
+        public static let addressNotAvailable = Code(EADDRNOTAVAIL)
+        public static let networkUnreachable = Code(ENETUNREACH)
+        public static let connectionAbort = Code(ECONNABORTED)
+        public static let noBufferSpace = Code(ENOBUFS)
+        public static let connectionRefused = Code(ECONNREFUSED)
+        public static let noRouteToHost = Code(EHOSTUNREACH)
+
+        /// Codes no correct program gets from a call on its own descriptors and buffers: a closed or
+        /// never-opened descriptor (EBADF) or a pointer outside the address space (EFAULT). Carrying on
+        /// would act on another owner's descriptor or memory, so `Syscall` stops the process instead.
+        var isProgrammerError: Bool { self == .badFileDescriptor || self == .badAddress }
+    }
 }
 
 /// The one way this layer makes a system call: EINTR is retried here and nowhere else, and a failure
-/// becomes a `SystemError` that names the call. Modelled on swift-system's `valueOrErrno` and
-/// swift-nio's `syscall(blocking:)`.
+/// becomes a `SystemError` that names the call. EBADF and EFAULT are not failures to handle but bugs
+/// in this process: they stop it with the call's name (as swift-nio's wrapper does). Modelled on
+/// swift-system's `valueOrErrno` and swift-nio's `syscall(blocking:)`.
 enum Syscall {
     /// Runs a call that returns -1 and sets errno on failure.
     @inline(__always)
@@ -29,9 +76,9 @@ enum Syscall {
         while true {
             let result = body()
             if result >= 0 { return result }
-            let code = clinux_errno()
-            if code == EINTR { continue }
-            throw SystemError(operation(), code: code)
+            let code = SystemError.Code.current
+            if code == .interrupted { continue }
+            throw failure(operation(), code)
         }
     }
 
@@ -42,10 +89,10 @@ enum Syscall {
         while true {
             let result = body()
             if result >= 0 { return result }
-            let code = clinux_errno()
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return nil }
-            throw SystemError(operation(), code: code)
+            let code = SystemError.Code.current
+            if code == .interrupted { continue }
+            if code == .wouldBlock { return nil }
+            throw failure(operation(), code)
         }
     }
 
@@ -56,9 +103,33 @@ enum Syscall {
         while true {
             let result = body()
             if result >= 0 { return result }
-            if result == -Result(EINTR) { continue }
-            throw SystemError(operation(), code: Int32(truncatingIfNeeded: -result))
+            let code = SystemError.Code(Int32(truncatingIfNeeded: -result))
+            if code == .interrupted { continue }
+            throw failure(operation(), code)
         }
+    }
+
+    /// As `call`, on a descriptor this process inherited rather than opened (stdout, stderr): there,
+    /// EBADF means whoever started the process closed it, a fact to report rather than a bug.
+    static func onInherited<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
+                                                       _ body: () -> Result) throws(SystemError) -> Result {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = SystemError.Code.current
+            if code == .interrupted { continue }
+            if code == .badFileDescriptor { throw SystemError(operation(), code: code) }
+            throw failure(operation(), code)
+        }
+    }
+
+    /// The error to throw for `code`, after stopping the process if the code means a bug here.
+    @inline(__always)
+    static func failure(_ operation: String, _ code: SystemError.Code) -> SystemError {
+        if code.isProgrammerError {
+            fatalError("\(operation) failed with \(code.message) (errno \(code.rawValue)): a bug in udptun, not a condition it handles")
+        }
+        return SystemError(operation, code: code)
     }
 
     /// setsockopt with an Int32 value.
@@ -74,20 +145,4 @@ enum Syscall {
         _ = try call("getsockopt \(operation)") { getsockopt(fd, level, name, &value, &length) }
         return value
     }
-}
-
-/// An open file descriptor with exactly one owner: it is closed once, when the owner goes away, and
-/// cannot be copied, so no second close can reach a number the kernel has since given to someone else.
-/// Whatever can fail while a descriptor is being set up is done on the owned value before it is moved
-/// into its long-lived holder, so a failed set-up closes it exactly once, on the way out.
-public struct FileDescriptor: ~Copyable, @unchecked Sendable {
-    public let rawValue: Int32
-
-    /// Takes ownership of `rawValue` (a descriptor this process opened and nobody else closes).
-    init(owning rawValue: Int32) {
-        precondition(rawValue >= 0, "not a descriptor")
-        self.rawValue = rawValue
-    }
-
-    deinit { _ = Glibc.close(rawValue) }
 }

@@ -31,7 +31,7 @@ public protocol TunQueue: AnyObject, Sendable {
 /// descriptor, and the kernel sends each flow to one of them.
 public final class TunDevice: TunQueue {
     public let name: String
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
     public var readinessDescriptor: Int32 { descriptor.rawValue }
     /// True when every read and write starts with a `VirtioNetHeader`.
@@ -41,32 +41,53 @@ public final class TunDevice: TunQueue {
     /// Why offloads are off when they were asked for (for the log); nil when on or not asked for.
     public let offloadRefusal: String?
 
+    /// Why a device could not be opened or configured: what the kernel answered, as facts. The
+    /// programs word the remedy (their flags, the deploy scripts): see CLI's `userMessage`.
     public enum Failure: Error, CustomStringConvertible, Sendable {
+        /// /dev/net/tun does not exist, or no driver answers it.
         case noTunDriver
+        /// /dev/net/tun exists but this process may not open it.
         case tunNodeNotAccessible
+        /// The device could not be attached or created for lack of privilege.
         case permissionDenied(String)
+        /// Another process holds the (single-queue) device.
         case busy(String)
+        /// A device of that name exists but is not a TUN device of the kind asked for.
         case wrongKind(String, multiQueue: Bool)
         case badName(String)
-        case cannotConfigure(String, String)
+        /// The device is attached, but changing it needs CAP_NET_ADMIN.
+        case cannotConfigure(String, Change)
         case system(SystemError)
+
+        /// A change to an attached device.
+        public enum Change: Sendable, CustomStringConvertible {
+            case setMTU(Int)
+            case bringUp
+
+            public var description: String {
+                switch self {
+                case let .setMTU(mtu): "set its MTU to \(mtu)"
+                case .bringUp: "bring it up"
+                }
+            }
+        }
 
         public var description: String {
             switch self {
             case .noTunDriver:
-                "/dev/net/tun is missing: load the driver (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)"
+                "/dev/net/tun is missing"
             case .tunNodeNotAccessible:
-                "no permission to open /dev/net/tun: run as root or with CAP_NET_ADMIN; to run unprivileged, make it usable by everyone as distributions ship it (chmod 0666 /dev/net/tun; attaching still needs a persistent device you own: ip tuntap add dev NAME mode tun user $USER)"
+                "no permission to open /dev/net/tun"
             case let .permissionDenied(name):
-                "no permission to open or create TUN device \(name): run as root, grant CAP_NET_ADMIN (setcap cap_net_admin+ep BINARY), or create a persistent device you own: sudo ip tuntap add dev \(name) mode tun user $USER"
+                "no permission to open or create TUN device \(name)"
             case let .busy(name):
-                "TUN device \(name) is busy: another process has it open (stop it, or choose another --tun)"
+                "TUN device \(name) is busy: another process has it open"
             case let .wrongKind(name, multiQueue: true):
-                "\(name) exists but is not a multi-queue TUN device, which --queues above 1 needs (a TAP, or a single-queue TUN device?): recreate it with ip link del \(name); ip tuntap add dev \(name) mode tun multi_queue (deploy/host.sh does with TUN_QUEUES=N)"
+                "\(name) exists but is not a multi-queue TUN device"
             case let .wrongKind(name, multiQueue: false):
-                "\(name) exists but is not a single-queue TUN device (a TAP, or a multi-queue device? pass --queues N for one, or delete it: ip link del \(name))"
-            case let .cannotConfigure(name, what):
-                "no permission to \(what) on \(name) (needs CAP_NET_ADMIN): run as root, or prepare the device as root beforehand (deploy/host.sh does; ip link set \(name) mtu N up) and pass the same --mtu"
+                "\(name) exists but is not a single-queue TUN device"
+            case let .cannotConfigure(name, change):
+                "no permission to \(change) on \(name) (needs CAP_NET_ADMIN)"
             case let .badName(name):
                 "invalid interface name '\(name)': 1 to 15 characters, no '/', ':' or spaces"
             case let .system(error):
@@ -118,7 +139,7 @@ public final class TunDevice: TunQueue {
                 offloadRefusal = nil
                 return
             }
-            refusal = "TUNSETOFFLOAD: \(SystemError("", code: -status).message)"
+            refusal = "TUNSETOFFLOAD: \(SystemError.Code(-status).message)"
             // `descriptor` closes here, before the device is attached again without headers.
         }
         let attached = try Self.attach(name: name, flags: plainFlags)
@@ -130,31 +151,33 @@ public final class TunDevice: TunQueue {
     }
 
     private struct Attached: ~Copyable {
-        var descriptor: FileDescriptor
+        var descriptor: OwnedDescriptor
         var name: String
     }
 
     private static func attach(name: String, flags: Int16) throws(Failure) -> Attached {
         guard !name.isEmpty, name.utf8.count < Int(CLINUX_IFNAMSIZ),
               !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) else { throw .badName(name) }
-        let descriptor: FileDescriptor
+        let descriptor: OwnedDescriptor
         do throws(SystemError) {
-            descriptor = FileDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
+            descriptor = OwnedDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
         } catch {
             switch error.code {
-            case ENOENT, ENXIO, ENODEV: throw .noTunDriver
-            case EACCES, EPERM: throw .tunNodeNotAccessible
+            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noSuchDevice: throw .noTunDriver
+            case .permissionDenied, .notPermitted: throw .tunNodeNotAccessible
             default: throw .system(error)
             }
         }
         var actualName = [CChar](repeating: 0, count: Int(CLINUX_IFNAMSIZ))
-        let status = clinux_tun_set_iff(descriptor.rawValue, name, flags, &actualName)
-        if status < 0 {
-            switch -status {
-            case EPERM, EACCES: throw .permissionDenied(name)
-            case EBUSY: throw .busy(name)
-            case EINVAL: throw .wrongKind(name, multiQueue: flags & CLINUX_IFF_MULTI_QUEUE != 0)
-            default: throw .system(SystemError("TUNSETIFF \(name)", code: -status))
+        let fd = descriptor.rawValue
+        do throws(SystemError) {
+            _ = try Syscall.shim("TUNSETIFF \(name)") { clinux_tun_set_iff(fd, name, flags, &actualName) }
+        } catch {
+            switch error.code {
+            case .notPermitted, .permissionDenied: throw .permissionDenied(name)
+            case .resourceBusy: throw .busy(name)
+            case .invalidArgument: throw .wrongKind(name, multiQueue: flags & CLINUX_IFF_MULTI_QUEUE != 0)
+            default: throw .system(error)
             }
         }
         return Attached(descriptor: descriptor,
@@ -171,9 +194,13 @@ public final class TunDevice: TunQueue {
     /// persistent device that was prepared for it).
     public func setMTU(_ mtu: Int) throws(Failure) {
         if self.mtu == mtu { return }
-        let status = clinux_if_set_mtu(name, Int32(mtu))
-        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "set its MTU to \(mtu)") }
-        if status < 0 { throw .system(SystemError("set MTU \(mtu) on \(name)", code: -status)) }
+        do throws(SystemError) {
+            _ = try Syscall.shim("set MTU \(mtu) on \(name)") { clinux_if_set_mtu(name, Int32(mtu)) }
+        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+            throw .cannotConfigure(name, .setMTU(mtu))
+        } catch {
+            throw .system(error)
+        }
     }
 
     /// Brings the device up, then waits up to `timeout` seconds until the kernel reports it running;
@@ -186,13 +213,21 @@ public final class TunDevice: TunQueue {
     /// this wait). The running flag is set in the same step as the queueing discipline.
     @discardableResult
     public func bringUp(timeout: Double = 2) throws(Failure) -> Bool {
-        let status = clinux_if_set_up(name)
-        if status == -EPERM || status == -EACCES { throw .cannotConfigure(name, "bring it up") }
-        if status < 0 { throw .system(SystemError("bring \(name) up", code: -status)) }
+        do throws(SystemError) {
+            _ = try Syscall.shim("bring \(name) up") { clinux_if_set_up(name) }
+        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+            throw .cannotConfigure(name, .bringUp)
+        } catch {
+            throw .system(error)
+        }
         let deadline = Clock.monotonicNanoseconds() + UInt64(timeout * 1e9)
         while true {
-            let running = clinux_if_is_running(name)
-            if running < 0 { throw .system(SystemError("read the flags of \(name)", code: -running)) }
+            let running: Int32
+            do throws(SystemError) {
+                running = try Syscall.shim("read the flags of \(name)") { clinux_if_is_running(name) }
+            } catch {
+                throw .system(error)
+            }
             if running == 1 { return true }
             if Clock.monotonicNanoseconds() >= deadline { return false }
             Clock.sleep(nanoseconds: 100_000)
@@ -207,7 +242,7 @@ public final class TunDevice: TunQueue {
             guard let length = try Syscall.nonBlocking("read from \(name)", { Glibc.read(fd, buffer.baseAddress, buffer.count) })
             else { break }
             // A read of 0 bytes from a TUN device means it is gone.
-            if length == 0 { throw SystemError("read from \(name)", code: EIO) }
+            if length == 0 { throw SystemError("read from \(name)", code: .ioError) }
             batch.setRange(offset..<(offset + length), of: slot)
             filled += 1
         }

@@ -40,7 +40,7 @@ public struct SendResult: Sendable {
 
 /// A non-blocking UDP socket with batch IO (recvmmsg/sendmmsg) over a `PacketBatch`.
 public final class UDPSocket: DatagramSocket {
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
     var fd: Int32 { descriptor.rawValue }
     public var readinessDescriptor: Int32 { descriptor.rawValue }
     public let family: Int32
@@ -58,29 +58,13 @@ public final class UDPSocket: DatagramSocket {
         /// SO_RXQ_OVFL: kernel drops at a full receive buffer are reported with each message.
         public var reportsDrops: Bool
 
+        /// Whether the kernel granted less receive buffer than was asked for (it caps at net.core.rmem_max
+        /// without CAP_NET_ADMIN).
+        public var isReceiveBufferShort: Bool { receiveBufferBytes / 2 < requestedBufferBytes }
+
         public var description: String {
-            let granted = receiveBufferBytes / 2 >= requestedBufferBytes ? "" : " (asked \(requestedBufferBytes); raise net.core.rmem_max or run with CAP_NET_ADMIN)"
+            let granted = isReceiveBufferShort ? " (asked \(requestedBufferBytes))" : ""
             return "rcvbuf=\(receiveBufferBytes) sndbuf=\(sendBufferBytes)\(granted) drop_count=\(reportsDrops ? "on" : "off")"
-        }
-    }
-
-    public enum Failure: Error, CustomStringConvertible, Sendable {
-        case addressInUse(SocketAddress)
-        case addressNotAvailable(SocketAddress)
-        case permissionDenied(SocketAddress)
-        case system(SystemError)
-
-        public var description: String {
-            switch self {
-            case let .addressInUse(address):
-                "address \(address) is already in use (another udptun or socat running? check: ss -ulpn 'sport = :\(address.port)')"
-            case let .addressNotAvailable(address):
-                "cannot bind \(address): the address is not assigned to any interface here"
-            case let .permissionDenied(address):
-                "no permission to bind \(address) (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            case let .system(error):
-                error.description
-            }
         }
     }
 
@@ -89,9 +73,10 @@ public final class UDPSocket: DatagramSocket {
     /// With `reusePort`, several sockets share the address (SO_REUSEPORT) and the kernel hands each
     /// flow (source and destination address and port) to one of them; see `bindGroup`.
     /// Required options (dual-stack on `::`, SO_REUSEPORT when asked) that fail are errors; buffer
-    /// sizes and drop reports are taken as granted and reported in `features`.
-    public init(for address: SocketAddress, bind shouldBind: Bool, receiveBufferBytes: Int32 = 4 << 20,
-                reusePort: Bool = false) throws(Failure) {
+    /// sizes and drop reports are taken as granted and reported in `features`. `socketBufferBytes` is
+    /// asked for both buffers, receive (SO_RCVBUF) and send (SO_SNDBUF).
+    public init(for address: SocketAddress, bind shouldBind: Bool, socketBufferBytes: Int32 = 4 << 20,
+                reusePort: Bool = false) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try Self.open(family: family, type: SOCK_DGRAM)
         let fd = descriptor.rawValue
@@ -116,14 +101,14 @@ public final class UDPSocket: DatagramSocket {
         }
         // SO_*BUFFORCE passes net.core.rmem_max/wmem_max where privileged; SO_*BUF is capped at them.
         for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
-            if (try? Syscall.setOption(fd, SOL_SOCKET, force, receiveBufferBytes, "buffer size")) == nil {
-                _ = try? Syscall.setOption(fd, SOL_SOCKET, plain, receiveBufferBytes, "buffer size")
+            if (try? Syscall.setOption(fd, SOL_SOCKET, force, socketBufferBytes, "buffer size")) == nil {
+                _ = try? Syscall.setOption(fd, SOL_SOCKET, plain, socketBufferBytes, "buffer size")
             }
         }
         let features = Features(
             receiveBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF")) ?? 0),
             sendBufferBytes: Int((try? Syscall.option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF")) ?? 0),
-            requestedBufferBytes: Int(receiveBufferBytes), reportsDrops: reportsDrops)
+            requestedBufferBytes: Int(socketBufferBytes), reportsDrops: reportsDrops)
         // `descriptor` is still owned here: throwing closes it, once.
         if shouldBind { try Self.bind(fd, to: address, family: family) }
         self.descriptor = descriptor
@@ -132,31 +117,33 @@ public final class UDPSocket: DatagramSocket {
     }
 
     /// A non-blocking, close-on-exec socket of `type` (the UDP sockets, the metrics listener).
-    static func open(family: Int32, type: __socket_type) throws(Failure) -> FileDescriptor {
+    static func open(family: Int32, type: __socket_type) throws(SocketFailure) -> OwnedDescriptor {
         let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         do throws(SystemError) {
-            return FileDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
+            return OwnedDescriptor(owning: try Syscall.call("socket") { socket(family, flags, 0) })
         } catch {
             throw .system(error)
         }
     }
 
     /// Binds `fd` to `address`, telling the usual refusals apart.
-    static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(Failure) {
-        guard (address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1) != 0 else { return }
-        let code = clinux_errno()
-        switch code {
-        case EADDRINUSE: throw .addressInUse(address)
-        case EADDRNOTAVAIL: throw .addressNotAvailable(address)
-        case EACCES, EPERM: throw .permissionDenied(address)
-        default: throw .system(SystemError("bind \(address)", code: code))
+    static func bind(_ fd: Int32, to address: SocketAddress, family: Int32) throws(SocketFailure) {
+        do throws(SystemError) {
+            _ = try Syscall.call("bind \(address)") { address.withSockaddr(family: family) { Glibc.bind(fd, $0, $1) } ?? -1 }
+        } catch {
+            switch error.code {
+            case .addressInUse: throw .addressInUse(address)
+            case .addressNotAvailable: throw .addressNotAvailable(address)
+            case .permissionDenied, .notPermitted: throw .permissionDenied(address)
+            default: throw .system(error)
+            }
         }
     }
 
     /// Binds `count` sockets to one address (one plain socket when `count` is 1). A port of 0 gets one
     /// free port for all of them. A plain bind first proves nobody holds the address: SO_REUSEPORT
     /// alone would let this group join another process's (same user) and split its traffic silently.
-    public static func bindGroup(_ address: SocketAddress, count: Int) throws(Failure) -> [UDPSocket] {
+    public static func bindGroup(_ address: SocketAddress, count: Int) throws(SocketFailure) -> [UDPSocket] {
         precondition(count >= 1, "a group needs at least one socket")
         guard count > 1 else { return [try UDPSocket(for: address, bind: true)] }
         var shared = address
@@ -206,7 +193,7 @@ public final class UDPSocket: DatagramSocket {
                 received = try Syscall.nonBlocking("recvmmsg") {
                     clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
                 }
-            } catch where error.code == ECONNREFUSED || error.code == EHOSTUNREACH || error.code == ENETUNREACH {
+            } catch where error.code == .connectionRefused || error.code == .noRouteToHost || error.code == .networkUnreachable {
                 // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
                 continue
             } catch {
@@ -218,9 +205,9 @@ public final class UDPSocket: DatagramSocket {
                 return Int(received)
             }
             batch.finishReceive(count: 0)
-            guard timeoutMilliseconds != 0,
-                  waitFor(fd, events: Int16(POLLIN), waker: waker, timeoutMilliseconds: timeoutMilliseconds) == .ready
-            else { return 0 }
+            guard timeoutMilliseconds != 0 else { return 0 }
+            let seen = waitFor(fd, .read, waker: waker, timeoutMilliseconds: timeoutMilliseconds)
+            guard seen.isReady, !seen.isWoken else { return 0 }
         }
     }
 
@@ -239,12 +226,12 @@ public final class UDPSocket: DatagramSocket {
             do {
                 sent = try Syscall.call("sendmmsg") { clinux_sendmmsg(fd, queue.messages + next, UInt32(total - next), 0) }
             } catch {
-                if error.code == EAGAIN || error.code == ENOBUFS, stalls < 100 {
+                if error.code == .wouldBlock || error.code == .noBufferSpace, stalls < 100 {
                     stalls += 1
-                    if waitFor(fd, events: Int16(POLLOUT), waker: waker, timeoutMilliseconds: 10) == .woken { break }
+                    if waitFor(fd, .write, waker: waker, timeoutMilliseconds: 10).isWoken { break }
                     continue
                 }
-                if error.code == EIO, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+                if error.code == .ioError, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
                 result.failed += queue.datagramCount(of: next)
                 result.lastError = error
                 next += 1
@@ -274,7 +261,7 @@ public final class UDPSocket: DatagramSocket {
                     }
                 }
             }
-        }) else { throw SystemError("sendto \(destination)", code: EAFNOSUPPORT) }
+        }) else { throw SystemError("sendto \(destination)", code: .addressFamilyNotSupported) }
         _ = status
     }
 
@@ -302,7 +289,7 @@ public final class UDPSocket: DatagramSocket {
         let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
         guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         else { return nil }
-        let probe = FileDescriptor(owning: raw)
+        let probe = OwnedDescriptor(owning: raw)
         guard destination.withSockaddr(family: family, { connect(probe.rawValue, $0, $1) }) == 0 else { return nil }
         return body(probe.rawValue, family)
     }

@@ -30,6 +30,6 @@ public final class WorkerThread: @unchecked Sendable {
     /// does not take turns with another on the same core).
     public func pin(to cpu: Int) throws(SystemError) {
         let result = clinux_pin_thread(thread, Int32(cpu))
-        if result < 0 { throw SystemError("pthread_setaffinity_np(CPU \(cpu))", code: -result) }
+        if result < 0 { throw SystemError("pthread_setaffinity_np(CPU \(cpu))", code: SystemError.Code(-result)) }
     }
 }

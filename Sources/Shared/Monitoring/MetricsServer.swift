@@ -31,7 +31,7 @@ public final class MetricsServer: Sendable {
     /// Listens on `address`. Throws `MetricsServerError` when it cannot be bound.
     public init(address: SocketAddress, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]) throws(MetricsServerError) {
         let listener: StreamListener
-        do throws(UDPSocket.Failure) {
+        do throws(SocketFailure) {
             listener = try StreamListener(address)
         } catch {
             throw MetricsServerError(description: "cannot listen for metrics on \(address): \(error)")

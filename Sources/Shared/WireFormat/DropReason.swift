@@ -10,6 +10,9 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case badFragment
     case badAddress
     case badTransportHeader
+    // TUN offload metadata (the kernel's virtio-net header).
+    /// A super-packet of a GSO type the segmenter does not cut (neither TCP nor UDP_L4).
+    case unsupportedOffload
     // Policy and routing.
     case notAllowed
     case unknownPeer
@@ -49,6 +52,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .badFragment: "bad_fragment"
         case .badAddress: "bad_address"
         case .badTransportHeader: "bad_transport_header"
+        case .unsupportedOffload: "unsupported_offload"
         case .notAllowed: "not_allowed"
         case .unknownPeer: "unknown_peer"
         case .noRoute: "no_route"

@@ -38,7 +38,7 @@ public enum GSOSegmenter {
         switch header.gsoType {
         case .tcpv4?, .tcpv6?: isTCP = true
         case .udpL4?: isTCP = false
-        default: return .failure(.badFragment)
+        default: return .failure(.unsupportedOffload)
         }
         guard header.gsoSize > 0, packet.count >= 1 else { return .failure(.truncated) }
         let version = Int(packet[0] >> 4)
