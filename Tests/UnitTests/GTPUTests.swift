@@ -197,6 +197,68 @@ struct GTPUTests {
         #expect(plain.overhead == 8)
     }
 
+    /// An Error Indication from `peer` naming `teid`, as a peer writes it.
+    static func errorIndication(naming teid: UInt32) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var span = buffer.mutableSpan
+        let length = GTPU.writeErrorIndication(&span, teid: teid, localAddress: IPAddress("198.18.1.1")!)
+        return Array(buffer.prefix(length))
+    }
+
+    @Test("an Error Indication is acted on only from the endpoint the session uses, and 64+ junk ones never latch it off")
+    func errorIndicationFromTheSessionsEndpointOnly() throws {
+        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)
+        var opener = upf.makeOpener()
+        let clients = ClientTable(capacity: 16)
+        let inner = IPAddress("198.19.0.1")!
+        clients.learn(inner, at: Self.peer, now: 1)
+        let warnings = Locked<[String]>([])
+        let log = EngineLog(info: { _ in }, warning: { line in warnings.withLock { $0.append(line) } })
+        let socket = try UDPSocket(for: SocketAddress(ip: .v4(0x7F00_0001), port: 0), bind: true)
+        let tasks = GTPUEcho.relayTasks(upf, interval: 0, socket: socket, counters: TunnelCounters(), clients: clients, log: log)
+        let watch = try #require(tasks.first { $0.name == "gtp-u path report" })
+        // Another endpoint (same address, another port; then another address) names the downlink TEID.
+        for spoofer in [SocketAddress(ip: Self.peer.ip, port: 40000), SocketAddress(ip: IPAddress("198.18.1.66")!, port: 2152)] {
+            #expect(open(&opener, Self.errorIndication(naming: 0x200), from: spoofer).0 == .control(.errorIndication, reply: nil))
+        }
+        watch.run()
+        #expect(clients.endpoint(for: inner) == Self.peer, "a spoofed Error Indication leaves the return path in place")
+        #expect(warnings.withLock { $0 }.isEmpty, "\(warnings.withLock { $0 })")
+        // A hundred junk TEIDs from anywhere, then the session's own endpoint names its TEID.
+        for junk in UInt32(1)...100 {
+            _ = open(&opener, Self.errorIndication(naming: 0x10_000 + junk), from: SocketAddress(ip: .v4(0xC612_0100 + junk), port: 2152))
+        }
+        watch.run()
+        #expect(clients.endpoint(for: inner) == Self.peer, "junk TEIDs touch no session")
+        _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
+        watch.run()
+        #expect(clients.endpoint(for: inner) == nil, "the genuine Error Indication is acted on: the return path is forgotten")
+        #expect(warnings.withLock { $0 }.contains { $0.contains("gtp-u session rejected") && $0.contains("0x200") }, "\(warnings.withLock { $0 })")
+        // Learned again, and rejected again: nothing latched.
+        clients.learn(inner, at: Self.peer, now: 2)
+        _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
+        watch.run()
+        #expect(clients.endpoint(for: inner) == nil, "a second genuine Error Indication is acted on too")
+        #expect(upf.monitor.summary.rejectedTEIDs == 1)
+    }
+
+    @Test("a RAN node acts on Error Indications from its UPF only")
+    func ranErrorIndicationFromItsRelayOnly() throws {
+        let relay = SocketAddress(ip: IPAddress("198.18.1.2")!, port: 2152)
+        let ran = GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!,
+                              peer: relay.ip)
+        var opener = ran.makeOpener()
+        let socket = try UDPSocket(for: SocketAddress(ip: .v4(0x7F00_0001), port: 0), bind: true)
+        let watch = try #require(GTPUEcho.tasks(interval: 0, socket: socket, monitor: ran.monitor, counters: TunnelCounters(),
+                                                peers: { [relay] }, log: .silent).first)
+        _ = open(&opener, Self.errorIndication(naming: 0x100), from: SocketAddress(ip: IPAddress("198.18.1.66")!, port: 2152))
+        watch.run()
+        #expect(ran.monitor.summary.rejectedTEIDs == 0, "not from its UPF")
+        _ = open(&opener, Self.errorIndication(naming: 0x100), from: relay)
+        watch.run()
+        #expect(ran.monitor.summary.rejectedTEIDs == 1)
+    }
+
     @Test("echo bookkeeping: three unanswered requests take a path down, a response brings it up with a round trip")
     func pathMonitor() {
         let monitor = GTPUPathMonitor()

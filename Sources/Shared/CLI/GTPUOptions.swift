@@ -47,11 +47,12 @@ public struct GTPUClientOptions: ParsableArguments {
         guard echoInterval >= 0, echoInterval.isFinite else { throw ValidationError("--echo-interval must be 0 or more seconds") }
     }
 
-    public func make(localAddress: IPAddress) -> GTPUFraming {
+    /// `relay`: the UPF, the one peer whose Error Indications count.
+    public func make(localAddress: IPAddress, relay: IPAddress) -> GTPUFraming {
         let up = teid?.value ?? 1
         return GTPUFraming(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
                                  qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
-                                 localAddress: localAddress)
+                                 localAddress: localAddress, peer: relay)
     }
 }
 

@@ -25,18 +25,37 @@ public final class GTPUPathMonitor: Sendable {
     public static let missedForDown = 3
     /// Paths remembered at most (a relay echoes its active clients); beyond, new peers are not tracked.
     public static let maximumPaths = 4096
+    /// Error Indications waiting for housekeeping at most; beyond, a new one replaces a random one.
+    public static let maximumPendingRejections = 64
+
+    /// An Error Indication that named one of our TEIDs (one we send with), from `peer`: whether it is
+    /// acted on is housekeeping's decision (the relay: only from the endpoint the session uses).
+    public struct Rejection: Sendable, Equatable {
+        public var teid: UInt32
+        public var peer: SocketAddress
+
+        public init(teid: UInt32, peer: SocketAddress) {
+            self.teid = teid
+            self.peer = peer
+        }
+    }
+
     private struct State {
         var paths: [SocketAddress: PathState] = [:]
         var nextSequence: UInt16 = 1
-        var rejectedTEIDs: [UInt32] = []
+        /// Received since housekeeping last looked; bounded, drained every second.
+        var pendingRejections: [Rejection] = []
+        /// Our TEIDs that were acted on (at most one per session: only our own TEIDs get here).
+        var rejectedTEIDs: Set<UInt32> = []
+        var ignoredRejections: UInt64 = 0
     }
     private let state = Mutex(State())
 
     public init() {}
 
     public var paths: [SocketAddress: PathState] { state.withLock { $0.paths } }
-    /// Our TEIDs that a peer's Error Indication named (the peer does not know the session).
-    public var rejectedTEIDs: [UInt32] { state.withLock { $0.rejectedTEIDs } }
+    /// Our TEIDs that a peer's Error Indication named and that were acted on (the peer does not know the session).
+    public var rejectedTEIDs: Set<UInt32> { state.withLock { $0.rejectedTEIDs } }
 
     /// What reports and metrics show of the paths, at one instant.
     public struct Summary: Sendable, Equatable {
@@ -45,6 +64,9 @@ public final class GTPUPathMonitor: Sendable {
         /// The shortest last round trip over the paths (nanoseconds), nil before any.
         public var shortestRoundTrip: UInt64?
         public var rejectedTEIDs = 0
+        /// Error Indications naming our TEIDs that were not acted on: from an endpoint the session
+        /// does not use, or more than housekeeping keeps between two looks.
+        public var ignoredRejections: UInt64 = 0
     }
 
     public var summary: Summary {
@@ -52,7 +74,7 @@ public final class GTPUPathMonitor: Sendable {
             Summary(pathsDown: state.paths.values.filter(\.isDown).count,
                     downEvents: state.paths.values.reduce(0) { $0 + $1.downEvents },
                     shortestRoundTrip: state.paths.values.compactMap(\.roundTrip).min(),
-                    rejectedTEIDs: state.rejectedTEIDs.count)
+                    rejectedTEIDs: state.rejectedTEIDs.count, ignoredRejections: state.ignoredRejections)
         }
     }
 
@@ -94,9 +116,34 @@ public final class GTPUPathMonitor: Sendable {
         }
     }
 
-    public func rejected(teid: UInt32) {
+    /// Records an Error Indication from `peer` naming our `teid`, for housekeeping to judge. A
+    /// repeat of a pending one is not kept twice; when the queue is full a random pending one gives
+    /// way (counted as ignored), so a flood can delay a genuine one but never switch the recording off.
+    public func rejected(teid: UInt32, from peer: SocketAddress) {
+        let rejection = Rejection(teid: teid, peer: peer)
         state.withLock { state in
-            if !state.rejectedTEIDs.contains(teid), state.rejectedTEIDs.count < 64 { state.rejectedTEIDs.append(teid) }
+            guard !state.pendingRejections.contains(rejection) else { return }
+            if state.pendingRejections.count < Self.maximumPendingRejections {
+                state.pendingRejections.append(rejection)
+            } else {
+                state.pendingRejections[Int.random(in: 0..<state.pendingRejections.count)] = rejection
+                state.ignoredRejections += 1
+            }
+        }
+    }
+
+    /// The Error Indications received since the last call (housekeeping's, once a second).
+    public func takeRejections() -> [Rejection] {
+        state.withLock { state in
+            defer { state.pendingRejections.removeAll(keepingCapacity: true) }
+            return state.pendingRejections
+        }
+    }
+
+    /// Housekeeping's verdict on one taken by `takeRejections`.
+    public func judged(_ rejection: Rejection, actedOn: Bool) {
+        state.withLock { state in
+            if actedOn { state.rejectedTEIDs.insert(rejection.teid) } else { state.ignoredRejections += 1 }
         }
     }
 }
@@ -122,6 +169,8 @@ public struct GTPUFraming: Framing {
     public let sessionContainer: Bool
     /// The address Error Indications name as the GTP-U peer (where the G-PDU arrived).
     public let localAddress: IPAddress
+    /// The RAN's UPF: Error Indications from any other address are ignored (nil: from any).
+    public let peer: IPAddress?
     public let monitor: GTPUPathMonitor
     /// Shared with the UPF's sealers: each session's latest uplink QFI.
     let uplinkQFIs: QFITable
@@ -129,12 +178,13 @@ public struct GTPUFraming: Framing {
     /// Error Indications per peer per second (after a burst as large).
     public static let errorIndicationsPerSecond: UInt64 = 5
 
-    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress,
+    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress, peer: IPAddress? = nil,
                 monitor: GTPUPathMonitor = GTPUPathMonitor()) {
         self.role = role
         self.qfi = qfi
         self.sessionContainer = sessionContainer
         self.localAddress = localAddress
+        self.peer = peer
         self.monitor = monitor
         uplinkQFIs = QFITable(sessions: GTPUFraming.sessionCount(role))
     }
@@ -233,6 +283,11 @@ public struct GTPUFraming: Framing {
     struct Opener: PacketOpener {
         /// Uplink TEID (UPF) or our downlink TEID (RAN) → session index.
         let sessionsByTEID: [UInt32: Int]
+        /// The TEIDs we send with (the RAN's uplink one, the UPF's downlink ones): an Error
+        /// Indication naming any other is about no session of ours and is not recorded.
+        let sendingTEIDs: Set<UInt32>
+        /// Where the RAN accepts Error Indications from (its UPF); nil: anywhere.
+        let signallingPeer: IPAddress?
         let isUPF: Bool
         let localAddress: IPAddress
         let monitor: GTPUPathMonitor
@@ -245,13 +300,16 @@ public struct GTPUFraming: Framing {
 
         init(_ framing: GTPUFraming, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
             switch framing.role {
-            case let .ran(_, down):
+            case let .ran(up, down):
                 sessionsByTEID = [down: 0]
+                sendingTEIDs = [up]
                 isUPF = false
             case let .upf(sessions):
                 sessionsByTEID = Dictionary(sessions.enumerated().map { ($1.uplinkTEID, $0) }, uniquingKeysWith: { first, _ in first })
+                sendingTEIDs = Set(sessions.map(\.downlinkTEID))
                 isUPF = true
             }
+            signallingPeer = framing.peer
             localAddress = framing.localAddress
             monitor = framing.monitor
             uplinkQFIs = framing.uplinkQFIs
@@ -292,7 +350,10 @@ public struct GTPUFraming: Framing {
                 monitor.responded(from: peer, sequence: header.sequence, at: clock())
                 return .control(.echoResponse, reply: nil)
             case GTPU.MessageType.errorIndication:
-                if let teid = GTPU.errorIndicationTEID(slot.span, header.content) { monitor.rejected(teid: teid) }
+                if let teid = GTPU.errorIndicationTEID(slot.span, header.content), sendingTEIDs.contains(teid),
+                   signallingPeer == nil || signallingPeer == peer.ip {
+                    monitor.rejected(teid: teid, from: peer)
+                }
                 return .control(.errorIndication, reply: nil)
             case GTPU.MessageType.endMarker:
                 return .control(.endMarker, reply: nil)
