@@ -58,7 +58,7 @@ public struct GTPUClientOptions: ParsableArguments {
 
 /// The relay's GTP-U flags: the relay as a UPF with static sessions.
 public struct GTPURelayOptions: ParsableArguments {
-    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise.")
+    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise. Echo Responses, Error Indications and Notifications are held to --reply-rate in all and 5 a second per source; an Error Indication is acted on only from the endpoint its session uses.")
     public var gtpu = false
 
     @Option(name: .customLong("session"), help: ArgumentHelp("A static session (repeatable): uplink TEID UP carries inner sources in PREFIX, and replies to those addresses go out with downlink TEID DOWN (default UP) to where the session last sent from.", valueName: "UP[:DOWN]=PREFIX[,PREFIX...]"))

@@ -48,6 +48,8 @@ public final class GTPUPathMonitor: Sendable {
         /// Our TEIDs that were acted on (at most one per session: only our own TEIDs get here).
         var rejectedTEIDs: Set<UInt32> = []
         var ignoredRejections: UInt64 = 0
+        /// Picks which pending one a new one replaces when the queue is full (xorshift: no syscall).
+        var replacement: UInt64 = 0x9E37_79B9_7F4A_7C15
     }
     private let state = Mutex(State())
 
@@ -126,7 +128,10 @@ public final class GTPUPathMonitor: Sendable {
             if state.pendingRejections.count < Self.maximumPendingRejections {
                 state.pendingRejections.append(rejection)
             } else {
-                state.pendingRejections[Int.random(in: 0..<state.pendingRejections.count)] = rejection
+                state.replacement ^= state.replacement << 13
+                state.replacement ^= state.replacement >> 7
+                state.replacement ^= state.replacement << 17
+                state.pendingRejections[Int(state.replacement % UInt64(state.pendingRejections.count))] = rejection
                 state.ignoredRejections += 1
             }
         }
@@ -151,9 +156,10 @@ public final class GTPUPathMonitor: Sendable {
 /// GTP-U framing (TS 29.281) for a RAN node (the client: one session, uplink G-PDUs to the UPF) or a
 /// UPF (the relay: static sessions by uplink TEID, replies with each session's downlink TEID).
 /// G-PDUs carry a PDU Session Container with the QoS flow id unless turned off; Echo Requests are
-/// answered, G-PDUs for unknown TEIDs draw a rate-limited Error Indication, End Markers are counted,
-/// and an extension that must be understood but is not draws a Supported Extension Headers
-/// Notification.
+/// answered, G-PDUs for unknown TEIDs draw an Error Indication, End Markers are counted, and an
+/// extension that must be understood but is not draws a Supported Extension Headers Notification.
+/// How many of these replies go out is the engine's reply budget (`ReplyBudget`: per source and in
+/// total), as anyone can send what draws them.
 public struct GTPUFraming: Framing {
     public enum Role: Sendable {
         /// The RAN node: sends with `uplinkTEID`, accepts G-PDUs for `downlinkTEID`.
@@ -174,9 +180,6 @@ public struct GTPUFraming: Framing {
     public let monitor: GTPUPathMonitor
     /// Shared with the UPF's sealers: each session's latest uplink QFI.
     let uplinkQFIs: QFITable
-
-    /// Error Indications per peer per second (after a burst as large).
-    public static let errorIndicationsPerSecond: UInt64 = 5
 
     public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress, peer: IPAddress? = nil,
                 monitor: GTPUPathMonitor = GTPUPathMonitor()) {
@@ -294,8 +297,6 @@ public struct GTPUFraming: Framing {
         let uplinkQFIs: QFITable
         /// Each session's QFI as last recorded by this worker, so the shared table is locked only on a change.
         var recordedQFIs: [UInt8]
-        /// Error Indications left per peer, bounded in peers.
-        var errorBudget: [IPAddress: TokenBucket] = [:]
         let clock: @Sendable () -> UInt64
 
         init(_ framing: GTPUFraming, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
@@ -333,8 +334,9 @@ public struct GTPUFraming: Framing {
             switch header.type {
             case GTPU.MessageType.gpdu:
                 guard let session = sessionsByTEID[header.teid] else {
-                    guard allowErrorIndication(to: peer.ip) else { return .drop(.unknownTEID, reply: nil) }
                     let length = GTPU.writeErrorIndication(&reply, teid: header.teid, localAddress: localAddress)
+                    // Never more bytes back than came in: a G-PDU too short to carry a packet gets none.
+                    guard length <= datagram.count else { return .drop(.unknownTEID, reply: nil) }
                     return .drop(.unknownTEID, reply: ControlReply(.errorIndication, length: length))
                 }
                 if isUPF, let qfi = header.qfi, header.pduType == GTPU.PDUType.uplink, recordedQFIs[session] != qfi {
@@ -362,14 +364,6 @@ public struct GTPUFraming: Framing {
             default:
                 return .drop(.unexpectedMessage, reply: nil)
             }
-        }
-
-        /// At most `errorIndicationsPerSecond` per peer (a burst as large first); a table of 1,024
-        /// peers at most, emptied when full, so a flood from made-up peers costs no memory.
-        private mutating func allowErrorIndication(to peer: IPAddress) -> Bool {
-            let rate = GTPUFraming.errorIndicationsPerSecond
-            if errorBudget.count >= 1024, errorBudget[peer] == nil { errorBudget.removeAll(keepingCapacity: true) }
-            return errorBudget[peer, default: TokenBucket(rate: rate, burst: rate)].take(now: clock())
         }
     }
 }
