@@ -147,7 +147,7 @@ struct ClientCommand: ParsableCommand {
             let framing: any Framing
             if gtpu.gtpu {
                 let local = UDPSocket.sourceAddress(toward: relayAddress) ?? .unspecified(like: relayAddress.ip)
-                let gtpuFraming = gtpu.make(localAddress: local)
+                let gtpuFraming = gtpu.make(localAddress: local, relay: relayAddress.ip)
                 gtpuMonitor = gtpuFraming.monitor
                 framing = gtpuFraming
             } else {

@@ -78,6 +78,9 @@ struct RelayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("New client inner addresses accepted per second (and at once); more are dropped and counted as new_client_limit, so a sender cycling through sources cannot crowd out known clients.", valueName: "n"))
     var newClientsPerSecond = 10_000
 
+    @Option(help: ArgumentHelp("Replies to datagrams nobody authenticated, per second across all sources (and at once): GTP-U Echo Responses, Error Indications and Supported Extension Headers Notifications, and without --key-file the ICMP too-big errors. Each source gets at most \(ReplyBudget.perSourcePerSecond) a second; what the budget refuses is counted as replies_limited. 0 sends none.", valueName: "n"))
+    var replyRate = ReplyBudget.defaultPerSecond
+
     @Flag(help: ArgumentHelp("With --metrics: one series per client inner address (packets and bytes each way, last seen), as many as --max-clients."))
     var metricsPerClient = false
 
@@ -125,6 +128,7 @@ struct RelayCommand: ParsableCommand {
         }
         if metricsPerClient, common.metrics == nil { throw ValidationError("--metrics-per-client needs --metrics HOST:PORT") }
         guard (1...1_000_000).contains(newClientsPerSecond) else { throw ValidationError("--new-clients-per-second must be 1 to 1000000") }
+        guard (0...1_000_000).contains(replyRate) else { throw ValidationError("--reply-rate must be 0 to 1000000") }
     }
 
     /// nil means any source.
@@ -222,7 +226,8 @@ struct RelayCommand: ParsableCommand {
             queues: queues, sockets: plumbing.sockets, counters: counters, framing: framing, route: .clients(clients),
             policy: InboundPolicy(allowedSources: sources, forwardIPv6: ipv6, maximumPacketLength: plumbing.device.mtu ?? 65535,
                                   packets: packets),
-            clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
+            clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters,
+            replyBudget: ReplyBudget(perSecond: replyRate))
         var tasks = [ownAddresses.refreshTask(log: endpoint.log)]
         if let gtpuFraming {
             tasks += GTPUEcho.relayTasks(gtpuFraming, interval: gtpu.echoInterval, socket: plumbing.sockets[0], counters: counters[0],
@@ -241,7 +246,7 @@ struct RelayCommand: ParsableCommand {
                 "allow": "\(sources.map { $0.map(\.description).joined(separator: ",") } ?? "any")",
                 "ipv6": "\(ipv6)", "max_clients": "\(maxClients)", "client_bytes": "\(ClientTable.bytesPerEntry)",
                 "allowed_ips": "\(packets.clientRules.isEmpty ? "unchecked" : allowedIPs.joined(separator: " "))",
-                "client_keys": "\(clientKey.count)",
+                "client_keys": "\(clientKey.count)", "reply_rate": "\(replyRate)",
                 "allow_dest": "\(allowDest.isEmpty ? "any but own/loopback/link-local/multicast" : allowDest.joined(separator: ","))"])
         }) { final in
             TunnelEndpoint.ReportFields(

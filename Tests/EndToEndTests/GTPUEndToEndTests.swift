@@ -125,6 +125,39 @@ extension EndToEnd {
             }
         }
 
+        @Test("spoofed Error Indications naming the session's downlink TEID, from another endpoint, leave its return path: the downlink keeps flowing")
+        func spoofedErrorIndicationIgnored() throws {
+            try Lab.ensureCommand("ping", package: "iputils-ping")
+            try Lab.with { lab in
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"] + Self.session)
+                let client = try lab.client(Self.ran)
+                try client.waitForLog("client tunnelling")
+                let uplink = lab.run(.a, ["ping", "-c", "2", "-i", "0.2", "-W", "2", Lab.addressC])  // the relay learns the return path
+                #expect(uplink.stdout.contains("2 received"), "\(uplink.stdout)")
+                // From A's address but not the client's socket: 100 naming the downlink TEID 0x200, then 100 junk TEIDs.
+                let script = """
+                    import socket
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    peer = socket.inet_aton("\(Lab.addressA)")
+                    for teid in [0x200] * 100 + list(range(0x1000, 0x1064)):
+                        s.sendto(bytes([0x32, 26, 0, 16, 0, 0, 0, 0, 0, 1, 0, 0, 16]) + teid.to_bytes(4, "big") + bytes([133, 0, 4]) + peer,
+                                 ("\(Lab.addressB)", 2152))
+                    """
+                let spoofed = lab.run(.a, ["/usr/bin/python3", "-c", script])
+                #expect(spoofed.status == 0, "\(spoofed.stderr)")
+                Thread.sleep(forTimeInterval: 2.5)  // housekeeping judges Error Indications once a second
+                // Only the return path carries C's pings to the client's inner address (nothing from A re-learns it first).
+                let downlink = lab.run(.c, ["ping", "-c", "3", "-i", "0.2", "-W", "2", Lab.innerA])
+                #expect(downlink.stdout.contains("3 received"), "\(downlink.stdout)")
+                #expect(client.stop() == 0)
+                #expect(relay.stop() == 0)
+                #expect(!relay.stderr.contains("gtp-u session rejected"), "\(relay.stderr)")
+                let report = try #require(relay.report())
+                #expect((report["control_in"] as? [String: Int])?["error_indication"] == 200, "\(report)")
+                #expect(report.int("gtpu_ignored_rejections") >= 1, "\(report)")
+            }
+        }
+
         @Test("driven by scapy's GTP layer: echo answered, unknown TEID and unknown required extension refused with the right messages, skippable extensions forwarded")
         func scapyPeer() throws {
             try Lab.ensurePythonModule("scapy.contrib.gtp", package: "python3-scapy")
@@ -144,8 +177,9 @@ extension EndToEnd {
                         && indication["teid_data_i"] as? Int == 0x999 && indication["length_ok"] as? Bool == true, "\(indication)")
                 #expect(notification["type"] as? Int == 31 && notification["ies"] as? [Int] == [141]
                         && notification["length_ok"] as? Bool == true, "\(notification)")
-                // Its closing Error Indication names the session's downlink TEID: the relay forgets the
-                // return path it had learned (until the client sends again).
+                // Its closing Error Indication names the session's downlink TEID, from the endpoint the
+                // session sent from, after 100 naming junk TEIDs: the relay still forgets the return
+                // path it had learned (until the client sends again).
                 try relay.waitForLog("gtp-u session rejected", timeout: 5)
                 #expect(relay.stop() == 0)
                 #expect(sink.stop() == 0)
@@ -153,7 +187,7 @@ extension EndToEnd {
                 #expect(report.int("forwarded") == 2, "the G-PDUs with skippable and UDP Port extensions: \(report)")
                 #expect(report.drop("unknown_teid") == 1 && report.drop("unsupported_extension") == 1)
                 #expect((report["control_in"] as? [String: Int])?["end_marker"] == 1)
-                #expect((report["control_in"] as? [String: Int])?["error_indication"] == 1)
+                #expect((report["control_in"] as? [String: Int])?["error_indication"] == 101)
                 #expect(report.int("clients") == 0, "the rejected session's return path is forgotten: \(report)")
                 #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
                 let sessions = try #require(report["sessions"] as? [[String: Any]])

@@ -131,7 +131,7 @@ struct GTPUTests {
         }
     }
 
-    @Test("the UPF forwards its sessions' G-PDUs, answers echoes, refuses unknown TEIDs with a rate-limited Error Indication")
+    @Test("the UPF forwards its sessions' G-PDUs, answers echoes, refuses unknown TEIDs with an Error Indication")
     func upfOpener() throws {
         let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("0x101=198.19.0.2/32")!]),
                                     qfi: nil, localAddress: IPAddress("198.18.1.2")!)
@@ -141,15 +141,13 @@ struct GTPUTests {
         let echo = open(&opener, Self.message(flags: 0x32, type: GTPU.MessageType.echoRequest, teid: 0, [0, 5, 0, 0]))
         #expect(echo.0 == .control(.echoRequest, reply: ControlReply(.echoResponse, length: 14)))
         #expect(echo.1 == [0x32, 2, 0, 6, 0, 0, 0, 0, 0, 5, 0, 0, 14, 0])
-        var indications = 0, silent = 0
+        // Every unknown TEID is answered here (the engine's reply budget decides what is sent), but
+        // never with more bytes than came in: an empty G-PDU draws nothing.
         for _ in 0..<20 {
-            switch open(&opener, Self.message(flags: 0x30, teid: 0x999, inner)).0 {
-            case .drop(.unknownTEID, reply: _?): indications += 1
-            case .drop(.unknownTEID, reply: nil): silent += 1
-            default: Issue.record("an unknown TEID must be dropped")
-            }
+            #expect(open(&opener, Self.message(flags: 0x30, teid: 0x999, inner)).0
+                    == .drop(.unknownTEID, reply: ControlReply(.errorIndication, length: 24)))
         }
-        #expect(indications == Int(GTPUFraming.errorIndicationsPerSecond) && silent == 20 - indications)
+        #expect(open(&opener, Self.message(flags: 0x30, teid: 0x999, [])).0 == .drop(.unknownTEID, reply: nil))
         #expect(open(&opener, Self.message(flags: 0x30, type: GTPU.MessageType.endMarker, inner)).0 == .control(.endMarker, reply: nil))
         #expect(open(&opener, Self.message(flags: 0x30, type: 77, inner)).0 == .drop(.unexpectedMessage, reply: nil))
         let refused = open(&opener, Self.message(flags: 0x34, [0, 3, 0, 0xC1, 1, 0, 0, 0] + inner))
@@ -194,6 +192,68 @@ struct GTPUTests {
         let plain = GTPUFraming(role: .ran(uplinkTEID: 1, downlinkTEID: 1), qfi: nil, sessionContainer: false,
                                       localAddress: IPAddress("198.18.1.1")!)
         #expect(plain.overhead == 8)
+    }
+
+    /// An Error Indication from `peer` naming `teid`, as a peer writes it.
+    static func errorIndication(naming teid: UInt32) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var span = buffer.mutableSpan
+        let length = GTPU.writeErrorIndication(&span, teid: teid, localAddress: IPAddress("198.18.1.1")!)
+        return Array(buffer.prefix(length))
+    }
+
+    @Test("an Error Indication is acted on only from the endpoint the session uses, and 64+ junk ones never latch it off")
+    func errorIndicationFromTheSessionsEndpointOnly() throws {
+        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)
+        var opener = upf.makeOpener()
+        let clients = ClientTable(capacity: 16)
+        let inner = IPAddress("198.19.0.1")!
+        clients.learn(inner, at: Self.peer, now: 1)
+        let warnings = Locked<[String]>([])
+        let log = EngineLog(info: { _ in }, warning: { line in warnings.withLock { $0.append(line) } })
+        let socket = try UDPSocket(for: SocketAddress(ip: .v4(0x7F00_0001), port: 0), bind: true)
+        let tasks = GTPUEcho.relayTasks(upf, interval: 0, socket: socket, counters: TunnelCounters(), clients: clients, log: log)
+        let watch = try #require(tasks.first { $0.name == "gtp-u path report" })
+        // Another endpoint (same address, another port; then another address) names the downlink TEID.
+        for spoofer in [SocketAddress(ip: Self.peer.ip, port: 40000), SocketAddress(ip: IPAddress("198.18.1.66")!, port: 2152)] {
+            #expect(open(&opener, Self.errorIndication(naming: 0x200), from: spoofer).0 == .control(.errorIndication, reply: nil))
+        }
+        watch.run()
+        #expect(clients.endpoint(for: inner) == Self.peer, "a spoofed Error Indication leaves the return path in place")
+        #expect(warnings.withLock { $0 }.isEmpty, "\(warnings.withLock { $0 })")
+        // A hundred junk TEIDs from anywhere, then the session's own endpoint names its TEID.
+        for junk in UInt32(1)...100 {
+            _ = open(&opener, Self.errorIndication(naming: 0x10_000 + junk), from: SocketAddress(ip: .v4(0xC612_0100 + junk), port: 2152))
+        }
+        watch.run()
+        #expect(clients.endpoint(for: inner) == Self.peer, "junk TEIDs touch no session")
+        _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
+        watch.run()
+        #expect(clients.endpoint(for: inner) == nil, "the genuine Error Indication is acted on: the return path is forgotten")
+        #expect(warnings.withLock { $0 }.contains { $0.contains("gtp-u session rejected") && $0.contains("0x200") }, "\(warnings.withLock { $0 })")
+        // Learned again, and rejected again: nothing latched.
+        clients.learn(inner, at: Self.peer, now: 2)
+        _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
+        watch.run()
+        #expect(clients.endpoint(for: inner) == nil, "a second genuine Error Indication is acted on too")
+        #expect(upf.monitor.summary.rejectedTEIDs == 1)
+    }
+
+    @Test("a RAN node acts on Error Indications from its UPF only")
+    func ranErrorIndicationFromItsRelayOnly() throws {
+        let relay = SocketAddress(ip: IPAddress("198.18.1.2")!, port: 2152)
+        let ran = GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!,
+                              peer: relay.ip)
+        var opener = ran.makeOpener()
+        let socket = try UDPSocket(for: SocketAddress(ip: .v4(0x7F00_0001), port: 0), bind: true)
+        let watch = try #require(GTPUEcho.tasks(interval: 0, socket: socket, monitor: ran.monitor, counters: TunnelCounters(),
+                                                peers: { [relay] }, log: .silent).first)
+        _ = open(&opener, Self.errorIndication(naming: 0x100), from: SocketAddress(ip: IPAddress("198.18.1.66")!, port: 2152))
+        watch.run()
+        #expect(ran.monitor.summary.rejectedTEIDs == 0, "not from its UPF")
+        _ = open(&opener, Self.errorIndication(naming: 0x100), from: relay)
+        watch.run()
+        #expect(ran.monitor.summary.rejectedTEIDs == 1)
     }
 
     @Test("echo bookkeeping: three unanswered requests take a path down, a response brings it up with a round trip")

@@ -56,6 +56,9 @@ exchange(GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x01) / Raw(b"\x01\x
 exchange(GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x40) / GTP_UDPPort_ExtensionHeader(udp_port=2152, next_ex=0x85)
          / GTPPDUSessionContainer(type=1, QFI=5) / inner("udp port extension"), expect_reply=False)
 exchange(GTP_U_Header(teid=teid, gtp_type=254), expect_reply=False)  # End Marker
+# A hundred naming TEIDs the relay never sends with: ignored, and they must not crowd out the next.
+for junk in range(100):
+    exchange(GTPHeader(seq=2 + junk, S=1, gtp_type=26) / GTPErrorIndication(IE_list=[IE_TEIDI(TEIDI=0x5000 + junk)]), expect_reply=False)
 # Last: this side says it knows no session with the TEID the relay answers with.
 exchange(GTPHeader(seq=1, S=1, gtp_type=26) / GTPErrorIndication(IE_list=[IE_TEIDI(TEIDI=teid)]), expect_reply=False)
 print(json.dumps(results))

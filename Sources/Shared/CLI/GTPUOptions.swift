@@ -45,17 +45,18 @@ public struct GTPUClientOptions: ParsableArguments {
         guard echoInterval >= 0, echoInterval.isFinite else { throw ValidationError("--echo-interval must be 0 or more seconds") }
     }
 
-    public func make(localAddress: IPAddress) -> GTPUFraming {
+    /// `relay`: the UPF, the one peer whose Error Indications count.
+    public func make(localAddress: IPAddress, relay: IPAddress) -> GTPUFraming {
         let up = teid?.value ?? 1
         return GTPUFraming(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
                                  qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
-                                 localAddress: localAddress)
+                                 localAddress: localAddress, peer: relay)
     }
 }
 
 /// The relay's GTP-U flags: the relay as a UPF with static sessions.
 public struct GTPURelayOptions: ParsableArguments {
-    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise.")
+    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise. Echo Responses, Error Indications and Notifications are held to --reply-rate in all and 5 a second per source; an Error Indication is acted on only from the endpoint its session uses.")
     public var gtpu = false
 
     @Option(name: .customLong("session"), help: ArgumentHelp("A static session (repeatable): uplink TEID UP carries inner sources in PREFIX, and replies to those addresses go out with downlink TEID DOWN (default UP) to where the session last sent from.", valueName: "UP[:DOWN]=PREFIX[,PREFIX...]"))

@@ -82,6 +82,7 @@ public struct TunnelReport {
         if !control.isEmpty { text += " control in/out [" + control.joined(separator: " ") + "]" }
         if !reasons.isEmpty { text += " [" + reasons.joined(separator: " ") + "]" }
         if now[.tooBigSent] > 0 { text += " too_big_sent=\(now[.tooBigSent])" }
+        if now[.repliesLimited] > 0 { text += " replies_limited=\(now[.repliesLimited])" }
         for (key, value) in extra { text += " \(key)=\(value)" }
         if let clients, !clients.listed.isEmpty {
             let shown = clients.listed.prefix(ClientList.textLimit).map { client in

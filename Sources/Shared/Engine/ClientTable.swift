@@ -248,6 +248,26 @@ public final class ClientTable: Sendable {
         }
     }
 
+    /// Forgets the return paths of `session` through `endpoint` only (a GTP-U peer there said it
+    /// knows no such session; one from elsewhere must not take the session's paths away). Returns
+    /// how many. O(entries), for housekeeping only.
+    @discardableResult
+    public func forget(session: PeerSession, through endpoint: SocketAddress) -> Int {
+        let mask = mask
+        return storage.withLock { table in
+            var forgotten = 0, cursor = table.newest
+            while cursor != Self.none {
+                let next = table.slots[Int(cursor)].older
+                if table.slots[Int(cursor)].entry.session == session, table.slots[Int(cursor)].entry.endpoint == endpoint {
+                    Self.remove(&table, cursor, mask: mask)
+                    forgotten += 1
+                }
+                cursor = next
+            }
+            return forgotten
+        }
+    }
+
     /// Marks every return path through `endpoint` refreshed at `now` (a GTP-U peer's Echo Request:
     /// it names no inner address, but its sender is alive). Returns how many. O(entries): callers
     /// limit how often.

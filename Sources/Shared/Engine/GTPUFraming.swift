@@ -25,18 +25,39 @@ public final class GTPUPathMonitor: Sendable {
     public static let missedForDown = 3
     /// Paths remembered at most (a relay echoes its active clients); beyond, new peers are not tracked.
     public static let maximumPaths = 4096
+    /// Error Indications waiting for housekeeping at most; beyond, a new one replaces a random one.
+    public static let maximumPendingRejections = 64
+
+    /// An Error Indication that named one of our TEIDs (one we send with), from `peer`: whether it is
+    /// acted on is housekeeping's decision (the relay: only from the endpoint the session uses).
+    public struct Rejection: Sendable, Equatable {
+        public var teid: UInt32
+        public var peer: SocketAddress
+
+        public init(teid: UInt32, peer: SocketAddress) {
+            self.teid = teid
+            self.peer = peer
+        }
+    }
+
     private struct State {
         var paths: [SocketAddress: PathState] = [:]
         var nextSequence: UInt16 = 1
-        var rejectedTEIDs: [UInt32] = []
+        /// Received since housekeeping last looked; bounded, drained every second.
+        var pendingRejections: [Rejection] = []
+        /// Our TEIDs that were acted on (at most one per session: only our own TEIDs get here).
+        var rejectedTEIDs: Set<UInt32> = []
+        var ignoredRejections: UInt64 = 0
+        /// Picks which pending one a new one replaces when the queue is full (xorshift: no syscall).
+        var replacement: UInt64 = 0x9E37_79B9_7F4A_7C15
     }
     private let state = Locked(State())
 
     public init() {}
 
     public var paths: [SocketAddress: PathState] { state.withLock { $0.paths } }
-    /// Our TEIDs that a peer's Error Indication named (the peer does not know the session).
-    public var rejectedTEIDs: [UInt32] { state.withLock { $0.rejectedTEIDs } }
+    /// Our TEIDs that a peer's Error Indication named and that were acted on (the peer does not know the session).
+    public var rejectedTEIDs: Set<UInt32> { state.withLock { $0.rejectedTEIDs } }
 
     /// What reports and metrics show of the paths, at one instant.
     public struct Summary: Sendable, Equatable {
@@ -45,6 +66,9 @@ public final class GTPUPathMonitor: Sendable {
         /// The shortest last round trip over the paths (nanoseconds), nil before any.
         public var shortestRoundTrip: UInt64?
         public var rejectedTEIDs = 0
+        /// Error Indications naming our TEIDs that were not acted on: from an endpoint the session
+        /// does not use, or more than housekeeping keeps between two looks.
+        public var ignoredRejections: UInt64 = 0
     }
 
     public var summary: Summary {
@@ -52,7 +76,7 @@ public final class GTPUPathMonitor: Sendable {
             Summary(pathsDown: state.paths.values.filter(\.isDown).count,
                     downEvents: state.paths.values.reduce(0) { $0 + $1.downEvents },
                     shortestRoundTrip: state.paths.values.compactMap(\.roundTrip).min(),
-                    rejectedTEIDs: state.rejectedTEIDs.count)
+                    rejectedTEIDs: state.rejectedTEIDs.count, ignoredRejections: state.ignoredRejections)
         }
     }
 
@@ -94,9 +118,37 @@ public final class GTPUPathMonitor: Sendable {
         }
     }
 
-    public func rejected(teid: UInt32) {
+    /// Records an Error Indication from `peer` naming our `teid`, for housekeeping to judge. A
+    /// repeat of a pending one is not kept twice; when the queue is full a random pending one gives
+    /// way (counted as ignored), so a flood can delay a genuine one but never switch the recording off.
+    public func rejected(teid: UInt32, from peer: SocketAddress) {
+        let rejection = Rejection(teid: teid, peer: peer)
         state.withLock { state in
-            if !state.rejectedTEIDs.contains(teid), state.rejectedTEIDs.count < 64 { state.rejectedTEIDs.append(teid) }
+            guard !state.pendingRejections.contains(rejection) else { return }
+            if state.pendingRejections.count < Self.maximumPendingRejections {
+                state.pendingRejections.append(rejection)
+            } else {
+                state.replacement ^= state.replacement << 13
+                state.replacement ^= state.replacement >> 7
+                state.replacement ^= state.replacement << 17
+                state.pendingRejections[Int(state.replacement % UInt64(state.pendingRejections.count))] = rejection
+                state.ignoredRejections += 1
+            }
+        }
+    }
+
+    /// The Error Indications received since the last call (housekeeping's, once a second).
+    public func takeRejections() -> [Rejection] {
+        state.withLock { state in
+            defer { state.pendingRejections.removeAll(keepingCapacity: true) }
+            return state.pendingRejections
+        }
+    }
+
+    /// Housekeeping's verdict on one taken by `takeRejections`.
+    public func judged(_ rejection: Rejection, actedOn: Bool) {
+        state.withLock { state in
+            if actedOn { state.rejectedTEIDs.insert(rejection.teid) } else { state.ignoredRejections += 1 }
         }
     }
 }
@@ -104,9 +156,10 @@ public final class GTPUPathMonitor: Sendable {
 /// GTP-U framing (TS 29.281) for a RAN node (the client: one session, uplink G-PDUs to the UPF) or a
 /// UPF (the relay: static sessions by uplink TEID, replies with each session's downlink TEID).
 /// G-PDUs carry a PDU Session Container with the QoS flow id unless turned off; Echo Requests are
-/// answered, G-PDUs for unknown TEIDs draw a rate-limited Error Indication, End Markers are counted,
-/// and an extension that must be understood but is not draws a Supported Extension Headers
-/// Notification.
+/// answered, G-PDUs for unknown TEIDs draw an Error Indication, End Markers are counted, and an
+/// extension that must be understood but is not draws a Supported Extension Headers Notification.
+/// How many of these replies go out is the engine's reply budget (`ReplyBudget`: per source and in
+/// total), as anyone can send what draws them.
 public struct GTPUFraming: Framing {
     public enum Role: Sendable {
         /// The RAN node: sends with `uplinkTEID`, accepts G-PDUs for `downlinkTEID`.
@@ -122,19 +175,19 @@ public struct GTPUFraming: Framing {
     public let sessionContainer: Bool
     /// The address Error Indications name as the GTP-U peer (where the G-PDU arrived).
     public let localAddress: IPAddress
+    /// The RAN's UPF: Error Indications from any other address are ignored (nil: from any).
+    public let peer: IPAddress?
     public let monitor: GTPUPathMonitor
     /// Shared with the UPF's sealers: each session's latest uplink QFI.
     let uplinkQFIs: QFITable
 
-    /// Error Indications per peer per second (after a burst as large).
-    public static let errorIndicationsPerSecond: UInt64 = 5
-
-    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress,
+    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress, peer: IPAddress? = nil,
                 monitor: GTPUPathMonitor = GTPUPathMonitor()) {
         self.role = role
         self.qfi = qfi
         self.sessionContainer = sessionContainer
         self.localAddress = localAddress
+        self.peer = peer
         self.monitor = monitor
         uplinkQFIs = QFITable(sessions: GTPUFraming.sessionCount(role))
     }
@@ -233,25 +286,31 @@ public struct GTPUFraming: Framing {
     struct Opener: PacketOpener {
         /// Uplink TEID (UPF) or our downlink TEID (RAN) → session index.
         let sessionsByTEID: [UInt32: Int]
+        /// The TEIDs we send with (the RAN's uplink one, the UPF's downlink ones): an Error
+        /// Indication naming any other is about no session of ours and is not recorded.
+        let sendingTEIDs: Set<UInt32>
+        /// Where the RAN accepts Error Indications from (its UPF); nil: anywhere.
+        let signallingPeer: IPAddress?
         let isUPF: Bool
         let localAddress: IPAddress
         let monitor: GTPUPathMonitor
         let uplinkQFIs: QFITable
         /// Each session's QFI as last recorded by this worker, so the shared table is locked only on a change.
         var recordedQFIs: [UInt8]
-        /// Error Indications left per peer, bounded in peers.
-        var errorBudget: [IPAddress: TokenBucket] = [:]
         let clock: @Sendable () -> UInt64
 
         init(_ framing: GTPUFraming, clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
             switch framing.role {
-            case let .ran(_, down):
+            case let .ran(up, down):
                 sessionsByTEID = [down: 0]
+                sendingTEIDs = [up]
                 isUPF = false
             case let .upf(sessions):
                 sessionsByTEID = Dictionary(sessions.enumerated().map { ($1.uplinkTEID, $0) }, uniquingKeysWith: { first, _ in first })
+                sendingTEIDs = Set(sessions.map(\.downlinkTEID))
                 isUPF = true
             }
+            signallingPeer = framing.peer
             localAddress = framing.localAddress
             monitor = framing.monitor
             uplinkQFIs = framing.uplinkQFIs
@@ -275,8 +334,9 @@ public struct GTPUFraming: Framing {
             switch header.type {
             case GTPU.MessageType.gpdu:
                 guard let session = sessionsByTEID[header.teid] else {
-                    guard allowErrorIndication(to: peer.ip) else { return .drop(.unknownTEID, reply: nil) }
                     let length = GTPU.writeErrorIndication(&reply, teid: header.teid, localAddress: localAddress)
+                    // Never more bytes back than came in: a G-PDU too short to carry a packet gets none.
+                    guard length <= datagram.count else { return .drop(.unknownTEID, reply: nil) }
                     return .drop(.unknownTEID, reply: ControlReply(.errorIndication, length: length))
                 }
                 if isUPF, let qfi = header.qfi, header.pduType == GTPU.PDUType.uplink, recordedQFIs[session] != qfi {
@@ -292,7 +352,10 @@ public struct GTPUFraming: Framing {
                 monitor.responded(from: peer, sequence: header.sequence, at: clock())
                 return .control(.echoResponse, reply: nil)
             case GTPU.MessageType.errorIndication:
-                if let teid = GTPU.errorIndicationTEID(slot.span, header.content) { monitor.rejected(teid: teid) }
+                if let teid = GTPU.errorIndicationTEID(slot.span, header.content), sendingTEIDs.contains(teid),
+                   signallingPeer == nil || signallingPeer == peer.ip {
+                    monitor.rejected(teid: teid, from: peer)
+                }
                 return .control(.errorIndication, reply: nil)
             case GTPU.MessageType.endMarker:
                 return .control(.endMarker, reply: nil)
@@ -301,14 +364,6 @@ public struct GTPUFraming: Framing {
             default:
                 return .drop(.unexpectedMessage, reply: nil)
             }
-        }
-
-        /// At most `errorIndicationsPerSecond` per peer (a burst as large first); a table of 1,024
-        /// peers at most, emptied when full, so a flood from made-up peers costs no memory.
-        private mutating func allowErrorIndication(to peer: IPAddress) -> Bool {
-            let rate = GTPUFraming.errorIndicationsPerSecond
-            if errorBudget.count >= 1024, errorBudget[peer] == nil { errorBudget.removeAll(keepingCapacity: true) }
-            return errorBudget[peer, default: TokenBucket(rate: rate, burst: rate)].take(now: clock())
         }
     }
 }

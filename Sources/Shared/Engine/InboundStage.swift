@@ -61,6 +61,9 @@ public struct InboundStage: PipelineStage {
     /// of replies.
     private var errorSealer: any PacketSealer
     private var tooBigBudget = TokenBucket(rate: 100, burst: 20)
+    /// Every reply to a datagram nobody authenticated also passes the process's reply budget (per
+    /// source, and in total across workers); nil when the framing authenticates its senders.
+    private var replyGate: ReplyGate?
     private var echoRefreshBudget = TokenBucket(rate: 10, burst: 10)
     private let headroom: Int
     private var tally = BatchTally()
@@ -77,7 +80,7 @@ public struct InboundStage: PipelineStage {
     public init(socket: any DatagramSocket, tunQueues: [any TunQueue], framing: any Framing,
                 policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
                 ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
-                cacheLines: Int = InboundStage.defaultCacheLines) {
+                cacheLines: Int = InboundStage.defaultCacheLines, replyBudget: ReplyBudget? = nil) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
@@ -93,6 +96,7 @@ public struct InboundStage: PipelineStage {
         reply = PacketBatch(slotCount: 1, slotSize: 2048)
         errorSealer = framing.makeSealer()
         headroom = framing.headroom
+        replyGate = framing.isAuthenticated ? nil : (replyBudget ?? ReplyBudget()).makeGate()
     }
 
     public var readinessDescriptor: Int32 { socket.readinessDescriptor }
@@ -264,12 +268,21 @@ public struct InboundStage: PipelineStage {
             }
             return errorSealer.seal(&slot, packet: error, session: session)
         }
-        guard let sealed else { return }
+        guard let sealed, allowReply(to: peer) else { return }
         if sendReply(sealed, to: peer, from: local) { tally[.tooBigSent] += 1 }
     }
 
     private mutating func send(_ control: ControlReply, to peer: SocketAddress, from local: IPAddress?) {
+        guard allowReply(to: peer) else { return }
         if sendReply(0..<control.length, to: peer, from: local) { tally.sent(control.message) }
+    }
+
+    /// The reply budget's word on a reply to `peer`; a refusal is counted.
+    private mutating func allowReply(to peer: SocketAddress) -> Bool {
+        guard replyGate != nil else { return true }
+        if replyGate!.allow(to: peer.ip) { return true }
+        tally[.repliesLimited] += 1
+        return false
     }
 
     /// Sends `range` of the reply buffer at once; a send the kernel refuses is counted here.

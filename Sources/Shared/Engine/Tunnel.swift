@@ -53,11 +53,14 @@ public struct Tunnel: Sendable {
     public let ownAddresses: OwnAddresses?
     /// Per-session counts (the relay's report); nil counts none.
     public let sessionCounters: SessionCounters?
+    /// Replies to unauthenticated datagrams, one budget for every queue.
+    public let replyBudget: ReplyBudget
 
     /// Queue i moves TUN queue `queues[i]` to `sockets[i]` and back, counting in `counters[i]`.
     public init(queues: [any TunQueue], sockets: [any DatagramSocket], counters: [TunnelCounters],
                 framing: any Framing, route: OutboundRoute, policy: InboundPolicy,
-                clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil) {
+                clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil,
+                replyBudget: ReplyBudget = ReplyBudget()) {
         precondition(!queues.isEmpty && queues.count == sockets.count && queues.count == counters.count,
                      "one socket and counters per queue")
         self.queues = queues
@@ -69,6 +72,7 @@ public struct Tunnel: Sendable {
         self.clients = clients
         self.ownAddresses = ownAddresses
         self.sessionCounters = sessionCounters
+        self.replyBudget = replyBudget
     }
 
     public func outboundStage(queue index: Int) -> OutboundStage {
@@ -79,7 +83,8 @@ public struct Tunnel: Sendable {
     /// Every queue writes through the queue of the packet's flow (`FlowSteering`), so it gets them all.
     public func inboundStage(queue index: Int) -> InboundStage {
         InboundStage(socket: sockets[index], tunQueues: queues, framing: framing, policy: policy,
-                     counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters)
+                     counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters,
+                     replyBudget: replyBudget)
     }
 
     /// Starts the data-plane threads for every queue, laid out as asked. Thread names stay within

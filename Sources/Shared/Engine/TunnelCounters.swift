@@ -8,10 +8,10 @@ import KernelIO
 /// counter is one case and one line in each switch below.
 public enum TunnelCount: Int, CaseIterable, Sendable {
     case received, receivedBytes, forwarded, forwardedBytes, tunRead, tunReadBytes, sent, sentBytes
-    case controlSendFailed, tooBigSent, socketDropped
+    case controlSendFailed, tooBigSent, repliesLimited, socketDropped
 
     /// How many there are; tallies keep them inline in this many slots or more.
-    public static let count = 11
+    public static let count = 12
 
     /// The JSON report's key: the case name in snake case (`receivedBytes` → `received_bytes`).
     public var jsonKey: String {
@@ -26,7 +26,7 @@ public enum TunnelCount: Int, CaseIterable, Sendable {
         case .received, .sent: "datagrams"
         case .forwarded, .tunRead: "packets"
         case .socketDropped: "buffers"
-        case .receivedBytes, .forwardedBytes, .tunReadBytes, .sentBytes, .controlSendFailed, .tooBigSent: nil
+        case .receivedBytes, .forwardedBytes, .tunReadBytes, .sentBytes, .controlSendFailed, .tooBigSent, .repliesLimited: nil
         }
     }
 
@@ -51,6 +51,7 @@ public enum TunnelCount: Int, CaseIterable, Sendable {
         case .sentBytes: "UDP payload bytes sent."
         case .controlSendFailed: "Control replies the kernel refused to send."
         case .tooBigSent: "ICMP fragmentation-needed / packet-too-big messages sent back to the sender of an oversize packet."
+        case .repliesLimited: "Replies to unauthenticated datagrams not sent: over the per-source or the total reply budget."
         case .socketDropped:
             "Buffers the kernel dropped at the full UDP receive buffer, never seen by udptun (SO_RXQ_OVFL; one GSO buffer is up to 64 datagrams)."
         }

@@ -121,6 +121,10 @@ extension MetricsExposition {
         gauge("udptun_gtpu_rejected_teids", help: "TEIDs a peer answered with an Error Indication (JSON: gtpu_rejected_teids).") {
             Double(summary.value.rejectedTEIDs)
         }
+        counter("udptun_gtpu_ignored_rejections_total",
+                help: "Error Indications naming our TEIDs that were not acted on: from an endpoint the session does not use (JSON: gtpu_ignored_rejections).") {
+            summary.value.ignoredRejections
+        }
     }
 
     /// The sink's accounting, as `published` returns it (the receiver publishes a copy every 100 ms).
