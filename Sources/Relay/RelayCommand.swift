@@ -1,10 +1,10 @@
 import Monitoring
 import KernelIO
 import Logging
-import Engine
 import WireFormat
 import ArgumentParser
 import CLI
+import Engine
 
 @main
 struct RelayCommand: ParsableCommand {

@@ -1,8 +1,7 @@
-import Engine
-import WireFormat
 import Monitoring
 import Logging
 import Measurement
+import WireFormat
 import KernelIO
 import ArgumentParser
 import CLI

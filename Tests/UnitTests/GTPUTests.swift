@@ -1,3 +1,4 @@
+import KernelIO
 @testable import Engine
 @testable import WireFormat
 @testable import TestSupport

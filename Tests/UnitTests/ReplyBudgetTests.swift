@@ -1,9 +1,9 @@
-import Synchronization
-import Testing
-@testable import Engine
 @testable import KernelIO
 @testable import TestSupport
+import Synchronization
 @testable import WireFormat
+@testable import Engine
+import Testing
 
 /// Replies to datagrams nobody authenticated (GTP-U Echo Responses, Error Indications,
 /// Notifications) are budgeted per source and in total, so the relay cannot be made a reflector.

@@ -1,5 +1,3 @@
-import Engine
-import Measurement
 import WireFormat
 import Logging
 import KernelIO

@@ -1,5 +1,5 @@
-import KernelIO
 import WireFormat
+import KernelIO
 
 /// How many replies datagrams nobody authenticated may draw (GTP-U Echo Responses, Error
 /// Indications and Notifications; ICMP too-big errors of the unauthenticated framings): a few a
