@@ -10,6 +10,12 @@
 /// limit for IPv6) and ports; no packet larger than the first; a shorter packet closes the group.
 /// TCP also needs the next sequence number and the same ACK number, window and options, with ACK (and
 /// PSH, which closes the group) as the only flags. UDP groups are limited to `maximumUDPSegments`.
+///
+/// A group is written for the kernel to checksum afresh, so every member's own transport checksum
+/// is verified first (with the pseudo-header): a packet whose checksum fails, damaged after its
+/// sender summed it, would otherwise leave with a valid one, and the receiver's end-to-end check
+/// would never see the damage. Such a packet neither starts nor joins a group; it is written as it
+/// came, for the receiver to drop. So is an IPv4 UDP datagram without a checksum (0).
 public struct SegmentCoalescer: Sendable {
     public static let maximumLength = 65535
     /// The kernel's UDP GSO limit (UDP_MAX_SEGMENTS in older kernels).
@@ -48,12 +54,22 @@ public struct SegmentCoalescer: Sendable {
             guard flags & TCPFlag.ack != 0, flags & ~(TCPFlag.ack | TCPFlag.psh) == 0 else { return false }
             let headers = start + Int(packet[start + 12] >> 4) * 4
             return packet.count > headers && headers <= Self.maximumHeadersLength
+                && Self.checksumIsValid(packet, version: info.version, isTCP: true, start: start)
         case IPProtocolNumber.udp:
             return coalescesUDP && packet.count > start + IPPacket.udpHeaderLength
                 && start + IPPacket.udpHeaderLength <= Self.maximumHeadersLength
+                && Self.checksumIsValid(packet, version: info.version, isTCP: false, start: start)
         default:
             return false
         }
+    }
+
+    /// Whether the TCP or UDP checksum of `packet`, whose segment starts at `start` and runs to its
+    /// end, is right. A UDP checksum of 0 (none, IPv4 only) is not.
+    static func checksumIsValid(_ packet: Span<UInt8>, version: Int, isTCP: Bool, start: Int) -> Bool {
+        if !isTCP, packet.u16(at: start + 6) == 0 { return false }
+        return TransportChecksum.compute(packet, version: version, proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
+                                         start: start) == 0
     }
 
     /// Starts a group with `packet` (a candidate), its headers copied to the start of `headers`.
@@ -87,7 +103,8 @@ public struct SegmentCoalescer: Sendable {
         guard packetHeaders == headersLength, payload > 0, payload <= segmentSize,
               length + payload <= Self.maximumLength + (version == 6 ? IPPacket.ipv6HeaderLength : 0),
               !isTCP || packet.u32(at: transportStart + 4) == nextSequence,
-              sameFlow(packet, headers.span) else { return false }
+              sameFlow(packet, headers.span),
+              Self.checksumIsValid(packet, version: version, isTCP: isTCP, start: transportStart) else { return false }
         length += payload
         count += 1
         if isTCP {
