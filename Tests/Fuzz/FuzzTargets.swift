@@ -147,6 +147,21 @@ func fuzzCoalescing(_ input: [UInt8]) {
         offset = end
     }
     let device = FakeTunQueue(virtioHeaders: true, udpSegmentation: input.first.map { $0 & 1 == 1 } ?? false)
+    // Only packets whose transport checksum is right are coalesced: with bit 1 of the first byte
+    // set, every TCP and UDP checksum is made right first, so mutated inputs still reach the merging.
+    let fixChecksums = input.first.map { $0 & 2 == 2 } ?? false
+    for index in packets.indices where fixChecksums {
+        let packet = packets[index]
+        guard case let .success(info) = IPPacket.validate(packet.span), !info.isFragment,
+              info.transportProtocol == IPProtocolNumber.tcp || info.transportProtocol == IPProtocolNumber.udp else { continue }
+        let offset = info.transportProtocol == IPProtocolNumber.tcp ? 16 : 6
+        guard info.headerLength + offset + 2 <= packet.count else { continue }
+        var fixed = packet
+        var span = fixed.mutableSpan
+        TransportChecksum.complete(&span, packet: 0..<packet.count, version: info.version, proto: info.transportProtocol,
+                                   start: info.headerLength, offset: offset)
+        packets[index] = fixed
+    }
     var writer = TunWriter(queues: [device])
     var valid = 0
     for packet in packets {

@@ -30,6 +30,76 @@ struct IPPacketTests {
         #expect(info.transportProtocol == IPProtocolNumber.tcp)
     }
 
+    /// Loose and strict source routes (RFC 791): one hop, 198.18.2.2, then the end of the options.
+    static let looseSourceRoute: [UInt8] = [131, 7, 4, 198, 18, 2, 2, 0]
+    static let strictSourceRoute: [UInt8] = [137, 7, 4, 198, 18, 2, 2, 0]
+
+    @Test("IPv4 source routes (LSRR, SSRR) are dropped, wherever they sit among the options; other options pass")
+    func rejectsIPv4SourceRoutes() throws {
+        let transport = PacketBuilder.udp(payload: probe)
+        #expect(failure(PacketBuilder.ipv4(options: Self.looseSourceRoute, transport: transport)) == .sourceRouted)
+        #expect(failure(PacketBuilder.ipv4(options: Self.strictSourceRoute, transport: transport)) == .sourceRouted)
+        #expect(failure(PacketBuilder.ipv4(options: [1, 1, 1, 1] + Self.looseSourceRoute, transport: transport)) == .sourceRouted)
+        #expect(failure(PacketBuilder.ipv4(options: [7, 7, 4, 0, 0, 0, 0, 1] + Self.strictSourceRoute, transport: transport))
+                == .sourceRouted)
+        // A fragment carries the (copied) option too.
+        #expect(failure(PacketBuilder.ipv4(flagsAndOffset: 0x0010, options: Self.looseSourceRoute, transport: Array(probe.prefix(64))))
+                == .sourceRouted)
+        // Record Route, timestamps and NOPs are harmless: forwarded.
+        let recordRoute: [UInt8] = [7, 7, 4, 0, 0, 0, 0, 0]
+        let timestamp: [UInt8] = [68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        for options in [recordRoute, timestamp, [1, 1, 1, 1], [1, 0, 131, 7]] {  // after the end of options, no route
+            let info = try PacketBuilder.validate(PacketBuilder.ipv4(options: options, transport: transport)).get()
+            #expect(info.headerLength == 20 + options.count, "options \(options)")
+        }
+        // An option that runs past the header cannot be read: refused, not guessed at.
+        #expect(failure(PacketBuilder.ipv4(options: [1, 7, 9, 0], transport: transport)) == .badHeaderLength)
+        #expect(failure(PacketBuilder.ipv4(options: [1, 1, 7, 1], transport: transport)) == .badHeaderLength)
+        #expect(failure(PacketBuilder.ipv4(options: [1, 1, 1, 7], transport: transport)) == .badHeaderLength)
+    }
+
+    /// An IPv6 extension header of `length` bytes (a multiple of 8) that `next` follows, its body PadN.
+    static func extensionHeader(next: UInt8, length: Int = 8) -> [UInt8] {
+        [next, UInt8(length / 8 - 1), 1, UInt8(length - 4)] + [UInt8](repeating: 0, count: length - 4)
+    }
+
+    /// A routing header of type 4 (segment routing) with one segment left, 2001:db8::2 : 24 bytes.
+    static func routingHeader(next: UInt8) -> [UInt8] {
+        [next, 2, 4, 1, 0, 0, 0, 0] + [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [2]
+    }
+
+    @Test("an IPv6 routing header is dropped, after any other extension headers; hop-by-hop, destination options and fragments pass")
+    func rejectsIPv6RoutingHeaders() throws {
+        let udp = PacketBuilder.udp(payload: probe)
+        let routing: UInt8 = 43, hopByHop: UInt8 = 0, destination: UInt8 = 60, fragment: UInt8 = IPProtocolNumber.ipv6Fragment
+        let udpNumber = IPProtocolNumber.udp
+        #expect(failure(PacketBuilder.ipv6(nextHeader: routing, transport: Self.routingHeader(next: udpNumber) + udp)) == .sourceRouted)
+        #expect(failure(PacketBuilder.ipv6(nextHeader: hopByHop,
+                                           transport: Self.extensionHeader(next: routing) + Self.routingHeader(next: udpNumber) + udp))
+                == .sourceRouted)
+        #expect(failure(PacketBuilder.ipv6(nextHeader: destination,
+                                           transport: Self.extensionHeader(next: routing, length: 16) + Self.routingHeader(next: udpNumber) + udp))
+                == .sourceRouted)
+        // A first fragment shows what follows its fragment header.
+        let firstFragment: [UInt8] = [routing, 0, 0, 1, 0, 0, 0x12, 0x34]
+        #expect(failure(PacketBuilder.ipv6(nextHeader: fragment, transport: firstFragment + Self.routingHeader(next: udpNumber) + udp))
+                == .sourceRouted)
+        // The harmless ones still pass.
+        let passing: [(UInt8, [UInt8])] = [
+            (hopByHop, Self.extensionHeader(next: udpNumber) + udp),
+            (destination, Self.extensionHeader(next: udpNumber) + udp),
+            (hopByHop, Self.extensionHeader(next: destination) + Self.extensionHeader(next: udpNumber, length: 24) + udp),
+            (fragment, [udpNumber, 0, 0, 0, 0, 0, 0x12, 0x34] + udp),
+            (fragment, [routing, 0, 0x01, 0x00, 0, 0, 0x12, 0x34] + Array(probe.prefix(32))),  // a later fragment: its bytes are data
+        ]
+        for (next, transport) in passing {
+            let info = try PacketBuilder.validate(PacketBuilder.ipv6(nextHeader: next, transport: transport)).get()
+            #expect(info.transportProtocol == next)
+        }
+        // An extension header that runs past the packet cannot be walked: refused.
+        #expect(failure(PacketBuilder.ipv6(nextHeader: hopByHop, transport: [udpNumber, 3, 1, 4, 0, 0, 0, 0])) == .badHeaderLength)
+    }
+
     @Test func rejectsEmptyAndShortInputs() {
         #expect(failure([]) == .truncated)
         #expect(failure([0x45]) == .truncated)

@@ -234,6 +234,45 @@ struct OffloadTests {
         }
     }
 
+    /// `packets` with a payload byte of the one at `index` flipped, its transport checksum left as it was.
+    static func corrupting(_ packets: [[UInt8]], at index: Int) -> [[UInt8]] {
+        var corrupted = packets
+        corrupted[index][corrupted[index].count - 1] ^= 0x40
+        return corrupted
+    }
+
+    @Test("a packet whose TCP checksum fails is written as it came, never merged; the good ones still are",
+          arguments: [4, 6], [0, 1, 3])
+    func corruptTCPSegmentsAreNotMerged(version: Int, index: Int) throws {
+        let (packet, header) = superPacket(version: version, payload: Self.payload(4 * Self.mss), flags: TCPFlag.ack)
+        let segments = try segment(packet, header)
+        #expect(try coalesce(segments).groups.map(\.2) == [4])
+        let mixed = Self.corrupting(segments, at: index)
+        let groups = try coalesce(mixed).groups
+        let expected = [[1, 3], [1, 1, 2], [], [3, 1]][index]
+        #expect(groups.map(\.2) == expected, "packets per write, segment \(index) corrupt")
+        let corrupt = try #require(groups.first { $0.0 == mixed[index] }, "the corrupt segment written unchanged")
+        #expect(corrupt.1 == .plain, "with no checksum offload: the receiver checks it")
+        #expect(TransportChecksum.compute(corrupt.0.span, version: version, proto: IPProtocolNumber.tcp,
+                                          start: version == 4 ? 20 : 40) != 0, "its original checksum, which fails")
+    }
+
+    @Test("a UDP datagram whose checksum fails, or that has none, is written as it came, never merged",
+          arguments: [4, 6])
+    func corruptUDPDatagramsAreNotMerged(version: Int) throws {
+        let (packet, header) = udpSuperPacket(version: version, payload: Self.payload(4 * 1200))
+        let datagrams = try segment(packet, header)
+        let mixed = Self.corrupting(datagrams, at: 1)
+        let groups = try coalesce(mixed, udp: true).groups
+        #expect(groups.map(\.2) == [1, 1, 2])
+        #expect(groups[1].0 == mixed[1] && groups[1].1 == .plain)
+        guard version == 4 else { return }
+        // IPv4 UDP without a checksum (0): merging would give it one, so it is left alone.
+        var unchecked = datagrams
+        PacketBuilder.put16(&unchecked[2], 26, 0)
+        #expect(try coalesce(unchecked, udp: true).groups.map(\.2) == [2, 1, 1])
+    }
+
     /// A UDP super-packet as a local sender using UDP_SEGMENT hands it to a TUN device with USO.
     func udpSuperPacket(version: Int = 4, payload: [UInt8], segmentSize: Int = 1200) -> ([UInt8], VirtioNetHeader) {
         var packet = version == 4

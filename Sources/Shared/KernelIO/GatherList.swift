@@ -45,6 +45,13 @@ public final class GatherList {
 
     public func reset() { storedCount.pointee = 0 }
 
+    /// Runs `body` with payload `index` (which must be in the list).
+    public func withPayload<R>(_ index: Int, _ body: (Span<UInt8>) -> R) -> R {
+        precondition(index >= 0 && index < storedCount.pointee, "no such payload")
+        let vector = vectors[Self.leadingVectors + index]
+        return body(UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len).bindMemory(to: UInt8.self).span)
+    }
+
     /// Each payload in order (for in-memory devices in tests).
     public func forEachPayload(_ body: (Span<UInt8>) -> Void) {
         for index in 0..<storedCount.pointee {

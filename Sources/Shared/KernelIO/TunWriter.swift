@@ -53,7 +53,9 @@ public struct TunWriter {
     public mutating func write(_ packet: Span<UInt8>, info: IPPacketInfo) throws(SystemError) {
         if coalesces {
             if !coalescer.isEmpty {
-                let appended = headers.withMutableSlot(0) { coalescer.append(packet, info: info, headers: &$0) }
+                let appended = headers.withMutableSlot(0) { slot in
+                    payloads.withPayload(0) { coalescer.append(packet, info: info, headers: &slot, firstPayload: $0) }
+                }
                 if appended {
                     payloads.append(packet.extracting(coalescer.headersLength..<packet.count))
                     return

@@ -21,6 +21,9 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case oversize
     case spoofedSource
     case forbiddenDestination
+    /// A source-routed inner packet (IPv4 LSRR/SSRR, IPv6 routing header): where a host honours the
+    /// route, it would reach addresses `--allow-dest` never allowed.
+    case sourceRouted
     /// A new inner source beyond the relay's budget for new clients per second.
     case newClientLimit
     /// A new inner source while every return path belongs to an active client.
@@ -60,6 +63,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .oversize: "oversize"
         case .spoofedSource: "spoofed_source"
         case .forbiddenDestination: "forbidden_destination"
+        case .sourceRouted: "source_routed"
         case .newClientLimit: "new_client_limit"
         case .clientTableFull: "client_table_full"
         case .badFraming: "bad_framing"

@@ -10,6 +10,14 @@
 /// limit for IPv6) and ports; no packet larger than the first; a shorter packet closes the group.
 /// TCP also needs the next sequence number and the same ACK number, window and options, with ACK (and
 /// PSH, which closes the group) as the only flags. UDP groups are limited to `maximumUDPSegments`.
+///
+/// A group is written for the kernel to checksum afresh, so every member's own transport checksum
+/// is verified first (with the pseudo-header): a packet whose checksum fails, damaged after its
+/// sender summed it, would otherwise leave with a valid one, and the receiver's end-to-end check
+/// would never see the damage. Such a packet joins no group; it is written as it came, for the
+/// receiver to drop. So is an IPv4 UDP datagram without a checksum (0). The first packet is verified
+/// only when a second would join it: a group of one is written as it came anyway, so packets that
+/// coalesce with nothing (interleaved flows, one per batch) are not summed at all.
 public struct SegmentCoalescer: Sendable {
     public static let maximumLength = 65535
     /// The kernel's UDP GSO limit (UDP_MAX_SEGMENTS in older kernels).
@@ -30,6 +38,8 @@ public struct SegmentCoalescer: Sendable {
     private var segmentSize = 0
     private var nextSequence: UInt32 = 0
     private var closed = false
+    /// Whether the first packet's checksum has been verified (when a second packet joined it).
+    private var firstVerified = false
     /// Whether UDP flows may be coalesced (the device must accept UDP_L4 GSO: TUN_F_USO).
     public let coalescesUDP: Bool
 
@@ -56,6 +66,20 @@ public struct SegmentCoalescer: Sendable {
         }
     }
 
+    /// Whether the TCP or UDP checksum of the packet whose headers are `headers[0..<headersLength]`
+    /// and whose payload is `payload` (the rest, even for the first member where it lies apart) is
+    /// right. A UDP checksum of 0 (none, IPv4 only) is not.
+    static func checksumIsValid(headers: Span<UInt8>, headersLength: Int, payload: Span<UInt8>, version: Int, isTCP: Bool,
+                                start: Int) -> Bool {
+        if !isTCP, headers.u16(at: start + 6) == 0 { return false }
+        var checksum = TransportChecksum.pseudoHeader(version: version, packet: headers,
+                                                      proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
+                                                      length: headersLength - start + payload.count)
+        checksum.add(headers.extracting(start..<headersLength))
+        checksum.add(payload)  // at an even offset: transport headers are 8 bytes or a multiple of 4
+        return checksum.value == 0
+    }
+
     /// Starts a group with `packet` (a candidate), its headers copied to the start of `headers`.
     public mutating func start(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>) {
         precondition(isEmpty)
@@ -70,6 +94,7 @@ public struct SegmentCoalescer: Sendable {
         length = packet.count
         count = 1
         closed = isTCP && packet[transportStart + 13] & TCPFlag.psh != 0
+        firstVerified = false
     }
 
     private func transportHeaderLength(_ packet: Span<UInt8>) -> Int {
@@ -77,8 +102,10 @@ public struct SegmentCoalescer: Sendable {
     }
 
     /// Takes `packet` into the group if it continues it (its payload, `packet[headersLength...]`,
-    /// is then the group's next); false means flush the group first. `headers` are the group's.
-    public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>) -> Bool {
+    /// is then the group's next); false means flush the group first. `headers` are the group's;
+    /// `firstPayload` is its first packet's payload (whose checksum is verified with the second's).
+    public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>,
+                                firstPayload: Span<UInt8>) -> Bool {
         guard !closed, count > 0, !info.isFragment, info.version == version, info.headerLength == transportStart,
               info.transportProtocol == (isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp),
               count < (isTCP ? Self.maximumSegments : Self.maximumUDPSegments) else { return false }
@@ -87,7 +114,14 @@ public struct SegmentCoalescer: Sendable {
         guard packetHeaders == headersLength, payload > 0, payload <= segmentSize,
               length + payload <= Self.maximumLength + (version == 6 ? IPPacket.ipv6HeaderLength : 0),
               !isTCP || packet.u32(at: transportStart + 4) == nextSequence,
-              sameFlow(packet, headers.span) else { return false }
+              sameFlow(packet, headers.span),
+              Self.checksumIsValid(headers: packet, headersLength: headersLength, payload: packet.extracting(headersLength..<packet.count),
+                                   version: version, isTCP: isTCP, start: transportStart) else { return false }
+        if !firstVerified {
+            guard Self.checksumIsValid(headers: headers.span, headersLength: headersLength, payload: firstPayload,
+                                       version: version, isTCP: isTCP, start: transportStart) else { return false }
+            firstVerified = true
+        }
         length += payload
         count += 1
         if isTCP {
