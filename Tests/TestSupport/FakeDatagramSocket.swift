@@ -7,7 +7,7 @@ import Glibc
 /// and what the engine sends is recorded datagram by datagram, with the messages it was sent in.
 public final class FakeDatagramSocket: DatagramSocket {
     public let family: Int32
-    public let segmentationEnabled: Bool
+    public let udpGSOEnabled: Bool
     public var readinessDescriptor: Int32 { -1 }
 
     public struct Datagram: Sendable, Equatable {
@@ -35,7 +35,7 @@ public final class FakeDatagramSocket: DatagramSocket {
 
     public init(family: Int32 = AF_INET, segmentation: Bool = true) {
         self.family = family
-        segmentationEnabled = segmentation
+        udpGSOEnabled = segmentation
     }
 
     /// Queues one datagram from `peer`, sent to `local` (as a wildcard listener reports it).

@@ -12,7 +12,7 @@ struct SendQueueTests {
     private func send(lengths: [Int], peers peerIndex: [Int]) throws -> (messages: Int, received: [[[UInt8]]]) {
         let loopback = SocketAddress(ip: .v4(0x7F00_0001), port: 0)
         let sender = try UDPSocket(for: loopback, bind: true)
-        try #require(sender.enableSegmentation(), "UDP GSO (Linux 4.18+) is needed")
+        try #require(sender.enableUDPGSO(), "UDP GSO (Linux 4.18+) is needed")
         let receivers = try (0..<(peerIndex.max()! + 1)).map { _ in try UDPSocket(for: loopback, bind: true) }
         let addresses = receivers.map { $0.localAddress! }
         let batch = PacketBatch(slotCount: lengths.count, slotSize: 2048)

@@ -26,8 +26,8 @@ public struct OffloadOptions: ParsableArguments {
             logger.info("offloads off (--offload off): one packet per TUN read and write")
             return Self.names.map { ($0, false) }
         }
-        let gso = sockets.map { $0.enableSegmentation() }.allSatisfy { $0 }
-        let gro = sockets.map { $0.enableCoalescing() }.allSatisfy { $0 }
+        let gso = sockets.map { $0.enableUDPGSO() }.allSatisfy { $0 }
+        let gro = sockets.map { $0.enableUDPGRO() }.allSatisfy { $0 }
         // Each offload by name, whether it is on, and why not; the log line and the result both from it.
         let states = zip(Self.names, [(tun.hasVirtioHeaders, tun.offloadRefusal ?? "refused"), (tun.acceptsUDPSegmentation, "needs Linux 6.2+"),
                                       (gso, "unsupported"), (gro, "unsupported")])

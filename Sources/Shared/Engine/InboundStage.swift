@@ -34,8 +34,7 @@ public struct InboundPolicy: Sendable {
 /// them (the framing), validates the inner packet and hands it to the TUN layer; control
 /// messages are counted and answered from the same socket. Used by the relay (toward C) and the
 /// client (return traffic). All per-thread state is in this one struct, worked on in place by its
-/// driver, and the per-datagram work is a method, not a nested function: a class's stored `var`s,
-/// or a local captured by a closure, would each cost a dynamic exclusivity check per access.
+/// driver, and the per-datagram work is a method (docs/design.md, "No exclusivity check per packet").
 public struct InboundStage: PipelineStage {
     public let socket: any DatagramSocket
     private let counters: TunnelCounters

@@ -138,7 +138,7 @@ public struct OutboundStage: PipelineStage {
         if individually { return }
         if sessionCounters != nil { sessionTally.add(session, bytes: end - origin, packets: run.count) }
         let stride = run.stride
-        if socket.segmentationEnabled {
+        if socket.udpGSOEnabled {
             let perSend = max(1, min(SendQueue.maximumSegments, SendQueue.maximumBytes / stride))
             var first = 0
             while first < run.count {
@@ -160,7 +160,7 @@ public struct OutboundStage: PipelineStage {
         if queue.isFull { flushQueue(lifecycle) }
         // Equal-length packets to one peer leave as one UDP GSO message where the socket can.
         if !queue.append(buffer, slot: slot, range: range, to: peer, from: source, family: socket.family, segmentSize: segmentSize,
-                         gather: socket.segmentationEnabled) {
+                         gather: socket.udpGSOEnabled) {
             tally.drop(.noRoute, count: datagrams)  // a peer the socket's family cannot reach
         }
     }

@@ -12,7 +12,7 @@ public final class GatherList {
     static let leadingVectors = 2
     public let capacity: Int
     let vectors: UnsafeMutablePointer<iovec>
-    /// The payload count, behind a pointer: a class's stored `var` costs an exclusivity check per access.
+    /// The payload count, behind a pointer (docs/design.md, "No exclusivity check per packet").
     private let storedCount: UnsafeMutablePointer<Int>
 
     /// A list of up to `capacity` payloads.

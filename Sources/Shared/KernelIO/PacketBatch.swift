@@ -21,8 +21,8 @@ public final class PacketBatch {
     /// holds up to 64 datagrams), as of the last receive (SO_RXQ_OVFL); nil before the first report.
     public var kernelDrops: UInt64? { state.pointee.kernelDrops }
 
-    /// What changes per batch, in memory allocated once: a stored `var` of a class costs a dynamic
-    /// exclusivity check (a runtime call) on every access, and these are touched per packet.
+    /// What changes per batch, touched per packet, in memory allocated once (docs/design.md, "No
+    /// exclusivity check per packet").
     private struct State {
         var count = 0
         var kernelDrops: UInt64?

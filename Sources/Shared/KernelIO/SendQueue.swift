@@ -17,8 +17,8 @@ public final class SendQueue {
     private let segmentSizes: UnsafeMutablePointer<Int>
     /// The source address each message must leave from (nil: the kernel's choice).
     private let sources: UnsafeMutablePointer<IPAddress?>
-    /// What changes per packet, in memory allocated once (as in `PacketBatch`: no dynamic
-    /// exclusivity check per access).
+    /// What changes per packet, in memory allocated once (docs/design.md, "No exclusivity check
+    /// per packet").
     private struct State {
         var count = 0
         /// iovecs in use; every append takes one, so messages never outnumber them.

@@ -16,9 +16,8 @@ public struct TunWriteCounts: Sendable, Equatable {
 /// (`SegmentCoalescer`), written as the group's rewritten headers followed by each packet's payload
 /// where it lies (`GatherList`, one writev); otherwise it writes packet by packet. Every packet
 /// handed to `write` must stay in place, unchanged, until the next `flush`; call `flush` at the end
-/// of every batch, before the batch's buffers are reused, so nothing waits. A struct, so that the
-/// coalescer's state is updated in place without a dynamic exclusivity check per packet (its owner
-/// holds it in a struct too).
+/// of every batch, before the batch's buffers are reused, so nothing waits. A struct held in its
+/// owner's struct, updated in place (docs/design.md, "No exclusivity check per packet").
 public struct TunWriter {
     public let coalesces: Bool
     /// Every queue of the device: with several, each flow goes through the queue `FlowSteering`

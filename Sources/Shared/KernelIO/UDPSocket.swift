@@ -11,7 +11,7 @@ public protocol DatagramSocket: AnyObject, Sendable {
     /// AF_INET or AF_INET6 (dual-stack when bound to `::`).
     var family: Int32 { get }
     /// Whether sends may carry a UDP_SEGMENT size (equal-length datagrams gathered into one message).
-    var segmentationEnabled: Bool { get }
+    var udpGSOEnabled: Bool { get }
     /// Receives up to `batch.slotCount` datagrams without waiting; 0 when none is ready.
     func receive(into batch: PacketBatch) throws(SystemError) -> Int
     /// Sends the queue and clears it (see `UDPSocket.send`).
@@ -44,7 +44,7 @@ public final class UDPSocket: DatagramSocket {
     var fd: Int32 { descriptor.rawValue }
     public var readinessDescriptor: Int32 { descriptor.rawValue }
     public let family: Int32
-    private let segmentation = Atomic<Bool>(false)
+    private let udpGSO = Atomic<Bool>(false)
     /// What the kernel granted at set-up, for the feature line in the log.
     public let features: Features
 
@@ -158,23 +158,23 @@ public final class UDPSocket: DatagramSocket {
 
     /// Turns on UDP GSO for sends if the kernel supports it. Returns whether it is on.
     @discardableResult
-    public func enableSegmentation() -> Bool {
+    public func enableUDPGSO() -> Bool {
         // UDP_SEGMENT is set per message; reading the option back proves the kernel knows it.
         let supported = (try? Syscall.option(fd, Int32(IPPROTO_UDP), CLINUX_UDP_SEGMENT, "UDP_SEGMENT")) != nil
-        segmentation.store(supported, ordering: .relaxed)
+        udpGSO.store(supported, ordering: .relaxed)
         return supported
     }
 
     /// Turns on UDP GRO: the kernel may hand over several datagrams of one flow in one receive.
     /// Counted as on only when the kernel reads it back as on.
     @discardableResult
-    public func enableCoalescing() -> Bool {
+    public func enableUDPGRO() -> Bool {
         guard (try? Syscall.setOption(fd, Int32(IPPROTO_UDP), CLINUX_UDP_GRO, 1, "UDP_GRO")) != nil else { return false }
         return ((try? Syscall.option(fd, Int32(IPPROTO_UDP), CLINUX_UDP_GRO, "UDP_GRO")) ?? 0) != 0
     }
 
     /// Whether sends may carry a UDP_SEGMENT size (it is switched off if the kernel refuses one).
-    public var segmentationEnabled: Bool { segmentation.load(ordering: .relaxed) }
+    public var udpGSOEnabled: Bool { udpGSO.load(ordering: .relaxed) }
 
     public var localAddress: SocketAddress? { SocketAddress.bound(to: fd) }
 
@@ -214,7 +214,7 @@ public final class UDPSocket: DatagramSocket {
     /// Sends the queue and clears it. Waits (bounded) for buffer space rather than dropping under
     /// momentary pressure; a message the kernel rejects (ICMP-refused peer, no route) is counted as
     /// failed and the rest still go. EIO on a segmented send means the route cannot do UDP GSO:
-    /// segmentation is switched off for later sends.
+    /// UDP GSO is switched off for later sends.
     public func send(_ queue: SendQueue, waker: Waker?) -> SendResult {
         var result = SendResult()
         var next = 0
@@ -231,7 +231,7 @@ public final class UDPSocket: DatagramSocket {
                     if waitFor(fd, .write, waker: waker, timeoutMilliseconds: 10).isWoken { break }
                     continue
                 }
-                if error.code == .ioError, queue.datagramCount(of: next) > 1 { segmentation.store(false, ordering: .relaxed) }
+                if error.code == .ioError, queue.datagramCount(of: next) > 1 { udpGSO.store(false, ordering: .relaxed) }
                 result.failed += queue.datagramCount(of: next)
                 result.lastError = error
                 next += 1

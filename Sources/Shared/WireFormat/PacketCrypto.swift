@@ -37,8 +37,8 @@ public struct TunnelKey: Sendable {
 
 /// The AEADs an authenticated tunnel can encrypt with. Both take a 32-byte key and a 96-bit nonce
 /// and make a 16-byte tag. ChaCha20-Poly1305 is fast everywhere; AES-256-GCM is about three times
-/// faster where the CPU has AES and carry-less multiply instructions (VAES and AVX-512 on this lab's
-/// CPU: 5.5 against 1.9 GB/s at 1,400 bytes, BoringSSL both) and much slower where it has none.
+/// faster where the CPU has AES and carry-less multiply instructions (docs/BENCHMARKS.md) and much
+/// slower where it has none.
 public enum AEADCipher: String, CaseIterable, Sendable {
     case chacha20Poly1305 = "chacha20-poly1305"
     case aes256GCM = "aes-256-gcm"
