@@ -69,58 +69,56 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 /// in this process: they stop it with the call's name (as swift-nio's wrapper does). Modelled on
 /// swift-system's `valueOrErrno` and swift-nio's `syscall(blocking:)`.
 enum Syscall {
+    /// What every wrapper shares: runs `body` again while it fails with EINTR; its result, or the
+    /// code of the failure (`code` reads it: errno, or the shim's negated return).
+    @inline(__always)
+    private static func retryingInterrupts<Result: FixedWidthInteger>(
+        _ body: () -> Result, code: (Result) -> SystemError.Code
+    ) -> (result: Result, failure: SystemError.Code?) {
+        while true {
+            let result = body()
+            if result >= 0 { return (result, nil) }
+            let failure = code(result)
+            if failure != .interrupted { return (result, failure) }
+        }
+    }
+
     /// Runs a call that returns -1 and sets errno on failure.
     @inline(__always)
     static func call<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
                                                 _ body: () -> Result) throws(SystemError) -> Result {
-        while true {
-            let result = body()
-            if result >= 0 { return result }
-            let code = SystemError.Code.current
-            if code == .interrupted { continue }
-            throw failure(operation(), code)
-        }
+        let (result, code) = retryingInterrupts(body) { _ in .current }
+        if let code { throw failure(operation(), code) }
+        return result
     }
 
     /// As `call`, for a non-blocking descriptor: nil when the call would block (EAGAIN).
     @inline(__always)
     static func nonBlocking<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
                                                        _ body: () -> Result) throws(SystemError) -> Result? {
-        while true {
-            let result = body()
-            if result >= 0 { return result }
-            let code = SystemError.Code.current
-            if code == .interrupted { continue }
-            if code == .wouldBlock { return nil }
-            throw failure(operation(), code)
-        }
+        let (result, code) = retryingInterrupts(body) { _ in .current }
+        if code == .wouldBlock { return nil }
+        if let code { throw failure(operation(), code) }
+        return result
     }
 
     /// Runs a CLinux wrapper, which returns -errno instead of setting errno.
     @inline(__always)
     static func shim<Result: FixedWidthInteger & SignedInteger>(_ operation: @autoclosure () -> String,
                                                 _ body: () -> Result) throws(SystemError) -> Result {
-        while true {
-            let result = body()
-            if result >= 0 { return result }
-            let code = SystemError.Code(Int32(truncatingIfNeeded: -result))
-            if code == .interrupted { continue }
-            throw failure(operation(), code)
-        }
+        let (result, code) = retryingInterrupts(body) { SystemError.Code(Int32(truncatingIfNeeded: -$0)) }
+        if let code { throw failure(operation(), code) }
+        return result
     }
 
     /// As `call`, on a descriptor this process inherited rather than opened (stdout, stderr): there,
     /// EBADF means whoever started the process closed it, a fact to report rather than a bug.
     static func onInherited<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
                                                        _ body: () -> Result) throws(SystemError) -> Result {
-        while true {
-            let result = body()
-            if result >= 0 { return result }
-            let code = SystemError.Code.current
-            if code == .interrupted { continue }
-            if code == .badFileDescriptor { throw SystemError(operation(), code: code) }
-            throw failure(operation(), code)
-        }
+        let (result, code) = retryingInterrupts(body) { _ in .current }
+        if code == .badFileDescriptor { throw SystemError(operation(), code: .badFileDescriptor) }
+        if let code { throw failure(operation(), code) }
+        return result
     }
 
     /// The error to throw for `code`, after stopping the process if the code means a bug here.
