@@ -90,6 +90,76 @@ struct ProbePayloadTests {
         #expect(window.record(far - SequenceWindow.windowSize + 1) == .reordered)
     }
 
+    /// What a `SlidingBitmap` should answer: every number ever marked, and the highest.
+    struct BitmapModel<let words: Int> {
+        let size = SlidingBitmap<words>.size
+        var highest: UInt64?
+        var marked: Set<UInt64> = []
+
+        func position(of number: UInt64) -> SlidingBitmap<words>.Position {
+            guard let highest, number <= highest else { return .ahead }
+            if highest - number >= size { return .tooOld }
+            return marked.contains(number) ? .marked : .unmarked
+        }
+
+        mutating func mark(_ number: UInt64) {
+            marked.insert(number)
+            highest = max(highest ?? number, number)
+        }
+    }
+
+    func checkAgainstModel<let words: Int>(_ bitmap: inout SlidingBitmap<words>, steps: Int, seed: UInt64) {
+        var model = BitmapModel<words>()
+        var random = SeededGenerator(seed: seed)
+        let size = SlidingBitmap<words>.size
+        for step in 0..<steps {
+            let base = model.highest ?? 0
+            // Mostly jumps forward of every length (within a word, across words, wrapping the ring,
+            // past the whole window), sometimes a number behind the highest but inside the window (never
+            // one older: what is too old is not marked).
+            let number: UInt64
+            switch random.next() % 4 {
+            case 0: number = base + random.next() % 70
+            case 1: number = base + random.next() % (2 * size)
+            case 2: number = base + size - 1 - random.next() % 3
+            default: number = base - min(base, random.next() % size)
+            }
+            bitmap.mark(number)
+            model.mark(number)
+            let highest = model.highest!
+            let low = highest - min(highest, size + 4)
+            var mismatches = 0
+            for probe in low...(highest + 2) where bitmap.position(of: probe) != model.position(of: probe) { mismatches += 1 }
+            #expect(bitmap.highest == highest)
+            #expect(mismatches == 0, "step \(step) marking \(number) (seed \(seed))")
+            if mismatches > 0 { return }
+        }
+    }
+
+    @Test func slidingBitmapAgreesWithASimpleModelThroughRandomJumps() {
+        var small = SlidingBitmap<4>()
+        checkAgainstModel(&small, steps: 2000, seed: TestSeed.value)
+        var large = SlidingBitmap<2048>()
+        checkAgainstModel(&large, steps: 40, seed: TestSeed.value)
+    }
+
+    @Test func slidingBitmapClearsAMaximalJumpAWordAtATime() {
+        var bitmap = SlidingBitmap<2048>()
+        let size = SlidingBitmap<2048>.size
+        for number in 0..<size { bitmap.mark(number) }
+        // The longest jump that keeps part of the window: everything between is cleared, the ends stay.
+        let top = (size - 1) + (size - 1)
+        bitmap.mark(top)
+        #expect(bitmap.position(of: size - 1) == .marked)
+        #expect(bitmap.position(of: top) == .marked)
+        #expect((size..<top).allSatisfy { bitmap.position(of: $0) == .unmarked })
+        // The work: at most one write per word and one more for a run that straddles the ring's end.
+        for start in [0, 1, 63, 64, 65, size - 1] as [UInt64] {
+            var fresh = SlidingBitmap<2048>()
+            #expect(fresh.clear(from: start, count: size - 1) <= 2048 + 1, "from \(start)")
+        }
+    }
+
     @Test func sinkAccountingTotalsStreamsAndSources() {
         var accounting = SinkAccounting()
         let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
