@@ -1,5 +1,8 @@
+import Foundation
 import Testing
+@testable import CLI
 @testable import Measurement
+@testable import Monitoring
 @testable import TestSupport
 @testable import WireFormat
 
@@ -185,6 +188,38 @@ struct ProbePayloadTests {
         #expect(accounting.sources[source] == SinkAccounting.SourceTally(datagrams: 6, bytes: 6 * 64))
         #expect(accounting.latency.minimum == 50)
         #expect(accounting.latency.maximum == 200)
+    }
+
+    @Test func madeUpStreamIdsReplaceEachOtherNotAStreamThatKeepsSending() throws {
+        var accounting = SinkAccounting()
+        let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
+        func send(_ stream: UInt32, _ sequence: UInt64) {
+            let bytes = encoded(ProbePayload(streamID: stream, sequence: sequence, sendTimeNanoseconds: 100, length: 64))
+            accounting.record(bytes.span, from: source, receivedAt: 150)
+        }
+        // The flood fills the 64 slots first; then the real stream starts, and sends one payload per ten
+        // made-up ones: never the least recently seen of 64.
+        var sequence: UInt64 = 0
+        for flood in 0..<1000 as Range<UInt32> {
+            send(1_000_000 + flood, 0)
+            if flood >= 100, flood % 10 == 9 { send(7, sequence); sequence += 1 }
+        }
+        let real = try #require(accounting.streams[7], "the real stream is still tracked")
+        #expect(real.unique == sequence && real.lost == 0, "the real stream's counts survive the flood")
+        let totals = accounting.totals
+        #expect(totals.streams == SinkAccounting.maximumStreams)
+        #expect(totals.streamsReplaced == UInt64(1000 + 1 - SinkAccounting.maximumStreams))
+        // The replaced streams' payloads stay counted: every payload is unique, none unsequenced.
+        #expect(totals.received == 1000 + sequence)
+        #expect(totals.unsequenced == 0)
+        // The report and the metrics say how many were replaced.
+        let line = SinkReport(json: true).line(event: "interval", elapsed: 1, interval: 1, now: accounting, previous: nil)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect((object["streams_replaced"] as? NSNumber)?.intValue == 1000 + 1 - SinkAccounting.maximumStreams)
+        let exposition = MetricsExposition(constantLabels: [])
+        let published = accounting
+        exposition.addSink { published }
+        #expect(MetricsTests.samples(exposition.render())["udptun_sink_streams_replaced_total"] == Double(1000 + 1 - SinkAccounting.maximumStreams))
     }
 
     @Test func generatorPacingIsProportionalToElapsedTime() {

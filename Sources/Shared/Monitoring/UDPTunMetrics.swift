@@ -144,6 +144,10 @@ extension MetricsExposition {
             Double($0.totals.lost)
         }
         gauge("udptun_sink_streams", "Generator streams being tracked (JSON: streams).") { Double($0.totals.streams) }
+        counter("udptun_sink_streams_replaced_total",
+                "Streams dropped, least recently seen first, to track new ones beyond \(SinkAccounting.maximumStreams) (JSON: streams_replaced).") {
+            $0.streamsReplaced
+        }
         gauge("udptun_sink_latency_min_seconds", "Smallest one-way latency seen (JSON: latency_us.min).") {
             $0.latency.count == 0 ? 0 : Double($0.latency.minimum) / 1e9
         }
