@@ -63,6 +63,32 @@ struct MetricsTests {
         #expect(samples[#"udptun_session_sent_bytes_total{role="relay",session="shared"}"#] == 700)
     }
 
+    @Test("per-client series are read a bounded chunk per lock hold, every client once")
+    func perClientSeriesInChunks() {
+        let clients = ClientTable(capacity: 1000)
+        func address(_ index: Int) -> IPAddress { .v4(0xC613_0000 + UInt32(index)) }
+        for index in 0..<1000 {
+            clients.learn(address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000),
+                          session: PeerSession(index: index % 3), now: 1)
+        }
+        // Free slots in the middle (they keep their old addresses), some taken again.
+        clients.forget(session: PeerSession(index: 1))
+        for index in 1000..<1100 { clients.learn(address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000), now: 2) }
+        var seen: [IPAddress] = [], next: Int? = 0, chunks = 0
+        while let start = next {
+            let chunk = clients.clients(from: start, limit: 64)
+            #expect(chunk.clients.count <= 64)
+            seen += chunk.clients.map(\.address)
+            next = chunk.next
+            chunks += 1
+        }
+        #expect(seen.count == clients.count && Set(seen) == Set(clients.clients().map(\.address)))
+        #expect(chunks == (1000 + 63) / 64)
+        let exposition = MetricsExposition(constantLabels: [])
+        exposition.addClients(clients, chunk: 7)
+        #expect(Self.samples(exposition.render()).keys.count { $0.hasPrefix("udptun_client_sent_bytes_total{") } == clients.count)
+    }
+
     @Test("labelled series appear, follow, start over and disappear with what they describe")
     func labelledSeriesComeAndGo() {
         let exposition = MetricsExposition(constantLabels: [("role", "relay")])
