@@ -1,8 +1,8 @@
+import WireFormat
+import TestSupport
 import Foundation
 import Glibc
-import TestSupport
 import Testing
-import WireFormat
 
 extension EndToEnd {
     /// What the tunnel must not do to the end-to-end checks the inner packets carry.

@@ -3,7 +3,6 @@ import Crypto
 @testable import TestSupport
 @testable import WireFormat
 import Testing
-import Testing
 
 @Suite("Authenticated framing")
 struct AuthenticationTests {

@@ -3,7 +3,6 @@ import Synchronization
 @testable import CLI
 import Testing
 import Glibc
-import Testing
 
 @Suite("--cpu: CPU lists and pinned data-plane threads")
 struct CPUPinningTests {

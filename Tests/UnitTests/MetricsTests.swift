@@ -1,4 +1,5 @@
 import KernelIO
+import Synchronization
 @testable import Measurement
 @testable import WireFormat
 @testable import Engine
@@ -64,6 +65,32 @@ struct MetricsTests {
         #expect(samples[#"udptun_session_sent_bytes_total{role="relay",session="shared"}"#] == 700)
     }
 
+    @Test("per-client series are read a bounded chunk per lock hold, every client once")
+    func perClientSeriesInChunks() {
+        let clients = ClientTable(capacity: 1000)
+        func address(_ index: Int) -> IPAddress { .v4(0xC613_0000 + UInt32(index)) }
+        for index in 0..<1000 {
+            clients.learn(address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000),
+                          session: PeerSession(index: index % 3), now: 1)
+        }
+        // Free slots in the middle (they keep their old addresses), some taken again.
+        clients.forget(session: PeerSession(index: 1))
+        for index in 1000..<1100 { clients.learn(address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000), now: 2) }
+        var seen: [IPAddress] = [], next: Int? = 0, chunks = 0
+        while let start = next {
+            let chunk = clients.clients(from: start, limit: 64)
+            #expect(chunk.clients.count <= 64)
+            seen += chunk.clients.map(\.address)
+            next = chunk.next
+            chunks += 1
+        }
+        #expect(seen.count == clients.count && Set(seen) == Set(clients.clients().map(\.address)))
+        #expect(chunks == (1000 + 63) / 64)
+        let exposition = MetricsExposition(constantLabels: [])
+        exposition.addClients(clients, chunk: 7)
+        #expect(Self.samples(exposition.render()).keys.count { $0.hasPrefix("udptun_client_sent_bytes_total{") } == clients.count)
+    }
+
     @Test("labelled series appear, follow, start over and disappear with what they describe")
     func labelledSeriesComeAndGo() {
         let exposition = MetricsExposition(constantLabels: [("role", "relay")])
@@ -111,8 +138,17 @@ struct MetricsTests {
 struct RawHTTP {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Connects to 127.0.0.1:`port`, from `source` (a loopback address, host order) when given.
+    init(port: Int, from source: UInt32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = source.bigEndian
+            _ = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -147,6 +183,12 @@ struct RawHTTP {
     }
 
     func close() { Glibc.close(fd) }
+
+    /// Waits (up to 10 s) until the first byte of an answer is there, without reading it.
+    func answerStarted() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK)) == 1
+    }
 
     static func get(_ path: String, port: Int, method: String = "GET") throws -> String {
         let client = try RawHTTP(port: port)
@@ -212,7 +254,7 @@ struct MetricsServerTests {
         #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
     }
 
-    @Test("connections beyond the limit are closed at once; the held ones go at the deadline, then scrapes work again")
+    @Test("beyond the limit a new connection closes the oldest unfinished request; held ones go at the deadline")
     func connectionLimit() throws {
         var limits = MetricsServer.Limits()
         limits.maximumConnections = 4
@@ -221,18 +263,90 @@ struct MetricsServerTests {
         defer { server.stop() }
         let held = try (0..<4).map { _ in try RawHTTP(port: server.port) }
         for client in held { client.send("GET /metrics HTTP/1.1\r\n") }  // started, never finished
-        // Give the event loop a moment to accept all four before the fifth.
-        usleep(100_000)
-        let refused = try RawHTTP(port: server.port)
-        refused.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        #expect(!refused.readToEnd().contains("200 OK"), "over the limit")
-        refused.close()
-        for client in held {
+        #expect(held[0].readToEnd() == "", "closed at the deadline")
+        let more = try (0..<4).map { _ in try RawHTTP(port: server.port) }
+        for client in more { client.send("GET /metrics HTTP/1.1\r\n") }
+        // A fifth: the oldest unfinished one makes room for it.
+        let fifth = try RawHTTP(port: server.port)
+        fifth.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(fifth.readToEnd().hasPrefix("HTTP/1.1 200 OK"), "over the limit, answered")
+        fifth.close()
+        for client in held + more {
             #expect(client.readToEnd() == "")
             client.close()
         }
-        usleep(100_000)
         #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+    }
+
+    @Test("16 idle connections held open do not lock a scraper out; one source holds at most its share")
+    func idleConnectionsDoNotLockOutAScraper() throws {
+        var limits = MetricsServer.Limits()
+        limits.requestDeadline = 60  // longer than the test waits: only the limits can let the scraper in
+        let server = try Self.server(limits: limits)
+        defer { server.stop() }
+        // Four sources (127.0.0.2-5) hold four connections each: 16, the whole limit.
+        let held = try (0..<16).map { index in try RawHTTP(port: server.port, from: 0x7F00_0002 + UInt32(index / 4)) }
+        for client in held { client.send("GET /metrics HTTP/1.1\r\n") }
+        // A 17th with a whole request, accepted after them (the backlog keeps its order), is answered.
+        #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+        let scraper = try RawHTTP(port: server.port)
+        scraper.send("GET /metrics HTTP/1.1\r\nHost: prometheus\r\n\r\n")
+        #expect(scraper.readToEnd().hasPrefix("HTTP/1.1 200 OK"), "and so is the next, a scraper")
+        scraper.close()
+        for client in held { client.close() }
+        // One source opening 16: it keeps only its newest `maximumPerSource`, the older are closed.
+        let flood = try (0..<16).map { _ in try RawHTTP(port: server.port, from: 0x7F00_0009) }
+        for client in flood { client.send("GET /metrics HTTP/1.1\r\n") }
+        for client in flood.prefix(16 - limits.maximumPerSource) {
+            #expect(client.readToEnd() == "", "closed for a newer one from its source")
+        }
+        #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+        for client in flood { client.close() }
+    }
+
+    @Test("16 connections that never read their large answers do not lock a scraper out")
+    func slowReadersDoNotLockOutAScraper() throws {
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 16 << 20)  // more than loopback's socket buffers
+        var limits = MetricsServer.Limits()
+        limits.requestDeadline = 60
+        let server = try MetricsServer(address: SocketAddress(ip: .v4(0x7F00_0001), port: 0), limits: limits) { large }
+        defer { server.stop() }
+        let held = try (0..<16).map { index in try RawHTTP(port: server.port, from: 0x7F00_0002 + UInt32(index / 4)) }
+        for client in held {
+            client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(client.answerStarted())
+        }
+        let scraper = try RawHTTP(port: server.port)
+        scraper.send("GET /metrics HTTP/1.1\r\nHost: prometheus\r\n\r\n")
+        let answer = scraper.readToEnd()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.utf8.count > large.count, "the scraper gets the whole answer")
+        scraper.close()
+        for client in held { client.close() }
+    }
+
+    @Test("connections still being answered hold at most maximumAnswers renders; more requests share the newest")
+    func answersShareRenders() throws {
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 16 << 20)  // more than loopback's socket buffers
+        let renders = Atomic(0)
+        let server = try MetricsServer(address: SocketAddress(ip: .v4(0x7F00_0001), port: 0)) {
+            renders.add(1, ordering: .relaxed)
+            return large
+        }
+        defer { server.stop() }
+        let readers = try (0..<6).map { index in try RawHTTP(port: server.port, from: 0x7F00_0002 + UInt32(index)) }
+        for reader in readers {
+            reader.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(reader.answerStarted())
+        }
+        // All six are being answered, none has read its answer: two renders, shared.
+        #expect(renders.load(ordering: .relaxed) == MetricsServer.Limits().maximumAnswers)
+        for reader in readers {
+            let answer = reader.readToEnd()
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.utf8.count > large.count, "whole: \(answer.utf8.count) bytes")
+            reader.close()
+        }
+        #expect(try RawHTTP.get("/metrics", port: server.port).hasPrefix("HTTP/1.1 200 OK"))
+        #expect(renders.load(ordering: .relaxed) == MetricsServer.Limits().maximumAnswers + 1, "none held: a fresh render")
     }
 
     @Test("a request in pieces is answered once whole; a large exposition arrives whole; bare LF lines are taken")

@@ -1,7 +1,10 @@
+import Foundation
+import Testing
+@testable import CLI
 @testable import Measurement
+@testable import Monitoring
 @testable import TestSupport
 @testable import WireFormat
-import Testing
 
 @Suite("Generator payloads and the sink's accounting")
 struct ProbePayloadTests {
@@ -90,6 +93,76 @@ struct ProbePayloadTests {
         #expect(window.record(far - SequenceWindow.windowSize + 1) == .reordered)
     }
 
+    /// What a `SlidingBitmap` should answer: every number ever marked, and the highest.
+    struct BitmapModel<let words: Int> {
+        let size = SlidingBitmap<words>.size
+        var highest: UInt64?
+        var marked: Set<UInt64> = []
+
+        func position(of number: UInt64) -> SlidingBitmap<words>.Position {
+            guard let highest, number <= highest else { return .ahead }
+            if highest - number >= size { return .tooOld }
+            return marked.contains(number) ? .marked : .unmarked
+        }
+
+        mutating func mark(_ number: UInt64) {
+            marked.insert(number)
+            highest = max(highest ?? number, number)
+        }
+    }
+
+    func checkAgainstModel<let words: Int>(_ bitmap: inout SlidingBitmap<words>, steps: Int, seed: UInt64) {
+        var model = BitmapModel<words>()
+        var random = SeededGenerator(seed: seed)
+        let size = SlidingBitmap<words>.size
+        for step in 0..<steps {
+            let base = model.highest ?? 0
+            // Mostly jumps forward of every length (within a word, across words, wrapping the ring,
+            // past the whole window), sometimes a number behind the highest but inside the window (never
+            // one older: what is too old is not marked).
+            let number: UInt64
+            switch random.next() % 4 {
+            case 0: number = base + random.next() % 70
+            case 1: number = base + random.next() % (2 * size)
+            case 2: number = base + size - 1 - random.next() % 3
+            default: number = base - min(base, random.next() % size)
+            }
+            bitmap.mark(number)
+            model.mark(number)
+            let highest = model.highest!
+            let low = highest - min(highest, size + 4)
+            var mismatches = 0
+            for probe in low...(highest + 2) where bitmap.position(of: probe) != model.position(of: probe) { mismatches += 1 }
+            #expect(bitmap.highest == highest)
+            #expect(mismatches == 0, "step \(step) marking \(number) (seed \(seed))")
+            if mismatches > 0 { return }
+        }
+    }
+
+    @Test func slidingBitmapAgreesWithASimpleModelThroughRandomJumps() {
+        var small = SlidingBitmap<4>()
+        checkAgainstModel(&small, steps: 2000, seed: TestSeed.value)
+        var large = SlidingBitmap<2048>()
+        checkAgainstModel(&large, steps: 40, seed: TestSeed.value)
+    }
+
+    @Test func slidingBitmapClearsAMaximalJumpAWordAtATime() {
+        var bitmap = SlidingBitmap<2048>()
+        let size = SlidingBitmap<2048>.size
+        for number in 0..<size { bitmap.mark(number) }
+        // The longest jump that keeps part of the window: everything between is cleared, the ends stay.
+        let top = (size - 1) + (size - 1)
+        bitmap.mark(top)
+        #expect(bitmap.position(of: size - 1) == .marked)
+        #expect(bitmap.position(of: top) == .marked)
+        #expect((size..<top).allSatisfy { bitmap.position(of: $0) == .unmarked })
+        // The work: at most one write per word and one more for a run that straddles the ring's end.
+        for start in [0, 1, 63, 64, 65, size - 1] as [UInt64] {
+            var fresh = SlidingBitmap<2048>()
+            #expect(fresh.clear(from: start, count: size - 1) <= 2048 + 1, "from \(start)")
+        }
+    }
+
     @Test func sinkAccountingTotalsStreamsAndSources() {
         var accounting = SinkAccounting()
         let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
@@ -115,6 +188,38 @@ struct ProbePayloadTests {
         #expect(accounting.sources[source] == SinkAccounting.SourceTally(datagrams: 6, bytes: 6 * 64))
         #expect(accounting.latency.minimum == 50)
         #expect(accounting.latency.maximum == 200)
+    }
+
+    @Test func madeUpStreamIdsReplaceEachOtherNotAStreamThatKeepsSending() throws {
+        var accounting = SinkAccounting()
+        let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
+        func send(_ stream: UInt32, _ sequence: UInt64) {
+            let bytes = encoded(ProbePayload(streamID: stream, sequence: sequence, sendTimeNanoseconds: 100, length: 64))
+            accounting.record(bytes.span, from: source, receivedAt: 150)
+        }
+        // The flood fills the 64 slots first; then the real stream starts, and sends one payload per ten
+        // made-up ones: never the least recently seen of 64.
+        var sequence: UInt64 = 0
+        for flood in 0..<1000 as Range<UInt32> {
+            send(1_000_000 + flood, 0)
+            if flood >= 100, flood % 10 == 9 { send(7, sequence); sequence += 1 }
+        }
+        let real = try #require(accounting.streams[7], "the real stream is still tracked")
+        #expect(real.unique == sequence && real.lost == 0, "the real stream's counts survive the flood")
+        let totals = accounting.totals
+        #expect(totals.streams == SinkAccounting.maximumStreams)
+        #expect(totals.streamsReplaced == UInt64(1000 + 1 - SinkAccounting.maximumStreams))
+        // The replaced streams' payloads stay counted: every payload is unique, none unsequenced.
+        #expect(totals.received == 1000 + sequence)
+        #expect(totals.unsequenced == 0)
+        // The report and the metrics say how many were replaced.
+        let line = SinkReport(json: true).line(event: "interval", elapsed: 1, interval: 1, now: accounting, previous: nil)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect((object["streams_replaced"] as? NSNumber)?.intValue == 1000 + 1 - SinkAccounting.maximumStreams)
+        let exposition = MetricsExposition(constantLabels: [])
+        let published = accounting
+        exposition.addSink { published }
+        #expect(MetricsTests.samples(exposition.render())["udptun_sink_streams_replaced_total"] == Double(1000 + 1 - SinkAccounting.maximumStreams))
     }
 
     @Test func generatorPacingIsProportionalToElapsedTime() {

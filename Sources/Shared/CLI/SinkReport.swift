@@ -27,6 +27,7 @@ public struct SinkReport {
             object.add("datagrams", totals.datagrams)
             object.add("bytes", totals.bytes)
             object.add("streams", totals.streams)
+            object.add("streams_replaced", totals.streamsReplaced)
             object.add("interval_pps", Double(intervalDatagrams) / seconds, decimals: 1)
             object.add("interval_mbps", Double(intervalBytes) * 8 / seconds / 1e6)
             var latencyObject = JSONLine()

@@ -223,6 +223,25 @@ public final class ClientTable: Sendable {
         }
     }
 
+    /// The clients in slots `start..<start + limit` (in no particular order) and the slot to go on
+    /// from, nil after the last: a bounded copy per lock hold, for a scrape of a large table.
+    /// Between calls clients may come, go or move, so one may be missed or met twice.
+    public func clients(from start: Int, limit: Int) -> (clients: [Client], next: Int?) {
+        let mask = mask
+        return storage.withLock { table in
+            let end = min(start + max(limit, 1), table.slots.count)
+            var result: [Client] = []
+            result.reserveCapacity(max(end - start, 0))
+            for index in start..<max(end, start) {
+                let slot = table.slots[index]
+                // A slot on the free list keeps its old address; only the index knows it is free.
+                guard Self.probe(table.index, mask: mask, for: slot.address, in: table.slots).found == Int32(index) else { continue }
+                result.append(Client(address: slot.address, entry: slot.entry, received: slot.received, sent: slot.sent))
+            }
+            return (result, end < table.slots.count ? end : nil)
+        }
+    }
+
     public var count: Int { storage.withLock { $0.count } }
 
     /// Idle entries replaced by new addresses (refusals are counted by the caller, as drops).

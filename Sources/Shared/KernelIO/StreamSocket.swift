@@ -83,6 +83,17 @@ public final class StreamConnection {
 }
 
 extension StreamConnection {
+    /// The address the connection comes from (getpeername), or nil.
+    public var peer: SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard status == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { SocketAddress($0) }
+    }
+
     /// Sends FIN after what was written; reading still works.
     public func shutdownWrites() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
 }

@@ -86,8 +86,9 @@ extension MetricsExposition {
     }
 
     /// The relay's clients, one series per inner address (`--metrics-per-client`: bounded by
-    /// `--max-clients`, never labelled by port).
-    public func addClients(_ table: ClientTable) {
+    /// `--max-clients`, never labelled by port). Read `chunk` clients per hold of the table's lock,
+    /// so a scrape never holds the data plane up for more than a bounded copy.
+    public func addClients(_ table: ClientTable, chunk: Int = 256) {
         labelledSeries(
             label: "client",
             counters: [("udptun_client_received_packets_total", "Inner packets from this client forwarded to the TUN device (up to a second late)."),
@@ -97,11 +98,17 @@ extension MetricsExposition {
             gauges: [("udptun_client_last_seen_timestamp_seconds", "When this client's return path was last refreshed by a packet or a keepalive (Unix time, to the second).")]
         ) {
             let monotonic = Clock.monotonicNanoseconds(), wall = Clock.wallNanoseconds()
-            return table.clients().map { client in
-                LabelledValues(label: client.address.description,
-                               counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
-                               gauges: [Double(wall &- client.idle(at: monotonic)) / 1e9])
+            var values: [LabelledValues] = [], next: Int? = 0
+            while let start = next {
+                let (clients, following) = table.clients(from: start, limit: chunk)
+                for client in clients {
+                    values.append(LabelledValues(label: client.address.description,
+                                                 counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
+                                                 gauges: [Double(wall &- client.idle(at: monotonic)) / 1e9]))
+                }
+                next = following
             }
+            return values
         }
     }
 
@@ -148,6 +155,10 @@ extension MetricsExposition {
             Double($0.totals.lost)
         }
         gauge("udptun_sink_streams", "Generator streams being tracked (JSON: streams).") { Double($0.totals.streams) }
+        counter("udptun_sink_streams_replaced_total",
+                "Streams dropped, least recently seen first, to track new ones beyond \(SinkAccounting.maximumStreams) (JSON: streams_replaced).") {
+            $0.streamsReplaced
+        }
         gauge("udptun_sink_latency_min_seconds", "Smallest one-way latency seen (JSON: latency_us.min).") {
             $0.latency.count == 0 ? 0 : Double($0.latency.minimum) / 1e9
         }

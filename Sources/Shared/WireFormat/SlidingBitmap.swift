@@ -32,8 +32,7 @@ public struct SlidingBitmap<let words: Int>: Sendable {
             if number - previous >= Self.size {
                 for index in bits.indices { bits[index] = 0 }
             } else {
-                var value = previous + 1
-                while value < number { clear(value); value += 1 }
+                clear(from: previous + 1, count: number - previous - 1)
             }
         }
         if highest.map({ number > $0 }) ?? true { highest = number }
@@ -45,6 +44,22 @@ public struct SlidingBitmap<let words: Int>: Sendable {
         return (Int(bit / 64), 1 << (bit % 64))
     }
     private mutating func set(_ number: UInt64) { let (word, mask) = slot(number); bits[word] |= mask }
-    private mutating func clear(_ number: UInt64) { let (word, mask) = slot(number); bits[word] &= ~mask }
+
+    /// Clears `count` numbers from `start` on (fewer than `size`), a whole word at a time where it can:
+    /// at most `words + 1` word writes, whatever the jump. Returns how many it made.
+    @discardableResult
+    mutating func clear(from start: UInt64, count: UInt64) -> Int {
+        var bit = Int(start % Self.size), remaining = count, writes = 0
+        while remaining > 0 {
+            let offset = bit % 64
+            let run = min(UInt64(64 - offset), remaining)
+            let mask: UInt64 = run == 64 ? ~0 : ((1 << run) - 1) << offset
+            bits[bit / 64] &= ~mask
+            writes += 1
+            remaining -= run
+            bit = (bit + Int(run)) % (words * 64)
+        }
+        return writes
+    }
     private func isSet(_ number: UInt64) -> Bool { let (word, mask) = slot(number); return bits[word] & mask != 0 }
 }
