@@ -36,6 +36,16 @@ import WireFormat
         #expect(table.count == 2 && table.evicted == 1)
     }
 
+    /// Workers stamp their batches with their own clock reads, so an entry can be newer than the
+    /// `now` of another worker's learn: it is fresh, not idle for 2^64 - 1 ns.
+    @Test func anEntryRefreshedAfterNowIsFresh() {
+        let second = Self.second
+        let table = ClientTable(capacity: 1, idleAfter: 10 * second)
+        #expect(table.learn(.v4(1), at: Self.a, now: 100 * second) == .changed)
+        #expect(table.learn(.v4(2), at: Self.b, now: 99 * second) == .full, "the other worker's batch began a second earlier")
+        #expect(table.endpoint(for: .v4(1)) == Self.a && table.evicted == 0)
+    }
+
     @Test func newAddressesSpendABudgetKnownOnesDoNot() {
         let table = ClientTable(capacity: 100, newPerSecond: 10, newBurst: 3)
         for address in 1...3 { #expect(table.learn(.v4(UInt32(address)), at: Self.a, now: 0) == .changed) }

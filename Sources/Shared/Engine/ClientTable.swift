@@ -155,9 +155,7 @@ public final class ClientTable: Sendable {
             }
             if table.count >= capacity {
                 let oldest = table.oldest
-                guard now &- table.slots[Int(oldest)].entry.refreshedAt >= idleAfter else {
-                    return .full
-                }
+                guard Self.isIdle(table.slots[Int(oldest)].entry, at: now, after: idleAfter) else { return .full }
                 guard table.newAddresses.take(now: now) else { return .rateLimited }
                 Self.remove(&table, oldest, mask: mask)
                 table.evicted += 1
@@ -291,6 +289,12 @@ public final class ClientTable: Sendable {
             }
             return result
         }
+    }
+
+    /// Not refreshed for `idleAfter` at `now`. Workers stamp batches with their own clock reads, so
+    /// an entry may be newer than `now`: that one is fresh.
+    private static func isIdle(_ entry: Entry, at now: UInt64, after idleAfter: UInt64) -> Bool {
+        entry.refreshedAt <= now && now - entry.refreshedAt >= idleAfter
     }
 
     // MARK: Index and list
