@@ -28,6 +28,14 @@ public struct InboundPolicy: Sendable {
         if let allowedSources, !allowedSources.contains(where: { $0.contains(peer.ip) }) { return .notAllowed }
         return nil
     }
+
+    /// Whether a keepalive from `peer`, in `session`, naming inner `source` may refresh its return
+    /// path: only when a packet policy exists and passes the source (no policy is no pass, never an
+    /// unchecked one), and only for an address replies can be routed to.
+    func mayRefresh(_ source: IPAddress, from peer: IPAddress, session: PeerSession) -> Bool {
+        guard let packets, PacketPolicy.canReceiveReplies(source) else { return false }
+        return packets.sourceRefusal(for: source, from: peer, session: session) == nil
+    }
 }
 
 /// One thread's UDP → TUN state, allocated once: it receives datagrams, checks who sent them, opens
@@ -178,7 +186,7 @@ public struct InboundStage: PipelineStage {
             tally.received(.keepalive)
             // Refreshes the return path as a packet from that source would (same source checks),
             // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
-            if clients != nil, PacketPolicy.canReceiveReplies(source), policy.packets?.sourceRefusal(for: source, from: peer.ip, session: session) == nil {
+            if clients != nil, policy.mayRefresh(source, from: peer.ip, session: session) {
                 _ = learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
             }
             return
