@@ -9,14 +9,14 @@ import WireFormat
     static let second: UInt64 = 1_000_000_000
 
     @Test func learnsMovesAndFollowsTheKey() {
-        let table = ClientTable(capacity: 2)
-        let (a, b) = (Self.a, Self.b)
+        let table = ClientTable(capacity: 2, idleAfter: 10 * Self.second)
+        let (a, b) = (Self.a, Self.b), moved = 12 * Self.second
         #expect(table.learn(.v4(1), at: a, now: 1) == .changed)
         #expect(table.learn(.v4(1), at: a, now: 2) == .refreshed)
-        #expect(table.learn(.v4(1), at: b, now: 3) == .changed)  // the client moved (NAT rebinding)
-        #expect(table.learn(.v4(1), at: b, session: PeerSession(index: 2), now: 3) == .changed)  // or came back with another key
+        #expect(table.learn(.v4(1), at: b, now: moved) == .changed)  // the client moved after an idle spell (NAT rebinding)
+        #expect(table.learn(.v4(1), at: b, session: PeerSession(index: 2), now: moved) == .changed)  // or came back with another key
         #expect(table.withLookup { $0(.v4(1)) }?.session.index == 2, "replies follow the key")
-        #expect(table.learn(.v4(1), at: b, localAddress: .v4(7), now: 3) == .changed)  // or sent to another relay address
+        #expect(table.learn(.v4(1), at: b, localAddress: .v4(7), now: moved) == .changed)  // or sent to another relay address
         #expect(table.withLookup { $0(.v4(1)) }?.localAddress == .v4(7))
         #expect(table.endpoint(for: .v4(1)) == b)
         #expect(table.count == 1)
@@ -46,8 +46,33 @@ import WireFormat
         #expect(table.endpoint(for: .v4(1)) == Self.a && table.evicted == 0)
     }
 
+    /// Last writer does not win: an address refreshed within the idle window stays with its
+    /// endpoint, whatever another endpoint sends; it moves only once idle.
+    @Test func anAddressInUseStaysWithItsEndpoint() {
+        let second = Self.second
+        let table = ClientTable(capacity: 4, idleAfter: 10 * second)
+        #expect(table.learn(.v4(1), at: Self.a, now: 1 * second) == .changed)
+        #expect(table.learn(.v4(1), at: Self.b, now: 2 * second) == .inUse)
+        #expect(table.learn(.v4(1), at: Self.b, session: PeerSession(index: 1), localAddress: .v4(7), now: 3 * second) == .inUse,
+                "nor with another key or to another relay address")
+        #expect(table.endpoint(for: .v4(1)) == Self.a)
+        #expect(table.learn(.v4(1), at: Self.a, now: 5 * second) == .refreshed, "the owner keeps it fresh")
+        #expect(table.learn(.v4(1), at: Self.b, now: 14 * second) == .inUse, "9 s after the owner's last packet")
+        #expect(table.learn(.v4(1), at: Self.a, session: PeerSession(index: 1), now: 14 * second) == .changed,
+                "its own endpoint may change key")
+        #expect(table.learn(.v4(1), at: Self.b, now: 24 * second - 1) == .inUse)
+        #expect(table.learn(.v4(1), at: Self.b, now: 24 * second) == .changed, "idle for 10 s: the binding moves")
+        #expect(table.endpoint(for: .v4(1)) == Self.b)
+        #expect(table.learn(.v4(1), at: Self.a, now: 25 * second) == .inUse, "and now stays there")
+        // An entry stamped by a worker whose clock read came later is in use, not idle.
+        #expect(table.learn(.v4(2), at: Self.a, now: 100 * second) == .changed)
+        #expect(table.learn(.v4(2), at: Self.b, now: 99 * second) == .inUse)
+        #expect(table.count == 2 && table.evicted == 0)
+    }
+
     @Test func newAddressesSpendABudgetKnownOnesDoNot() {
-        let table = ClientTable(capacity: 100, newPerSecond: 10, newBurst: 3)
+        // No idle window: a known client may move at once (here, to show a move spends no token).
+        let table = ClientTable(capacity: 100, newPerSecond: 10, newBurst: 3, idleAfter: 0)
         for address in 1...3 { #expect(table.learn(.v4(UInt32(address)), at: Self.a, now: 0) == .changed) }
         #expect(table.learn(.v4(4), at: Self.a, now: 0) == .rateLimited)
         #expect(table.learn(.v4(1), at: Self.b, now: 0) == .changed, "a known client may move")

@@ -11,6 +11,10 @@ import WireFormat
 /// list. The array's storage is reserved for `capacity` entries at start and touched as entries
 /// arrive, so memory grows by `bytesPerEntry` per client, never past the bound.
 ///
+/// An address is bound to its endpoint while in use: a datagram from another endpoint claiming an
+/// address refreshed within `idleAfter` is refused (`inUse`), so a sender cannot take an active
+/// client's downlink with one packet; the address moves once its binding has been idle that long.
+///
 /// When the table is full, a new address replaces the entry refreshed longest ago, but only if
 /// that one is idle (not refreshed for `idleAfter`): a flood of new addresses never evicts clients
 /// that are sending. New addresses also spend a token from a rate budget, so one allowed sender
@@ -74,8 +78,12 @@ public final class ClientTable: Sendable {
     public enum Learned: Equatable, Sendable {
         /// Known already, same return path: its refresh time is updated.
         case refreshed
-        /// New, or its return path changed (a NAT rebinding, another key, another relay address).
+        /// New, or its return path changed (a NAT rebinding after an idle spell, another key, another
+        /// relay address).
         case changed
+        /// Known at another endpoint that refreshed it within `idleAfter`, and refused: the address
+        /// stays bound to the endpoint using it.
+        case inUse
         /// New, and refused: the budget for new addresses is spent.
         case rateLimited
         /// New, and refused: every entry belongs to a client that sent within `idleAfter`.
@@ -116,7 +124,8 @@ public final class ClientTable: Sendable {
     private let storage: Locked<Storage>
 
     /// `newPerSecond` new addresses are accepted per second, `newBurst` at once (default: as many as
-    /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted.
+    /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted, nor moved to
+    /// another endpoint.
     public init(capacity: Int, newPerSecond: Int = 10_000, newBurst: Int? = nil, idleAfter: UInt64 = 10_000_000_000) {
         precondition(capacity > 0 && capacity <= Self.maximumCapacity, "client table capacity out of range")
         self.capacity = capacity
@@ -148,7 +157,9 @@ public final class ClientTable: Sendable {
             if let credit { Self.credit(&table, credit.address, credit.traffic, mask: mask) }
             let (position, found) = Self.probe(table.index, mask: mask, for: address, in: table.slots)
             if found >= 0 {
-                let same = table.slots[Int(found)].entry.routesLike(entry)
+                let known = table.slots[Int(found)].entry
+                if known.endpoint != entry.endpoint, !Self.isIdle(known, at: now, after: idleAfter) { return .inUse }
+                let same = known.routesLike(entry)
                 table.slots[Int(found)].entry = entry
                 Self.moveToNewest(&table, found)
                 return same ? .refreshed : .changed

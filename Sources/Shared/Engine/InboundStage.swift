@@ -233,7 +233,7 @@ public struct InboundStage: PipelineStage {
 
     /// Gives the shared table `address`'s return path unless this worker did so within
     /// `refreshInterval`. Returns the worker's cache line that now holds it, nil (counted) when the
-    /// table refuses a new address.
+    /// table refuses a new address, or an address another endpoint is using.
     private mutating func learnReturnPath(_ address: IPAddress, _ entry: ClientTable.Entry) -> Int? {
         let line = learned.line(of: address)
         guard let clients, !learned.isFresh(line: line, address, entry, within: Self.refreshInterval) else { return line }
@@ -246,6 +246,9 @@ public struct InboundStage: PipelineStage {
             return nil
         case .full:
             tally.drop(.clientTableFull)
+            return nil
+        case .inUse:
+            tally.drop(.addressInUse)
             return nil
         }
     }
