@@ -171,7 +171,8 @@ public struct InboundStage: PipelineStage {
             tally.received(message)
             if let reply { send(reply, to: peer, from: local) }
             // A GTP-U peer's Echo Request (its keepalive) names no inner address: the return paths
-            // through its endpoint stay fresh. A bounded number of table scans a second.
+            // through its endpoint stay fresh: the work is that endpoint's entries (none for a
+            // stranger), a bounded number of times a second.
             if message == .echoRequest, let clients, echoRefreshBudget.take(now: now) {
                 clients.refresh(endpoint: peer, now: now)
             }
