@@ -9,8 +9,9 @@ import WireFormat
 /// (linear probing, at most half full, keyed by the process's randomly seeded hasher so chosen
 /// addresses cannot make probes long) and kept in least-recently-refreshed order on a doubly linked
 /// list. A second such index, by endpoint, leads to a list of each endpoint's entries (in the same
-/// order), so refreshing the paths through one endpoint costs that endpoint's entries only. The array's storage is reserved for `capacity` entries at start and touched as entries
-/// arrive, so memory grows by `bytesPerEntry` per client, never past the bound.
+/// order), so refreshing the paths through one endpoint costs that endpoint's entries only. The
+/// array's storage is reserved for `capacity` entries at start and touched as entries arrive, so
+/// memory grows by `bytesPerEntry` per client, never past the bound.
 ///
 /// An address is bound to its endpoint while in use: a datagram from another endpoint claiming an
 /// address refreshed within `idleAfter` is refused (`inUse`), so a sender cannot take an active
@@ -94,7 +95,7 @@ public final class ClientTable: Sendable {
     public let capacity: Int
     /// The largest capacity (the indexes count slots in Int32 and are twice the capacity).
     public static var maximumCapacity: Int { 1 << 24 }
-    /// Resident bytes each learned client adds: its slot and its share of the index.
+    /// Resident bytes each learned client adds: its slot and its share of the two indexes.
     public static var bytesPerEntry: Int { MemoryLayout<Slot>.stride + 4 * MemoryLayout<Int32>.stride }
 
     private struct Slot {
@@ -142,7 +143,8 @@ public final class ClientTable: Sendable {
         while size < 2 * capacity { size <<= 1 }
         mask = size - 1
         let burst = min(newBurst ?? newPerSecond, 1_000_000)
-        var initial = Storage(index: [Int32](repeating: Self.none, count: size), endpoints: [Int32](repeating: Self.none, count: size),
+        var initial = Storage(index: [Int32](repeating: Self.none, count: size),
+                              endpoints: [Int32](repeating: Self.none, count: size),
                               newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
         initial.slots.reserveCapacity(capacity)
         storage = Locked(initial)
