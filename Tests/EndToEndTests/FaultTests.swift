@@ -19,9 +19,11 @@ extension EndToEnd {
             try lab.spawn(.c, [lab.binary("udptun-sink"), "--json", "--interval", "0.1", "--listen", "\(Lab.addressC):8080"], name: name)
         }
 
-        func startClient(_ lab: Lab, name: String = "client") throws -> Spawned {
+        /// `bind` keeps the client's UDP endpoint across a restart: the relay keeps an address in use
+        /// bound to its endpoint (a new port is refused for 10 s after the old one's last packet).
+        func startClient(_ lab: Lab, name: String = "client", bind: String? = nil) throws -> Spawned {
             try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000",
-                            "--duration", "30"], name: name)
+                            "--duration", "30"] + (bind.map { ["--bind", $0] } ?? []), name: name)
         }
 
         @Test("relay killed and restarted: the client keeps running and delivery resumes within a second")
@@ -50,7 +52,7 @@ extension EndToEnd {
                 _ = try lab.relay()
                 let firstSink = try startSink(lab)
                 try firstSink.waitForLog("sink listening")
-                let client = try startClient(lab)
+                let client = try startClient(lab, bind: "\(Lab.addressA):40100")
                 try client.waitForLog("generator starting")
                 Thread.sleep(forTimeInterval: 0.5)
                 #expect(firstSink.stop() == 0)
@@ -60,7 +62,7 @@ extension EndToEnd {
 
                 kill(client.process.processIdentifier, SIGKILL)
                 _ = client.wait(timeout: 5)
-                let restarted = try startClient(lab, name: "client-restarted")
+                let restarted = try startClient(lab, name: "client-restarted", bind: "\(Lab.addressA):40100")
                 try restarted.waitForLog("generator starting")
                 expectDeliveryResumes(secondSink, after: "the client restarted")
                 #expect(restarted.stop() == 0)

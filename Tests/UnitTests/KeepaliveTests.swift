@@ -68,6 +68,18 @@ struct KeepaliveTests {
         #expect(figures[.received] == figures[.forwarded] + figures.control + figures.dropped)
     }
 
+    @Test("a relay stage without a packet policy learns nothing from a keepalive: no source rules to pass is no pass")
+    func keepaliveWithoutPolicyTeachesNothing() throws {
+        let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
+        let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
+        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
+                                   counters: counters, clients: clients)
+        socket.deliver(try Self.keepalive(from: Self.inner), from: Self.client)
+        EngineTests.drain(&inbound, lifecycle)
+        #expect(counters.snapshot().controlReceived[ControlMessage.keepalive.rawValue] == 1)
+        #expect(clients.count == 0 && tun.written.isEmpty)
+    }
+
     @Test("a GTP-U peer's Echo Request (its keepalive) refreshes the return paths through its endpoint, and only those")
     func echoRequestRefreshesGTPUPaths() throws {
         let upf = GTPUFraming(role: .upf([GTPUSession("0x100=198.19.0.0/24")!]), qfi: nil, localAddress: IPAddress("198.18.1.2")!)

@@ -22,6 +22,14 @@
       (198.18.64.0 upward, skipping 198.19.0.0/24), at --rate or as fast as it can, once (with --repeat, over
       and over until --seconds pass; with --sources 1, always the first: a steady load to compare).
 
+  swarm.py claim --relay 198.18.1.2:8080 --owner 198.18.1.1 --bind 198.18.1.3 --inner 198.19.0.1/32 \
+                 --target 198.18.2.2:7 --packets 100 --seconds 20
+      Two raw clients with the same inner address (--inner's first): the owner (bound to --owner)
+      sends --packets to --target, one every 20 ms; once a quarter are out, the claimer (bound to
+      --bind) sends one between each two of the owner's. Each socket counts the echoes it gets, by
+      whose packet they answer. Prints one JSON line: owner_sent, claimer_sent, and owner_got_owner,
+      owner_got_claimer, claimer_got_owner, claimer_got_claimer, malformed.
+
 Bounded: every mode stops after --seconds and sends a fixed number of packets.
 """
 import argparse
@@ -214,9 +222,64 @@ def churn(args):
     return 0
 
 
+def claim(args):
+    relay = endpoint(args.relay[0])
+    target_host, target_port = endpoint(args.target)
+    target = ipaddress.ip_address(target_host)
+    inner = ipaddress.ip_network(args.inner)[0]
+    sockets = {}
+    for role, bind in (("owner", args.owner), ("claimer", args.bind)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((bind, 0))
+        sock.connect(relay)
+        sock.setblocking(False)
+        sockets[role] = sock
+    counts = {f"{to}_got_{of}": 0 for to in sockets for of in sockets}
+    counts.update(owner_sent=0, claimer_sent=0, malformed=0)
+    tags = {b"O": "owner", b"C": "claimer"}
+    selector = selectors.DefaultSelector()
+    for role, sock in sockets.items():
+        selector.register(sock, selectors.EVENT_READ, role)
+
+    def drain(timeout):
+        for key, _ in selector.select(timeout):
+            while True:
+                try:
+                    data = key.fileobj.recv(65535)
+                except (BlockingIOError, ConnectionRefusedError):
+                    break
+                of = tags.get(data[28:29]) if len(data) >= 29 and data[0] >> 4 == 4 else None
+                if of is None or ipaddress.ip_address(data[16:20]) != inner:
+                    counts["malformed"] += 1
+                else:
+                    counts[f"{key.data}_got_{of}"] += 1
+
+    def send(role, tag, sequence):
+        try:
+            sockets[role].send(inner_packet(inner, target, target_port, tag + struct.pack("!I", sequence)))
+            counts[f"{role}_sent"] += 1
+        except (BlockingIOError, ConnectionRefusedError):
+            pass
+
+    deadline = time.monotonic() + args.seconds
+    for sequence in range(args.packets):
+        if time.monotonic() > deadline:
+            break
+        send("owner", b"O", sequence)
+        drain(0.01)
+        if sequence >= args.packets // 4:
+            send("claimer", b"C", sequence)
+        drain(0.01)
+    settle = min(deadline, time.monotonic() + 1)
+    while time.monotonic() < settle:
+        drain(0.1)
+    print(json.dumps({"event": "final", **counts}), flush=True)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["echo", "clients", "flood", "churn"])
+    parser.add_argument("mode", choices=["echo", "clients", "flood", "churn", "claim"])
     parser.add_argument("--listen", default="198.18.2.2:7")
     parser.add_argument("--relay", action="append", default=[])
     parser.add_argument("--clients", type=int, default=100)
@@ -228,7 +291,8 @@ def main():
     parser.add_argument("--sources", type=int, default=100000)
     parser.add_argument("--echo-limit", type=int, default=0, help="echo: stop after this many (0: only --seconds)")
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--bind", help="churn: the underlay address to send from")
+    parser.add_argument("--bind", help="churn, claim: the underlay address to send from (claim: the claimer's)")
+    parser.add_argument("--owner", help="claim: the underlay address the owner sends from")
     parser.add_argument("--repeat", action="store_true", help="churn: cycle until --seconds pass")
     args = parser.parse_args()
     if args.rate is None:
@@ -242,6 +306,10 @@ def main():
         if args.clients + 1 >= ipaddress.ip_network(args.inner).num_addresses:
             parser.error("--inner is too small for --clients")
         return clients(args) if args.mode == "clients" else flood(args)
+    if args.mode == "claim":
+        if not args.owner or not args.bind:
+            parser.error("claim needs --owner and --bind")
+        return claim(args)
     return churn(args)
 
 

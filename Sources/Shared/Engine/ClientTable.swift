@@ -8,8 +8,14 @@ import WireFormat
 /// Every operation is O(1): entries live in one array, found through an open-addressing index
 /// (linear probing, at most half full, keyed by the process's randomly seeded hasher so chosen
 /// addresses cannot make probes long) and kept in least-recently-refreshed order on a doubly linked
-/// list. The array's storage is reserved for `capacity` entries at start and touched as entries
-/// arrive, so memory grows by `bytesPerEntry` per client, never past the bound.
+/// list. A second such index, by endpoint, leads to a list of each endpoint's entries (in the same
+/// order), so refreshing the paths through one endpoint costs that endpoint's entries only. The
+/// array's storage is reserved for `capacity` entries at start and touched as entries arrive, so
+/// memory grows by `bytesPerEntry` per client, never past the bound.
+///
+/// An address is bound to its endpoint while in use: a datagram from another endpoint claiming an
+/// address refreshed within `idleAfter` is refused (`inUse`), so a sender cannot take an active
+/// client's downlink with one packet; the address moves once its binding has been idle that long.
 ///
 /// When the table is full, a new address replaces the entry refreshed longest ago, but only if
 /// that one is idle (not refreshed for `idleAfter`): a flood of new addresses never evicts clients
@@ -74,8 +80,12 @@ public final class ClientTable: Sendable {
     public enum Learned: Equatable, Sendable {
         /// Known already, same return path: its refresh time is updated.
         case refreshed
-        /// New, or its return path changed (a NAT rebinding, another key, another relay address).
+        /// New, or its return path changed (a NAT rebinding after an idle spell, another key, another
+        /// relay address).
         case changed
+        /// Known at another endpoint that refreshed it within `idleAfter`, and refused: the address
+        /// stays bound to the endpoint using it.
+        case inUse
         /// New, and refused: the budget for new addresses is spent.
         case rateLimited
         /// New, and refused: every entry belongs to a client that sent within `idleAfter`.
@@ -83,10 +93,10 @@ public final class ClientTable: Sendable {
     }
 
     public let capacity: Int
-    /// The largest capacity (the index counts slots in Int32 and is twice the capacity).
+    /// The largest capacity (the indexes count slots in Int32 and are twice the capacity).
     public static var maximumCapacity: Int { 1 << 24 }
-    /// Resident bytes each learned client adds: its slot and its share of the index.
-    public static var bytesPerEntry: Int { MemoryLayout<Slot>.stride + 2 * MemoryLayout<Int32>.stride }
+    /// Resident bytes each learned client adds: its slot and its share of the two indexes.
+    public static var bytesPerEntry: Int { MemoryLayout<Slot>.stride + 4 * MemoryLayout<Int32>.stride }
 
     private struct Slot {
         var address: IPAddress
@@ -96,18 +106,25 @@ public final class ClientTable: Sendable {
         /// Neighbours in refresh order (`none` at the ends); `newer` also links the free list.
         var newer: Int32
         var older: Int32
+        /// Neighbours in refresh order among the entries of the same endpoint.
+        var sameNewer: Int32 = ClientTable.none
+        var sameOlder: Int32 = ClientTable.none
     }
 
     private struct Storage {
         var slots: [Slot] = []
         /// Open addressing over slot indices; `none` is empty. Its size is a power of two ≥ 2 × capacity.
         var index: [Int32]
+        /// The same by endpoint: the newest slot of each endpoint's entries.
+        var endpoints: [Int32]
         var newest: Int32 = none
         var oldest: Int32 = none
         var free: Int32 = none
         var count = 0
         var newAddresses: TokenBucket
         var evicted: UInt64 = 0
+        /// Entries `refresh(endpoint:)` looked at, for tests of its cost.
+        var visited: UInt64 = 0
     }
 
     private static var none: Int32 { -1 }
@@ -116,7 +133,8 @@ public final class ClientTable: Sendable {
     private let storage: Locked<Storage>
 
     /// `newPerSecond` new addresses are accepted per second, `newBurst` at once (default: as many as
-    /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted.
+    /// the rate). Entries refreshed within `idleAfter` nanoseconds are never evicted, nor moved to
+    /// another endpoint.
     public init(capacity: Int, newPerSecond: Int = 10_000, newBurst: Int? = nil, idleAfter: UInt64 = 10_000_000_000) {
         precondition(capacity > 0 && capacity <= Self.maximumCapacity, "client table capacity out of range")
         self.capacity = capacity
@@ -126,6 +144,7 @@ public final class ClientTable: Sendable {
         mask = size - 1
         let burst = min(newBurst ?? newPerSecond, 1_000_000)
         var initial = Storage(index: [Int32](repeating: Self.none, count: size),
+                              endpoints: [Int32](repeating: Self.none, count: size),
                               newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
         initial.slots.reserveCapacity(capacity)
         storage = Locked(initial)
@@ -148,26 +167,33 @@ public final class ClientTable: Sendable {
             if let credit { Self.credit(&table, credit.address, credit.traffic, mask: mask) }
             let (position, found) = Self.probe(table.index, mask: mask, for: address, in: table.slots)
             if found >= 0 {
-                let same = table.slots[Int(found)].entry.routesLike(entry)
-                table.slots[Int(found)].entry = entry
+                let known = table.slots[Int(found)].entry
+                if known.endpoint != entry.endpoint, !Self.isIdle(known, at: now, after: idleAfter) { return .inUse }
+                let same = known.routesLike(entry)
+                if known.endpoint != entry.endpoint {
+                    Self.leaveEndpoint(&table, found, mask: mask)
+                    table.slots[Int(found)].entry = entry
+                    Self.joinEndpoint(&table, found, mask: mask)
+                } else {
+                    table.slots[Int(found)].entry = entry
+                    Self.newestOfEndpoint(&table, found, mask: mask)
+                }
                 Self.moveToNewest(&table, found)
                 return same ? .refreshed : .changed
             }
             if table.count >= capacity {
                 let oldest = table.oldest
-                guard now &- table.slots[Int(oldest)].entry.refreshedAt >= idleAfter else {
-                    return .full
-                }
+                guard Self.isIdle(table.slots[Int(oldest)].entry, at: now, after: idleAfter) else { return .full }
                 guard table.newAddresses.take(now: now) else { return .rateLimited }
                 Self.remove(&table, oldest, mask: mask)
                 table.evicted += 1
                 // The removal may have shifted index entries: probe again for the insertion point.
                 Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none),
-                            at: Self.probe(table.index, mask: mask, for: address, in: table.slots).position)
+                            at: Self.probe(table.index, mask: mask, for: address, in: table.slots).position, mask: mask)
                 return .changed
             }
             guard table.newAddresses.take(now: now) else { return .rateLimited }
-            Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none), at: position)
+            Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none), at: position, mask: mask)
             return .changed
         }
     }
@@ -288,24 +314,34 @@ public final class ClientTable: Sendable {
     }
 
     /// Marks every return path through `endpoint` refreshed at `now` (a GTP-U peer's Echo Request:
-    /// it names no inner address, but its sender is alive). Returns how many. O(entries): callers
-    /// limit how often.
+    /// it names no inner address, but its sender is alive). Returns how many. O(entries of that
+    /// endpoint), through the endpoint index: an unknown or spoofed sender costs one probe.
     @discardableResult
     public func refresh(endpoint: SocketAddress, now: UInt64) -> Int {
-        storage.withLock { table in
-            var matching: [Int32] = [], cursor = table.newest
+        let mask = mask
+        return storage.withLock { table in
+            var cursor = Self.probeEndpoint(table.endpoints, mask: mask, for: endpoint, in: table.slots).found
+            guard cursor != Self.none else { return 0 }
+            while table.slots[Int(cursor)].sameOlder != Self.none {
+                table.visited += 1
+                cursor = table.slots[Int(cursor)].sameOlder
+            }
+            // Oldest first, so they keep their order among themselves at the newest end (and the
+            // endpoint's own list stays in refresh order as it is).
+            var count = 0
             while cursor != Self.none {
-                if table.slots[Int(cursor)].entry.endpoint == endpoint { matching.append(cursor) }
-                cursor = table.slots[Int(cursor)].older
+                table.visited += 1
+                table.slots[Int(cursor)].entry.refreshedAt = now
+                Self.moveToNewest(&table, cursor)
+                count += 1
+                cursor = table.slots[Int(cursor)].sameNewer
             }
-            // Oldest first, so they keep their order among themselves at the newest end.
-            for slot in matching.reversed() {
-                table.slots[Int(slot)].entry.refreshedAt = now
-                Self.moveToNewest(&table, slot)
-            }
-            return matching.count
+            return count
         }
     }
+
+    /// Entries `refresh(endpoint:)` looked at so far (its work, for tests).
+    var refreshVisits: UInt64 { storage.withLock { $0.visited } }
 
     /// Every entry, for reports and housekeeping (O(entries)).
     public func snapshot() -> [IPAddress: Entry] {
@@ -332,6 +368,12 @@ public final class ClientTable: Sendable {
         }
     }
 
+    /// Not refreshed for `idleAfter` at `now`. Workers stamp batches with their own clock reads, so
+    /// an entry may be newer than `now`: that one is fresh.
+    private static func isIdle(_ entry: Entry, at now: UInt64, after idleAfter: UInt64) -> Bool {
+        entry.refreshedAt <= now && now - entry.refreshedAt >= idleAfter
+    }
+
     // MARK: Index and list
 
     private static func credit(_ table: inout Storage, _ address: IPAddress, _ traffic: Traffic, mask: Int) {
@@ -339,9 +381,9 @@ public final class ClientTable: Sendable {
         if found >= 0 { table.slots[Int(found)].received.add(traffic) }
     }
 
-    private static func home(of address: IPAddress, mask: Int) -> Int {
+    private static func home(of key: some Hashable, mask: Int) -> Int {
         var hasher = Hasher()
-        hasher.combine(address)
+        hasher.combine(key)
         return hasher.finalize() & mask
     }
 
@@ -357,7 +399,20 @@ public final class ClientTable: Sendable {
         }
     }
 
-    private static func insert(_ table: inout Storage, _ slot: Slot, at position: Int) {
+    /// Where the entries of `endpoint` are in the endpoint index (`found` the newest of them), or the
+    /// empty position where they would go (`found` = none).
+    private static func probeEndpoint(_ endpoints: [Int32], mask: Int, for endpoint: SocketAddress,
+                                      in slots: [Slot]) -> (position: Int, found: Int32) {
+        var position = home(of: endpoint, mask: mask)
+        while true {
+            let slot = endpoints[position]
+            if slot == none { return (position, none) }
+            if slots[Int(slot)].entry.endpoint == endpoint { return (position, slot) }
+            position = (position + 1) & mask
+        }
+    }
+
+    private static func insert(_ table: inout Storage, _ slot: Slot, at position: Int, mask: Int) {
         let taken: Int32
         if table.free != none {
             taken = table.free
@@ -370,29 +425,71 @@ public final class ClientTable: Sendable {
         table.index[position] = taken
         table.count += 1
         linkAsNewest(&table, taken)
+        joinEndpoint(&table, taken, mask: mask)
     }
 
     /// Unlinks `slot`, clears its index position (shifting back the entries probed past it, so no
     /// tombstones accumulate) and puts it on the free list.
     private static func remove(_ table: inout Storage, _ slot: Int32, mask: Int) {
         unlink(&table, slot)
-        var hole = probe(table.index, mask: mask, for: table.slots[Int(slot)].address, in: table.slots).position
-        var position = (hole + 1) & mask
-        while table.index[position] != none {
-            let moving = table.index[position]
-            let home = home(of: table.slots[Int(moving)].address, mask: mask)
+        leaveEndpoint(&table, slot, mask: mask)
+        let hole = probe(table.index, mask: mask, for: table.slots[Int(slot)].address, in: table.slots).position
+        vacate(&table.index, hole, mask: mask, slots: table.slots, byEndpoint: false)
+        table.slots[Int(slot)].newer = table.free
+        table.free = slot
+        table.count -= 1
+    }
+
+    /// Empties `hole` in an index (by address, or by endpoint), shifting back the slots probed past
+    /// it so no tombstones accumulate.
+    private static func vacate(_ index: inout [Int32], _ hole: Int, mask: Int, slots: [Slot], byEndpoint: Bool) {
+        var hole = hole, position = (hole + 1) & mask
+        while index[position] != none {
+            let moving = index[position]
+            let home = byEndpoint ? home(of: slots[Int(moving)].entry.endpoint, mask: mask) : home(of: slots[Int(moving)].address, mask: mask)
             // `moving` may fill the hole only if its home is not cyclically within (hole, position].
             let distanceToHole = (hole - home) & mask, distanceToHere = (position - home) & mask
             if distanceToHole < distanceToHere {
-                table.index[hole] = moving
+                index[hole] = moving
                 hole = position
             }
             position = (position + 1) & mask
         }
-        table.index[hole] = none
-        table.slots[Int(slot)].newer = table.free
-        table.free = slot
-        table.count -= 1
+        index[hole] = none
+    }
+
+    /// Adds `slot` as the newest entry of its endpoint (`entry.endpoint`, already set).
+    private static func joinEndpoint(_ table: inout Storage, _ slot: Int32, mask: Int) {
+        let (position, newest) = probeEndpoint(table.endpoints, mask: mask, for: table.slots[Int(slot)].entry.endpoint, in: table.slots)
+        table.slots[Int(slot)].sameNewer = none
+        table.slots[Int(slot)].sameOlder = newest
+        if newest != none { table.slots[Int(newest)].sameNewer = slot }
+        table.endpoints[position] = slot
+    }
+
+    /// Takes `slot` off its endpoint's entries (by `entry.endpoint`, still its old one); an endpoint
+    /// left with none leaves the endpoint index.
+    private static func leaveEndpoint(_ table: inout Storage, _ slot: Int32, mask: Int) {
+        let newer = table.slots[Int(slot)].sameNewer, older = table.slots[Int(slot)].sameOlder
+        if older != none { table.slots[Int(older)].sameNewer = newer }
+        if newer != none {
+            table.slots[Int(newer)].sameOlder = older
+            return
+        }
+        // The endpoint's newest: the index names it.
+        let position = probeEndpoint(table.endpoints, mask: mask, for: table.slots[Int(slot)].entry.endpoint, in: table.slots).position
+        if older != none {
+            table.endpoints[position] = older
+        } else {
+            vacate(&table.endpoints, position, mask: mask, slots: table.slots, byEndpoint: true)
+        }
+    }
+
+    /// Makes `slot` the newest of its endpoint's entries (it was just refreshed).
+    private static func newestOfEndpoint(_ table: inout Storage, _ slot: Int32, mask: Int) {
+        guard table.slots[Int(slot)].sameNewer != none else { return }
+        leaveEndpoint(&table, slot, mask: mask)
+        joinEndpoint(&table, slot, mask: mask)
     }
 
     private static func unlink(_ table: inout Storage, _ slot: Int32) {

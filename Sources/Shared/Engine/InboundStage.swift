@@ -28,6 +28,14 @@ public struct InboundPolicy: Sendable {
         if let allowedSources, !allowedSources.contains(where: { $0.contains(peer.ip) }) { return .notAllowed }
         return nil
     }
+
+    /// Whether a keepalive from `peer`, in `session`, naming inner `source` may refresh its return
+    /// path: only when a packet policy exists and passes the source (no policy is no pass, never an
+    /// unchecked one), and only for an address replies can be routed to.
+    func mayRefresh(_ source: IPAddress, from peer: IPAddress, session: PeerSession) -> Bool {
+        guard let packets, PacketPolicy.canReceiveReplies(source) else { return false }
+        return packets.sourceRefusal(for: source, from: peer, session: session) == nil
+    }
 }
 
 /// One thread's UDP → TUN state, allocated once: it receives datagrams, checks who sent them, opens
@@ -166,7 +174,8 @@ public struct InboundStage: PipelineStage {
             tally.received(message)
             if let reply { send(reply, to: peer, from: local) }
             // A GTP-U peer's Echo Request (its keepalive) names no inner address: the return paths
-            // through its endpoint stay fresh. A bounded number of table scans a second.
+            // through its endpoint stay fresh: the work is that endpoint's entries (none for a
+            // stranger), a bounded number of times a second.
             if message == .echoRequest, let clients, echoRefreshBudget.take(now: now) {
                 clients.refresh(endpoint: peer, now: now)
             }
@@ -181,7 +190,7 @@ public struct InboundStage: PipelineStage {
             tally.received(.keepalive)
             // Refreshes the return path as a packet from that source would (same source checks),
             // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
-            if clients != nil, PacketPolicy.canReceiveReplies(source), policy.packets?.sourceRefusal(for: source, from: peer.ip, session: session) == nil {
+            if clients != nil, policy.mayRefresh(source, from: peer.ip, session: session) {
                 _ = learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
             }
             return
@@ -228,7 +237,7 @@ public struct InboundStage: PipelineStage {
 
     /// Gives the shared table `address`'s return path unless this worker did so within
     /// `refreshInterval`. Returns the worker's cache line that now holds it, nil (counted) when the
-    /// table refuses a new address.
+    /// table refuses a new address, or an address another endpoint is using.
     private mutating func learnReturnPath(_ address: IPAddress, _ entry: ClientTable.Entry) -> Int? {
         let line = learned.line(of: address)
         guard let clients, !learned.isFresh(line: line, address, entry, within: Self.refreshInterval) else { return line }
@@ -241,6 +250,9 @@ public struct InboundStage: PipelineStage {
             return nil
         case .full:
             tally.drop(.clientTableFull)
+            return nil
+        case .inUse:
+            tally.drop(.addressInUse)
             return nil
         }
     }

@@ -28,6 +28,8 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
     case newClientLimit
     /// A new inner source while every return path belongs to an active client.
     case clientTableFull
+    /// A known inner source from another endpoint than the one using it (refreshed within the idle window).
+    case addressInUse
     // Authenticated framing.
     case badFraming
     case unknownKey
@@ -66,6 +68,7 @@ public enum DropReason: Int, Error, CaseIterable, Sendable, CustomStringConverti
         case .sourceRouted: "source_routed"
         case .newClientLimit: "new_client_limit"
         case .clientTableFull: "client_table_full"
+        case .addressInUse: "address_in_use"
         case .badFraming: "bad_framing"
         case .unknownKey: "unknown_key"
         case .badTag: "bad_tag"
