@@ -167,6 +167,23 @@ extension EndToEnd {
             }
         }
 
+        @Test("a client with --keepalive that cannot read its device's addresses (AF_NETLINK refused) refuses to start")
+        func keepaliveSourceGuardFailsClosed() throws {
+            try Lab.with { lab in
+                _ = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+                let command = [lab.binary("udptun-client"), "--json", "--interval", "0", "--relay", "\(Lab.addressB):8080"]
+                let client = try lab.spawn(.a, try Self.withoutNetlink() + command + ["--keepalive", "1"], name: "client-sandboxed")
+                #expect(client.wait(timeout: 15) == 78, "stderr: \(client.stderr)")
+                let lines = client.stderr.split(separator: "\n").filter { $0.contains("error:") }
+                #expect(lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("--keepalive")
+                        && lines[0].contains("AF_NETLINK"), "\(client.stderr)")
+                // Without --keepalive the same sandboxed client needs no addresses and starts.
+                let plain = try lab.spawn(.a, try Self.withoutNetlink() + command, name: "client-sandboxed-plain")
+                try plain.waitForLog("client tunnelling")
+                #expect(plain.stop() == 0)
+            }
+        }
+
         @Test("an address added to the relay's host while it runs is protected within a few seconds")
         func addedOwnAddressIsProtected() throws {
             try Lab.ensureCommand("ping", package: "iputils-ping")
