@@ -284,6 +284,7 @@ struct EngineTests {
         #expect(inbound.pump(writeLifecycle) == 1, "a refused packet is not a dead device")
         #expect(counters.snapshot().drops(.tunWriteFailed) == 1 && writeLifecycle.fatalError == nil)
         device.failWrites(with: SystemError("write to faketun", code: EIO))
+        device.remove()
         socket.deliver(Self.packet(), from: Self.clientA)
         #expect(inbound.pump(writeLifecycle) == nil)
         #expect(writeLifecycle.fatalError?.contains("disappeared") == true)
@@ -292,6 +293,40 @@ struct EngineTests {
         socket.failReceives(with: SystemError("recvmmsg", code: ENOTSOCK))
         #expect(inbound.pump(receiveLifecycle) == nil)
         #expect(receiveLifecycle.fatalError?.contains("UDP receive failed") == true)
+    }
+
+    @Test("a device that is down (EIO, still there) drops and counts, and the stages run on; deleted, they end")
+    func deviceDownIsNotGone() throws {
+        let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
+        var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
+                                   counters: counters)
+        var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+                                     counters: counters)
+        device.failWrites(with: SystemError("write to faketun", code: EIO))
+        device.failReads(with: SystemError("read from faketun", code: EIO))
+        for _ in 0..<3 { socket.deliver(Self.packet(), from: Self.clientA) }
+        #expect(inbound.pump(lifecycle) == 3, "a device that is down is not gone")
+        #expect(outbound.pump(lifecycle) == 0)
+        #expect(lifecycle.fatalError == nil)
+        #expect(counters.snapshot().drops(.tunWriteFailed) == 3)
+        device.heal()
+        socket.deliver(Self.packet(), from: Self.clientA)
+        #expect(inbound.pump(lifecycle) == 1)
+        #expect(device.written.count == 1, "up again: packets flow")
+        // Deleted: the kernel detaches the descriptor (EBADFD), and the name is gone.
+        device.failWrites(with: SystemError("write to faketun", code: EBADFD))
+        socket.deliver(Self.packet(), from: Self.clientA)
+        #expect(inbound.pump(lifecycle) == nil)
+        #expect(lifecycle.fatalError?.contains("disappeared") == true)
+        // An EIO once the name is gone ends it too (a fresh stage: the last check that found the
+        // device is trusted for a few milliseconds).
+        let readLifecycle = try Lifecycle()
+        var fresh = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+                                  counters: counters)
+        device.failReads(with: SystemError("read from faketun", code: EIO))
+        device.remove()
+        #expect(fresh.pump(readLifecycle) == nil)
+        #expect(readLifecycle.fatalError?.contains("disappeared") == true)
     }
 
     @Test("random damage: whatever arrives, the counters balance and exactly the valid packets are forwarded")
