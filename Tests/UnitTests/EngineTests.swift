@@ -385,6 +385,32 @@ struct EngineTests {
         #expect(own.refresh() != .unchanged || own.failedRefreshes == 2)
     }
 
+    @Test("locally delivered prefixes: read with the addresses, refreshed with them, and no destination")
+    func localPrefixesRefresh() throws {
+        let routes = Mutex<Result<[IPPrefix], SystemError>>(.success([IPPrefix("198.18.2.255/32")!]))
+        let own = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [Self.relayOwn] },
+                                   localRoutes: { () throws(SystemError) -> [IPPrefix] in try routes.withLock { $0 }.get() })
+        let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
+                                 policy: InboundPolicy(packets: PacketPolicy()), counters: counters, ownAddresses: own)
+        socket.deliver(Self.packet(to: 0xC612_02FF), from: Self.clientA)  // 198.18.2.255
+        socket.deliver(Self.packet(to: 0xC612_0905), from: Self.clientA)  // 198.18.9.5
+        Self.drain(&stage, lifecycle)
+        #expect(device.written.count == 1 && counters.snapshot().drops(.forbiddenDestination) == 1)
+        routes.withLock { $0 = .success([IPPrefix("198.18.2.255/32")!, IPPrefix("198.18.9.0/24")!]) }
+        #expect(own.refresh() == .changed(added: [], removed: [], addedRoutes: [IPPrefix("198.18.9.0/24")!]))
+        socket.deliver(Self.packet(to: 0xC612_0905), from: Self.clientA)
+        Self.drain(&stage, lifecycle)
+        #expect(device.written.count == 1 && counters.snapshot().drops(.forbiddenDestination) == 2, "a whole local prefix")
+        routes.withLock { $0 = .failure(SystemError("RTM_GETROUTE", code: EAFNOSUPPORT)) }
+        guard case .failed = own.refresh() else { Issue.record("a failed read must say so"); return }
+        #expect(own.snapshot.localPrefixes.count == 2, "the last good list stays in force")
+        #expect(throws: SystemError.self) {
+            _ = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [] },
+                                 localRoutes: { () throws(SystemError) -> [IPPrefix] in throw SystemError("RTM_GETROUTE", code: EAFNOSUPPORT) })
+        }
+    }
+
     @Test("housekeeping runs its tasks on their interval and stops with the process")
     func housekeepingRunsAndStops() throws {
         let lifecycle = try Lifecycle()
