@@ -377,6 +377,11 @@ long clinux_route_dump(int family, void *buffer, unsigned long capacity) {
     request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     request.header.nlmsg_seq = 1;
     request.route.rtm_family = (unsigned char)family;
+    // With strict checking (Linux 4.20+) the kernel dumps the local table alone, not a router's
+    // whole main table; older kernels dump every table and the parser keeps the local one.
+    request.route.rtm_table = RT_TABLE_LOCAL;
+    int strict = 1;
+    (void)setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &strict, sizeof(strict));
     struct sockaddr_nl kernel;
     memset(&kernel, 0, sizeof(kernel));
     kernel.nl_family = AF_NETLINK;
