@@ -217,6 +217,33 @@ extension EndToEnd {
             }
         }
 
+        @Test("B's IPv6 subnet-router anycast address (an anycast route, no interface address) is no destination")
+        func anycastIsNoDestination() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            try Lab.with { lab in
+                // B forwards IPv6 and has 2001:db8:2::1/64, so its kernel delivers 2001:db8:2:: locally.
+                try lab.prepareInnerIPv6()
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6"])
+                let listener = try lab.spawn(.b, ["socat", "-u", "UDP6-RECV:9999", "STDOUT"], name: "listener")
+                let deadline = Date().addingTimeInterval(10)
+                while !listener.stdout.contains("control"), Date() < deadline {
+                    try lab.sendDatagram(Array("control\n".utf8), from: .b, to: "[2001:db8:2::]:9999")
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+                #expect(listener.stdout.contains("control"), "the listener in B never heard from B itself")
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080"])
+                try client.waitForLog("client tunnelling")
+                try lab.addInnerIPv6ToClient()
+                try lab.sendDatagram(Array("tunnelled\n".utf8), from: .a, to: "[2001:db8:2::]:9999")
+                Thread.sleep(forTimeInterval: 1)
+                #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
+                #expect(relay.stop() == 0)
+                #expect(client.stop() == 0)
+                let report = try #require(relay.report())
+                #expect(report.drop("forbidden_destination") == 1, "\(report)")
+            }
+        }
+
         @Test("an address added to the relay's host while it runs is protected within a few seconds")
         func addedOwnAddressIsProtected() throws {
             try Lab.ensureCommand("ping", package: "iputils-ping")
