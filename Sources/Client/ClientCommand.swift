@@ -37,7 +37,8 @@ struct ClientCommand: ParsableCommand {
         EXIT STATUS
           0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
           64  usage error
-          78  configuration to fix: permissions, device busy, address in use
+          78  configuration to fix: permissions, device busy, address in use,
+              device addresses unreadable (--keepalive)
           1   runtime failure
         """,
         version: UDPTunVersion.current)
@@ -168,7 +169,7 @@ struct ClientCommand: ParsableCommand {
                                         counters: counters[0], peers: { [relayAddress] }, log: endpoint.log)
             }
             if keepalive > 0 {
-                tasks.append(keepaliveTask(framing: framing, socket: pipes.sockets[0], relay: relayAddress, counters: counters,
+                tasks.append(try keepaliveTask(framing: framing, socket: pipes.sockets[0], relay: relayAddress, counters: counters,
                                                monitor: gtpuMonitor))
             }
             // As the relay's "relay listening": once it is printed, the data plane runs.
@@ -199,17 +200,29 @@ struct ClientCommand: ParsableCommand {
     }
 
     /// `--keepalive`: when nothing was sent for that long, an Echo Request (GTP-U) or the framing's
-    /// keepalive from the device's inner address.
+    /// keepalive from the device's inner addresses. Those are read once here, so a client that cannot
+    /// read them (a sandbox refusing AF_NETLINK) refuses to start instead of sending keepalives from
+    /// no address, which refresh no return path; a later read that fails keeps the last list.
     private func keepaliveTask(framing: any Framing, socket: UDPSocket, relay relayAddress: SocketAddress,
-                               counters: [TunnelCounters], monitor: GTPUPathMonitor?) -> Housekeeping.Task {
+                               counters: [TunnelCounters], monitor: GTPUPathMonitor?) throws -> Housekeeping.Task {
         let send: @Sendable () -> Void
         if let monitor {
             let counters = counters[0]
             send = { GTPUEcho.sendEchoRequest(socket: socket, to: relayAddress, monitor: monitor, counters: counters) }
         } else {
             let tun = tun
+            let first: [IPAddress]
+            do throws(SystemError) {
+                first = try InterfaceAddresses.of(interface: tun)
+            } catch {
+                throw UserFacingError(
+                    "refusing to start: --keepalive cannot read the addresses of \(tun) to name them, so the relay would refresh no return path (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",
+                    exitCode: ExitStatus.configuration)
+            }
+            let last = Locked(first)
             let sender = KeepaliveSender(framing: framing, socket: socket, relay: relayAddress, counters: counters[0]) {
-                (try? InterfaceAddresses.of(interface: tun)) ?? []
+                if let fresh = try? InterfaceAddresses.of(interface: tun) { last.withLock { $0 = fresh } }
+                return last.withLock { $0 }
             }
             send = { sender.send() }
         }

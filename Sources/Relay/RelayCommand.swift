@@ -16,7 +16,7 @@ struct RelayCommand: ParsableCommand {
 
         The kernel must forward: net.ipv4.ip_forward=1, and reverse-path filtering on the TUN device must not be strict (the effective value is max(conf.all.rp_filter, conf.<tun>.rp_filter); it must be 0 or 2). The relay checks these before it starts and prints the exact sysctl commands.
 
-        Packets to the relay's own addresses are never forwarded. The relay reads them at start (it refuses to start if it cannot: allow AF_NETLINK sockets in a sandbox) and again whenever the kernel announces a change.
+        Packets to the relay's own addresses, or to any it delivers locally (its local routing table: subnet broadcast addresses, prefixes routed local, anycast), are never forwarded. The relay reads them at start (it refuses to start if it cannot: allow AF_NETLINK sockets in a sandbox) and again whenever the kernel announces a change.
 
         EXAMPLES
           udptun-relay --allow 198.18.1.0/24
@@ -62,7 +62,7 @@ struct RelayCommand: ParsableCommand {
     var clientKey: [String] = []
 
     @Option(name: .customLong("allow-dest"), help: ArgumentHelp(
-        "Forward only to destinations in this prefix (repeatable). The relay's own addresses, loopback, link-local, multicast and broadcast are never forwarded to.",
+        "Forward only to destinations in this prefix (repeatable). The relay's own addresses, whatever its kernel delivers locally (local, broadcast and anycast routes), loopback, link-local, multicast and broadcast are never forwarded to.",
         valueName: "CIDR"))
     var allowDest: [String] = []
 
@@ -198,7 +198,8 @@ struct RelayCommand: ParsableCommand {
         let plumbing = try endpoint.bindSockets(listenAddress, for: queues)
         let sources = try allowedSources()
         let ownAddresses = try readOwnAddresses()
-        let packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
+        var packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
+        packets.localPrefixes = ownAddresses.snapshot.localPrefixes
         var gtpuFraming: GTPUFraming?
         if keyedFraming == nil {
             // Error Indications name the address G-PDUs arrive at: the listening one, or on a wildcard
@@ -278,7 +279,7 @@ struct RelayCommand: ParsableCommand {
     private func readOwnAddresses() throws -> OwnAddresses {
         do throws(SystemError) {
             let watch = try AddressWatch()  // before the first read, so no change falls between
-            return try OwnAddresses(changes: { watch.changed() })
+            return try OwnAddresses(changes: { watch.changed() }, localRoutes: { () throws(SystemError) in try LocalRoutes.read() })
         } catch {
             throw UserFacingError(
                 "refusing to start: cannot read this host's addresses, so packets to the relay itself could not be dropped (\(error)); allow AF_NETLINK sockets (systemd: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK)",

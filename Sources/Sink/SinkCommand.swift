@@ -1,5 +1,5 @@
-import Monitoring
 import Logging
+import Monitoring
 import Measurement
 import WireFormat
 import KernelIO

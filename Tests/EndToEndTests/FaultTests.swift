@@ -72,6 +72,35 @@ extension EndToEnd {
             }
         }
 
+        @Test("tun2 set down: the relay drops and counts what it cannot write and runs on; up: delivery resumes; deleted: it exits")
+        func relayDeviceDownAndUp() throws {
+            try Lab.with { lab in
+                let sink = try startSink(lab)
+                try sink.waitForLog("sink listening")
+                let relay = try lab.relay()
+                let client = try startClient(lab)
+                try client.waitForLog("generator starting")
+                Thread.sleep(forTimeInterval: 1)
+                #expect(sink.latestReceived > 500)
+                #expect(lab.run(.b, ["ip", "link", "set", "tun2", "down"]).status == 0)
+                Thread.sleep(forTimeInterval: 1)  // writes to tun2 fail with EIO
+                #expect(relay.isRunning, "a device that is down is not gone: \(relay.stderr)")
+                #expect(lab.run(.b, ["ip", "link", "set", "tun2", "up"]).status == 0)
+                // Down took the kernel's routes through tun2 with it (the return route, which loose
+                // reverse-path filtering needs for the clients' sources): put it back, as host.sh does.
+                #expect(lab.run(.b, ["ip", "route", "replace", "198.19.0.0/24", "dev", "tun2"]).status == 0)
+                expectDeliveryResumes(sink, after: "tun2 came back up")
+                #expect(relay.isRunning)
+                #expect(lab.run(.b, ["ip", "link", "del", "tun2"]).status == 0)
+                let status = relay.wait(timeout: 10)
+                #expect(status == 1, "relay exit status \(String(describing: status)): \(relay.stderr)")
+                #expect(relay.stderr.contains("error: TUN device tun2 disappeared"), "\(relay.stderr)")
+                let report = try #require(relay.report(), "final report printed")
+                #expect(report.drop("tun_write_failed") > 0, "the packets that met the device down were counted: \(report)")
+                #expect(client.stop() == 0)
+            }
+        }
+
         @Test("a TUN device deleted under a running process: a clear error and exit 1, with the final report", arguments: ["relay", "client"])
         func tunDeviceDeleted(role: String) throws {
             try Lab.with { lab in

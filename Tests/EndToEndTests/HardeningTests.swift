@@ -167,6 +167,83 @@ extension EndToEnd {
             }
         }
 
+        @Test("a client with --keepalive that cannot read its device's addresses (AF_NETLINK refused) refuses to start")
+        func keepaliveSourceGuardFailsClosed() throws {
+            try Lab.with { lab in
+                _ = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+                let command = [lab.binary("udptun-client"), "--json", "--interval", "0", "--relay", "\(Lab.addressB):8080"]
+                let client = try lab.spawn(.a, try Self.withoutNetlink() + command + ["--keepalive", "1"], name: "client-sandboxed")
+                #expect(client.wait(timeout: 15) == 78, "stderr: \(client.stderr)")
+                let lines = client.stderr.split(separator: "\n").filter { $0.contains("error:") }
+                #expect(lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("--keepalive")
+                        && lines[0].contains("AF_NETLINK"), "\(client.stderr)")
+                // Without --keepalive the same sandboxed client needs no addresses and starts.
+                let plain = try lab.spawn(.a, try Self.withoutNetlink() + command, name: "client-sandboxed-plain")
+                try plain.waitForLog("client tunnelling")
+                #expect(plain.stop() == 0)
+            }
+        }
+
+        @Test("what B's kernel delivers locally is no destination: its subnet broadcast and a prefix routed local")
+        func locallyDeliveredDestinations() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            try Lab.with { lab in
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"])
+                // 198.18.2.255 is the broadcast address of B's 198.18.2.1/24; 198.18.9.0/24 is routed
+                // `local` on B, without being an address of any interface, once the relay runs (it
+                // re-reads the local table when the kernel announces a route change).
+                try lab.runAll([(.b, ["ip", "route", "add", "local", "198.18.9.0/24", "dev", "lo"])])
+                try relay.waitForLog("198.18.9.0/24", timeout: 6)
+                let listener = try lab.spawn(.b, ["socat", "-u", "UDP-RECV:9999,so-broadcast", "STDOUT"], name: "listener")
+                // The control: B delivers 198.18.9.5 to the listener when sent from B itself.
+                let deadline = Date().addingTimeInterval(10)
+                while !listener.stdout.contains("control"), Date() < deadline {
+                    try lab.sendDatagram(Array("control\n".utf8), from: .b, to: "198.18.9.5:9999")
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+                #expect(listener.stdout.contains("control"), "the listener in B never heard from B itself")
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080"])
+                try client.waitForLog("client tunnelling")
+                try lab.runAll([(.a, ["ip", "route", "add", "198.18.9.0/24", "dev", "tun1"])])
+                for destination in ["198.18.2.255:9999", "198.18.9.5:9999"] {
+                    try lab.sendDatagram(Array("tunnelled to \(destination)\n".utf8), from: .a, to: destination)
+                }
+                Thread.sleep(forTimeInterval: 1)
+                #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
+                #expect(relay.stop() == 0)
+                #expect(client.stop() == 0)
+                let report = try #require(relay.report())
+                #expect(report.drop("forbidden_destination") == 2, "\(report)")
+            }
+        }
+
+        @Test("B's IPv6 subnet-router anycast address (an anycast route, no interface address) is no destination")
+        func anycastIsNoDestination() throws {
+            try Lab.ensureCommand("socat", package: "socat")
+            try Lab.with { lab in
+                // B forwards IPv6 and has 2001:db8:2::1/64, so its kernel delivers 2001:db8:2:: locally.
+                try lab.prepareInnerIPv6()
+                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6"])
+                let listener = try lab.spawn(.b, ["socat", "-u", "UDP6-RECV:9999", "STDOUT"], name: "listener")
+                let deadline = Date().addingTimeInterval(10)
+                while !listener.stdout.contains("control"), Date() < deadline {
+                    try lab.sendDatagram(Array("control\n".utf8), from: .b, to: "[2001:db8:2::]:9999")
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+                #expect(listener.stdout.contains("control"), "the listener in B never heard from B itself")
+                let client = try lab.client(["--relay", "\(Lab.addressB):8080"])
+                try client.waitForLog("client tunnelling")
+                try lab.addInnerIPv6ToClient()
+                try lab.sendDatagram(Array("tunnelled\n".utf8), from: .a, to: "[2001:db8:2::]:9999")
+                Thread.sleep(forTimeInterval: 1)
+                #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
+                #expect(relay.stop() == 0)
+                #expect(client.stop() == 0)
+                let report = try #require(relay.report())
+                #expect(report.drop("forbidden_destination") == 1, "\(report)")
+            }
+        }
+
         @Test("an address added to the relay's host while it runs is protected within a few seconds")
         func addedOwnAddressIsProtected() throws {
             try Lab.ensureCommand("ping", package: "iputils-ping")

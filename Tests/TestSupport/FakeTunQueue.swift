@@ -25,6 +25,7 @@ public final class FakeTunQueue: TunQueue {
         var written: [Frame] = []
         var readFailure: SystemError?
         var writeFailure: SystemError?
+        var removed = false
     }
     private let state = Locked(State())
 
@@ -55,6 +56,11 @@ public final class FakeTunQueue: TunQueue {
     /// The next read (or write) fails with `error`, as a deleted device's would.
     public func failReads(with error: SystemError) { state.withLock { $0.readFailure = error } }
     public func failWrites(with error: SystemError) { state.withLock { $0.writeFailure = error } }
+    /// Reads and writes work again (a device that was down is up).
+    public func heal() { state.withLock { $0.readFailure = nil; $0.writeFailure = nil } }
+    /// The device no longer exists (deleted), as `isPresent` then tells.
+    public func remove() { state.withLock { $0.removed = true } }
+    public var isPresent: Bool { state.withLock { !$0.removed } }
 
     public func readFrames(into batch: PacketBatch, slots: Range<Int>, offset: Int) throws(SystemError) -> Int {
         let result: Result<Int, SystemError> = state.withLock { state in

@@ -1,7 +1,7 @@
-import Testing
-@testable import Engine
 import TestSupport
+@testable import Engine
 import WireFormat
+import Testing
 
 @Suite struct ClientTableTests {
     static let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)

@@ -284,6 +284,7 @@ struct EngineTests {
         #expect(inbound.pump(writeLifecycle) == 1, "a refused packet is not a dead device")
         #expect(counters.snapshot().drops(.tunWriteFailed) == 1 && writeLifecycle.fatalError == nil)
         device.failWrites(with: SystemError("write to faketun", code: .ioError))
+        device.remove()
         socket.deliver(Self.packet(), from: Self.clientA)
         #expect(inbound.pump(writeLifecycle) == nil)
         #expect(writeLifecycle.fatalError?.contains("disappeared") == true)
@@ -292,6 +293,40 @@ struct EngineTests {
         socket.failReceives(with: SystemError("recvmmsg", code: .notSocket))
         #expect(inbound.pump(receiveLifecycle) == nil)
         #expect(receiveLifecycle.fatalError?.contains("UDP receive failed") == true)
+    }
+
+    @Test("a device that is down (EIO, still there) drops and counts, and the stages run on; deleted, they end")
+    func deviceDownIsNotGone() throws {
+        let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
+        var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
+                                   counters: counters)
+        var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+                                     counters: counters)
+        device.failWrites(with: SystemError("write to faketun", code: .ioError))
+        device.failReads(with: SystemError("read from faketun", code: .ioError))
+        for _ in 0..<3 { socket.deliver(Self.packet(), from: Self.clientA) }
+        #expect(inbound.pump(lifecycle) == 3, "a device that is down is not gone")
+        #expect(outbound.pump(lifecycle) == 0)
+        #expect(lifecycle.fatalError == nil)
+        #expect(counters.snapshot().drops(.tunWriteFailed) == 3)
+        device.heal()
+        socket.deliver(Self.packet(), from: Self.clientA)
+        #expect(inbound.pump(lifecycle) == 1)
+        #expect(device.written.count == 1, "up again: packets flow")
+        // Deleted: the kernel detaches the descriptor (EBADFD), and the name is gone.
+        device.failWrites(with: SystemError("write to faketun", code: .fileDescriptorInBadState))
+        socket.deliver(Self.packet(), from: Self.clientA)
+        #expect(inbound.pump(lifecycle) == nil)
+        #expect(lifecycle.fatalError?.contains("disappeared") == true)
+        // An EIO once the name is gone ends it too (a fresh stage: the last check that found the
+        // device is trusted for a few milliseconds).
+        let readLifecycle = try Lifecycle()
+        var fresh = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+                                  counters: counters)
+        device.failReads(with: SystemError("read from faketun", code: .ioError))
+        device.remove()
+        #expect(fresh.pump(readLifecycle) == nil)
+        #expect(readLifecycle.fatalError?.contains("disappeared") == true)
     }
 
     @Test("random damage: whatever arrives, the counters balance and exactly the valid packets are forwarded")
@@ -348,6 +383,32 @@ struct EngineTests {
         #expect(own.failedRefreshes == 1)
         #expect(Set(own.current.addresses) == [Self.relayOwn, added], "the last good list stays in force")
         #expect(own.refresh() != .unchanged || own.failedRefreshes == 2)
+    }
+
+    @Test("locally delivered prefixes: read with the addresses, refreshed with them, and no destination")
+    func localPrefixesRefresh() throws {
+        let routes = Mutex<Result<[IPPrefix], SystemError>>(.success([IPPrefix("198.18.2.255/32")!]))
+        let own = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [Self.relayOwn] },
+                                   localRoutes: { () throws(SystemError) -> [IPPrefix] in try routes.withLock { $0 }.get() })
+        let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
+        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
+                                 policy: InboundPolicy(packets: PacketPolicy()), counters: counters, ownAddresses: own)
+        socket.deliver(Self.packet(to: 0xC612_02FF), from: Self.clientA)  // 198.18.2.255
+        socket.deliver(Self.packet(to: 0xC612_0905), from: Self.clientA)  // 198.18.9.5
+        Self.drain(&stage, lifecycle)
+        #expect(device.written.count == 1 && counters.snapshot().drops(.forbiddenDestination) == 1)
+        routes.withLock { $0 = .success([IPPrefix("198.18.2.255/32")!, IPPrefix("198.18.9.0/24")!]) }
+        #expect(own.refresh() == .changed(added: [], removed: [], addedRoutes: [IPPrefix("198.18.9.0/24")!]))
+        socket.deliver(Self.packet(to: 0xC612_0905), from: Self.clientA)
+        Self.drain(&stage, lifecycle)
+        #expect(device.written.count == 1 && counters.snapshot().drops(.forbiddenDestination) == 2, "a whole local prefix")
+        routes.withLock { $0 = .failure(SystemError("RTM_GETROUTE", code: .addressFamilyNotSupported)) }
+        guard case .failed = own.refresh() else { Issue.record("a failed read must say so"); return }
+        #expect(own.snapshot.localPrefixes.count == 2, "the last good list stays in force")
+        #expect(throws: SystemError.self) {
+            _ = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [] },
+                                 localRoutes: { () throws(SystemError) -> [IPPrefix] in throw SystemError("RTM_GETROUTE", code: .addressFamilyNotSupported) })
+        }
     }
 
     @Test("housekeeping runs its tasks on their interval and stops with the process")

@@ -1,10 +1,10 @@
-import Foundation
-import Testing
+@testable import Monitoring
 @testable import CLI
 @testable import Measurement
-@testable import Monitoring
 @testable import TestSupport
 @testable import WireFormat
+import Foundation
+import Testing
 
 @Suite("Generator payloads and the sink's accounting")
 struct ProbePayloadTests {

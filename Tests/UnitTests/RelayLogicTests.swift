@@ -230,9 +230,11 @@ struct DeploymentTests {
     /// The relay refuses to start when it cannot read its own addresses, which glibc reads over an
     /// AF_NETLINK socket: its unit must allow that family (the unit once did not, and the guard was
     /// silently off under it).
-    @Test func relayUnitAllowsNetlink() throws {
+    /// The client's --keepalive names its device's addresses, read the same way; it refuses to start
+    /// without them, so its unit must allow the family too.
+    @Test(arguments: ["relay", "client"]) func unitAllowsNetlink(role: String) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let unit = try String(contentsOf: root.appendingPathComponent("deploy/systemd/udptun-relay.service"), encoding: .utf8)
+        let unit = try String(contentsOf: root.appendingPathComponent("deploy/systemd/udptun-\(role).service"), encoding: .utf8)
         let families = unit.split(separator: "\n").filter { $0.hasPrefix("RestrictAddressFamilies=") }
         #expect(families.count == 1)
         #expect(families.first?.split(separator: "=")[1].split(separator: " ").contains("AF_NETLINK") == true)

@@ -17,6 +17,9 @@
 #include <sys/uio.h>
 #include <netinet/udp.h>
 #include <linux/virtio_net.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <stddef.h>
 
 _Static_assert(sizeof(clinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
 
@@ -321,7 +324,8 @@ int clinux_address_watch_open(void) {
     struct sockaddr_nl local;
     memset(&local, 0, sizeof(local));
     local.nl_family = AF_NETLINK;
-    local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    // Routes too: the local table (local, broadcast, anycast routes) is what the relay guards.
+    local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
     if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0) {
         int saved = errno;
         close(fd);
@@ -342,4 +346,77 @@ int clinux_address_watch_drain(int fd) {
         // ENOBUFS: notifications were lost; the caller re-reads as if there had been some.
         return -errno;
     }
+}
+
+const int CLINUX_NLMSG_HDRLEN = NLMSG_HDRLEN;
+const int CLINUX_NLMSG_DONE = NLMSG_DONE;
+const int CLINUX_NLMSG_ERROR = NLMSG_ERROR;
+const int CLINUX_RTM_NEWROUTE = RTM_NEWROUTE;
+const int CLINUX_RTMSG_LEN = sizeof(struct rtmsg);
+const int CLINUX_RTMSG_FAMILY = offsetof(struct rtmsg, rtm_family);
+const int CLINUX_RTMSG_DST_LEN = offsetof(struct rtmsg, rtm_dst_len);
+const int CLINUX_RTMSG_TABLE = offsetof(struct rtmsg, rtm_table);
+const int CLINUX_RTMSG_TYPE = offsetof(struct rtmsg, rtm_type);
+const int CLINUX_RTA_DST = RTA_DST;
+const int CLINUX_RTA_TABLE = RTA_TABLE;
+const int CLINUX_RT_TABLE_LOCAL = RT_TABLE_LOCAL;
+const int CLINUX_RTN_LOCAL = RTN_LOCAL;
+const int CLINUX_RTN_BROADCAST = RTN_BROADCAST;
+const int CLINUX_RTN_ANYCAST = RTN_ANYCAST;
+
+long clinux_route_dump(int family, void *buffer, unsigned long capacity) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -errno;
+    struct {
+        struct nlmsghdr header;
+        struct rtmsg route;
+    } request;
+    memset(&request, 0, sizeof(request));
+    request.header.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+    request.header.nlmsg_type = RTM_GETROUTE;
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.header.nlmsg_seq = 1;
+    request.route.rtm_family = (unsigned char)family;
+    // With strict checking (Linux 4.20+) the kernel dumps the local table alone, not a router's
+    // whole main table; older kernels dump every table and the parser keeps the local one.
+    request.route.rtm_table = RT_TABLE_LOCAL;
+    int strict = 1;
+    (void)setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &strict, sizeof(strict));
+    struct sockaddr_nl kernel;
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    long result = 0;
+    if (sendto(fd, &request, request.header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        result = -errno;
+        goto done;
+    }
+    unsigned long used = 0;
+    for (;;) {
+        if (capacity - used < 32768) { result = -ENOSPC; goto done; }  // room for a whole part
+        char *part = (char *)buffer + used;
+        ssize_t n = recv(fd, part, capacity - used, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            result = -errno;
+            goto done;
+        }
+        if (n == 0) { result = -EIO; goto done; }
+        int remaining = (int)n;
+        for (struct nlmsghdr *message = (struct nlmsghdr *)part; NLMSG_OK(message, remaining);
+             message = NLMSG_NEXT(message, remaining)) {
+            if (message->nlmsg_type == NLMSG_ERROR) {
+                const struct nlmsgerr *error = NLMSG_DATA(message);
+                result = message->nlmsg_len >= NLMSG_LENGTH(sizeof(*error)) && error->error < 0 ? error->error : -EIO;
+                goto done;
+            }
+            if (message->nlmsg_type == NLMSG_DONE) {
+                result = (long)(used + (unsigned long)n);
+                goto done;
+            }
+        }
+        used += (unsigned long)n;
+    }
+done:
+    close(fd);
+    return result;
 }

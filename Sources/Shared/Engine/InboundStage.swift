@@ -49,7 +49,8 @@ public struct InboundStage: PipelineStage {
     private var policy: InboundPolicy
     /// The relay learns return routes here; the client has none.
     private let clients: ClientTable?
-    /// The relay's own addresses as last read; the policy's copy is refreshed when they change.
+    /// The relay's own addresses and local prefixes as last read; the policy's copy is refreshed
+    /// when they change.
     private let ownAddresses: OwnAddresses?
     private var ownAddressesVersion: UInt64 = 0
     private let batch: PacketBatch
@@ -119,7 +120,7 @@ public struct InboundStage: PipelineStage {
         }
         if received == 0 { return 0 }
         if let ownAddresses, ownAddresses.version != ownAddressesVersion, policy.packets != nil {
-            (ownAddressesVersion, policy.packets!.ownAddresses) = ownAddresses.current
+            (ownAddressesVersion, policy.packets!.ownAddresses, policy.packets!.localPrefixes) = ownAddresses.snapshot
         }
         tally.reset()
         deviceError = nil

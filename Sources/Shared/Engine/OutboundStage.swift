@@ -26,6 +26,7 @@ public struct OutboundStage: PipelineStage {
     private var tally = BatchTally()
     private let sessionCounters: SessionCounters?
     private var sessionTally: SessionTally
+    private var presence = TunPresence()
 
     public init(tunQueue: any TunQueue, socket: any DatagramSocket, framing: any Framing, route: OutboundRoute,
                 counters: TunnelCounters, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
@@ -50,6 +51,8 @@ public struct OutboundStage: PipelineStage {
         do {
             read = try reader.read()
         } catch {
+            // A device that is down is not gone: nothing to read until it is up again.
+            if error.isDeviceGone, !presence.isGone(reader.queue, after: error) { return 0 }
             if !lifecycle.isStopping {
                 lifecycle.fail(error.isDeviceGone
                     ? "TUN device \(reader.queue.name) disappeared (deleted?): \(error)"

@@ -2,29 +2,36 @@ import Synchronization
 import KernelIO
 import WireFormat
 
-/// The relay's own addresses, which injected packets may never reach. Read once before the relay
-/// starts (a failure there refuses the start: the guard fails closed) and refreshed by housekeeping
-/// while it runs, so an address added later is protected too. A refresh that fails keeps the last
-/// list and counts the failure: the list is never emptied for want of an answer.
+/// The relay's own addresses, which injected packets may never reach, and with `localRoutes` every
+/// prefix the kernel delivers locally (the local table's local, broadcast and anycast routes: a
+/// subnet's broadcast address, a prefix routed `local`), which they may not reach either. Read once
+/// before the relay starts (a failure there refuses the start: the guard fails closed) and
+/// refreshed by housekeeping while it runs, so an address or route added later is protected too. A
+/// refresh that fails keeps the last lists and counts the failure: they are never emptied for want
+/// of an answer.
 public final class OwnAddresses: Sendable {
     public typealias Reader = @Sendable () throws(SystemError) -> [IPAddress]
+    public typealias RouteReader = @Sendable () throws(SystemError) -> [IPPrefix]
     /// Whether the addresses may have changed since last asked (`AddressWatch.changed`).
     public typealias ChangeProbe = @Sendable () -> Bool
 
     private let reader: Reader
     private let changes: ChangeProbe?
-    private let state: Locked<(version: UInt64, addresses: [IPAddress])>
+    private let localRoutes: RouteReader?
+    private let state: Locked<(version: UInt64, addresses: [IPAddress], localPrefixes: [IPPrefix])>
     private let published = Atomic<UInt64>(1)
     private let failures = Atomic<UInt64>(0)
 
     /// Reads the addresses now; throws when they cannot be read. With `changes` (set up before this
     /// read, so no change can fall between the two), `refreshIfChanged` reads them again only when it
     /// says they may have changed.
+    /// `localRoutes` (`LocalRoutes.read`) is read with the addresses, and failing like them.
     public init(reader: @escaping Reader = { () throws(SystemError) in try InterfaceAddresses.all() },
-                changes: ChangeProbe? = nil) throws(SystemError) {
+                changes: ChangeProbe? = nil, localRoutes: RouteReader? = nil) throws(SystemError) {
         self.reader = reader
         self.changes = changes
-        state = Locked((1, try reader()))
+        self.localRoutes = localRoutes
+        state = Locked((1, try reader(), try localRoutes?() ?? []))
     }
 
     /// `refresh`, when the change probe says the addresses may have changed (always without one).
@@ -39,34 +46,39 @@ public final class OwnAddresses: Sendable {
     /// the list only when it moved.
     public var version: UInt64 { published.load(ordering: .acquiring) }
 
-    public var current: (version: UInt64, addresses: [IPAddress]) { state.withLock { $0 } }
+    public var current: (version: UInt64, addresses: [IPAddress]) { state.withLock { ($0.version, $0.addresses) } }
+
+    /// The addresses and the locally delivered prefixes, of one version.
+    public var snapshot: (version: UInt64, addresses: [IPAddress], localPrefixes: [IPPrefix]) { state.withLock { $0 } }
 
     /// Refreshes that failed (the last good list stayed in force).
     public var failedRefreshes: UInt64 { failures.load(ordering: .relaxed) }
 
     public enum Refresh: Equatable, Sendable {
         case unchanged
-        case changed(added: [IPAddress], removed: [IPAddress])
+        case changed(added: [IPAddress], removed: [IPAddress], addedRoutes: [IPPrefix] = [], removedRoutes: [IPPrefix] = [])
         case failed(String)
     }
 
     /// Reads the addresses again and publishes them if they changed.
     @discardableResult
     public func refresh() -> Refresh {
-        let fresh: [IPAddress]
+        let fresh: [IPAddress], freshRoutes: [IPPrefix]
         do throws(SystemError) {
             fresh = try reader()
+            freshRoutes = try localRoutes?() ?? []
         } catch {
             failures.add(1, ordering: .relaxed)
             return .failed(error.description)
         }
         return state.withLock { state in
-            let old = state.addresses
+            let old = state.addresses, oldRoutes = state.localPrefixes
             let added = fresh.filter { !old.contains($0) }, removed = old.filter { !fresh.contains($0) }
-            guard !added.isEmpty || !removed.isEmpty else { return .unchanged }
-            state = (state.version &+ 1, fresh)
+            let addedRoutes = freshRoutes.filter { !oldRoutes.contains($0) }, removedRoutes = oldRoutes.filter { !freshRoutes.contains($0) }
+            guard !added.isEmpty || !removed.isEmpty || !addedRoutes.isEmpty || !removedRoutes.isEmpty else { return .unchanged }
+            state = (state.version &+ 1, fresh, freshRoutes)
             published.store(state.version, ordering: .releasing)
-            return .changed(added: added, removed: removed)
+            return .changed(added: added, removed: removed, addedRoutes: addedRoutes, removedRoutes: removedRoutes)
         }
     }
 
@@ -79,9 +91,14 @@ public final class OwnAddresses: Sendable {
             switch self.refreshIfChanged() {
             case .unchanged:
                 lastFailure.withLock { $0 = nil }
-            case let .changed(added, removed):
+            case let .changed(added, removed, addedRoutes, removedRoutes):
                 lastFailure.withLock { $0 = nil }
-                log.info("own addresses changed: added \(added.map(\.description).joined(separator: ",")), removed \(removed.map(\.description).joined(separator: ","))")
+                if !added.isEmpty || !removed.isEmpty {
+                    log.info("own addresses changed: added \(added.map(\.description).joined(separator: ",")), removed \(removed.map(\.description).joined(separator: ","))")
+                }
+                if !addedRoutes.isEmpty || !removedRoutes.isEmpty {
+                    log.info("locally delivered prefixes changed: added \(addedRoutes.map(\.description).joined(separator: ",")), removed \(removedRoutes.map(\.description).joined(separator: ","))")
+                }
             case let .failed(reason):
                 let isNew = lastFailure.withLock { last in
                     defer { last = reason }

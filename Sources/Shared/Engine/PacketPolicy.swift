@@ -49,6 +49,9 @@ public struct PacketPolicy: Sendable {
     public var allowedDestinations: [IPPrefix]?
     /// The relay's own addresses: never a destination for injected packets.
     public var ownAddresses: [IPAddress]
+    /// What the relay's kernel delivers locally (`LocalRoutes`: local, broadcast and anycast routes,
+    /// a whole prefix where a route covers one): never a destination either.
+    public var localPrefixes: [IPPrefix]
 
     /// Never reachable through the relay: loopback, link-local, multicast, broadcast, "this network",
     /// and IPv4-mapped IPv6.
@@ -69,11 +72,12 @@ public struct PacketPolicy: Sendable {
     public static func isLoopback(_ address: IPAddress) -> Bool { loopback.contains { $0.contains(address) } }
 
     public init(clientRules: [ClientRule] = [], innerSourcesBySession: [[IPPrefix]?] = [], allowedDestinations: [IPPrefix]? = nil,
-                ownAddresses: [IPAddress] = []) {
+                ownAddresses: [IPAddress] = [], localPrefixes: [IPPrefix] = []) {
         self.clientRules = clientRules
         self.innerSourcesBySession = innerSourcesBySession
         self.allowedDestinations = allowedDestinations
         self.ownAddresses = ownAddresses
+        self.localPrefixes = localPrefixes
     }
 
     /// The address the relay's ICMP errors about packets from `destination` come from: the first of
@@ -107,7 +111,8 @@ public struct PacketPolicy: Sendable {
     public func refusal(for info: IPPacketInfo, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
         if let refusal = sourceRefusal(for: info.source, from: peer, session: session) { return refusal }
         let destination = info.destination
-        if Self.forbiddenDestinations.contains(where: { $0.contains(destination) }) || ownAddresses.contains(destination) {
+        if Self.forbiddenDestinations.contains(where: { $0.contains(destination) }) || ownAddresses.contains(destination)
+            || localPrefixes.contains(where: { $0.contains(destination) }) {
             return .forbiddenDestination
         }
         if let allowedDestinations, !allowedDestinations.contains(where: { $0.contains(destination) }) {

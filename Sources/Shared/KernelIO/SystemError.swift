@@ -56,6 +56,8 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
         public static let noBufferSpace = Code(ENOBUFS)
         public static let connectionRefused = Code(ECONNREFUSED)
         public static let noRouteToHost = Code(EHOSTUNREACH)
+        public static let noSpace = Code(ENOSPC)
+        public static let protocolError = Code(EPROTO)
 
         /// Codes no correct program gets from a call on its own descriptors and buffers: a closed or
         /// never-opened descriptor (EBADF) or a pointer outside the address space (EFAULT). Carrying on

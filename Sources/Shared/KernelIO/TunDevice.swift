@@ -13,6 +13,9 @@ public protocol TunQueue: AnyObject, Sendable {
     var hasVirtioHeaders: Bool { get }
     /// True when the device also takes and gives UDP super-packets (USO, Linux 6.2+).
     var acceptsUDPSegmentation: Bool { get }
+    /// False once the device no longer exists (deleted); a device that is down is present. Asked
+    /// after a read or write failed (`TunPresence`).
+    var isPresent: Bool { get }
     /// Reads frames into `slots` of `batch` (each at `offset` within its slot) until the device has no
     /// more or the slots are full, without waiting. Returns how many it read; throws when the device
     /// failed (gone: `SystemError.isDeviceGone`).

@@ -28,6 +28,7 @@ public struct TunWriter {
     private let payloads: GatherList
     private var coalescer: SegmentCoalescer
     private var counts = TunWriteCounts()
+    private var presence = TunPresence()
 
     /// `coalesce` asks for coalescing; it is on only where the device takes virtio-net headers.
     public init(queues: [any TunQueue], coalesce: Bool = true) {
@@ -48,7 +49,7 @@ public struct TunWriter {
     }
 
     /// Queues or writes `packet`, which stays in place until the next `flush`. Throws only when the
-    /// device is gone.
+    /// device is gone (a device that is down refuses the write, which is counted as failed).
     public mutating func write(_ packet: Span<UInt8>, info: IPPacketInfo) throws(SystemError) {
         if coalesces {
             if !coalescer.isEmpty {
@@ -83,7 +84,7 @@ public struct TunWriter {
         headers.withPacket(0) { groupHeaders in
             let queue = queues[FlowSteering.queue(for: groupHeaders, queues: queues.count)]
             do throws(SystemError) {
-                try counting(packets: packets, bytes: length) { () throws(SystemError) in
+                try counting(packets: packets, bytes: length, on: queue) { () throws(SystemError) in
                     try queue.writeFrame(headers: groupHeaders, payloads: payloads, header: header)
                 }
             } catch {
@@ -96,19 +97,20 @@ public struct TunWriter {
     /// Writes one packet as it is.
     private mutating func emit(_ packet: Span<UInt8>) throws(SystemError) {
         let queue = queues[FlowSteering.queue(for: packet, queues: queues.count)]
-        try counting(packets: 1, bytes: packet.count) { () throws(SystemError) in try queue.writeFrame(packet, header: .plain) }
+        try counting(packets: 1, bytes: packet.count, on: queue) { () throws(SystemError) in try queue.writeFrame(packet, header: .plain) }
     }
 
     /// Runs one write of `packets` packets (`bytes` in all) and counts it as written or failed;
-    /// rethrows only when the device is gone.
-    private mutating func counting(packets: Int, bytes: Int, _ write: () throws(SystemError) -> Void) throws(SystemError) {
+    /// rethrows only when the device is gone, not when it is down.
+    private mutating func counting(packets: Int, bytes: Int, on queue: any TunQueue,
+                                   _ write: () throws(SystemError) -> Void) throws(SystemError) {
         do {
             try write()
             counts.written += packets
             counts.writtenBytes += bytes
         } catch {
             counts.failed += packets
-            if error.isDeviceGone { throw error }
+            if presence.isGone(queue, after: error) { throw error }
         }
     }
 }

@@ -81,11 +81,35 @@ unsigned clinux_if_index(const char *name);
 /// Moves the calling thread into the network namespace at `path` (/run/netns/NAME). Returns 0 or -errno.
 int clinux_join_network_namespace(const char *path);
 
-/// A non-blocking NETLINK_ROUTE socket subscribed to IPv4 and IPv6 address changes, or -errno.
+/// A non-blocking NETLINK_ROUTE socket subscribed to IPv4 and IPv6 address and route changes, or -errno.
 int clinux_address_watch_open(void);
 /// Reads every pending notification (into a stack buffer: nothing is allocated) and returns how
 /// many there were, or -errno (ENOBUFS: some were lost, so the addresses must be read again).
 int clinux_address_watch_drain(int fd);
+
+/// The local routing table as the kernel keeps it (what it delivers to this host): one RTM_GETROUTE
+/// dump of `family` (AF_INET or AF_INET6) over a new NETLINK_ROUTE socket. Writes the answer's
+/// netlink messages, every part up to and including NLMSG_DONE, to `buffer` and returns their
+/// length; -ENOSPC when `capacity` is too small (ask again with more), or -errno (an NLMSG_ERROR
+/// answer's error included). KernelIO's LocalRoutes parses the bytes.
+long clinux_route_dump(int family, void *buffer, unsigned long capacity);
+/// Netlink ABI values and layout the parser needs (<linux/netlink.h>, <linux/rtnetlink.h>).
+extern const int CLINUX_NLMSG_HDRLEN;
+extern const int CLINUX_NLMSG_DONE;
+extern const int CLINUX_NLMSG_ERROR;
+extern const int CLINUX_RTM_NEWROUTE;
+/// sizeof(struct rtmsg) and the offsets of its fields.
+extern const int CLINUX_RTMSG_LEN;
+extern const int CLINUX_RTMSG_FAMILY;
+extern const int CLINUX_RTMSG_DST_LEN;
+extern const int CLINUX_RTMSG_TABLE;
+extern const int CLINUX_RTMSG_TYPE;
+extern const int CLINUX_RTA_DST;
+extern const int CLINUX_RTA_TABLE;
+extern const int CLINUX_RT_TABLE_LOCAL;
+extern const int CLINUX_RTN_LOCAL;
+extern const int CLINUX_RTN_BROADCAST;
+extern const int CLINUX_RTN_ANYCAST;
 
 /// Batches of datagrams: mirrors struct mmsghdr so Swift can allocate arrays of it.
 typedef struct clinux_mmsghdr {
