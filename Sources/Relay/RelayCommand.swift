@@ -194,21 +194,14 @@ struct RelayCommand: ParsableCommand {
         let endpoint = try TunnelEndpoint(role: "relay", logger: logger, common: common, offloads: offloads, workers: workers,
                                           privileges: privileges)
         let queues = try endpoint.openDevice(tun) { _ in mtu }
-        try checkForwarding(tun: queues[0].name, logger: logger)
+        try ForwardingCheck(tunName: queues[0].name, forwardIPv6: ipv6).requireReady(fixing: fixSysctl, logger: logger)
         let plumbing = try endpoint.bindSockets(listenAddress, for: queues)
         let sources = try allowedSources()
         let ownAddresses = try readOwnAddresses()
         var packets = try packetPolicy(ownAddresses: ownAddresses.current.addresses)
         packets.localPrefixes = ownAddresses.snapshot.localPrefixes
-        var gtpuFraming: GTPUFraming?
-        if keyedFraming == nil {
-            // Error Indications name the address G-PDUs arrive at: the listening one, or on a wildcard
-            // listener this host's first address of that family.
-            let unspecified = IPAddress.unspecified(like: listenAddress.ip)
-            let local = listenAddress.ip != unspecified ? listenAddress.ip
-                : ownAddresses.current.addresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
-            gtpuFraming = try gtpu.make(localAddress: local)
-        }
+        let gtpuFraming = keyedFraming == nil
+            ? try gtpu.make(listening: listenAddress, ownAddresses: ownAddresses.current.addresses) : nil
         let framing: any Framing = keyedFraming ?? gtpuFraming!
         let counters = queues.map { _ in TunnelCounters() }
         let clients = ClientTable(capacity: maxClients, newPerSecond: newClientsPerSecond)
@@ -257,21 +250,6 @@ struct RelayCommand: ParsableCommand {
                 sessions: final && (sessionNames.count > 1 || gtpuFraming != nil)
                     ? Array(zip(sessionNames, sessionCounters?.figures ?? [SessionCounts(totals: counters.snapshot())])) : [],
                 clients: final ? TunnelReport.ClientList(clients.clients(), now: Clock.monotonicNanoseconds()) : nil)
-        }
-    }
-
-    /// The sysctls forwarding needs, fixed first with --fix-sysctl; a finding stops the start.
-    private func checkForwarding(tun name: String, logger: Logger) throws {
-        let forwarding = ForwardingCheck(tunName: name, forwardIPv6: ipv6)
-        if fixSysctl {
-            for change in try forwarding.fix() { logger.notice("sysctl changed: \(change)") }
-        }
-        let findings = forwarding.failures()
-        guard findings.isEmpty else {
-            let lines = findings.map { "  \($0)" }.joined(separator: "\n")
-            throw UserFacingError(
-                "the kernel is not set up to forward what this relay injects:\n\(lines)\n(or run with --fix-sysctl)",
-                exitCode: ExitStatus.configuration)
         }
     }
 

@@ -56,7 +56,8 @@ extension EndToEnd {
                 // Held while the datagrams queue, the relay takes all four in one batch: coalescible.
                 kill(relay.process.processIdentifier, SIGSTOP)
                 defer { kill(relay.process.processIdentifier, SIGCONT) }
-                for packet in packets { try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080") }
+                // From one endpoint, as a client sends: the relay binds an inner address in use to it.
+                for packet in packets { try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080", bind: "\(Lab.addressA):40200") }
                 kill(relay.process.processIdentifier, SIGCONT)
                 Thread.sleep(forTimeInterval: 0.5)
                 #expect(relay.stop() == 0)

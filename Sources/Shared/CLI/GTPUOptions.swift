@@ -94,7 +94,12 @@ public struct GTPURelayOptions: ParsableArguments {
         }
     }
 
-    public func make(localAddress: IPAddress) throws -> GTPUFraming {
-        GTPUFraming(role: .upf(try parsedSessions()), qfi: qfi, localAddress: localAddress)
+    /// The UPF's framing. Error Indications name the address G-PDUs arrive at: the listening one, or
+    /// on a wildcard listener this host's first address of that family.
+    public func make(listening listenAddress: SocketAddress, ownAddresses: [IPAddress]) throws -> GTPUFraming {
+        let unspecified = IPAddress.unspecified(like: listenAddress.ip)
+        let local = listenAddress.ip != unspecified ? listenAddress.ip
+            : ownAddresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
+        return GTPUFraming(role: .upf(try parsedSessions()), qfi: qfi, localAddress: local)
     }
 }

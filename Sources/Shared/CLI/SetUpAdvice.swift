@@ -1,4 +1,6 @@
+import Engine
 import KernelIO
+import Logging
 
 // KernelIO reports what the kernel answered; the remedy is worded here, in the programs' terms:
 // their flags, the deploy scripts, the commands an operator runs.
@@ -43,5 +45,22 @@ extension UDPSocket.Features {
     public var logDescription: String {
         let granted = isReceiveBufferShort ? " (asked \(requestedBufferBytes); raise net.core.rmem_max or run with CAP_NET_ADMIN)" : ""
         return "rcvbuf=\(receiveBufferBytes) sndbuf=\(sendBufferBytes)\(granted) drop_count=\(reportsDrops ? "on" : "off")"
+    }
+}
+
+extension ForwardingCheck {
+    /// The sysctls forwarding needs, set first when `fixing` (--fix-sysctl, each change logged); any
+    /// still wrong stops the start with the exact commands to run.
+    public func requireReady(fixing: Bool, logger: Logger) throws {
+        if fixing {
+            for change in try fix() { logger.notice("sysctl changed: \(change)") }
+        }
+        let findings = failures()
+        guard findings.isEmpty else {
+            let lines = findings.map { "  \($0)" }.joined(separator: "\n")
+            throw UserFacingError(
+                "the kernel is not set up to forward what this relay injects:\n\(lines)\n(or run with --fix-sysctl)",
+                exitCode: ExitStatus.configuration)
+        }
     }
 }

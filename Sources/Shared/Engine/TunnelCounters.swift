@@ -11,7 +11,7 @@ public enum TunnelCount: Int, CaseIterable, Sendable {
     case controlSendFailed, tooBigSent, repliesLimited, socketDropped
 
     /// How many there are; tallies keep them inline in this many slots or more.
-    public static let count = 12
+    public static let count = allCases.count
 
     /// The JSON report's key: the case name in snake case (`receivedBytes` → `received_bytes`).
     public var jsonKey: String {

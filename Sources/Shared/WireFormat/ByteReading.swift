@@ -6,15 +6,15 @@ extension Span where Element == UInt8 {
 }
 
 extension MutableSpan where Element == UInt8 {
-    @inlinable mutating func setU16(_ value: UInt16, at offset: Int) {
+    @inlinable public mutating func setU16(_ value: UInt16, at offset: Int) {
         self[offset] = UInt8(value >> 8)
         self[offset + 1] = UInt8(truncatingIfNeeded: value)
     }
-    @inlinable mutating func setU32(_ value: UInt32, at offset: Int) {
+    @inlinable public mutating func setU32(_ value: UInt32, at offset: Int) {
         setU16(UInt16(value >> 16), at: offset)
         setU16(UInt16(truncatingIfNeeded: value), at: offset + 2)
     }
-    @inlinable mutating func setU64(_ value: UInt64, at offset: Int) {
+    @inlinable public mutating func setU64(_ value: UInt64, at offset: Int) {
         setU32(UInt32(value >> 32), at: offset)
         setU32(UInt32(truncatingIfNeeded: value), at: offset + 4)
     }

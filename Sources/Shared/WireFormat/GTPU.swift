@@ -42,7 +42,7 @@ public enum GTPU {
     /// A PDU Session Container as RAN emulators send it: one 4-octet unit.
     public static let sessionContainerLength = 4
     /// Header bytes in front of an inner packet: 8, or 16 with a PDU Session Container.
-    public static func gpduHeaderLength(sessionContainer: Bool) -> Int {
+    @inlinable public static func gpduHeaderLength(sessionContainer: Bool) -> Int {
         sessionContainer ? mandatoryLength + optionalLength + sessionContainerLength : mandatoryLength
     }
 
@@ -83,7 +83,7 @@ public enum GTPU {
     }
 
     /// Parses the message occupying `range` of `bytes`.
-    public static func parse(_ bytes: Span<UInt8>, _ range: Range<Int>) -> Result<Header, ParseFailure> {
+    @inlinable public static func parse(_ bytes: Span<UInt8>, _ range: Range<Int>) -> Result<Header, ParseFailure> {
         guard range.count >= mandatoryLength, range.upperBound <= bytes.count else { return .failure(.malformed) }
         let start = range.lowerBound
         let flags = bytes[start]
@@ -128,7 +128,7 @@ public enum GTPU {
 
     /// Writes a G-PDU header for the `payloadLength` bytes that follow it at `start`: 8 bytes (flags
     /// 0x30), or 16 with a PDU Session Container (flags 0x34, one 4-octet unit: type, QFI).
-    public static func writeGPDUHeader(_ bytes: inout MutableSpan<UInt8>, at start: Int, payloadLength: Int, teid: UInt32,
+    @inlinable public static func writeGPDUHeader(_ bytes: inout MutableSpan<UInt8>, at start: Int, payloadLength: Int, teid: UInt32,
                                        sessionContainer: (pduType: UInt8, qfi: UInt8)?) {
         let headerLength = gpduHeaderLength(sessionContainer: sessionContainer != nil)
         bytes[start] = sessionContainer == nil ? version1 : version1 | extensionFlag
