@@ -26,20 +26,21 @@ let package = Package(
         .executable(name: "udptun-sink", targets: ["Sink"]),
         // Test support: the libFuzzer targets (Tests/Fuzz/run.sh) and an LD_PRELOAD malloc counter.
         .executable(name: "udptun-fuzz", targets: ["Fuzz"]),
-        .library(name: "AllocationCounter", type: .dynamic, targets: ["AllocationCounter"]),
+        .library(name: "AllocationCounter", type: .dynamic, targets: ["AllocationCounter"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1")
     ],
     targets: [
         .target(name: "CLinux", path: "Sources/Shared/CLinux"),
         // In-place ChaCha20-Poly1305 through the BoringSSL that swift-crypto links in (see caead.c).
         .target(name: "CAEAD", path: "Sources/Shared/CAEAD"),
-        .target(name: "WireFormat", dependencies: ["CAEAD", .product(name: "Crypto", package: "swift-crypto")],
-                path: "Sources/Shared/WireFormat"),
+        .target(
+            name: "WireFormat", dependencies: ["CAEAD", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/Shared/WireFormat"),
         .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/Shared/KernelIO"),
         .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Engine"),
         .target(name: "Measurement", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Measurement"),
@@ -47,7 +48,7 @@ let package = Package(
             name: "Monitoring",
             dependencies: [
                 "Engine", "Measurement", "KernelIO", "WireFormat",
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Prometheus", package: "swift-prometheus")
             ],
             path: "Sources/Shared/Monitoring"
         ),
@@ -56,7 +57,7 @@ let package = Package(
             dependencies: [
                 "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
             path: "Sources/Shared/CLI"
         ),
@@ -67,14 +68,19 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine", "KernelIO", "WireFormat"], path: "Tests/TestSupport"),
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address. No CLI code.
-        .executableTarget(name: "Fuzz", dependencies: ["Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport"],
-                          path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
-        .testTarget(name: "UnitTests",
-                    dependencies: ["CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport",
-                                   .product(name: "Crypto", package: "swift-crypto")],
-                    path: "Tests/UnitTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "Client", "Relay", "Sink"],
-                    path: "Tests/EndToEndTests"),
+        .executableTarget(
+            name: "Fuzz", dependencies: ["Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport"],
+            path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
+        .testTarget(
+            name: "UnitTests",
+            dependencies: [
+                "CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto")
+            ],
+            path: "Tests/UnitTests"),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "Client", "Relay", "Sink"],
+            path: "Tests/EndToEndTests")
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,11 +1,11 @@
-import Monitoring
-import Logging
-import Measurement
-import KernelIO
-import WireFormat
-import Engine
 import ArgumentParser
 import CLI
+import Engine
+import KernelIO
+import Logging
+import Measurement
+import Monitoring
+import WireFormat
 
 @main
 struct ClientCommand: ParsableCommand {
@@ -13,34 +13,34 @@ struct ClientCommand: ParsableCommand {
         commandName: "udptun-client",
         abstract: "Tunnel the IP packets routed into a TUN device to a udptun relay over UDP, and generate test traffic.",
         discussion: """
-        Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet per UDP datagram; datagrams coming back from the relay are validated and written to the device, so traffic is tunnelled both ways. Route the far network into the device first, e.g. ip route add 198.18.2.0/24 dev tun1.
+            Packets the kernel routes into the TUN device are validated and sent to the relay, one IP packet per UDP datagram; datagrams coming back from the relay are validated and written to the device, so traffic is tunnelled both ways. Route the far network into the device first, e.g. ip route add 198.18.2.0/24 dev tun1.
 
-        With --gtpu the client is a RAN node (gNB/eNB) with one static session: it sends G-PDUs with the uplink TEID and a PDU Session Container (3GPP TS 29.281, TS 38.415) to a UPF on port 2152, answers Echo Requests and sends its own.
+            With --gtpu the client is a RAN node (gNB/eNB) with one static session: it sends G-PDUs with the uplink TEID and a PDU Session Container (3GPP TS 29.281, TS 38.415) to a UPF on port 2152, answers Echo Requests and sends its own.
 
-        The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
+            The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
 
-        EXAMPLES
-          udptun-client --relay 198.18.1.2:8080
-          udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 \\
-              --count 10000 --rate 5000
-          udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
-          udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 \\
-              --exit-when-done
-          udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
-          udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt \\
-              --cipher aes-256-gcm                       # CPUs with AES instructions
-          udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 \\
-              --cpu 1                                    # low latency
-          udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
-          udptun-client --relay 198.18.1.2 --gtpu --teid 0x100 --qfi 9
+            EXAMPLES
+              udptun-client --relay 198.18.1.2:8080
+              udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 \\
+                  --count 10000 --rate 5000
+              udptun-client --relay relay.example:8080 --tun tun1 --mtu 1400 --json
+              udptun-client --no-tunnel --generate 198.18.2.2:8080 --count 1000 \\
+                  --exit-when-done
+              udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt
+              udptun-client --relay 198.18.1.2 --key-file /etc/udptun/key --encrypt \\
+                  --cipher aes-256-gcm                       # CPUs with AES instructions
+              udptun-client --relay 198.18.1.2 --threads 1 --busy-poll 20000 \\
+                  --cpu 1                                    # low latency
+              udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
+              udptun-client --relay 198.18.1.2 --gtpu --teid 0x100 --qfi 9
 
-        EXIT STATUS
-          0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
-          64  usage error
-          78  configuration to fix: permissions, device busy, address in use,
-              device addresses unreadable (--keepalive)
-          1   runtime failure
-        """,
+            EXIT STATUS
+              0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
+              64  usage error
+              78  configuration to fix: permissions, device busy, address in use,
+                  device addresses unreadable (--keepalive)
+              1   runtime failure
+            """,
         version: UDPTunVersion.current)
 
     @Option(help: "The relay's UDP address (HOST:PORT; port 8080 when omitted).")
@@ -49,9 +49,10 @@ struct ClientCommand: ParsableCommand {
     @Option(help: "TUN device to attach to (created if it does not exist).")
     var tun = "tun1"
 
-    @Option(help: ArgumentHelp(
-        "TUN MTU: a number, or 'auto' for the path MTU toward the relay minus the framing overhead.",
-        valueName: "N|auto"))
+    @Option(
+        help: ArgumentHelp(
+            "TUN MTU: a number, or 'auto' for the path MTU toward the relay minus the framing overhead.",
+            valueName: "N|auto"))
     var mtu = "auto"
 
     @Option(help: "Local UDP address to send from (default: any address, a free port).")
@@ -81,9 +82,10 @@ struct ClientCommand: ParsableCommand {
     @Flag(help: "Exit once the generator has finished (after a short drain).")
     var exitWhenDone = false
 
-    @Option(help: ArgumentHelp(
-        "Send a keepalive when nothing was sent to the relay for this many seconds (0 = never), so a NAT on the way keeps its mapping and the relay its return path; 25 suits most NATs. With --gtpu it is an Echo Request.",
-        valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Send a keepalive when nothing was sent to the relay for this many seconds (0 = never), so a NAT on the way keeps its mapping and the relay its return path; 25 suits most NATs. With --gtpu it is an Echo Request.",
+            valueName: "seconds"))
     var keepalive: Double = 0
 
     @OptionGroup var keys: KeyOptions
@@ -101,7 +103,9 @@ struct ClientCommand: ParsableCommand {
     func validate() throws {
         if keys.encrypt, keys.keyFile == nil { throw ValidationError("--encrypt needs --key-file") }
         if gtpu.gtpu, keys.keyFile != nil {
-            throw ValidationError("--gtpu and --key-file cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)")
+            throw ValidationError(
+                "--gtpu and --key-file cannot be combined: GTP-U carries packets as 3GPP defines it, unauthenticated (protect N3 with IPsec, as operators do)"
+            )
         }
         if noTunnel {
             guard generate != nil else { throw ValidationError("--no-tunnel needs --generate") }
@@ -134,8 +138,9 @@ struct ClientCommand: ParsableCommand {
     private func runClient() throws {
         let logger = common.makeLogger(label: "udptun.client")
         let target = try generate.map { try AddressResolver.resolve($0, defaultPort: 8080) }
-        let endpoint = try TunnelEndpoint(role: "client", logger: logger, common: common, offloads: offloads, workers: workers,
-                                          privileges: privileges)
+        let endpoint = try TunnelEndpoint(
+            role: "client", logger: logger, common: common, offloads: offloads, workers: workers,
+            privileges: privileges)
         let counters = (0..<(noTunnel ? 1 : workers.queues)).map { _ in TunnelCounters() }
         let generatorCounters = ProbeGenerator.Counters()
         var tunnel: Tunnel?
@@ -158,38 +163,51 @@ struct ClientCommand: ParsableCommand {
             let tunMTU = try chooseMTU(relay: relayAddress, overhead: framing.overhead)
             let queues = try endpoint.openDevice(tun) { _ in tunMTU }
             let anyAddress = IPAddress.unspecified(like: relayAddress.ip)
-            let local = try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
+            let local =
+                try bind.map { try AddressResolver.resolve($0, defaultPort: nil, anyAddress: anyAddress) }
                 ?? SocketAddress(ip: anyAddress, port: 0)
             let pipes = try endpoint.bindSockets(local, for: queues)
             plumbing = pipes
-            tunnel = Tunnel(queues: queues, sockets: pipes.sockets, counters: counters, framing: framing,
-                            route: .fixed(relayAddress), policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
+            tunnel = Tunnel(
+                queues: queues, sockets: pipes.sockets, counters: counters, framing: framing,
+                route: .fixed(relayAddress), policy: InboundPolicy(onlyPeer: relayAddress.ip, maximumPacketLength: tunMTU))
             if let gtpuMonitor {
-                tasks += GTPUEcho.tasks(interval: gtpu.echoInterval, socket: pipes.sockets[0], monitor: gtpuMonitor,
-                                        counters: counters[0], peers: { [relayAddress] }, log: endpoint.log)
+                tasks += GTPUEcho.tasks(
+                    interval: gtpu.echoInterval, socket: pipes.sockets[0], monitor: gtpuMonitor,
+                    counters: counters[0], peers: { [relayAddress] }, log: endpoint.log)
             }
             if keepalive > 0 {
-                tasks.append(try keepaliveTask(framing: framing, socket: pipes.sockets[0], relay: relayAddress, counters: counters,
-                                               monitor: gtpuMonitor))
+                tasks.append(
+                    try keepaliveTask(
+                        framing: framing, socket: pipes.sockets[0], relay: relayAddress, counters: counters,
+                        monitor: gtpuMonitor))
             }
             // As the relay's "relay listening": once it is printed, the data plane runs.
             tunnelling = {
-                logger.info("client tunnelling", metadata: [
-                    "tun": "\(pipes.device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
-                    "local": "\(pipes.sockets[0].localAddress.map(\.description) ?? "?")"])
+                logger.info(
+                    "client tunnelling",
+                    metadata: [
+                        "tun": "\(pipes.device.name)", "mtu": "\(tunMTU)", "relay": "\(relayAddress)",
+                        "local": "\(pipes.sockets[0].localAddress.map(\.description) ?? "?")"
+                    ])
             }
         }
 
         let generator = target.map { target in
-            ProbeGenerator(target: target, count: count, rate: rate, size: size, duration: duration,
-                           streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
+            ProbeGenerator(
+                target: target, count: count, rate: rate, size: size, duration: duration,
+                streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
         }
-        try endpoint.run(tunnel, plumbing: plumbing, counters: counters, tasks: tasks, metrics: { exposition in
-            if generator != nil { exposition.addGenerator(generatorCounters) }
-            if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
-        }, more: {
-            generator.map { [generatorThread($0, counters: generatorCounters, lifecycle: endpoint.lifecycle, logger: logger)] } ?? []
-        }, ready: tunnelling) { _ in
+        try endpoint.run(
+            tunnel, plumbing: plumbing, counters: counters, tasks: tasks,
+            metrics: { exposition in
+                if generator != nil { exposition.addGenerator(generatorCounters) }
+                if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
+            },
+            more: {
+                generator.map { [generatorThread($0, counters: generatorCounters, lifecycle: endpoint.lifecycle, logger: logger)] } ?? []
+            }, ready: tunnelling
+        ) { _ in
             var extra: [(String, UInt64)] = []
             if generator != nil {
                 extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
@@ -203,8 +221,10 @@ struct ClientCommand: ParsableCommand {
     /// keepalive from the device's inner addresses. Those are read once here, so a client that cannot
     /// read them (a sandbox refusing AF_NETLINK) refuses to start instead of sending keepalives from
     /// no address, which refresh no return path; a later read that fails keeps the last list.
-    private func keepaliveTask(framing: any Framing, socket: UDPSocket, relay relayAddress: SocketAddress,
-                               counters: [TunnelCounters], monitor: GTPUPathMonitor?) throws -> Housekeeping.Task {
+    private func keepaliveTask(
+        framing: any Framing, socket: UDPSocket, relay relayAddress: SocketAddress,
+        counters: [TunnelCounters], monitor: GTPUPathMonitor?
+    ) throws -> Housekeeping.Task {
         let send: @Sendable () -> Void
         if let monitor {
             let counters = counters[0]
@@ -230,16 +250,24 @@ struct ClientCommand: ParsableCommand {
     }
 
     /// The generator's thread; with --exit-when-done it stops the client once done and drained.
-    private func generatorThread(_ generator: ProbeGenerator, counters: ProbeGenerator.Counters, lifecycle: Lifecycle,
-                                 logger: Logger) -> WorkerThread {
-        logger.info("generator starting", metadata: [
-            "target": "\(generator.target)", "count": "\(count == 0 ? "unbounded" : String(count))",
-            "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"])
+    private func generatorThread(
+        _ generator: ProbeGenerator, counters: ProbeGenerator.Counters, lifecycle: Lifecycle,
+        logger: Logger
+    ) -> WorkerThread {
+        logger.info(
+            "generator starting",
+            metadata: [
+                "target": "\(generator.target)", "count": "\(count == 0 ? "unbounded" : String(count))",
+                "rate": "\(rate == 0 ? "max" : String(rate))", "size": "\(size)", "stream": "\(generator.streamID)"
+            ])
         let exitWhenDone = exitWhenDone
         return WorkerThread(name: "generator") {
             generator.run(lifecycle, counters: counters) { logger.warning("generator: send failed: \($0)") }
-            logger.info("generator finished", metadata: [
-                "sent": "\(counters.sent.load)", "failed": "\(counters.failed.load)", "stream": "\(generator.streamID)"])
+            logger.info(
+                "generator finished",
+                metadata: [
+                    "sent": "\(counters.sent.load)", "failed": "\(counters.failed.load)", "stream": "\(generator.streamID)"
+                ])
             if exitWhenDone, !lifecycle.isStopping {
                 Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
                 lifecycle.stop()
@@ -251,14 +279,16 @@ struct ClientCommand: ParsableCommand {
     private func chooseMTU(relay: SocketAddress, overhead: Int) throws -> Int {
         if let fixed = Int(mtu) { return fixed }
         guard let path = UDPSocket.pathMTU(toward: relay) else {
-            throw UserFacingError("--mtu auto: no route toward the relay \(relay); add one or give --mtu N",
-                                  exitCode: ExitStatus.configuration)
+            throw UserFacingError(
+                "--mtu auto: no route toward the relay \(relay); add one or give --mtu N",
+                exitCode: ExitStatus.configuration)
         }
         let headers = (relay.ip.isIPv4 ? 20 : 40) + 8 + overhead
         let fitted = path - headers
         guard fitted >= 68 else {
-            throw UserFacingError("--mtu auto: path MTU \(path) toward \(relay) leaves only \(fitted) bytes for packets; give --mtu N",
-                                  exitCode: ExitStatus.configuration)
+            throw UserFacingError(
+                "--mtu auto: path MTU \(path) toward \(relay) leaves only \(fitted) bytes for packets; give --mtu N",
+                exitCode: ExitStatus.configuration)
         }
         if fitted < 1280 { Logger(label: "udptun.client").warning("TUN MTU \(fitted) is below 1280: inner IPv6 will not work") }
         return fitted

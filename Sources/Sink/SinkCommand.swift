@@ -1,10 +1,10 @@
-import Logging
-import Monitoring
-import Measurement
-import WireFormat
-import KernelIO
 import ArgumentParser
 import CLI
+import KernelIO
+import Logging
+import Measurement
+import Monitoring
+import WireFormat
 
 @main
 struct SinkCommand: ParsableCommand {
@@ -13,19 +13,19 @@ struct SinkCommand: ParsableCommand {
         abstract: "Receive UDP payloads and count them: loss, duplicates, order, integrity and latency.",
         usage: "udptun-sink [--listen HOST:PORT] [--expect N] [--timeout S] [<options>]",
         discussion: """
-        Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the one-host lab). Anything else counts as unsequenced.
+            Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the one-host lab). Anything else counts as unsequenced.
 
-        EXAMPLES
-          udptun-sink
-          udptun-sink --listen 198.18.2.2:8080 --json
-          udptun-sink --expect 10000 --timeout 30 --interval 0
+            EXAMPLES
+              udptun-sink
+              udptun-sink --listen 198.18.2.2:8080 --json
+              udptun-sink --expect 10000 --timeout 30 --interval 0
 
-        EXIT STATUS
-          0   stopped by SIGINT/SIGTERM, or --expect reached
-          1   --timeout passed before --expect was reached, or a runtime failure
-          64  usage error
-          78  address in use or not available
-        """,
+            EXIT STATUS
+              0   stopped by SIGINT/SIGTERM, or --expect reached
+              1   --timeout passed before --expect was reached, or a runtime failure
+              64  usage error
+              78  address in use or not available
+            """,
         version: UDPTunVersion.current)
 
     @Option(help: "UDP address to listen on (HOST:PORT, [IPV6]:PORT or :PORT).")
@@ -65,8 +65,10 @@ struct SinkCommand: ParsableCommand {
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
             .run(workers: [WorkerThread(name: "sink") { receiver.run(lifecycle) }]) { final, elapsed, sinceLast in
                 let now = receiver.accounting
-                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       now: now, previous: previous))
+                emitReport(
+                    report.line(
+                        event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
+                        now: now, previous: previous))
                 previous = now.totals
             }
         if let expect, !receiver.expectationMet {

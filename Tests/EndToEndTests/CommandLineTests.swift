@@ -10,7 +10,9 @@ extension EndToEnd {
             Lab.shell([Lab.binDirectory.appendingPathComponent(binary).path] + arguments, timeout: 20)
         }
 
-        func expectCleanFailure(_ result: Lab.Shell, status: Int32, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        func expectCleanFailure(
+            _ result: Lab.Shell, status: Int32, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation
+        ) {
             #expect(result.status == status, "exit \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
             #expect(result.stderr.contains(text), "stderr lacks '\(text)': \(result.stderr)", sourceLocation: sourceLocation)
             for trace in ["Fatal error", "Stack dump", "Current stack trace", "backtrace"] {
@@ -31,8 +33,9 @@ extension EndToEnd {
         /// ragged or over the width of an 80-column terminal.
         @Test(arguments: ["udptun-client", "udptun-relay", "udptun-sink"])
         func helpFitsEightyColumns(binary: String) {
-            let result = Lab.shell([Lab.binDirectory.appendingPathComponent(binary).path, "--help"],
-                                   environment: ["COLUMNS": "80"], timeout: 20)
+            let result = Lab.shell(
+                [Lab.binDirectory.appendingPathComponent(binary).path, "--help"],
+                environment: ["COLUMNS": "80"], timeout: 20)
             #expect(result.status == 0)
             let long = result.stdout.split(separator: "\n").filter { $0.count > 80 }
             #expect(long.isEmpty, "lines over 80 columns: \(long)")
@@ -46,8 +49,9 @@ extension EndToEnd {
         /// The measuring tools' verdicts are arithmetic on what they measured; these check that
         /// arithmetic on made-up figures and traces, without measuring anything: the benchmark's
         /// medians and issue 13's targets, and the wake-up timeline's reading of perf's output.
-        @Test("the measuring tools judge and read figures as documented",
-              arguments: ["bench-figures.py", "wake-timeline-check.py"])
+        @Test(
+            "the measuring tools judge and read figures as documented",
+            arguments: ["bench-figures.py", "wake-timeline-check.py"])
         func measuringToolArithmetic(script: String) {
             let path = Lab.packageRoot.appendingPathComponent("Tests/scripts/\(script)").path
             let result = Lab.shell(["/usr/bin/python3", path], timeout: 60)
@@ -63,33 +67,39 @@ extension EndToEnd {
                 return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             }
             #expect(Set(versions).count == 1, "\(versions)")
-            #expect(versions[0].split(separator: ".").count == 3 && versions[0].split(separator: ".").allSatisfy { Int($0) != nil },
-                    "\(versions[0])")
+            #expect(
+                versions[0].split(separator: ".").count == 3 && versions[0].split(separator: ".").allSatisfy { Int($0) != nil },
+                "\(versions[0])")
         }
 
         @Test(arguments: ["udptun-client", "udptun-relay", "udptun-sink"])
         func completionScripts(binary: String) {
             for shell in ["bash", "zsh", "fish"] {
                 let result = run(binary, ["--generate-completion-script", shell])
-                #expect(result.status == 0 && result.stdout.contains(binary) && result.stdout.contains("json"),
-                        "\(binary) \(shell): \(result.stderr)")
+                #expect(
+                    result.status == 0 && result.stdout.contains(binary) && result.stdout.contains("json"),
+                    "\(binary) \(shell): \(result.stderr)")
             }
         }
 
         @Test func gtpuUsageErrorsExit64() {
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu"]), status: 64, mentioning: "--teid")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0"]), status: 64, mentioning: "--teid")
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0x1", "--qfi", "64"]), status: 64,
-                               mentioning: "--qfi")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "0x1", "--qfi", "64"]), status: 64,
+                mentioning: "--qfi")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--teid", "7"]), status: 64, mentioning: "need --gtpu")
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "7", "--key-file", "/nonexistent"]),
-                               status: 64, mentioning: "cannot be combined")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--gtpu", "--teid", "7", "--key-file", "/nonexistent"]),
+                status: 64, mentioning: "cannot be combined")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu"]), status: 64, mentioning: "--session")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "0x100"]), status: 64, mentioning: "--session")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--session", "1=198.19.0.2"]),
-                               status: 64, mentioning: "given twice")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--client-key", "k=198.19.0.1"]),
-                               status: 64, mentioning: "cannot be combined")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--session", "1=198.19.0.2"]),
+                status: 64, mentioning: "given twice")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--gtpu", "--session", "1=198.19.0.1", "--client-key", "k=198.19.0.1"]),
+                status: 64, mentioning: "cannot be combined")
         }
 
         @Test func usageErrorsExit64() {
@@ -100,49 +110,70 @@ extension EndToEnd {
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--size", "8"]), status: 64, mentioning: "--size")
             expectCleanFailure(run("udptun-sink", ["--listen", "127.0.0.1:99999"]), status: 64, mentioning: "malformed address")
             expectCleanFailure(run("udptun-sink", ["--interval", "-1"]), status: 64, mentioning: "--interval")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64, mentioning: "'3' is invalid for '--threads <auto|1|2>'")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--threads", "3"]), status: 64,
+                mentioning: "'3' is invalid for '--threads <auto|1|2>'")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--busy-poll", "-5"]), status: 64, mentioning: "--busy-poll")
             expectCleanFailure(run("udptun-relay", ["--allow", "any", "--queues", "0"]), status: 64, mentioning: "--queues must be 1 to 64")
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--queues", "65"]), status: 64, mentioning: "--queues must be 1 to 64")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--threads", "1", "--queues", "1", "--cpu", "0,1"]), status: 64,
-                               mentioning: "names 2 CPUs for 1 data-plane thread")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "1023"]), status: 64,
-                               mentioning: "CPU 1023 is not available to this process")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--cpu", "2-1"]), status: 64, mentioning: "'2-1' is invalid for '--cpu <LIST>'")
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--threads", "1", "--cpu", "0,1"]), status: 64,
-                               mentioning: "--cpu 0-1 names 2 CPUs for 1 data-plane thread")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--queues", "65"]), status: 64, mentioning: "--queues must be 1 to 64")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--threads", "1", "--queues", "1", "--cpu", "0,1"]), status: 64,
+                mentioning: "names 2 CPUs for 1 data-plane thread")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--cpu", "1023"]), status: 64,
+                mentioning: "CPU 1023 is not available to this process")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--cpu", "2-1"]), status: 64, mentioning: "'2-1' is invalid for '--cpu <LIST>'")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--threads", "1", "--cpu", "0,1"]), status: 64,
+                mentioning: "--cpu 0-1 names 2 CPUs for 1 data-plane thread")
         }
 
         @Test func keyFileProblemsAreExplained() throws {
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--encrypt"]), status: 64, mentioning: "--encrypt needs --key-file")
-            expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--cipher", "aes-256-gcm"]), status: 64, mentioning: "--cipher needs --encrypt")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--encrypt", "--cipher", "des"]), status: 64,
-                               mentioning: "'des' is invalid for '--cipher <NAME>'")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--key-file", "/nonexistent/udptun.key", "--listen", "127.0.0.1:1"]),
-                               status: 78, mentioning: "cannot read key file /nonexistent/udptun.key")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--encrypt"]), status: 64, mentioning: "--encrypt needs --key-file")
+            expectCleanFailure(
+                run("udptun-client", ["--relay", "198.18.1.2", "--cipher", "aes-256-gcm"]), status: 64,
+                mentioning: "--cipher needs --encrypt")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--encrypt", "--cipher", "des"]), status: 64,
+                mentioning: "'des' is invalid for '--cipher <NAME>'")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--key-file", "/nonexistent/udptun.key", "--listen", "127.0.0.1:1"]),
+                status: 78, mentioning: "cannot read key file /nonexistent/udptun.key")
             let generated = run("udptun-relay", ["--genkey"])
             #expect(generated.status == 0)
             #expect(generated.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 44)
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--encrypt"]), status: 64,
-                               mentioning: "--encrypt needs --key-file or --client-key")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--client-key", "alice.key"]), status: 64,
-                               mentioning: "--client-key 'alice.key' is not PATH=INNER_CIDR")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--encrypt"]), status: 64,
+                mentioning: "--encrypt needs --key-file or --client-key")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--client-key", "alice.key"]), status: 64,
+                mentioning: "--client-key 'alice.key' is not PATH=INNER_CIDR")
             let key = FileManager.default.temporaryDirectory.appendingPathComponent("udptun-cli-\(UUID()).key")
             try Data(generated.stdout.utf8).write(to: key)
             defer { try? FileManager.default.removeItem(at: key) }
             chmod(key.path, 0o600)
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--key-file", key.path, "--client-key", "\(key.path)=198.19.0.1/32",
-                                                    "--listen", "127.0.0.1:1"]), status: 78, mentioning: "key file \(key.path) is given twice")
+            expectCleanFailure(
+                run(
+                    "udptun-relay",
+                    [
+                        "--allow", "any", "--key-file", key.path, "--client-key", "\(key.path)=198.19.0.1/32",
+                        "--listen", "127.0.0.1:1"
+                    ]), status: 78, mentioning: "key file \(key.path) is given twice")
         }
 
         @Test func metricsAndKeepaliveUsage() throws {
             expectCleanFailure(run("udptun-sink", ["--metrics", "nonsense:port"]), status: 64, mentioning: "--metrics 'nonsense:port'")
             expectCleanFailure(run("udptun-sink", ["--metrics", "127.0.0.1"]), status: 64, mentioning: "--metrics")
-            expectCleanFailure(run("udptun-relay", ["--allow", "any", "--metrics-per-client"]), status: 64,
-                               mentioning: "--metrics-per-client needs --metrics")
+            expectCleanFailure(
+                run("udptun-relay", ["--allow", "any", "--metrics-per-client"]), status: 64,
+                mentioning: "--metrics-per-client needs --metrics")
             expectCleanFailure(run("udptun-client", ["--relay", "198.18.1.2", "--keepalive", "-1"]), status: 64, mentioning: "--keepalive")
-            expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "127.0.0.1:9", "--keepalive", "5"]), status: 64,
-                               mentioning: "--keepalive needs the tunnel")
+            expectCleanFailure(
+                run("udptun-client", ["--no-tunnel", "--generate", "127.0.0.1:9", "--keepalive", "5"]), status: 64,
+                mentioning: "--keepalive needs the tunnel")
             // A metrics port someone holds: a one-line configuration error, before anything runs.
             let (first, ports) = try Self.sinkOnFreePorts { listen, metrics in
                 (["--listen", "127.0.0.1:\(listen)", "--metrics", "127.0.0.1:\(metrics)"], "metrics at http://127.0.0.1:\(metrics)/metrics")
@@ -163,8 +194,9 @@ extension EndToEnd {
         }
 
         @Test func unresolvableHostExits78() {
-            expectCleanFailure(run("udptun-client", ["--no-tunnel", "--generate", "no-such-host.invalid:9", "--count", "1"]),
-                               status: 78, mentioning: "cannot resolve 'no-such-host.invalid'")
+            expectCleanFailure(
+                run("udptun-client", ["--no-tunnel", "--generate", "no-such-host.invalid:9", "--count", "1"]),
+                status: 78, mentioning: "cannot resolve 'no-such-host.invalid'")
         }
 
         @Test func addressInUseExits78() throws {
@@ -201,12 +233,14 @@ extension EndToEnd {
         /// saying so, and it starts again on fresh ports (up to five times), so a collision does not fail
         /// the test.
         static func sinkOnFreePorts(_ arguments: (_ listen: Int, _ metrics: Int) -> (options: [String], started: String)) throws
-            -> (sink: Spawned, ports: (listen: Int, metrics: Int)) {
+            -> (sink: Spawned, ports: (listen: Int, metrics: Int))
+        {
             for attempt in 1...5 {
                 let ports = (listen: try kernelChosenPort(stream: false), metrics: try kernelChosenPort(stream: true))
                 let (options, started) = arguments(ports.listen, ports.metrics)
-                let sink = try Spawned(arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--interval", "0"] + options,
-                                       logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(UUID())"))
+                let sink = try Spawned(
+                    arguments: [Lab.binDirectory.appendingPathComponent("udptun-sink").path, "--interval", "0"] + options,
+                    logs: FileManager.default.temporaryDirectory.appendingPathComponent("udptun-sink-\(UUID())"))
                 do {
                     try sink.waitForLog(started)
                     return (sink, ports)
@@ -225,9 +259,14 @@ extension EndToEnd {
             try Lab.with { lab in
                 // An unprivileged user cannot create a TUN device (with /dev/net/tun as distributions ship
                 // it, 0666, set up in a mount namespace of its own): the message says what to do.
-                let denied = lab.run(.a, try lab.withTunNode(mode: "666", [
-                    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                    lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"]), timeout: 15)
+                let denied = lab.run(
+                    .a,
+                    try lab.withTunNode(
+                        mode: "666",
+                        [
+                            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utnoperm0"
+                        ]), timeout: 15)
                 expectCleanFailure(denied, status: 78, mentioning: "no permission to open or create TUN device utnoperm0")
                 // A single-queue TUN device takes one process.
                 _ = try lab.relay()

@@ -12,7 +12,8 @@ extension EndToEnd {
             let before = sink.latestReceived
             Thread.sleep(forTimeInterval: 1.0)
             let after = sink.latestReceived
-            #expect(after > before + 100, "delivery did not resume within 1 s of \(what): \(before) → \(after)", sourceLocation: sourceLocation)
+            #expect(
+                after > before + 100, "delivery did not resume within 1 s of \(what): \(before) → \(after)", sourceLocation: sourceLocation)
         }
 
         func startSink(_ lab: Lab, name: String = "sink") throws -> Spawned {
@@ -22,8 +23,11 @@ extension EndToEnd {
         /// `bind` keeps the client's UDP endpoint across a restart: the relay keeps an address in use
         /// bound to its endpoint (a new port is refused for 10 s after the old one's last packet).
         func startClient(_ lab: Lab, name: String = "client", bind: String? = nil) throws -> Spawned {
-            try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000",
-                            "--duration", "30"] + (bind.map { ["--bind", $0] } ?? []), name: name)
+            try lab.client(
+                [
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000",
+                    "--duration", "30"
+                ] + (bind.map { ["--bind", $0] } ?? []), name: name)
         }
 
         @Test("relay killed and restarted: the client keeps running and delivery resumes within a second")
@@ -101,7 +105,8 @@ extension EndToEnd {
             }
         }
 
-        @Test("a TUN device deleted under a running process: a clear error and exit 1, with the final report", arguments: ["relay", "client"])
+        @Test(
+            "a TUN device deleted under a running process: a clear error and exit 1, with the final report", arguments: ["relay", "client"])
         func tunDeviceDeleted(role: String) throws {
             try Lab.with { lab in
                 let relay = try lab.relay()

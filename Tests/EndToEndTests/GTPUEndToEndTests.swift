@@ -13,15 +13,17 @@ extension EndToEnd {
         /// itself leaves its dumpcap child running when stopped, so dumpcap is started directly).
         static func capture(_ lab: Lab, into file: URL) throws -> Spawned {
             try Lab.ensureCommand("tshark", package: "tshark")
-            let capture = try lab.spawn(.b, ["dumpcap", "-i", "to-a", "-B", "32", "-f", "udp port 2152", "-w", file.path, "-q"], name: "dumpcap")
+            let capture = try lab.spawn(
+                .b, ["dumpcap", "-i", "to-a", "-B", "32", "-f", "udp port 2152", "-w", file.path, "-q"], name: "dumpcap")
             try capture.waitForLog("Capturing on", timeout: 20)
             return capture
         }
 
         /// The capture decoded by tshark: one line per GTP-U message, fields tab-separated.
         static func decode(_ lab: Lab, _ file: URL, fields: [String], filter: String = "gtp", occurrence: String = "l") -> [[String]] {
-            let result = Lab.shell(["tshark", "-r", file.path, "-Y", filter, "-T", "fields", "-E", "occurrence=\(occurrence)"]
-                                   + fields.flatMap { ["-e", $0] }, timeout: 60)
+            let result = Lab.shell(
+                ["tshark", "-r", file.path, "-Y", filter, "-T", "fields", "-E", "occurrence=\(occurrence)"]
+                    + fields.flatMap { ["-e", $0] }, timeout: 60)
             return result.stdout.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
         }
 
@@ -37,8 +39,11 @@ extension EndToEnd {
                 let sink = try lab.sink(["--expect", "10000", "--timeout", "60"])
                 // 2,000 a second: at 5,000, dumpcap sharing two busy cores with the trio lost a few
                 // dozen frames in some full runs (the tunnel had carried every one).
-                let client = try lab.client(Self.ran + ["--offload", "off", "--generate", "\(Lab.addressC):8080", "--count", "10000",
-                                                        "--rate", "2000", "--size", "256"])
+                let client = try lab.client(
+                    Self.ran + [
+                        "--offload", "off", "--generate", "\(Lab.addressC):8080", "--count", "10000",
+                        "--rate", "2000", "--size", "256"
+                    ])
                 #expect(sink.wait(timeout: 70) == 0, "sink: \(sink.stderr)")
                 let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", Lab.addressC])  // downlink G-PDUs too
                 #expect(ping.stdout.contains("3 received"), "\(ping.stdout)")
@@ -47,40 +52,57 @@ extension EndToEnd {
                 #expect(relay.stop() == 0)
                 _ = capture.stop()
                 let sinkReport = try #require(sink.report())
-                #expect(sinkReport.int("received") == 10000 && sinkReport.int("lost") == 0 && sinkReport.int("corrupt") == 0
+                #expect(
+                    sinkReport.int("received") == 10000 && sinkReport.int("lost") == 0 && sinkReport.int("corrupt") == 0
                         && sinkReport.int("duplicates") == 0)
                 let relayReport = try #require(relay.report()), clientReport = try #require(client.report())
                 let clientEchoes = (clientReport["control_out"] as? [String: Int] ?? [:]).values.reduce(0, +)
                 #expect(relayReport.int("received") == clientReport.int("sent") + clientEchoes, "hop by hop: G-PDUs and echoes")
                 for (report, name) in [(relayReport, "relay"), (clientReport, "client")] {
                     let received = report["control_in"] as? [String: Int] ?? [:], sent = report["control_out"] as? [String: Int] ?? [:]
-                    #expect((received["echo_request"] ?? 0) >= 1 && (sent["echo_response"] ?? 0) == received["echo_request"], "\(name): \(report)")
+                    #expect(
+                        (received["echo_request"] ?? 0) >= 1 && (sent["echo_response"] ?? 0) == received["echo_request"],
+                        "\(name): \(report)")
                     #expect((sent["echo_request"] ?? 0) >= 1 && (received["echo_response"] ?? 0) >= 1, "\(name): \(report)")
-                    #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"), "\(name) balances")
+                    #expect(
+                        report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"),
+                        "\(name) balances")
                     #expect(report.int("gtpu_paths_down") == 0)
                 }
                 #expect(clientReport.int("echo_rtt_us") > 0)
                 let sessions = try #require(relayReport["sessions"] as? [[String: Any]], "\(relayReport)")
                 #expect(sessions.count == 1 && sessions[0]["session"] as? String == "0x100", "\(sessions)")
-                #expect((sessions[0]["forwarded"] as? Int ?? 0) >= 10003 && (sessions[0]["sent"] as? Int ?? 0) >= 3,
-                        "the session's uplink and downlink packets: \(sessions)")
+                #expect(
+                    (sessions[0]["forwarded"] as? Int ?? 0) >= 10003 && (sessions[0]["sent"] as? Int ?? 0) >= 3,
+                    "the session's uplink and downlink packets: \(sessions)")
 
                 // The outer source (first occurrence) tells the direction; the inner addresses are the last.
                 let outer = Self.decode(lab, pcap, fields: ["ip.src"], occurrence: "f")
-                let inner = Self.decode(lab, pcap, fields: ["gtp.teid", "gtp.message", "gtp.ext_hdr.pdu_ses_con.qos_flow_id",
-                                                            "gtp.ext_hdr.pdu_ses_con.pdu_type", "ip.src", "ip.dst"])
+                let inner = Self.decode(
+                    lab, pcap,
+                    fields: [
+                        "gtp.teid", "gtp.message", "gtp.ext_hdr.pdu_ses_con.qos_flow_id",
+                        "gtp.ext_hdr.pdu_ses_con.pdu_type", "ip.src", "ip.dst"
+                    ])
                 #expect(outer.count == inner.count)
                 let lines = zip(outer, inner).map { [$0.first == Lab.addressA ? "uplink" : "downlink"] + $1 }
                 let gpdus = lines.filter { $0.count == 7 && $0[2] == "0xff" }
                 let uplink = gpdus.filter { $0[0] == "uplink" }, downlink = gpdus.filter { $0[0] == "downlink" }
-                #expect(uplink.count >= 10003,
-                        "every uplink G-PDU decoded (\(uplink.count) of \(lines.count) lines: \(lines.prefix(2))); dumpcap: \(capture.stderr)")
-                #expect(uplink.allSatisfy { $0[1] == "0x00000100" && $0[3] == "9" && $0[4] == "1" && $0[5] == Lab.innerA && $0[6] == Lab.addressC },
-                        "uplink: TEID 0x100, UL container with QFI 9, inner 198.19.0.1 → C: \(uplink.prefix(3))")
-                #expect(downlink.count >= 3 && downlink.allSatisfy { $0[1] == "0x00000200" && $0[3] == "9" && $0[4] == "0" && $0[6] == Lab.innerA },
-                        "downlink: TEID 0x200, DL container with the session's QFI: \(downlink.prefix(3))")
-                #expect(lines.contains { $0.count > 2 && $0[2] == "0x01" } && lines.contains { $0.count > 2 && $0[2] == "0x02" },
-                        "echo requests and responses on the wire")
+                #expect(
+                    uplink.count >= 10003,
+                    "every uplink G-PDU decoded (\(uplink.count) of \(lines.count) lines: \(lines.prefix(2))); dumpcap: \(capture.stderr)")
+                #expect(
+                    uplink.allSatisfy {
+                        $0[1] == "0x00000100" && $0[3] == "9" && $0[4] == "1" && $0[5] == Lab.innerA && $0[6] == Lab.addressC
+                    },
+                    "uplink: TEID 0x100, UL container with QFI 9, inner 198.19.0.1 → C: \(uplink.prefix(3))")
+                #expect(
+                    downlink.count >= 3
+                        && downlink.allSatisfy { $0[1] == "0x00000200" && $0[3] == "9" && $0[4] == "0" && $0[6] == Lab.innerA },
+                    "downlink: TEID 0x200, DL container with the session's QFI: \(downlink.prefix(3))")
+                #expect(
+                    lines.contains { $0.count > 2 && $0[2] == "0x01" } && lines.contains { $0.count > 2 && $0[2] == "0x02" },
+                    "echo requests and responses on the wire")
                 let flagged = Self.decode(lab, pcap, fields: ["frame.number"], filter: "_ws.malformed || _ws.expert")
                 #expect(flagged.isEmpty, "tshark flagged \(flagged.count) frames as malformed or with expert notes")
             }
@@ -106,15 +128,23 @@ extension EndToEnd {
         func unknownTEIDAndSpoofing() throws {
             try Lab.with { lab in
                 // The UPF knows TEID 0x100 only for 198.19.0.9: the client's 198.19.0.1 is spoofed there.
-                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100=198.19.0.9/32",
-                                           "--session", "0x300=\(Lab.innerA)/32"])
+                let relay = try lab.relay([
+                    "--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100=198.19.0.9/32",
+                    "--session", "0x300=\(Lab.innerA)/32"
+                ])
                 let sink = try lab.sink()
-                let stranger = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x999", "--generate", "\(Lab.addressC):8080",
-                                               "--count", "50", "--rate", "100"], name: "stranger")
+                let stranger = try lab.client(
+                    [
+                        "--relay", Lab.addressB, "--gtpu", "--teid", "0x999", "--generate", "\(Lab.addressC):8080",
+                        "--count", "50", "--rate", "100"
+                    ], name: "stranger")
                 try stranger.waitForLog("gtp-u session rejected", timeout: 10)
                 #expect(stranger.stop() == 0)
-                let spoofer = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--generate", "\(Lab.addressC):8080",
-                                              "--count", "50", "--rate", "100", "--exit-when-done"], name: "spoofer")
+                let spoofer = try lab.client(
+                    [
+                        "--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--generate", "\(Lab.addressC):8080",
+                        "--count", "50", "--rate", "100", "--exit-when-done"
+                    ], name: "spoofer")
                 #expect(spoofer.wait(timeout: 20) == 0)
                 #expect(relay.stop() == 0)
                 #expect(sink.stop() == 0)
@@ -128,7 +158,9 @@ extension EndToEnd {
             }
         }
 
-        @Test("spoofed Error Indications naming the session's downlink TEID, from another endpoint, leave its return path: the downlink keeps flowing")
+        @Test(
+            "spoofed Error Indications naming the session's downlink TEID, from another endpoint, leave its return path: the downlink keeps flowing"
+        )
         func spoofedErrorIndicationIgnored() throws {
             try Lab.ensureCommand("ping", package: "iputils-ping")
             try Lab.with { lab in
@@ -161,7 +193,9 @@ extension EndToEnd {
             }
         }
 
-        @Test("driven by scapy's GTP layer: echo answered, unknown TEID and unknown required extension refused with the right messages, skippable extensions forwarded")
+        @Test(
+            "driven by scapy's GTP layer: echo answered, unknown TEID and unknown required extension refused with the right messages, skippable extensions forwarded"
+        )
         func scapyPeer() throws {
             try Lab.ensurePythonModule("scapy.contrib.gtp", package: "python3-scapy")
             try Lab.with { lab in
@@ -170,15 +204,20 @@ extension EndToEnd {
                 let script = Lab.packageRoot.appendingPathComponent("Tests/scripts/gtpu-scapy.py").path
                 let driven = lab.run(.a, ["/usr/bin/python3", script, Lab.addressB, "0x100", Lab.innerA, Lab.addressC], timeout: 60)
                 #expect(driven.status == 0, "\(driven.stderr)")
-                let replies = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: [String: Any]],
-                                           "\(driven.stdout)\(driven.stderr)")
+                let replies = try #require(
+                    try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: [String: Any]],
+                    "\(driven.stdout)\(driven.stderr)")
                 let echo = try #require(replies["echo"]), indication = try #require(replies["unknown_teid"])
                 let notification = try #require(replies["required_extension"])
-                #expect(echo["type"] as? Int == 2 && echo["seq"] as? Int == 0x1234 && echo["teid"] as? Int == 0 && echo["S"] as? Int == 1
-                        && echo["ies"] as? [Int] == [14] && echo["restart_counter"] as? Int == 0 && echo["length_ok"] as? Bool == true, "\(echo)")
-                #expect(indication["type"] as? Int == 26 && indication["ies"] as? [Int] == [16, 133]
+                #expect(
+                    echo["type"] as? Int == 2 && echo["seq"] as? Int == 0x1234 && echo["teid"] as? Int == 0 && echo["S"] as? Int == 1
+                        && echo["ies"] as? [Int] == [14] && echo["restart_counter"] as? Int == 0 && echo["length_ok"] as? Bool == true,
+                    "\(echo)")
+                #expect(
+                    indication["type"] as? Int == 26 && indication["ies"] as? [Int] == [16, 133]
                         && indication["teid_data_i"] as? Int == 0x999 && indication["length_ok"] as? Bool == true, "\(indication)")
-                #expect(notification["type"] as? Int == 31 && notification["ies"] as? [Int] == [141]
+                #expect(
+                    notification["type"] as? Int == 31 && notification["ies"] as? [Int] == [141]
                         && notification["length_ok"] as? Bool == true, "\(notification)")
                 // Its closing Error Indication names the session's downlink TEID, from the endpoint the
                 // session sent from, after 100 naming junk TEIDs: the relay still forgets the return
@@ -194,8 +233,9 @@ extension EndToEnd {
                 #expect(report.int("clients") == 0, "the rejected session's return path is forgotten: \(report)")
                 #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
                 let sessions = try #require(report["sessions"] as? [[String: Any]])
-                #expect(sessions.count == 1 && sessions[0]["session"] as? String == "0x100" && sessions[0]["forwarded"] as? Int == 2,
-                        "per-session counts: \(sessions)")
+                #expect(
+                    sessions.count == 1 && sessions[0]["session"] as? String == "0x100" && sessions[0]["forwarded"] as? Int == 2,
+                    "per-session counts: \(sessions)")
                 #expect(try #require(sink.report()).int("datagrams") == 2)
             }
         }
@@ -207,23 +247,26 @@ extension EndToEnd {
                 // Its own TUN device and an inner prefix from the lab's range; it serves GTP-U on B's address.
                 let state = lab.directory.appendingPathComponent("osmo-ggsn-state")
                 try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
-                let config = try lab.file("osmo-ggsn.cfg", Array("""
-                    log stderr
-                     logging filter all 1
-                    ggsn ggsn0
-                     gtp state-dir \(state.path)
-                     gtp bind-ip \(Lab.addressB)
-                     apn internet
-                      gtpu-mode tun
-                      tun-device tunggsn
-                      type-support v4
-                      ip prefix dynamic 198.19.100.0/24
-                      ip dns 0 \(Lab.addressC)
-                      no shutdown
-                     default-apn internet
-                     no shutdown ggsn
+                let config = try lab.file(
+                    "osmo-ggsn.cfg",
+                    Array(
+                        """
+                        log stderr
+                         logging filter all 1
+                        ggsn ggsn0
+                         gtp state-dir \(state.path)
+                         gtp bind-ip \(Lab.addressB)
+                         apn internet
+                          gtpu-mode tun
+                          tun-device tunggsn
+                          type-support v4
+                          ip prefix dynamic 198.19.100.0/24
+                          ip dns 0 \(Lab.addressC)
+                          no shutdown
+                         default-apn internet
+                         no shutdown ggsn
 
-                    """.utf8))
+                        """.utf8))
                 let ggsn = try lab.spawn(.b, ["osmo-ggsn", "-c", config.path], name: "osmo-ggsn")
                 Thread.sleep(forTimeInterval: 1)
                 #expect(ggsn.isRunning, "osmo-ggsn: \(ggsn.stderr)")
@@ -242,10 +285,14 @@ extension EndToEnd {
         @Test("--keepalive with --gtpu sends Echo Requests while idle (none otherwise here: --echo-interval 0), which the UPF answers")
         func keepaliveIsAnEchoRequest() throws {
             try Lab.with { lab in
-                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100:0x200=\(Lab.innerA)/32",
-                                           "--echo-interval", "0"])
-                let client = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
-                                             "--echo-interval", "0", "--keepalive", "0.5"])
+                let relay = try lab.relay([
+                    "--allow", "\(Lab.addressA)/32", "--gtpu", "--session", "0x100:0x200=\(Lab.innerA)/32",
+                    "--echo-interval", "0"
+                ])
+                let client = try lab.client([
+                    "--relay", Lab.addressB, "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
+                    "--echo-interval", "0", "--keepalive", "0.5"
+                ])
                 try client.waitForLog("client tunnelling")
                 Thread.sleep(forTimeInterval: 2.2)
                 #expect(client.stop() == 0)
@@ -267,8 +314,10 @@ extension EndToEnd {
                 }
                 let relay = try lab.relay(["--allow", "2001:db8:1::/64", "--listen", "[2001:db8:1::2]:2152"] + Self.session)
                 let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
-                let client = try lab.client(["--relay", "[2001:db8:1::2]", "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
-                                             "--echo-interval", "1", "--generate", "\(Lab.addressC):8080", "--count", "1000", "--rate", "1000"])
+                let client = try lab.client([
+                    "--relay", "[2001:db8:1::2]", "--gtpu", "--teid", "0x100", "--local-teid", "0x200",
+                    "--echo-interval", "1", "--generate", "\(Lab.addressC):8080", "--count", "1000", "--rate", "1000"
+                ])
                 try client.waitForLog("client tunnelling")
                 #expect(client.stderr.contains("mtu=1436"), "1500 − 40 − 8 − 16: \(client.stderr)")
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stderr)")
@@ -289,8 +338,10 @@ extension EndToEnd {
             try Lab.ensureCommand("ping", package: "iputils-ping")
             try Lab.with { lab in
                 try lab.prepareInnerIPv6()
-                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--ipv6", "--gtpu",
-                                           "--session", "0x100=\(Lab.innerA)/32,2001:db8:19::1/128"])
+                let relay = try lab.relay([
+                    "--allow", "\(Lab.addressA)/32", "--ipv6", "--gtpu",
+                    "--session", "0x100=\(Lab.innerA)/32,2001:db8:19::1/128"
+                ])
                 let client = try lab.client(["--relay", Lab.addressB, "--gtpu", "--teid", "0x100"])
                 try client.waitForLog("client tunnelling")
                 try lab.addInnerIPv6ToClient()
@@ -299,7 +350,8 @@ extension EndToEnd {
                 #expect(client.stop() == 0)
                 #expect(relay.stop() == 0)
                 let report = try #require(relay.report())
-                #expect(report.int("forwarded") >= 3 && report.drop("ipv6_disabled") == 0 && report.drop("spoofed_source") == 0, "\(report)")
+                #expect(
+                    report.int("forwarded") >= 3 && report.drop("ipv6_disabled") == 0 && report.drop("spoofed_source") == 0, "\(report)")
             }
         }
     }

@@ -29,8 +29,10 @@ extension EndToEnd {
                 try relay.waitForLog("running as nobody")
                 #expect(ids(relay).uid == "65534 65534 65534 65534", "uid real/effective/saved/fs: \(ids(relay))")
                 let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
-                                             "--count", "1000", "--rate", "2000", "--user", "nobody"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                    "--count", "1000", "--rate", "2000", "--user", "nobody"
+                ])
                 try client.waitForLog("running as nobody")
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
                 #expect(relay.stop() == 0)
@@ -42,24 +44,29 @@ extension EndToEnd {
         func unprivilegedClient() throws {
             try Lab.with { lab in
                 // What `TUN_USER=... deploy/host.sh client up` prepares as root: a device owned by the user.
-                for command in [["ip", "tuntap", "add", "dev", "utuser0", "mode", "tun", "user", "65534"],
-                                ["ip", "link", "set", "utuser0", "mtu", "1472", "up"],
-                                ["ip", "addr", "add", "198.19.0.5/32", "dev", "utuser0"],
-                                ["ip", "route", "replace", "198.18.2.2/32", "dev", "utuser0", "src", "198.19.0.5"]] {
+                for command in [
+                    ["ip", "tuntap", "add", "dev", "utuser0", "mode", "tun", "user", "65534"],
+                    ["ip", "link", "set", "utuser0", "mtu", "1472", "up"],
+                    ["ip", "addr", "add", "198.19.0.5/32", "dev", "utuser0"],
+                    ["ip", "route", "replace", "198.18.2.2/32", "dev", "utuser0", "src", "198.19.0.5"]
+                ] {
                     #expect(lab.run(.a, command).status == 0, "\(command)")
                 }
                 _ = try lab.relay(["--allow", "\(Lab.addressA)/32"])
-                let unprivilegedClient = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                                          lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utuser0",
-                                          "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000",
-                                          "--interval", "0", "--json"]
+                let unprivilegedClient = [
+                    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                    lab.binary("udptun-client"), "--relay", "\(Lab.addressB):8080", "--tun", "utuser0",
+                    "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000",
+                    "--interval", "0", "--json"
+                ]
                 // Distributions ship /dev/net/tun as 0666; some hosts (this project's VMs among them) have
                 // 0600. Each run sees a node of the mode it needs in a mount namespace of its own, so the
                 // host's node is never changed.
                 let refused = try lab.spawn(.a, try lab.withTunNode(mode: "600", unprivilegedClient), name: "client-0600")
                 #expect(refused.wait(timeout: 15) == 78)
-                #expect(refused.stderr.contains("no permission to open /dev/net/tun") && refused.stderr.contains("chmod 0666"),
-                        "\(refused.stderr)")
+                #expect(
+                    refused.stderr.contains("no permission to open /dev/net/tun") && refused.stderr.contains("chmod 0666"),
+                    "\(refused.stderr)")
                 let sink = try lab.sink(["--expect", "500", "--timeout", "30"])
                 let client = try lab.spawn(.a, try lab.withTunNode(mode: "666", unprivilegedClient), name: "unprivileged-client")
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)\nclient: \(client.stderr)")
@@ -72,9 +79,12 @@ extension EndToEnd {
         func underlayFlap() throws {
             try Lab.with { lab in
                 let relay = try lab.relay()
-                let sink = try lab.spawn(.c, [lab.binary("udptun-sink"), "--json", "--interval", "0.1", "--listen", "\(Lab.addressC):8080"], name: "sink")
+                let sink = try lab.spawn(
+                    .c, [lab.binary("udptun-sink"), "--json", "--interval", "0.1", "--listen", "\(Lab.addressC):8080"], name: "sink")
                 try sink.waitForLog("sink listening")
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000", "--duration", "30"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--rate", "1000", "--duration", "30"
+                ])
                 try client.waitForLog("generator starting")
                 Thread.sleep(forTimeInterval: 0.5)
                 #expect(lab.run(.a, ["ip", "link", "set", "to-b", "down"]).status == 0)
@@ -97,10 +107,15 @@ extension EndToEnd {
                 let sink = try lab.sink()
                 // The tunnel's client generates flat out, and a second sender on A adds more through it:
                 // well past what two cores can carry.
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
-                                             "--rate", "0", "--size", "200", "--duration", "30"])
-                let extra = try lab.client(["--no-tunnel", "--generate", "\(Lab.addressC):8080", "--rate", "0", "--size", "1200",
-                                            "--duration", "30", "--exit-when-done"], name: "extra-load")
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                    "--rate", "0", "--size", "200", "--duration", "30"
+                ])
+                let extra = try lab.client(
+                    [
+                        "--no-tunnel", "--generate", "\(Lab.addressC):8080", "--rate", "0", "--size", "1200",
+                        "--duration", "30", "--exit-when-done"
+                    ], name: "extra-load")
                 // The relay keeps up with one client on two cores, so its socket may never overflow by
                 // itself. Frozen for 3 s, it reads nothing while the client sends on: its receive buffer
                 // fills and the kernel drops at the socket, counting in sk_drops what SO_RXQ_OVFL reports.
@@ -130,8 +145,9 @@ extension EndToEnd {
                 // kernel counts dropped buffers, and a UDP GSO buffer carries 1 to 64 datagrams.
                 let sent = clientReport.int("sent"), received = relayReport.int("received")
                 let socketDrops = relayReport.int("socket_dropped")
-                #expect(socketDrops >= 0 && received + socketDrops <= sent && sent <= received + 64 * socketDrops,
-                        "client sent \(sent), relay received \(received) + socket-dropped \(socketDrops) buffers")
+                #expect(
+                    socketDrops >= 0 && received + socketDrops <= sent && sent <= received + 64 * socketDrops,
+                    "client sent \(sent), relay received \(received) + socket-dropped \(socketDrops) buffers")
                 // socket_dropped is the kernel's count at the relay's socket as of the last datagram the relay
                 // read (each carries the count when it was queued). It cannot pass the final count; and
                 // the client sent for 20 s more after the thaw, so the relay read datagrams queued after
@@ -139,8 +155,9 @@ extension EndToEnd {
                 // count, or missed the control message, fails one side.
                 let frozen = try #require(dropsWhileFrozen, "no UDP socket on port 8080 in B's /proc/net/udp")
                 let final = try #require(finalDrops, "no UDP socket on port 8080 in B's /proc/net/udp")
-                #expect(frozen <= socketDrops && socketDrops <= final,
-                        "relay socket_dropped \(socketDrops); the kernel counted \(frozen) at the socket by the thaw, \(final) at the end")
+                #expect(
+                    frozen <= socketDrops && socketDrops <= final,
+                    "relay socket_dropped \(socketDrops); the kernel counted \(frozen) at the socket by the thaw, \(final) at the end")
                 // Relay: everything received was forwarded or dropped by reason.
                 #expect(relayReport.int("received") == relayReport.int("forwarded") + relayReport.int("dropped"))
                 #expect(sinkReport.int("corrupt") == 0)
@@ -157,8 +174,9 @@ extension EndToEnd {
         @Test("a relay that cannot read its own addresses (AF_NETLINK refused, as under the old systemd unit) refuses to start")
         func ownAddressGuardFailsClosed() throws {
             try Lab.with { lab in
-                let relay = try lab.spawn(.b, try Self.withoutNetlink() + [lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32"],
-                                          name: "relay-sandboxed")
+                let relay = try lab.spawn(
+                    .b, try Self.withoutNetlink() + [lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32"],
+                    name: "relay-sandboxed")
                 #expect(relay.wait(timeout: 15) == 78, "stderr: \(relay.stderr)")
                 let lines = relay.stderr.split(separator: "\n").filter { $0.contains("error:") }
                 #expect(lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("AF_NETLINK"), "\(relay.stderr)")
@@ -175,7 +193,8 @@ extension EndToEnd {
                 let client = try lab.spawn(.a, try Self.withoutNetlink() + command + ["--keepalive", "1"], name: "client-sandboxed")
                 #expect(client.wait(timeout: 15) == 78, "stderr: \(client.stderr)")
                 let lines = client.stderr.split(separator: "\n").filter { $0.contains("error:") }
-                #expect(lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("--keepalive")
+                #expect(
+                    lines.count == 1 && lines[0].contains("refusing to start") && lines[0].contains("--keepalive")
                         && lines[0].contains("AF_NETLINK"), "\(client.stderr)")
                 // Without --keepalive the same sandboxed client needs no addresses and starts.
                 let plain = try lab.spawn(.a, try Self.withoutNetlink() + command, name: "client-sandboxed-plain")

@@ -1,8 +1,8 @@
-import WireFormat
-import TestSupport
 import Foundation
 import Glibc
+import TestSupport
 import Testing
+import WireFormat
 
 extension EndToEnd {
     /// What the tunnel must not do to the end-to-end checks the inner packets carry.
@@ -24,16 +24,18 @@ extension EndToEnd {
         /// TCP segments to a closed port), each with a valid transport checksum.
         static func flow(_ proto: String) throws -> [[UInt8]] {
             if proto == "tcp" {
-                let (packet, header) = PacketBuilder.tcpSuperPacket(payload: (0..<4000).map { UInt8(truncatingIfNeeded: $0) },
-                                                                    flags: TCPFlag.ack, segmentSize: 1000)
+                let (packet, header) = PacketBuilder.tcpSuperPacket(
+                    payload: (0..<4000).map { UInt8(truncatingIfNeeded: $0) },
+                    flags: TCPFlag.ack, segmentSize: 1000)
                 var output = [UInt8](repeating: 0, count: 65536)
                 var span = output.mutableSpan
                 let layout = try GSOSegmenter.segment(packet.span, header: header, into: &span).get()
                 return (0..<layout.count).map { Array(output[($0 * layout.stride)..<($0 * layout.stride + layout.length(of: $0))]) }
             }
             return (0..<4).map { sequence in
-                var packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
-                                                       sequence: UInt64(sequence), streamID: 31, length: 1000)
+                var packet = PacketBuilder.probePacket(
+                    source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
+                    sequence: UInt64(sequence), streamID: 31, length: 1000)
                 let length = packet.count
                 var span = packet.mutableSpan
                 TransportChecksum.complete(&span, packet: 0..<length, version: 4, proto: IPProtocolNumber.udp, start: 20, offset: 6)
@@ -41,8 +43,9 @@ extension EndToEnd {
             }
         }
 
-        @Test("a segment whose payload was corrupted on the way keeps its failing checksum through the relay's coalescing: C's kernel drops it",
-              arguments: ["udp", "tcp"])
+        @Test(
+            "a segment whose payload was corrupted on the way keeps its failing checksum through the relay's coalescing: C's kernel drops it",
+            arguments: ["udp", "tcp"])
         func corruptSegmentsAreNotRepaired(proto: String) throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
@@ -64,8 +67,9 @@ extension EndToEnd {
                 #expect(sink.stop() == 0)
                 let relayReport = try #require(relay.report())
                 #expect(relayReport.int("forwarded") == 4, "\(relayReport)")
-                #expect(try Self.snmp(lab, .c, group, "InCsumErrors") == errorsBefore + 1,
-                        "C's kernel saw the corrupt segment's failing checksum and dropped it")
+                #expect(
+                    try Self.snmp(lab, .c, group, "InCsumErrors") == errorsBefore + 1,
+                    "C's kernel saw the corrupt segment's failing checksum and dropped it")
                 if proto == "udp" {
                     let sinkReport = try #require(sink.report())
                     #expect(sinkReport.int("corrupt") == 0, "the corrupt datagram never reached the sink: \(sinkReport)")

@@ -14,13 +14,20 @@ extension EndToEnd {
             try Lab.with { lab in
                 _ = try lab.relay()
                 let sink = try lab.sink(["--expect", "\(Self.payloads)", "--timeout", "30"])
-                let socat = try lab.spawn(.a, ["socat", "UDP:\(Lab.addressB):8080,bind=\(Lab.addressA):40000",
-                                               "TUN,tun-name=tun1,iff-no-pi,iff-up"], name: "socat-client")
+                let socat = try lab.spawn(
+                    .a,
+                    [
+                        "socat", "UDP:\(Lab.addressB):8080,bind=\(Lab.addressA):40000",
+                        "TUN,tun-name=tun1,iff-no-pi,iff-up"
+                    ], name: "socat-client")
                 Thread.sleep(forTimeInterval: 0.5)
                 #expect(socat.isRunning, "socat exited: \(socat.stderr)")
                 // The generator alone: ordinary UDP that A's kernel routes into socat's tun1.
-                let generator = try lab.client(["--no-tunnel", "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)",
-                                                "--rate", "2000", "--exit-when-done"], name: "generator")
+                let generator = try lab.client(
+                    [
+                        "--no-tunnel", "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)",
+                        "--rate", "2000", "--exit-when-done"
+                    ], name: "generator")
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
                 #expect(generator.wait(timeout: 10) == 0)
                 let report = try #require(sink.report())
@@ -35,13 +42,19 @@ extension EndToEnd {
         func ourClientWithSocatRelay() throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
-                let socat = try lab.spawn(.b, ["socat", "UDP-LISTEN:8080,bind=\(Lab.addressB)",
-                                               "TUN,tun-name=tun2,iff-no-pi,iff-up"], name: "socat-relay")
+                let socat = try lab.spawn(
+                    .b,
+                    [
+                        "socat", "UDP-LISTEN:8080,bind=\(Lab.addressB)",
+                        "TUN,tun-name=tun2,iff-no-pi,iff-up"
+                    ], name: "socat-relay")
                 Thread.sleep(forTimeInterval: 0.5)
                 #expect(socat.isRunning, "socat exited: \(socat.stderr)")
                 let sink = try lab.sink(["--expect", "\(Self.payloads)", "--timeout", "30"])
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
-                                             "--count", "\(Self.payloads)", "--rate", "2000"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                    "--count", "\(Self.payloads)", "--rate", "2000"
+                ])
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
                 let report = try #require(sink.report())
                 #expect(report.int("received") == Self.payloads)

@@ -1,9 +1,9 @@
 import CLinux
-import KernelIO
-import TestSupport
-import Synchronization
 import Foundation
 import Glibc
+import KernelIO
+import Synchronization
+import TestSupport
 import Testing
 
 /// Every end-to-end suite nests in here so they run one at a time: parallel labs would compete for the
@@ -64,8 +64,9 @@ final class Lab: @unchecked Sendable {
                 throw LabError("\(path) is missing: run `swift build && swift test` (the README's test command)")
             }
         }
-        let up = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "up"],
-                            environment: ["LAB_PREFIX": prefix, "TUN_QUEUES": "\(tunQueues)"], timeout: 60)
+        let up = Self.shell(
+            ["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "up"],
+            environment: ["LAB_PREFIX": prefix, "TUN_QUEUES": "\(tunQueues)"], timeout: 60)
         guard up.status == 0 else {
             tearDown()
             throw LabError("lab.sh up failed (\(up.status)): \(up.stderr)")
@@ -79,8 +80,9 @@ final class Lab: @unchecked Sendable {
     /// Starts `command` inside `node`'s namespace, stdout and stderr captured to files.
     @discardableResult
     func spawn(_ node: Node, _ command: [String], name: String) throws -> Spawned {
-        let spawned = try Spawned(arguments: ["ip", "netns", "exec", namespace(node)] + command,
-                                  logs: directory.appendingPathComponent(name))
+        let spawned = try Spawned(
+            arguments: ["ip", "netns", "exec", namespace(node)] + command,
+            logs: directory.appendingPathComponent(name))
         processes.append(spawned)
         return spawned
     }
@@ -92,7 +94,8 @@ final class Lab: @unchecked Sendable {
     }
 
     func sink(_ arguments: [String] = [], name: String = "sink") throws -> Spawned {
-        let sink = try spawn(.c, [binary("udptun-sink"), "--json", "--interval", "0", "--listen", "\(Self.addressC):8080"] + arguments, name: name)
+        let sink = try spawn(
+            .c, [binary("udptun-sink"), "--json", "--interval", "0", "--listen", "\(Self.addressC):8080"] + arguments, name: name)
         try sink.waitForLog("sink listening")
         return sink
     }
@@ -138,18 +141,22 @@ final class Lab: @unchecked Sendable {
     /// 2001:db8:19::/64 routed from C through B into tun2, forwarding on at B. Before the relay starts,
     /// so it reads B's new address as its own.
     func prepareInnerIPv6() throws {
-        try runAll([(.b, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "to-c", "nodad"]),
-                    (.c, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", "to-b", "nodad"]),
-                    (.c, ["ip", "-6", "route", "add", "2001:db8:19::/64", "via", "2001:db8:2::1"]),
-                    (.b, ["ip", "-6", "route", "add", "2001:db8:19::/64", "dev", "tun2"]),
-                    (.b, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])])
+        try runAll([
+            (.b, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "to-c", "nodad"]),
+            (.c, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", "to-b", "nodad"]),
+            (.c, ["ip", "-6", "route", "add", "2001:db8:19::/64", "via", "2001:db8:2::1"]),
+            (.b, ["ip", "-6", "route", "add", "2001:db8:19::/64", "dev", "tun2"]),
+            (.b, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        ])
     }
 
     /// The client's side of `prepareInnerIPv6`, once the client has the device up: 2001:db8:19::1 on
     /// tun1 and C's network routed into it.
     func addInnerIPv6ToClient() throws {
-        try runAll([(.a, ["ip", "-6", "addr", "add", "2001:db8:19::1/64", "dev", "tun1", "nodad"]),
-                    (.a, ["ip", "-6", "route", "add", "2001:db8:2::/64", "dev", "tun1"])])
+        try runAll([
+            (.a, ["ip", "-6", "addr", "add", "2001:db8:19::1/64", "dev", "tun1", "nodad"]),
+            (.a, ["ip", "-6", "route", "add", "2001:db8:2::/64", "dev", "tun1"])
+        ])
     }
 
     func runAll(_ commands: [(Node, [String])]) throws {
@@ -190,8 +197,9 @@ final class Lab: @unchecked Sendable {
     private func tearDown() {
         for process in processes { _ = process.stop() }
         processes.removeAll()
-        _ = Self.shell(["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
-                       environment: ["LAB_PREFIX": prefix], timeout: 60)
+        _ = Self.shell(
+            ["bash", Self.packageRoot.appendingPathComponent("deploy/lab.sh").path, "down"],
+            environment: ["LAB_PREFIX": prefix], timeout: 60)
         for name in extraNamespaces { _ = Self.shell(["ip", "netns", "del", name], timeout: 10) }
         try? FileManager.default.removeItem(at: directory)
     }
@@ -202,8 +210,9 @@ final class Lab: @unchecked Sendable {
         for line in list.split(separator: "\n") {
             let name = String(line.split(separator: " ").first ?? "")
             guard name.hasPrefix(prefixStem), let x = name.firstIndex(of: "x"),
-                  let pid = Int32(name[name.index(name.startIndex, offsetBy: prefixStem.count)..<x]),
-                  pid != getpid(), kill(pid, 0) != 0 else { continue }
+                let pid = Int32(name[name.index(name.startIndex, offsetBy: prefixStem.count)..<x]),
+                pid != getpid(), kill(pid, 0) != 0
+            else { continue }
             _ = shell(["ip", "netns", "del", name], timeout: 10)
         }
     }
@@ -257,8 +266,9 @@ final class Lab: @unchecked Sendable {
         var children: [Int32: [Int32]] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let child = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             if fields.count > 1, let parent = Int32(fields[1]) { children[parent, default: []].append(child) }
         }
@@ -327,7 +337,8 @@ final class Spawned: @unchecked Sendable {
         while Date() < deadline {
             if stderr.contains(text) { return }
             if !process.isRunning {
-                throw LabError("\(arguments.joined(separator: " ")) exited \(process.terminationStatus) before '\(text)':\n\(stderr)\(stdout)")
+                throw LabError(
+                    "\(arguments.joined(separator: " ")) exited \(process.terminationStatus) before '\(text)':\n\(stderr)\(stdout)")
             }
             usleep(20_000)
         }
@@ -361,7 +372,10 @@ final class Spawned: @unchecked Sendable {
     var latestReceived: Int {
         for line in stdout.split(separator: "\n").reversed() {
             if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-               let value = (object["received"] as? NSNumber)?.intValue { return value }
+                let value = (object["received"] as? NSNumber)?.intValue
+            {
+                return value
+            }
         }
         return 0
     }
@@ -395,8 +409,9 @@ extension Lab {
 
     private static func ensure(_ check: [String], what: String, package: String) throws {
         if shell(check, timeout: 30).status == 0 { return }
-        let install = shell(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \(package)"],
-                            timeout: 300)
+        let install = shell(
+            ["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \(package)"],
+            timeout: 300)
         guard install.status == 0 else { throw LabError("\(what) is missing and apt-get install \(package) failed: \(install.stderr)") }
     }
 

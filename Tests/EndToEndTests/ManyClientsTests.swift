@@ -1,5 +1,5 @@
-import TestSupport
 import Foundation
+import TestSupport
 import Testing
 
 extension EndToEnd {
@@ -13,8 +13,10 @@ extension EndToEnd {
         /// Routes the whole 198.19.0.0/16 through the relay (the lab routes only its /24), and starts
         /// C's echo server.
         static func prepareForSwarm(_ lab: Lab) throws -> Spawned {
-            for (node, command) in [(Lab.Node.b, ["ip", "route", "replace", "198.19.0.0/16", "dev", "tun2"]),
-                                    (.c, ["ip", "route", "replace", "198.19.0.0/16", "via", "198.18.2.1"])] {
+            for (node, command) in [
+                (Lab.Node.b, ["ip", "route", "replace", "198.19.0.0/16", "dev", "tun2"]),
+                (.c, ["ip", "route", "replace", "198.19.0.0/16", "via", "198.18.2.1"])
+            ] {
                 let result = lab.run(node, command)
                 guard result.status == 0 else { throw LabError("\(command): \(result.stderr)") }
             }
@@ -35,8 +37,12 @@ extension EndToEnd {
             try Lab.with { lab in
                 let echo = try Self.prepareForSwarm(lab)
                 let relay = try lab.relay(["--allow", "198.18.1.0/24"])
-                let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080", "--clients", "10000",
-                                          "--packets", "2", "--target", "\(Lab.addressC):7", "--seconds", "60"], timeout: 90)
+                let result = lab.run(
+                    .a,
+                    [
+                        "python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080", "--clients", "10000",
+                        "--packets", "2", "--target", "\(Lab.addressC):7", "--seconds", "60"
+                    ], timeout: 90)
                 let outcome = Self.swarmReport(result)
                 #expect(relay.stop() == 0)
                 _ = echo.stop()
@@ -44,9 +50,10 @@ extension EndToEnd {
                 #expect(report.int("clients") == 10_000 && report.int("dropped") == 0, "\(report)")
                 #expect(report.int("forwarded") == 20_000 && report.int("sent") == report.int("tun_read"), "\(report)")
                 // Every answer the relay sent reached the socket whose inner address it was for, and no other.
-                #expect(outcome.int("sent") == 20_000 && outcome.int("answered") == report.int("sent")
+                #expect(
+                    outcome.int("sent") == 20_000 && outcome.int("answered") == report.int("sent")
                         && outcome.int("misdelivered") == 0 && outcome.int("malformed") == 0,
-                        "\(outcome) \(result.stderr)")
+                    "\(outcome) \(result.stderr)")
                 // Between the relay's TUN write and its TUN read the packets cross kernel queues (tun2's, C's
                 // echo socket) that a 2-vCPU host running the other suites can overflow now and then: a few
                 // may go missing there, never in the relay. Each lost one can silence at most one client.
@@ -69,9 +76,13 @@ extension EndToEnd {
                 let ping = lab.run(.a, ["ping", "-c", "3", "-i", "0.2", "-W", "2", Lab.addressC])
                 #expect(ping.stdout.contains("3 received"), "\(ping.stdout)")
                 // And 200 raw clients alternating between the two addresses, each on a connected socket.
-                let result = lab.run(.a, ["python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080",
-                                          "--relay", "\(Self.secondAddressB):8080", "--clients", "200", "--packets", "3",
-                                          "--inner", "198.19.128.0/17", "--target", "\(Lab.addressC):7", "--seconds", "30"], timeout: 60)
+                let result = lab.run(
+                    .a,
+                    [
+                        "python3", Self.swarm, "clients", "--relay", "\(Lab.addressB):8080",
+                        "--relay", "\(Self.secondAddressB):8080", "--clients", "200", "--packets", "3",
+                        "--inner", "198.19.128.0/17", "--target", "\(Lab.addressC):7", "--seconds", "30"
+                    ], timeout: 60)
                 let outcome = Self.swarmReport(result)
                 #expect(result.status == 0 && outcome.int("answered") == 600, "\(outcome) \(result.stderr)")
                 #expect(client.stop() == 0)
@@ -88,14 +99,20 @@ extension EndToEnd {
                 #expect(lab.run(.a, ["ip", "addr", "add", "198.18.1.3/24", "dev", "to-b"]).status == 0)
                 let relay = try lab.relay(["--allow", "198.18.1.0/24", "--max-clients", "2000", "--new-clients-per-second", "1000"])
                 let sink = try lab.sink(["--expect", "8000", "--timeout", "40"])
-                let client = try lab.client(["--relay", Lab.addressB, "--generate", "\(Lab.addressC):8080", "--count", "8000",
-                                             "--rate", "2000"])
+                let client = try lab.client([
+                    "--relay", Lab.addressB, "--generate", "\(Lab.addressC):8080", "--count", "8000",
+                    "--rate", "2000"
+                ])
                 try client.waitForLog("client tunnelling")
                 Thread.sleep(forTimeInterval: 1)  // the client is established before the churn starts
                 // Paced at 50,000 a second: churn, not an overload of the relay (a load test is not a test).
-                let churn = lab.run(.a, ["python3", Self.swarm, "churn", "--relay", "\(Lab.addressB):8080", "--bind", "198.18.1.3",
-                                         "--sources", "100000", "--rate", "50000", "--target", "\(Lab.addressC):9", "--seconds", "20"],
-                                    timeout: 40)
+                let churn = lab.run(
+                    .a,
+                    [
+                        "python3", Self.swarm, "churn", "--relay", "\(Lab.addressB):8080", "--bind", "198.18.1.3",
+                        "--sources", "100000", "--rate", "50000", "--target", "\(Lab.addressC):9", "--seconds", "20"
+                    ],
+                    timeout: 40)
                 #expect(Self.swarmReport(churn).int("sent") == 100_000, "\(churn.stdout) \(churn.stderr)")
                 #expect(sink.wait(timeout: 45) == 0, "sink: \(sink.stderr)")
                 #expect(client.stop() == 0)
@@ -120,23 +137,29 @@ extension EndToEnd {
                 let relay = try lab.relay(["--allow", "198.18.1.0/24"])
                 // The owner streams from innerA at 198.18.1.1; from its 26th packet on, a claimer at
                 // 198.18.1.3 sends from innerA too, between each two of the owner's.
-                let result = lab.run(.a, ["python3", Self.swarm, "claim", "--relay", "\(Lab.addressB):8080", "--owner", Lab.addressA,
-                                          "--bind", "198.18.1.3", "--inner", "\(Lab.innerA)/32", "--target", "\(Lab.addressC):7",
-                                          "--packets", "100", "--seconds", "15"], timeout: 30)
+                let result = lab.run(
+                    .a,
+                    [
+                        "python3", Self.swarm, "claim", "--relay", "\(Lab.addressB):8080", "--owner", Lab.addressA,
+                        "--bind", "198.18.1.3", "--inner", "\(Lab.innerA)/32", "--target", "\(Lab.addressC):7",
+                        "--packets", "100", "--seconds", "15"
+                    ], timeout: 30)
                 let outcome = Self.swarmReport(result)
                 #expect(relay.stop() == 0)
                 _ = echo.stop()
                 let report = try #require(relay.report())
                 #expect(outcome.int("owner_sent") == 100 && outcome.int("claimer_sent") == 75, "\(outcome) \(result.stderr)")
-                #expect(outcome.int("claimer_got_owner") == 0 && outcome.int("claimer_got_claimer") == 0,
-                        "the claimer gets nothing: \(outcome)")
+                #expect(
+                    outcome.int("claimer_got_owner") == 0 && outcome.int("claimer_got_claimer") == 0,
+                    "the claimer gets nothing: \(outcome)")
                 #expect(outcome.int("owner_got_claimer") == 0 && outcome.int("malformed") == 0, "\(outcome)")
                 // Kernel queues on a loaded host may lose an echo now and then, never the relay.
                 #expect(outcome.int("owner_got_owner") >= 95, "the owner's replies keep reaching it: \(outcome)")
                 #expect(report.drop("address_in_use") == 75 && report.int("forwarded") == 100, "\(report)")
                 let listed = report["client_list"] as? [[String: Any]] ?? []
-                #expect(listed.count == 1 && (listed.first?["endpoint"] as? String)?.hasPrefix("\(Lab.addressA):") == true,
-                        "innerA is still the owner's: \(listed)")
+                #expect(
+                    listed.count == 1 && (listed.first?["endpoint"] as? String)?.hasPrefix("\(Lab.addressA):") == true,
+                    "innerA is still the owner's: \(listed)")
                 #expect(report.int("received") == report.int("forwarded") + report.int("control") + report.int("dropped"))
             }
         }
@@ -189,14 +212,19 @@ extension EndToEnd {
             let received = lab.directory.appendingPathComponent("received")
             // socat's own inactivity limit (-T), not timeout(1): children of a test thread inherit its
             // blocked signals, SIGALRM among them, so timeout(1) would never fire.
-            let listener = try lab.spawn(.c, ["socat", "-T", "10", "-u", "TCP-LISTEN:5001,reuseaddr\(listenOptions)",
-                                              "CREATE:\(received.path)"], name: "tcp-listener")
+            let listener = try lab.spawn(
+                .c,
+                [
+                    "socat", "-T", "10", "-u", "TCP-LISTEN:5001,reuseaddr\(listenOptions)",
+                    "CREATE:\(received.path)"
+                ], name: "tcp-listener")
             usleep(300_000)
             let send = lab.run(.a, ["socat", "-T", "10", "-u", "OPEN:\(payload.path)", "TCP:\(address):5001"], timeout: 40)
             #expect(send.status == 0, "sender: \(send.stderr)")
             #expect(listener.wait(timeout: 10) == 0, "listener: \(listener.stderr)")
-            #expect(FileManager.default.contents(atPath: received.path) == FileManager.default.contents(atPath: payload.path),
-                    "the 4 MiB arrived intact (\(Lab.seedNote))")
+            #expect(
+                FileManager.default.contents(atPath: received.path) == FileManager.default.contents(atPath: payload.path),
+                "the 4 MiB arrived intact (\(Lab.seedNote))")
         }
     }
 }

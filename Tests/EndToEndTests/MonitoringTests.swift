@@ -17,21 +17,30 @@ extension EndToEnd {
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--metrics", targets["relay"]!, "--metrics-per-client"])
                 let sink = try lab.sink(["--metrics", targets["sink"]!])
                 // Prometheus runs in B, which reaches A and C directly; it listens on B's loopback only.
-                let config = try lab.file("prometheus.yml", Array("""
-                    global:
-                      scrape_interval: 1s
-                      scrape_timeout: 900ms
-                    scrape_configs:
-                      - job_name: udptun
-                        static_configs:
-                          - targets: [\(targets.values.sorted().map { "'\($0)'" }.joined(separator: ", "))]
-                    """.utf8))
-                let server = try lab.spawn(.b, [tools.prometheus, "--config.file=\(config.path)",
-                                                "--storage.tsdb.path=\(lab.directory.appendingPathComponent("tsdb").path)",
-                                                "--web.listen-address=127.0.0.1:9090"], name: "prometheus")
+                let config = try lab.file(
+                    "prometheus.yml",
+                    Array(
+                        """
+                        global:
+                          scrape_interval: 1s
+                          scrape_timeout: 900ms
+                        scrape_configs:
+                          - job_name: udptun
+                            static_configs:
+                              - targets: [\(targets.values.sorted().map { "'\($0)'" }.joined(separator: ", "))]
+                        """.utf8))
+                let server = try lab.spawn(
+                    .b,
+                    [
+                        tools.prometheus, "--config.file=\(config.path)",
+                        "--storage.tsdb.path=\(lab.directory.appendingPathComponent("tsdb").path)",
+                        "--web.listen-address=127.0.0.1:9090"
+                    ], name: "prometheus")
                 try server.waitForLog("Server is ready to receive web requests")
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--metrics", targets["client"]!,
-                                             "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)", "--rate", "1000"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--metrics", targets["client"]!,
+                    "--generate", "\(Lab.addressC):8080", "--count", "\(Self.payloads)", "--rate", "1000"
+                ])
                 try client.waitForLog("generator finished", timeout: 30)
                 for _ in 0..<50 where sink.latestReceived < Self.payloads { Thread.sleep(forTimeInterval: 0.1) }
                 // Traffic is over: let Prometheus scrape the final figures (two intervals, and it reports
@@ -56,11 +65,16 @@ extension EndToEnd {
                 let relayReport = try #require(relay.report()), clientReport = try #require(client.report())
                 let sinkReport = try #require(sink.report())
                 #expect(sinkReport.int("received") == Self.payloads)
-                #expect(forwarded == Double(relayReport.int("forwarded")), "relay forwarded: Prometheus \(forwarded), JSON \(relayReport.int("forwarded"))")
+                #expect(
+                    forwarded == Double(relayReport.int("forwarded")),
+                    "relay forwarded: Prometheus \(forwarded), JSON \(relayReport.int("forwarded"))")
                 #expect(sent == Double(clientReport.int("sent")), "client sent: Prometheus \(sent), JSON \(clientReport.int("sent"))")
-                #expect(received == Double(sinkReport.int("received")), "sink received: Prometheus \(received), JSON \(sinkReport.int("received"))")
+                #expect(
+                    received == Double(sinkReport.int("received")),
+                    "sink received: Prometheus \(received), JSON \(sinkReport.int("received"))")
                 let listed = relayReport["client_list"] as? [[String: Any]] ?? []
-                #expect(perClient == Double(listed.first?["from_client"] as? Int ?? -1), "per client: Prometheus \(perClient), JSON \(listed)")
+                #expect(
+                    perClient == Double(listed.first?["from_client"] as? Int ?? -1), "per client: Prometheus \(perClient), JSON \(listed)")
                 #expect(forwarded >= Double(Self.payloads))
             }
         }
@@ -77,9 +91,10 @@ extension EndToEnd {
             let encoded = promQL.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? promQL
             let body = try fetch(lab, "http://127.0.0.1:9090/api/v1/query?query=\(encoded)")
             guard let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-                  let data = object["data"] as? [String: Any], let results = data["result"] as? [[String: Any]],
-                  results.count == 1, let value = results[0]["value"] as? [Any], value.count == 2,
-                  let text = value[1] as? String, let number = Double(text) else {
+                let data = object["data"] as? [String: Any], let results = data["result"] as? [[String: Any]],
+                results.count == 1, let value = results[0]["value"] as? [Any], value.count == 2,
+                let text = value[1] as? String, let number = Double(text)
+            else {
                 throw LabError("Prometheus query \(promQL) gave no single value: \(body)")
             }
             return number

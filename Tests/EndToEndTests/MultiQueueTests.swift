@@ -10,8 +10,9 @@ extension EndToEnd {
             ((0..<2).map { report.int("tun_read_q\($0)") }, (0..<2).map { report.int("received_q\($0)") })
         }
 
-        @Test("with --queues 2 at both ends, TCP crosses byte for byte, many flows use both queues at each end, and every count balances",
-              arguments: [["--offload", "on"], ["--offload", "off"]])
+        @Test(
+            "with --queues 2 at both ends, TCP crosses byte for byte, many flows use both queues at each end, and every count balances",
+            arguments: [["--offload", "on"], ["--offload", "off"]])
         func twoQueuesCarryAndSpread(offload: [String]) throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with(tunQueues: 2) { lab in
@@ -59,8 +60,12 @@ extension EndToEnd {
                 #expect(client.stderr.contains("ip tuntap add dev tun1 mode tun multi_queue"), "\(client.stderr)")
                 // A relay group holds the port: a second relay (its own, new device) may not join it.
                 let first = try lab.relay(["--allow", "\(Lab.addressA)/32", "--queues", "2", "--tun", "mq0"])
-                let second = try lab.spawn(.b, [lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32", "--queues", "2",
-                                                "--tun", "mq1"], name: "relay-second")
+                let second = try lab.spawn(
+                    .b,
+                    [
+                        lab.binary("udptun-relay"), "--allow", "\(Lab.addressA)/32", "--queues", "2",
+                        "--tun", "mq1"
+                    ], name: "relay-second")
                 #expect(second.wait(timeout: 15) == 78)
                 #expect(second.stderr.contains("already in use"), "\(second.stderr)")
                 #expect(first.stop() == 0)

@@ -19,30 +19,37 @@ extension EndToEnd {
             }
             let a = lab.namespace(.a), b = lab.namespace(.b)
             try lab.runAll([(.a, ["ip", "link", "del", "to-b"])])  // takes B's to-a with it
-            for command in [["ip", "-n", a, "link", "add", "to-n", "type", "veth", "peer", "name", "to-a", "netns", nat],
-                            ["ip", "-n", nat, "link", "add", "to-b", "type", "veth", "peer", "name", "to-n", "netns", b]] {
+            for command in [
+                ["ip", "-n", a, "link", "add", "to-n", "type", "veth", "peer", "name", "to-a", "netns", nat],
+                ["ip", "-n", nat, "link", "add", "to-b", "type", "veth", "peer", "name", "to-n", "netns", b]
+            ] {
                 let result = Lab.shell(command, timeout: 10)
                 guard result.status == 0 else { throw LabError("\(command.joined(separator: " ")): \(result.stderr)") }
             }
-            try lab.runAll([(.a, ["ip", "addr", "add", "198.18.3.1/24", "dev", "to-n"]),
-                            (.a, ["ip", "link", "set", "to-n", "up"]),
-                            (.a, ["ip", "route", "add", "198.18.1.0/24", "via", "198.18.3.2"]),
-                            (.b, ["ip", "addr", "add", "\(Lab.addressB)/24", "dev", "to-n"]),
-                            (.b, ["ip", "link", "set", "to-n", "up"])])
+            try lab.runAll([
+                (.a, ["ip", "addr", "add", "198.18.3.1/24", "dev", "to-n"]),
+                (.a, ["ip", "link", "set", "to-n", "up"]),
+                (.a, ["ip", "route", "add", "198.18.1.0/24", "via", "198.18.3.2"]),
+                (.b, ["ip", "addr", "add", "\(Lab.addressB)/24", "dev", "to-n"]),
+                (.b, ["ip", "link", "set", "to-n", "up"])
+            ])
             try inNAT(["ip", "link", "set", "lo", "up"])
             try inNAT(["ip", "addr", "add", "198.18.3.2/24", "dev", "to-a"])
             try inNAT(["ip", "addr", "add", "\(Lab.addressA)/24", "dev", "to-b"])
             try inNAT(["ip", "link", "set", "to-a", "up"])
             try inNAT(["ip", "link", "set", "to-b", "up"])
             try inNAT(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            let rules = try lab.file("nat.nft", Array("""
-                table ip udptun_nat {
-                    chain postrouting {
-                        type nat hook postrouting priority srcnat; policy accept;
-                        oifname "to-b" masquerade
+            let rules = try lab.file(
+                "nat.nft",
+                Array(
+                    """
+                    table ip udptun_nat {
+                        chain postrouting {
+                            type nat hook postrouting priority srcnat; policy accept;
+                            oifname "to-b" masquerade
+                        }
                     }
-                }
-                """.utf8))
+                    """.utf8))
             try inNAT(["nft", "-f", rules.path])
             // Both the unreplied and the assured ("stream") timeouts: the tunnel's flow sees replies.
             try inNAT(["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=\(timeout)"])
@@ -62,7 +69,8 @@ extension EndToEnd {
                 let ping = lab.run(.a, ["ping", "-c", "1", "-W", "5", Lab.addressC], timeout: 10)
                 #expect(ping.status == 0, "the tunnel works through the NAT: \(ping.stdout)\(ping.stderr)")
                 let received = lab.directory.appendingPathComponent("received")
-                let listener = try lab.spawn(.a, ["socat", "-u", "UDP4-RECV:9000,bind=\(Lab.innerA)", "CREATE:\(received.path)"], name: "listener")
+                let listener = try lab.spawn(
+                    .a, ["socat", "-u", "UDP4-RECV:9000,bind=\(Lab.innerA)", "CREATE:\(received.path)"], name: "listener")
                 Thread.sleep(forTimeInterval: 5)  // 2.5 NAT timeouts of silence
                 try lab.sendDatagram(Array("after the silence".utf8), from: .c, to: "\(Lab.innerA):9000")
                 var arrived = false
@@ -77,7 +85,9 @@ extension EndToEnd {
             }
         }
 
-        @Test("with --keepalive 1, a reply after 5 s of silence crosses a NAT that forgets in 2 s; the relay counts the keepalives and forwards none")
+        @Test(
+            "with --keepalive 1, a reply after 5 s of silence crosses a NAT that forgets in 2 s; the relay counts the keepalives and forwards none"
+        )
         func keepaliveHoldsTheMapping() throws {
             try Lab.ensureCommand("socat", package: "socat")
             let (arrived, client, relay) = try Self.replyAfterSilence(keepalive: 1)
@@ -89,8 +99,9 @@ extension EndToEnd {
             let listed = relay["client_list"] as? [[String: Any]] ?? []
             #expect(listed.count == 1 && listed.first?["inner"] as? String == Lab.innerA)
             #expect(listed.first.map { ($0["idle_s"] as? Double ?? 99) < 2 } == true, "keepalives kept the client fresh: \(listed)")
-            #expect(listed.first?["from_client"] as? Int == 1 && listed.first?["to_client"] as? Int == 2,
-                    "the ping one way; its reply and C's datagram the other: \(listed)")
+            #expect(
+                listed.first?["from_client"] as? Int == 1 && listed.first?["to_client"] as? Int == 2,
+                "the ping one way; its reply and C's datagram the other: \(listed)")
         }
 
         @Test("without --keepalive the same reply dies at the NAT (what the keepalive is for)")

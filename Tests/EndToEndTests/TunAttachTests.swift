@@ -1,6 +1,6 @@
-import KernelIO
 import Foundation
 import Glibc
+import KernelIO
 import Testing
 
 extension EndToEnd {

@@ -1,5 +1,5 @@
-import TestSupport
 import Foundation
+import TestSupport
 import Testing
 
 extension EndToEnd {
@@ -11,8 +11,10 @@ extension EndToEnd {
             try Lab.with { lab in
                 let relay = try lab.relay()
                 let sink = try lab.sink(["--expect", "10000", "--timeout", "60"])
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
-                                             "--count", "10000", "--rate", "5000", "--size", "256"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                    "--count", "10000", "--rate", "5000", "--size", "256"
+                ])
                 let sinkStatus = sink.wait(timeout: 70)
                 #expect(sinkStatus == 0, "sink: \(sink.stderr)")
                 // Let the last duplicates (if any were made) arrive before the sink's count is final.
@@ -43,11 +45,12 @@ extension EndToEnd {
             (["--threads", "1"], "threads=1 (both directions)"),
             (["--threads", "1", "--busy-poll", "2000"], "busy_poll_us=2000"),
             (["--threads", "2", "--busy-poll", "2000"], "threads=2 (one per direction)"),
-            (["--threads", "2", "--cpu", "0"], "cpus=0"),
+            (["--threads", "2", "--cpu", "0"], "cpus=0")
         ]
 
-        @Test("TCP crosses the tunnel both ways byte for byte, and pings return, in every data-plane configuration",
-              arguments: configurations)
+        @Test(
+            "TCP crosses the tunnel both ways byte for byte, and pings return, in every data-plane configuration",
+            arguments: configurations)
         func tcpBothWays(configuration: (flags: [String], log: String)) throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.ensureCommand("ping", package: "iputils-ping")
@@ -57,8 +60,9 @@ extension EndToEnd {
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"] + configuration.flags)
                 let client = try lab.client(["--relay", "\(Lab.addressB):8080"] + configuration.flags)
                 try client.waitForLog("client tunnelling")
-                #expect(relay.stderr.contains(configuration.log) && client.stderr.contains(configuration.log),
-                        "\(relay.stderr)\(client.stderr)")
+                #expect(
+                    relay.stderr.contains(configuration.log) && client.stderr.contains(configuration.log),
+                    "\(relay.stderr)\(client.stderr)")
                 if let index = configuration.flags.firstIndex(of: "--cpu") {
                     let cpus = configuration.flags[index + 1]
                     let threads = configuration.flags.firstIndex(of: "--threads").flatMap { Int(configuration.flags[$0 + 1]) } ?? 2
@@ -100,8 +104,11 @@ extension EndToEnd {
             try Lab.ensureCommand("cc", package: "gcc")
             try Lab.with { lab in
                 let program = lab.directory.appendingPathComponent("ceiling").path
-                let build = Lab.shell(["cc", "-O2", "-Wall", "-Werror", "-pthread", "-o", program,
-                                       Lab.packageRoot.appendingPathComponent("deploy/ceiling.c").path], timeout: 60)
+                let build = Lab.shell(
+                    [
+                        "cc", "-O2", "-Wall", "-Werror", "-pthread", "-o", program,
+                        Lab.packageRoot.appendingPathComponent("deploy/ceiling.c").path
+                    ], timeout: 60)
                 try #require(build.status == 0, "\(build.stderr)")
                 try lab.spawn(.b, [program, "tun2", "\(Lab.addressB):9100", "\(Lab.addressA):9100"], name: "ceiling-b")
                 try lab.spawn(.a, [program, "tun1", "\(Lab.addressA):9100", "\(Lab.addressB):9100"], name: "ceiling-a")
@@ -158,7 +165,8 @@ extension EndToEnd {
                 let sink = try lab.sink()
                 let relayAddress = "\(Lab.addressB):8080"
                 let source: UInt32 = 0xC613_0001, destination: UInt32 = 0xC612_0202
-                let valid = PacketBuilder.probePacket(source: source, destination: destination, destinationPort: 8080, sequence: 0, streamID: 77)
+                let valid = PacketBuilder.probePacket(
+                    source: source, destination: destination, destinationPort: 8080, sequence: 0, streamID: 77)
 
                 var truncated = Array(valid.prefix(30))
                 truncated[0] = 0x45
@@ -174,8 +182,11 @@ extension EndToEnd {
                     let length = Int.random(in: 1...1400, using: &random)
                     return Lab.randomBytes(length, using: &random)
                 }
-                let garbage: [[UInt8]] = [Array(valid.prefix(12)), truncated, wrongVersion, lengthMismatch, badChecksum,
-                                          Array(valid.dropLast(3)), valid + [0, 0, 0]] + noise
+                let garbage: [[UInt8]] =
+                    [
+                        Array(valid.prefix(12)), truncated, wrongVersion, lengthMismatch, badChecksum,
+                        Array(valid.dropLast(3)), valid + [0, 0, 0]
+                    ] + noise
                 for datagram in garbage { try lab.sendDatagram(datagram, from: .a, to: relayAddress) }
                 // Positive control: a valid packet after all that still goes through.
                 try lab.sendDatagram(valid, from: .a, to: relayAddress)
@@ -206,7 +217,8 @@ extension EndToEnd {
                 #expect(lab.run(.a, ["ip", "addr", "add", "\(outsider)/24", "dev", "to-b"]).status == 0)
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32"])
                 let sink = try lab.sink()
-                let packet = PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 0, streamID: 5)
+                let packet = PacketBuilder.probePacket(
+                    source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080, sequence: 0, streamID: 5)
                 for _ in 0..<5 { try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080", bind: outsider) }
                 try lab.sendDatagram(packet, from: .a, to: "\(Lab.addressB):8080", bind: Lab.addressA)
                 Thread.sleep(forTimeInterval: 0.5)
@@ -225,8 +237,9 @@ extension EndToEnd {
             try Lab.with { lab in
                 let relay = try lab.relay(["--listen", "[::]:8080", "--allow", "\(Lab.addressA)/32"])
                 let sink = try lab.sink(["--expect", "500", "--timeout", "30"])
-                try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000"])
-                    .waitForLog("client tunnelling")
+                try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080", "--count", "500", "--rate", "1000"]
+                )
+                .waitForLog("client tunnelling")
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
                 try TCPTransfer.bothWays(lab, size: 1 << 20)
                 #expect(relay.stop() == 0)
@@ -240,8 +253,10 @@ extension EndToEnd {
         func packetPolicyIsEnforced() throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
-                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--allowed-ips", "\(Lab.addressA)/32=\(Lab.innerA)/32",
-                                           "--allow-dest", "198.18.2.0/24"])
+                let relay = try lab.relay([
+                    "--allow", "\(Lab.addressA)/32", "--allowed-ips", "\(Lab.addressA)/32=\(Lab.innerA)/32",
+                    "--allow-dest", "198.18.2.0/24"
+                ])
                 let sink = try lab.sink()
                 let inner: UInt32 = 0xC613_0001  // 198.19.0.1
                 func packet(source: UInt32 = inner, destination: UInt32) -> [UInt8] {
@@ -252,7 +267,7 @@ extension EndToEnd {
                     ("loopback", packet(destination: 0x7F00_0001)),
                     ("the relay's own address", packet(destination: 0xC612_0201)),
                     ("multicast", packet(destination: 0xE000_0005)),
-                    ("outside --allow-dest", packet(destination: 0xC612_0303)),
+                    ("outside --allow-dest", packet(destination: 0xC612_0303))
                 ]
                 for (_, bytes) in refused { try lab.sendDatagram(bytes, from: .a, to: "\(Lab.addressB):8080") }
                 try lab.sendDatagram(packet(destination: 0xC612_0202), from: .a, to: "\(Lab.addressB):8080")  // the control
@@ -268,11 +283,16 @@ extension EndToEnd {
         }
 
         /// A client on A sealing and encrypting with `key`, its generator sending `count` probes to C.
-        private func encryptedGenerator(_ lab: Lab, key: URL, count: Int, rate: Int, name: String = "client",
-                                        exitWhenDone: Bool = false) throws -> Spawned {
-            try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt",
-                            "--generate", "\(Lab.addressC):8080", "--count", "\(count)", "--rate", "\(rate)"]
-                           + (exitWhenDone ? ["--exit-when-done"] : []), name: name)
+        private func encryptedGenerator(
+            _ lab: Lab, key: URL, count: Int, rate: Int, name: String = "client",
+            exitWhenDone: Bool = false
+        ) throws -> Spawned {
+            try lab.client(
+                [
+                    "--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt",
+                    "--generate", "\(Lab.addressC):8080", "--count", "\(count)", "--rate", "\(rate)"
+                ]
+                    + (exitWhenDone ? ["--exit-when-done"] : []), name: name)
         }
 
         @Test("with a shared key: encrypted tunnel works both ways; a wrong key and raw packets get nothing through")
@@ -280,7 +300,8 @@ extension EndToEnd {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
                 let key = try lab.file("key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
-                let wrongKey = try lab.file("wrong-key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
+                let wrongKey = try lab.file(
+                    "wrong-key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
                 chmod(key.path, 0o600)
                 chmod(wrongKey.path, 0o600)
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt"])
@@ -288,8 +309,10 @@ extension EndToEnd {
                 // An intruder with the wrong key, and raw injection: nothing may reach C.
                 let intruder = try encryptedGenerator(lab, key: wrongKey, count: 500, rate: 2000, name: "intruder", exitWhenDone: true)
                 #expect(intruder.wait(timeout: 15) == 0)
-                try lab.sendDatagram(PacketBuilder.probePacket(source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
-                                                               sequence: 0, streamID: 3), from: .a, to: "\(Lab.addressB):8080")
+                try lab.sendDatagram(
+                    PacketBuilder.probePacket(
+                        source: 0xC613_0001, destination: 0xC612_0202, destinationPort: 8080,
+                        sequence: 0, streamID: 3), from: .a, to: "\(Lab.addressB):8080")
                 Thread.sleep(forTimeInterval: 0.3)
                 let client = try encryptedGenerator(lab, key: key, count: 2000, rate: 4000)
                 #expect(sink.wait(timeout: 40) == 0, "sink: \(sink.stdout)")
@@ -309,15 +332,18 @@ extension EndToEnd {
             }
         }
 
-        @Test("with --cipher: AES-256-GCM carries TCP both ways byte for byte, also beside a ChaCha20-Poly1305 peer",
-              arguments: [("aes-256-gcm", "aes-256-gcm"), ("aes-256-gcm", "chacha20-poly1305")])
+        @Test(
+            "with --cipher: AES-256-GCM carries TCP both ways byte for byte, also beside a ChaCha20-Poly1305 peer",
+            arguments: [("aes-256-gcm", "aes-256-gcm"), ("aes-256-gcm", "chacha20-poly1305")])
         func cipherChoice(ciphers: (client: String, relay: String)) throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
                 let key = try lab.file("key", Array((Lab.shell([lab.binary("udptun-relay"), "--genkey"], timeout: 10).stdout).utf8))
                 chmod(key.path, 0o600)
                 let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--key-file", key.path, "--encrypt", "--cipher", ciphers.relay])
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt", "--cipher", ciphers.client])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--key-file", key.path, "--encrypt", "--cipher", ciphers.client
+                ])
                 try client.waitForLog("client tunnelling")
                 #expect(client.stderr.contains("framing \(ciphers.client)") && relay.stderr.contains("framing \(ciphers.relay)"))
                 try TCPTransfer.bothWays(lab, size: 8 << 20)
@@ -330,7 +356,9 @@ extension EndToEnd {
             }
         }
 
-        @Test("with --client-key: each client's key carries only its own inner addresses, replies are sealed with it, and a client with another's key gets nothing through")
+        @Test(
+            "with --client-key: each client's key carries only its own inner addresses, replies are sealed with it, and a client with another's key gets nothing through"
+        )
         func perClientKeys() throws {
             try Lab.ensureCommand("socat", package: "socat")
             try Lab.with { lab in
@@ -342,8 +370,10 @@ extension EndToEnd {
                 let alice = try newKey("alice.key"), bob = try newKey("bob.key")
                 // Alice owns tunnel address 198.19.0.1 (A's tun1), Bob 198.19.0.9. Alice's key is the second,
                 // so replies to her must be sealed with a key other than the relay's first.
-                let relay = try lab.relay(["--allow", "\(Lab.addressA)/32", "--encrypt",
-                                           "--client-key", "\(bob.path)=198.19.0.9/32", "--client-key", "\(alice.path)=\(Lab.innerA)/32"])
+                let relay = try lab.relay([
+                    "--allow", "\(Lab.addressA)/32", "--encrypt",
+                    "--client-key", "\(bob.path)=198.19.0.9/32", "--client-key", "\(alice.path)=\(Lab.innerA)/32"
+                ])
                 #expect(relay.stderr.contains("client_keys=2"), "\(relay.stderr)")
                 let sink = try lab.sink(["--expect", "1000", "--timeout", "30"])
                 // Bob's key from Alice's address: authenticated, but not for this inner source.
@@ -370,8 +400,10 @@ extension EndToEnd {
         func clientSurvivesRelayDown() throws {
             try Lab.with { lab in
                 let sink = try lab.sink()
-                let client = try lab.client(["--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
-                                             "--rate", "500", "--duration", "20"])
+                let client = try lab.client([
+                    "--relay", "\(Lab.addressB):8080", "--generate", "\(Lab.addressC):8080",
+                    "--rate", "500", "--duration", "20"
+                ])
                 try client.waitForLog("generator starting")
                 Thread.sleep(forTimeInterval: 1.5)  // ~750 datagrams meet a closed port: ICMP errors come back
                 #expect(client.isRunning, "client died while the relay was down: \(client.stderr)")
@@ -402,8 +434,12 @@ enum TCPTransfer {
         let original = Lab.randomBytes(size, using: &random)
         let input = try lab.file("tcp-\(port).in", original)
         let output = lab.directory.appendingPathComponent("tcp-\(port).out")
-        let listener = try lab.spawn(receiver, ["socat", "-u", "TCP-LISTEN:\(port),bind=\(listenAddress),reuseaddr",
-                                                "OPEN:\(output.path),creat,trunc"], name: "tcp-listen-\(port)")
+        let listener = try lab.spawn(
+            receiver,
+            [
+                "socat", "-u", "TCP-LISTEN:\(port),bind=\(listenAddress),reuseaddr",
+                "OPEN:\(output.path),creat,trunc"
+            ], name: "tcp-listen-\(port)")
         var sent = Lab.Shell(status: -1, stdout: "", stderr: "")
         for _ in 0..<50 {  // the listener needs a moment to bind
             sent = lab.run(sender, ["socat", "-u", "OPEN:\(input.path)", "TCP:\(listenAddress):\(port),connect-timeout=5"], timeout: 30)

@@ -1,3 +1,5 @@
+import Engine
+import Glibc
 // libFuzzer entry point for udptun's decoders. Built by Tests/Fuzz/run.sh with
 // `-sanitize=fuzzer,address -parse-as-library -D FUZZING` (libFuzzer then supplies `main`). In an
 // ordinary build it is `udptun-fuzz seeds DIR`, which writes the seed corpus from the project's own
@@ -15,18 +17,17 @@
 import KernelIO
 import Measurement
 import Monitoring
-import Engine
 import TestSupport
 import WireFormat
-import Glibc
 
 let target = getenv("UDPTUN_FUZZ_TARGET").map { String(cString: $0) } ?? "ip"
 let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
 let secondKey = TunnelKey(base64: "WBtbZczXQonyHVUGzMkgWqP1q4ejJ0j++tEK/KHl4Fw=")!
 // Two keys, as a relay with --client-key holds; a new-sender budget no fuzzer can spend, so made-up
 // sender ids keep reaching the key setup and the cipher.
-nonisolated(unsafe) var opener = AuthenticatedFraming.Opener(keys: [key, secondKey],
-                                                                   newSenders: TokenBucket(rate: 1_000_000_000, burst: 1_000_000))
+nonisolated(unsafe) var opener = AuthenticatedFraming.Opener(
+    keys: [key, secondKey],
+    newSenders: TokenBucket(rate: 1_000_000_000, burst: 1_000_000))
 /// Reused across inputs: allocating 128 KiB per input under ASan made the gso target crawl.
 nonisolated(unsafe) var segmentBuffer = [UInt8](repeating: 0, count: 2 * 65536)
 
@@ -66,7 +67,8 @@ func fuzzHTTP(_ input: [UInt8]) {
     let payload = response.count - end - separator.count
     let headers = String(decoding: response[..<end], as: UTF8.self)
     guard let lengthLine = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("Content-Length: ") }),
-          let length = Int(lengthLine.dropFirst("Content-Length: ".count)) else { return check(false, "no Content-Length") }
+        let length = Int(lengthLine.dropFirst("Content-Length: ".count))
+    else { return check(false, "no Content-Length") }
     check(payload == length || (payload == 0 && input.starts(with: Array("HEAD ".utf8))), "Content-Length \(length), body \(payload)")
 }
 
@@ -153,13 +155,15 @@ func fuzzCoalescing(_ input: [UInt8]) {
     for index in packets.indices where fixChecksums {
         let packet = packets[index]
         guard case let .success(info) = IPPacket.validate(packet.span), !info.isFragment,
-              info.transportProtocol == IPProtocolNumber.tcp || info.transportProtocol == IPProtocolNumber.udp else { continue }
+            info.transportProtocol == IPProtocolNumber.tcp || info.transportProtocol == IPProtocolNumber.udp
+        else { continue }
         let offset = info.transportProtocol == IPProtocolNumber.tcp ? 16 : 6
         guard info.headerLength + offset + 2 <= packet.count else { continue }
         var fixed = packet
         var span = fixed.mutableSpan
-        TransportChecksum.complete(&span, packet: 0..<packet.count, version: info.version, proto: info.transportProtocol,
-                                   start: info.headerLength, offset: offset)
+        TransportChecksum.complete(
+            &span, packet: 0..<packet.count, version: info.version, proto: info.transportProtocol,
+            start: info.headerLength, offset: offset)
         packets[index] = fixed
     }
     var writer = TunWriter(queues: [device])
@@ -206,9 +210,11 @@ func fuzzAddresses(_ input: [UInt8]) {
 /// The UPF's opener (two sessions; its Error Indication budget refills only once a second, so most
 /// unknown TEIDs take the silent path too) and the RAN's.
 nonisolated(unsafe) var gtpuOpeners: [any PacketOpener] = [
-    GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("7=2001:db8::/64")!]), qfi: nil,
-                      localAddress: IPAddress("198.18.1.2")!).makeOpener(),
-    GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("2001:db8::1")!).makeOpener(),
+    GTPUFraming(
+        role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("7=2001:db8::/64")!]), qfi: nil,
+        localAddress: IPAddress("198.18.1.2")!
+    ).makeOpener(),
+    GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("2001:db8::1")!).makeOpener()
 ]
 nonisolated(unsafe) var replyBuffer = [UInt8](repeating: 0, count: 2048)
 
@@ -280,16 +286,23 @@ func seeds() -> [String: [[UInt8]]] {
     var sealedSpan = sealed.mutableSpan
     _ = sealer.seal(&sealedSpan, packet: 20..<(sealedCount - 16), session: PeerSession())
     return [
-        "ip": [probe, tcpSuper, PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1, 2, 3])),
-               PacketBuilder.ipv4(flagsAndOffset: 0x2000, transport: Array(PacketBuilder.udp(payload: [UInt8](repeating: 7, count: 16)).prefix(16)))],
+        "ip": [
+            probe, tcpSuper, PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1, 2, 3])),
+            PacketBuilder.ipv4(
+                flagsAndOffset: 0x2000, transport: Array(PacketBuilder.udp(payload: [UInt8](repeating: 7, count: 16)).prefix(16)))
+        ],
         "probe": [Array(probe[28...])],
         "gso": [withHeader(tso, tcpSuper), withHeader(uso, PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: bulk)))],
         "coalesce": [records, [1] + records],
         "open": [sealed, probe],
         "gtpu": gtpuSeeds(probe),
-        "http": ["GET /metrics HTTP/1.1\r\nHost: relay:9101\r\nAccept: text/plain\r\n\r\n", "HEAD /metrics?x=1 HTTP/1.0\n\n",
-                 "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "GET / HTTP/1.1\r\n\r\n"].map { Array($0.utf8) },
-        "address": ["198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"].map { Array($0.utf8) },
+        "http": [
+            "GET /metrics HTTP/1.1\r\nHost: relay:9101\r\nAccept: text/plain\r\n\r\n", "HEAD /metrics?x=1 HTTP/1.0\n\n",
+            "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "GET / HTTP/1.1\r\n\r\n"
+        ].map { Array($0.utf8) },
+        "address": [
+            "198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"
+        ].map { Array($0.utf8) }
     ]
 }
 
@@ -297,8 +310,10 @@ func seeds() -> [String: [[UInt8]]] {
 /// an unknown comprehension-required extension.
 func gtpuSeeds(_ packet: [UInt8]) -> [[UInt8]] {
     func message(_ flags: UInt8, _ type: UInt8, _ teid: UInt32, _ rest: [UInt8]) -> [UInt8] {
-        var bytes: [UInt8] = [flags, type, UInt8(rest.count >> 8), UInt8(rest.count & 0xff),
-                              UInt8(teid >> 24), UInt8(teid >> 16 & 0xff), UInt8(teid >> 8 & 0xff), UInt8(teid & 0xff)]
+        var bytes: [UInt8] = [
+            flags, type, UInt8(rest.count >> 8), UInt8(rest.count & 0xff),
+            UInt8(teid >> 24), UInt8(teid >> 16 & 0xff), UInt8(teid >> 8 & 0xff), UInt8(teid & 0xff)
+        ]
         bytes += rest
         return bytes
     }
@@ -310,7 +325,7 @@ func gtpuSeeds(_ packet: [UInt8]) -> [[UInt8]] {
         message(0x32, 2, 0, [0, 1, 0, 0, 14, 0]),
         message(0x30, 254, 0x100, []),
         message(0x32, 26, 0, [0, 0, 0, 0, 16, 0, 0, 1, 0, 133, 0, 4, 198, 18, 1, 1]),
-        message(0x34, 255, 0x100, [0, 0, 0, 0xC1, 1, 0, 0, 0] + packet),
+        message(0x34, 255, 0x100, [0, 0, 0, 0xC1, 1, 0, 0, 0] + packet)
     ]
 }
 
@@ -328,28 +343,28 @@ func writeSeeds(to directory: String) {
 }
 
 #if FUZZING
-// SwiftPM links an executable's entry point as `<Target>_main`; hand it to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
+    // SwiftPM links an executable's entry point as `<Target>_main`; hand it to libFuzzer's driver.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
 
-@_cdecl("Fuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
-}
+    @_cdecl("Fuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        var count = argc
+        var arguments = argv
+        return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+    }
 #else
-@main
-struct SeedWriter {
-    static func main() {
-        if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "seeds" {
-            writeSeeds(to: CommandLine.arguments[2])
-        } else {
-            print("usage: udptun-fuzz seeds DIR   (the fuzzers themselves: Tests/Fuzz/run.sh)")
+    @main
+    struct SeedWriter {
+        static func main() {
+            if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "seeds" {
+                writeSeeds(to: CommandLine.arguments[2])
+            } else {
+                print("usage: udptun-fuzz seeds DIR   (the fuzzers themselves: Tests/Fuzz/run.sh)")
+            }
         }
     }
-}
 #endif

@@ -21,8 +21,10 @@ public struct AnsweringFraming: Framing {
     public func makeOpener() -> any PacketOpener { Opener() }
 
     struct Opener: PacketOpener {
-        func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
-                  reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+        func open(
+            _ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+            reply: inout MutableSpan<UInt8>
+        ) -> OpenedDatagram {
             guard let first = datagram.first else { return .drop(.truncated, reply: nil) }
             switch slot[first] {
             case AnsweringFraming.echoRequest:

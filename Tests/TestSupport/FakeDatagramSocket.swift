@@ -1,6 +1,6 @@
-import WireFormat
-import KernelIO
 import Glibc
+import KernelIO
+import WireFormat
 
 /// An in-memory datagram socket (after wireguard-go's bindtest): datagrams delivered by a test come
 /// out of `receive` (several of equal size in one slot, as UDP GRO hands them over, when asked),

@@ -1,6 +1,6 @@
-import WireFormat
-import KernelIO
 import Glibc
+import KernelIO
+import WireFormat
 
 /// An in-memory TUN queue (after wireguard-go's tuntest): frames injected by a test come out of
 /// `readFrames` in order, frames written go to `written`. With `virtioHeaders` every frame carries a
@@ -57,7 +57,11 @@ public final class FakeTunQueue: TunQueue {
     public func failReads(with error: SystemError) { state.withLock { $0.readFailure = error } }
     public func failWrites(with error: SystemError) { state.withLock { $0.writeFailure = error } }
     /// Reads and writes work again (a device that was down is up).
-    public func heal() { state.withLock { $0.readFailure = nil; $0.writeFailure = nil } }
+    public func heal() {
+        state.withLock {
+            $0.readFailure = nil; $0.writeFailure = nil
+        }
+    }
     /// The device no longer exists (deleted), as `isPresent` then tells.
     public func remove() { state.withLock { $0.removed = true } }
     public var isPresent: Bool { state.withLock { !$0.removed } }

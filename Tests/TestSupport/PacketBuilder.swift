@@ -95,8 +95,10 @@ extension Span where Element == UInt8 {
 
 extension PacketBuilder {
     /// A generator payload in a UDP/IPv4 packet, as the client's kernel would route it into tun1.
-    public static func probePacket(source: UInt32, destination: UInt32, destinationPort: UInt16, sequence: UInt64,
-                                   streamID: UInt32, length: Int = 64) -> [UInt8] {
+    public static func probePacket(
+        source: UInt32, destination: UInt32, destinationPort: UInt16, sequence: UInt64,
+        streamID: UInt32, length: Int = 64
+    ) -> [UInt8] {
         var payload = [UInt8](repeating: 0, count: length)
         var span = payload.mutableSpan
         ProbePayload(streamID: streamID, sequence: sequence, sendTimeNanoseconds: Clock.wallNanoseconds(), length: length)
@@ -109,8 +111,10 @@ extension PacketBuilder {
 
     /// A TCP super-packet as the kernel hands it over with TSO: one IP header, one TCP header, a
     /// payload many segments long, and the TCP checksum field holding the pseudo-header sum.
-    public static func tcpSuperPacket(version: Int = 4, payload: [UInt8], flags: UInt8 = TCPFlag.ack | TCPFlag.psh,
-                     options: [UInt8] = timestampOption, segmentSize: Int = 1400) -> ([UInt8], VirtioNetHeader) {
+    public static func tcpSuperPacket(
+        version: Int = 4, payload: [UInt8], flags: UInt8 = TCPFlag.ack | TCPFlag.psh,
+        options: [UInt8] = timestampOption, segmentSize: Int = 1400
+    ) -> ([UInt8], VirtioNetHeader) {
         var tcp = [UInt8](repeating: 0, count: 20) + options
         PacketBuilder.put16(&tcp, 0, 40000)
         PacketBuilder.put16(&tcp, 2, 5001)
@@ -119,22 +123,28 @@ extension PacketBuilder {
         tcp[12] = UInt8(tcp.count / 4) << 4
         tcp[13] = flags
         PacketBuilder.put16(&tcp, 14, 501)
-        var packet = version == 4
+        var packet =
+            version == 4
             ? PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp + payload)
             : PacketBuilder.ipv6(nextHeader: IPProtocolNumber.tcp, transport: tcp + payload)
-        let header = asHandedOver(&packet, version: version, proto: IPProtocolNumber.tcp, type: version == 4 ? .tcpv4 : .tcpv6,
-                                  transportHeaderLength: tcp.count, segmentSize: segmentSize)
+        let header = asHandedOver(
+            &packet, version: version, proto: IPProtocolNumber.tcp, type: version == 4 ? .tcpv4 : .tcpv6,
+            transportHeaderLength: tcp.count, segmentSize: segmentSize)
         return (packet, header)
     }
 
     /// What the kernel does to a super-packet before handing it over: leaves the pseudo-header sum in the
     /// transport checksum field (CHECKSUM_PARTIAL) and describes the packet in a virtio-net GSO header.
-    public static func asHandedOver(_ packet: inout [UInt8], version: Int, proto: UInt8, type: VirtioNetHeader.GSOType,
-                      transportHeaderLength: Int, segmentSize: Int) -> VirtioNetHeader {
+    public static func asHandedOver(
+        _ packet: inout [UInt8], version: Int, proto: UInt8, type: VirtioNetHeader.GSOType,
+        transportHeaderLength: Int, segmentSize: Int
+    ) -> VirtioNetHeader {
         let start = version == 4 ? 20 : 40
         let checksumOffset = proto == IPProtocolNumber.tcp ? 16 : 6
-        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: packet.span, proto: proto,
-                                                    length: packet.count - start).folded
+        let pseudo = TransportChecksum.pseudoHeader(
+            version: version, packet: packet.span, proto: proto,
+            length: packet.count - start
+        ).folded
         PacketBuilder.put16(&packet, start + checksumOffset, pseudo)
         var header = VirtioNetHeader()
         header.flags = VirtioNetHeader.needsChecksum

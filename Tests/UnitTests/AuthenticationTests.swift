@@ -1,8 +1,9 @@
-import KernelIO
 import Crypto
+import KernelIO
+import Testing
+
 @testable import TestSupport
 @testable import WireFormat
-import Testing
 
 @Suite("Authenticated framing")
 struct AuthenticationTests {
@@ -88,8 +89,9 @@ struct AuthenticationTests {
             var nextHeader = header
             nextHeader.replaceSubrange(12..<20, with: withUnsafeBytes(of: next.bigEndian) { Array($0) })
             let nextNonce = try ChaChaPoly.Nonce(data: [0, 0, 0, 0] + withUnsafeBytes(of: next.bigEndian) { Array($0) })
-            let theirs = try ChaChaPoly.seal(encrypt ? packet : [], using: derived, nonce: nextNonce,
-                                             authenticating: encrypt ? nextHeader : nextHeader + packet)
+            let theirs = try ChaChaPoly.seal(
+                encrypt ? packet : [], using: derived, nonce: nextNonce,
+                authenticating: encrypt ? nextHeader : nextHeader + packet)
             let theirDatagram = nextHeader + (encrypt ? Array(theirs.ciphertext) : packet) + Array(theirs.tag)
             #expect(try open(&opener, datagram).get() == packet, "length \(length)")
             #expect(try open(&opener, theirDatagram).get() == packet, "length \(length)")
@@ -114,12 +116,14 @@ struct AuthenticationTests {
             #expect(datagram[0] == 0x13)
             let header = Array(datagram[0..<20]), body = Array(datagram[20..<(datagram.count - 16)]), tag = Array(datagram.suffix(16))
             let box = try AES.GCM.SealedBox(nonce: nonce, ciphertext: body, tag: tag)
-            #expect(Array(try AES.GCM.open(box, using: derived, authenticating: header)) == packet, "seed \(TestSeed.value), length \(length)")
+            #expect(
+                Array(try AES.GCM.open(box, using: derived, authenticating: header)) == packet, "seed \(TestSeed.value), length \(length)")
 
             let next = sealer.counter
             var nextHeader = header
             nextHeader.replaceSubrange(12..<20, with: withUnsafeBytes(of: next.bigEndian) { Array($0) })
-            let theirs = try AES.GCM.seal(packet, using: derived, nonce: try AES.GCM.Nonce(data: nonceBytes(next)), authenticating: nextHeader)
+            let theirs = try AES.GCM.seal(
+                packet, using: derived, nonce: try AES.GCM.Nonce(data: nonceBytes(next)), authenticating: nextHeader)
             #expect(try open(&opener, datagram).get() == packet, "length \(length)")
             #expect(try open(&opener, nextHeader + Array(theirs.ciphertext) + Array(theirs.tag)).get() == packet, "length \(length)")
             _ = try seal(&sealer, [0])
@@ -225,8 +229,9 @@ struct AuthenticationTests {
     func newSendersAreBudgeted() throws {
         let framing = AuthenticatedFraming(key: Self.key, encrypt: true)
         let now = Locked<UInt64>(1_000_000_000)
-        var opener = AuthenticatedFraming.Opener(key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
-                                                       clock: { now.withLock { $0 } })
+        var opener = AuthenticatedFraming.Opener(
+            key: Self.key, newSenders: TokenBucket(rate: 10, burst: 3),
+            clock: { now.withLock { $0 } })
         var senders = (0..<3).map { _ in framing.concreteSealer() }
         for index in senders.indices { #expect(throws: Never.self) { try open(&opener, try seal(&senders[index], packet)).get() } }
         // Budget spent: made-up sender ids under a wrong key, and a genuine newcomer, are both refused
@@ -323,8 +328,10 @@ struct AuthenticationTests {
         header.checksumOffset = 16
         var output = [UInt8](repeating: 0, count: 16_384)
         var span = output.mutableSpan
-        let layout = try GSOSegmenter.segment(superPacket.span, header: header, into: &span,
-                                              headroom: framing.headroom, overhead: framing.overhead).get()
+        let layout = try GSOSegmenter.segment(
+            superPacket.span, header: header, into: &span,
+            headroom: framing.headroom, overhead: framing.overhead
+        ).get()
         #expect(layout.stride == 20 + 20 + 1400 + 36)
         var end = 0
         for index in 0..<layout.count {

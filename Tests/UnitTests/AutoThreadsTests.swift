@@ -1,5 +1,6 @@
-@testable import Engine
 import Testing
+
+@testable import Engine
 
 /// `AutoThreads` without clocks or threads: each test feeds it the windows the duplex thread and the
 /// helper would measure, at made-up times, and checks what it decides.
@@ -11,16 +12,21 @@ struct AutoThreadsTests {
     private static let ms: UInt64 = 1_000_000
 
     /// A split window in which the duplex thread was busy `perMille` and the inbound stage moved packets.
-    private static func duplex(_ auto: inout AutoThreads, busyPerMille perMille: UInt64, inboundMoved: Bool = true,
-                               at now: UInt64) -> AutoThreads.Decision {
+    private static func duplex(
+        _ auto: inout AutoThreads, busyPerMille perMille: UInt64, inboundMoved: Bool = true,
+        at now: UInt64
+    ) -> AutoThreads.Decision {
         auto.duplexWindowEnded(busy: perMille * 10 * ms / 1000, elapsed: 10 * ms, inboundMoved: inboundMoved, at: now)
     }
 
     /// A merge window in which the helper was busy `helper` and the duplex thread `duplex` per mille of it.
-    private static func helper(_ auto: inout AutoThreads, helper: UInt64, duplex: UInt64 = 0,
-                               at now: UInt64) -> AutoThreads.Decision {
-        auto.helperWindowEnded(helperBusy: helper * 100 * ms / 1000, duplexBusy: duplex * 100 * ms / 1000,
-                               elapsed: 100 * ms, at: now)
+    private static func helper(
+        _ auto: inout AutoThreads, helper: UInt64, duplex: UInt64 = 0,
+        at now: UInt64
+    ) -> AutoThreads.Decision {
+        auto.helperWindowEnded(
+            helperBusy: helper * 100 * ms / 1000, duplexBusy: duplex * 100 * ms / 1000,
+            elapsed: 100 * ms, at: now)
     }
 
     /// A split at `now` (asserted), then light merge windows until it merges: how many it took.
@@ -135,9 +141,11 @@ struct AutoThreadsTests {
         var now = auto.lastMerge! + 10 * Self.ms
         #expect(Self.duplex(&auto, busyPerMille: 900, at: now) == .split)
         #expect(auto.lightWindowsToMerge == 4)
-        for (helperBusy, expected) in [(UInt64(100), AutoThreads.Decision.stay), (100, .stay), (100, .stay),
-                                       (800, .stay),  // busy: three light windows lost
-                                       (100, .stay), (100, .stay), (100, .stay), (100, .merge)] {
+        for (helperBusy, expected) in [
+            (UInt64(100), AutoThreads.Decision.stay), (100, .stay), (100, .stay),
+            (800, .stay),  // busy: three light windows lost
+            (100, .stay), (100, .stay), (100, .stay), (100, .merge)
+        ] {
             now += 100 * Self.ms
             #expect(Self.helper(&auto, helper: helperBusy, duplex: 50, at: now) == expected)
         }
@@ -153,21 +161,27 @@ struct AutoThreadsTests {
 
     @Test("the policy's own numbers drive it: a shorter flap window and a lower cap")
     func customPolicy() {
-        let policy = SplitPolicy(splitWindowNanoseconds: 5_000_000, splitAtPerMille: 600, mergeWindowNanoseconds: 50_000_000,
-                                 mergeBelowPerMille: 300, flapNanoseconds: 200_000_000, maximumLightWindows: 2)
+        let policy = SplitPolicy(
+            splitWindowNanoseconds: 5_000_000, splitAtPerMille: 600, mergeWindowNanoseconds: 50_000_000,
+            mergeBelowPerMille: 300, flapNanoseconds: 200_000_000, maximumLightWindows: 2)
         var auto = AutoThreads(policy: policy)
         #expect(auto.duplexWindowEnded(busy: 3_000_000, elapsed: 5_000_000, inboundMoved: true, at: 0) == .split)  // 60 %
         #expect(auto.helperWindowEnded(helperBusy: 15_000_000, duplexBusy: 0, elapsed: 50_000_000, at: 50 * Self.ms) == .stay)  // 30 %
         #expect(auto.helperWindowEnded(helperBusy: 14_999_999, duplexBusy: 0, elapsed: 50_000_000, at: 100 * Self.ms) == .merge)
         for expected in [2, 2] {  // 150 ms after each merge: a flap; capped at 2
-            #expect(auto.duplexWindowEnded(busy: 5_000_000, elapsed: 5_000_000, inboundMoved: true,
-                                           at: auto.lastMerge! + 150 * Self.ms) == .split)
+            #expect(
+                auto.duplexWindowEnded(
+                    busy: 5_000_000, elapsed: 5_000_000, inboundMoved: true,
+                    at: auto.lastMerge! + 150 * Self.ms) == .split)
             #expect(auto.lightWindowsToMerge == expected)
-            #expect(auto.helperWindowEnded(helperBusy: 0, duplexBusy: 0, elapsed: 50_000_000, at: auto.lastMerge! + 200 * Self.ms) == .merge)
+            #expect(
+                auto.helperWindowEnded(helperBusy: 0, duplexBusy: 0, elapsed: 50_000_000, at: auto.lastMerge! + 200 * Self.ms) == .merge)
         }
         // 200 ms after the merge is outside this policy's flap window.
-        #expect(auto.duplexWindowEnded(busy: 5_000_000, elapsed: 5_000_000, inboundMoved: true,
-                                       at: auto.lastMerge! + 200 * Self.ms) == .split)
+        #expect(
+            auto.duplexWindowEnded(
+                busy: 5_000_000, elapsed: 5_000_000, inboundMoved: true,
+                at: auto.lastMerge! + 200 * Self.ms) == .split)
         #expect(auto.lightWindowsToMerge == 1)
     }
 }

@@ -1,14 +1,18 @@
-import Synchronization
-@testable import KernelIO
-@testable import CLI
-import Testing
 import Glibc
+import Synchronization
+import Testing
+
+@testable import CLI
+@testable import KernelIO
 
 @Suite("--cpu: CPU lists and pinned data-plane threads")
 struct CPUPinningTests {
-    @Test("CPU lists parse as taskset writes them and print folded into ranges",
-          arguments: [("0", [0], "0"), ("1,0", [1, 0], "1,0"), ("2-4", [2, 3, 4], "2-4"), ("0,2-3,5", [0, 2, 3, 5], "0,2-3,5"),
-                      ("3,3,1-3", [3, 1, 2], "3,1-2"), ("1023", [1023], "1023")])
+    @Test(
+        "CPU lists parse as taskset writes them and print folded into ranges",
+        arguments: [
+            ("0", [0], "0"), ("1,0", [1, 0], "1,0"), ("2-4", [2, 3, 4], "2-4"), ("0,2-3,5", [0, 2, 3, 5], "0,2-3,5"),
+            ("3,3,1-3", [3, 1, 2], "3,1-2"), ("1023", [1023], "1023")
+        ])
     func parses(text: String, cpus: [Int], printed: String) throws {
         let list = try #require(CPUList(argument: text))
         #expect(list.cpus == cpus)

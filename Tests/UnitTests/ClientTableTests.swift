@@ -1,7 +1,8 @@
 import TestSupport
-@testable import Engine
-import WireFormat
 import Testing
+import WireFormat
+
+@testable import Engine
 
 @Suite struct ClientTableTests {
     static let a = SocketAddress(ip: .v4(0xC612_0101), port: 1000)
@@ -53,13 +54,15 @@ import Testing
         let table = ClientTable(capacity: 4, idleAfter: 10 * second)
         #expect(table.learn(.v4(1), at: Self.a, now: 1 * second) == .changed)
         #expect(table.learn(.v4(1), at: Self.b, now: 2 * second) == .inUse)
-        #expect(table.learn(.v4(1), at: Self.b, session: PeerSession(index: 1), localAddress: .v4(7), now: 3 * second) == .inUse,
-                "nor with another key or to another relay address")
+        #expect(
+            table.learn(.v4(1), at: Self.b, session: PeerSession(index: 1), localAddress: .v4(7), now: 3 * second) == .inUse,
+            "nor with another key or to another relay address")
         #expect(table.endpoint(for: .v4(1)) == Self.a)
         #expect(table.learn(.v4(1), at: Self.a, now: 5 * second) == .refreshed, "the owner keeps it fresh")
         #expect(table.learn(.v4(1), at: Self.b, now: 14 * second) == .inUse, "9 s after the owner's last packet")
-        #expect(table.learn(.v4(1), at: Self.a, session: PeerSession(index: 1), now: 14 * second) == .changed,
-                "its own endpoint may change key")
+        #expect(
+            table.learn(.v4(1), at: Self.a, session: PeerSession(index: 1), now: 14 * second) == .changed,
+            "its own endpoint may change key")
         #expect(table.learn(.v4(1), at: Self.b, now: 24 * second - 1) == .inUse)
         #expect(table.learn(.v4(1), at: Self.b, now: 24 * second) == .changed, "idle for 10 s: the binding moves")
         #expect(table.endpoint(for: .v4(1)) == Self.b)
@@ -99,7 +102,8 @@ import Testing
         func address(_ index: Int) -> IPAddress { .v4(0xC613_0000 + UInt32(index)) }
         /// 64 clients behind one gNB (198.18.1.1:2152), every other on an endpoint of its own.
         func endpoint(_ index: Int) -> SocketAddress {
-            index < 64 ? SocketAddress(ip: .v4(0xC612_0101), port: 2152)
+            index < 64
+                ? SocketAddress(ip: .v4(0xC612_0101), port: 2152)
                 : SocketAddress(ip: .v4(0xC612_0200 + UInt32(index >> 16)), port: UInt16(index & 0xFFFF))
         }
         for index in 0..<clients { #expect(table.learn(address(index), at: endpoint(index), now: second) == .changed) }

@@ -1,11 +1,12 @@
-@testable import Measurement
-@testable import KernelIO
-@testable import WireFormat
-@testable import Monitoring
-@testable import CLI
-@testable import Engine
 import Foundation
 import Testing
+
+@testable import CLI
+@testable import Engine
+@testable import KernelIO
+@testable import Measurement
+@testable import Monitoring
+@testable import WireFormat
 
 /// The tunnel's counters are described once (`TunnelCount`); the tallies, the JSON report, the
 /// metrics and the documentation's table all follow that description.
@@ -114,8 +115,9 @@ struct CounterDocumentationTests {
         }
         for type in ControlMessage.allCases {
             for direction in ["in", "out"] {
-                #expect(has("control_\(direction).\(type)", #"udptun_control_messages_total{type="\#(type)",direction="\#(direction)"}"#),
-                        "no row for control_\(direction).\(type)")
+                #expect(
+                    has("control_\(direction).\(type)", #"udptun_control_messages_total{type="\#(type)",direction="\#(direction)"}"#),
+                    "no row for control_\(direction).\(type)")
             }
         }
     }
@@ -124,7 +126,9 @@ struct CounterDocumentationTests {
     func tableMatchesExposition() throws {
         let documented = Set(try Self.rows().map(\.metric).filter { $0 != "–" }.map { String($0.split(separator: "{")[0]) })
         let exposed = try Self.exposedFamilies()
-        #expect(exposed.subtracting(documented).isEmpty, "exposed but not in docs/monitoring.md: \(exposed.subtracting(documented).sorted())")
-        #expect(documented.subtracting(exposed).isEmpty, "in docs/monitoring.md but not exposed: \(documented.subtracting(exposed).sorted())")
+        #expect(
+            exposed.subtracting(documented).isEmpty, "exposed but not in docs/monitoring.md: \(exposed.subtracting(documented).sorted())")
+        #expect(
+            documented.subtracting(exposed).isEmpty, "in docs/monitoring.md but not exposed: \(documented.subtracting(exposed).sorted())")
     }
 }

@@ -1,10 +1,11 @@
-import Synchronization
-@testable import TestSupport
-@testable import KernelIO
-@testable import Engine
-@testable import WireFormat
 import Glibc
+import Synchronization
 import Testing
+
+@testable import Engine
+@testable import KernelIO
+@testable import TestSupport
+@testable import WireFormat
 
 /// Both directions' batch loops driven over in-memory TUN queues and sockets (TestSupport): no root,
 /// no namespaces, every counter checked against what went in.
@@ -21,11 +22,15 @@ struct EngineTests {
     }
 
     static func relayPolicy(maximumPacketLength: Int = 1500, forwardIPv6: Bool = false) -> InboundPolicy {
-        InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], forwardIPv6: forwardIPv6,
-                      maximumPacketLength: maximumPacketLength,
-                      packets: PacketPolicy(clientRules: [PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24,2001:db8::/32")!,
-                                                          PacketPolicy.ClientRule("198.18.1.3/32=198.19.0.2/32")!],
-                                            ownAddresses: [relayOwn]))
+        InboundPolicy(
+            allowedSources: [IPPrefix("198.18.1.0/24")!], forwardIPv6: forwardIPv6,
+            maximumPacketLength: maximumPacketLength,
+            packets: PacketPolicy(
+                clientRules: [
+                    PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24,2001:db8::/32")!,
+                    PacketPolicy.ClientRule("198.18.1.3/32=198.19.0.2/32")!
+                ],
+                ownAddresses: [relayOwn]))
     }
 
     /// Pumps until the stage has taken everything (a stage takes at most a batch per pump).
@@ -44,8 +49,9 @@ struct EngineTests {
     @Test("UDP → TUN: every datagram forwarded or dropped under exactly one reason, counters balanced")
     func inboundDropsByReason() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
-                                 policy: Self.relayPolicy(maximumPacketLength: 200), counters: counters, clients: ClientTable(capacity: 8))
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(),
+            policy: Self.relayPolicy(maximumPacketLength: 200), counters: counters, clients: ClientTable(capacity: 8))
         let good = Self.packet()
         var badChecksum = good
         badChecksum[10] ^= 0xff
@@ -57,10 +63,10 @@ struct EngineTests {
             ([0x00, 1, 2, 3], Self.clientA, .badVersion),
             (badChecksum, Self.clientA, .badChecksum),
             (Self.packet(to: 0xC612_0201), Self.clientA, .forbiddenDestination),  // the relay itself
-            (Self.packet(from: 0xC613_0001), Self.clientB, .spoofedSource),       // B may only use 198.19.0.2
+            (Self.packet(from: 0xC613_0001), Self.clientB, .spoofedSource),  // B may only use 198.19.0.2
             (ipv6, Self.clientA, .ipv6Disabled),
             (big, Self.clientA, .oversize),
-            ([], Self.clientA, .truncated),
+            ([], Self.clientA, .truncated)
         ]
         for (bytes, peer, _) in cases { socket.deliver(bytes, from: peer) }
         #expect(Self.drain(&stage, lifecycle) == cases.count)
@@ -79,17 +85,19 @@ struct EngineTests {
     @Test("control messages are answered from the socket they reached, consumed, or refused with a reply; all counted")
     func controlMessagesAnswered() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: AnsweringFraming(),
-                                 policy: InboundPolicy(), counters: counters)
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: AnsweringFraming(),
+            policy: InboundPolicy(), counters: counters)
         socket.deliver([AnsweringFraming.echoRequest, 7, 8, 9], from: Self.clientA)
         socket.deliver([AnsweringFraming.endMarker], from: Self.clientA)
         socket.deliver([AnsweringFraming.refused, 1], from: Self.clientB)
         socket.deliver(Self.packet(), from: Self.clientA)
         Self.drain(&stage, lifecycle)
-        #expect(socket.sent == [
-            FakeDatagramSocket.Datagram(peer: Self.clientA, bytes: [AnsweringFraming.echoResponse, 7, 8, 9]),
-            FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringFraming.errorIndication]),
-        ])
+        #expect(
+            socket.sent == [
+                FakeDatagramSocket.Datagram(peer: Self.clientA, bytes: [AnsweringFraming.echoResponse, 7, 8, 9]),
+                FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringFraming.errorIndication])
+            ])
         let snapshot = counters.snapshot()
         #expect(snapshot.controlReceived[ControlMessage.echoRequest.rawValue] == 1)
         #expect(snapshot.controlReceived[ControlMessage.endMarker.rawValue] == 1)
@@ -119,8 +127,9 @@ struct EngineTests {
     func groReceiveCoalescedOnWrite() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
-                                 counters: counters)
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
+            counters: counters)
         let segments = try Self.tcpSegments(payload: 14_000)
         #expect(segments.count == 10)
         socket.deliverCoalesced(segments, from: Self.clientA)
@@ -136,15 +145,17 @@ struct EngineTests {
         #expect(counters.snapshot()[.received] == 10 && counters.snapshot()[.forwarded] == 10)
     }
 
-    @Test("TUN → UDP: a super-packet leaves as one UDP GSO message of its segments, raw and sealed",
-          arguments: [false, true])
+    @Test(
+        "TUN → UDP: a super-packet leaves as one UDP GSO message of its segments, raw and sealed",
+        arguments: [false, true])
     func superPacketLeavesAsOneMessage(sealed: Bool) throws {
         let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
         let framing: any Framing = sealed ? AuthenticatedFraming(key: key, encrypt: true) : RawFraming()
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, framing: framing, route: .fixed(Self.clientA),
-                                  counters: counters)
+        var stage = OutboundStage(
+            tunQueue: device, socket: socket, framing: framing, route: .fixed(Self.clientA),
+            counters: counters)
         let (packet, header) = PacketBuilder.tcpSuperPacket(payload: Self.bytes(20_000))
         device.inject(packet, header: header)
         device.inject(Self.packet())  // and a plain packet behind it
@@ -166,8 +177,10 @@ struct EngineTests {
             }
             let info = try IPPacket.validate(span.span.extracting(inner)).get()
             if info.transportProtocol == IPProtocolNumber.tcp {
-                #expect(TransportChecksum.compute(span.span.extracting(inner), version: 4, proto: info.transportProtocol,
-                                                  start: info.headerLength) == 0, "every segment carries a full, valid checksum")
+                #expect(
+                    TransportChecksum.compute(
+                        span.span.extracting(inner), version: 4, proto: info.transportProtocol,
+                        start: info.headerLength) == 0, "every segment carries a full, valid checksum")
                 payloadBytes += inner.count - 20 - 32
             }
         }
@@ -180,8 +193,9 @@ struct EngineTests {
     func segmentsWithoutSocketSegmentation() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(segmentation: false)
         let counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
-                                  counters: counters)
+        var stage = OutboundStage(
+            tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+            counters: counters)
         let (packet, header) = PacketBuilder.tcpSuperPacket(payload: Self.bytes(7000))
         device.inject(packet, header: header)
         Self.drain(&stage, lifecycle)
@@ -193,8 +207,9 @@ struct EngineTests {
     func outboundDropsByReason() throws {
         let device = FakeTunQueue(virtioHeaders: true), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let lifecycle = try Lifecycle()
-        var stage = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
-                                  counters: counters)
+        var stage = OutboundStage(
+            tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+            counters: counters)
         var badChecksum = Self.packet()
         badChecksum[10] ^= 0xff
         var partial = VirtioNetHeader()
@@ -204,11 +219,11 @@ struct EngineTests {
         var badGSO = VirtioNetHeader()
         badGSO.gsoTypeRaw = VirtioNetHeader.GSOType.tcpv4.rawValue
         badGSO.gsoSize = 1400
-        device.injectFrame([1, 2, 3])                    // shorter than its virtio-net header
-        device.inject([0x00, 0, 0, 0])                    // not IP
+        device.injectFrame([1, 2, 3])  // shorter than its virtio-net header
+        device.inject([0x00, 0, 0, 0])  // not IP
         device.inject(badChecksum)
-        device.inject(Self.packet(), header: partial)     // a checksum it cannot finish
-        device.inject(Self.packet(), header: badGSO)      // a "TCP super-packet" that is UDP
+        device.inject(Self.packet(), header: partial)  // a checksum it cannot finish
+        device.inject(Self.packet(), header: badGSO)  // a "TCP super-packet" that is UDP
         device.inject(Self.packet(sequence: 2))
         Self.drain(&stage, lifecycle)
         let snapshot = counters.snapshot()
@@ -232,8 +247,9 @@ struct EngineTests {
         let relay = AuthenticatedFraming(keys: [alice, bob], encrypt: true)
         let clients = ClientTable(capacity: 16), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
-                                   counters: counters, clients: clients)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
+            counters: counters, clients: clients)
         var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: relay, route: .clients(clients), counters: counters)
         // Alice (198.19.0.1) and Bob (198.19.0.2) each send one packet, sealed with their own key.
         for (key, peer, source) in [(alice, Self.clientA, UInt32(0xC613_0001)), (bob, Self.clientB, UInt32(0xC613_0002))] {
@@ -270,15 +286,17 @@ struct EngineTests {
     func deviceFaults() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let readLifecycle = try Lifecycle()
-        var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
-                                     counters: counters)
+        var outbound = OutboundStage(
+            tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+            counters: counters)
         device.failReads(with: SystemError("read from faketun", code: .fileDescriptorInBadState))
         #expect(outbound.pump(readLifecycle) == nil)
         #expect(readLifecycle.fatalError?.contains("disappeared") == true)
 
         let writeLifecycle = try Lifecycle()
-        var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
-                                   counters: counters)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
+            counters: counters)
         device.failWrites(with: SystemError("write to faketun", code: .invalidArgument))
         socket.deliver(Self.packet(), from: Self.clientA)
         #expect(inbound.pump(writeLifecycle) == 1, "a refused packet is not a dead device")
@@ -298,10 +316,12 @@ struct EngineTests {
     @Test("a device that is down (EIO, still there) drops and counts, and the stages run on; deleted, they end")
     func deviceDownIsNotGone() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var inbound = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
-                                   counters: counters)
-        var outbound = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
-                                     counters: counters)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(), policy: InboundPolicy(),
+            counters: counters)
+        var outbound = OutboundStage(
+            tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+            counters: counters)
         device.failWrites(with: SystemError("write to faketun", code: .ioError))
         device.failReads(with: SystemError("read from faketun", code: .ioError))
         for _ in 0..<3 { socket.deliver(Self.packet(), from: Self.clientA) }
@@ -321,8 +341,9 @@ struct EngineTests {
         // An EIO once the name is gone ends it too (a fresh stage: the last check that found the
         // device is trusted for a few milliseconds).
         let readLifecycle = try Lifecycle()
-        var fresh = OutboundStage(tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
-                                  counters: counters)
+        var fresh = OutboundStage(
+            tunQueue: device, socket: socket, framing: RawFraming(), route: .fixed(Self.clientA),
+            counters: counters)
         device.failReads(with: SystemError("read from faketun", code: .ioError))
         device.remove()
         #expect(fresh.pump(readLifecycle) == nil)
@@ -335,8 +356,9 @@ struct EngineTests {
         var random = SeededGenerator(seed: seed)
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
         let policy = InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], forwardIPv6: true)
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(), policy: policy,
-                                 counters: counters)
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(), policy: policy,
+            counters: counters)
         var expectedForwarded = 0
         let total = 2000
         for index in 0..<total {
@@ -361,14 +383,17 @@ struct EngineTests {
     @Test("own addresses: unreadable at start is an error; a refresh that fails keeps the list; an added one is protected")
     func ownAddressesRefresh() throws {
         #expect(throws: SystemError.self) {
-            _ = try OwnAddresses { () throws(SystemError) -> [IPAddress] in throw SystemError("getifaddrs", code: .addressFamilyNotSupported) }
+            _ = try OwnAddresses { () throws(SystemError) -> [IPAddress] in
+                throw SystemError("getifaddrs", code: .addressFamilyNotSupported)
+            }
         }
         let list = Locked<Result<[IPAddress], SystemError>>(.success([Self.relayOwn]))
         let own = try OwnAddresses { () throws(SystemError) -> [IPAddress] in try list.withLock { $0 }.get() }
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
-                                 policy: InboundPolicy(packets: PacketPolicy(ownAddresses: own.current.addresses)),
-                                 counters: counters, ownAddresses: own)
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(),
+            policy: InboundPolicy(packets: PacketPolicy(ownAddresses: own.current.addresses)),
+            counters: counters, ownAddresses: own)
         let added = IPAddress("198.18.2.9")!
         socket.deliver(Self.packet(to: 0xC612_0209), from: Self.clientA)
         Self.drain(&stage, lifecycle)
@@ -388,11 +413,13 @@ struct EngineTests {
     @Test("locally delivered prefixes: read with the addresses, refreshed with them, and no destination")
     func localPrefixesRefresh() throws {
         let routes = Mutex<Result<[IPPrefix], SystemError>>(.success([IPPrefix("198.18.2.255/32")!]))
-        let own = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [Self.relayOwn] },
-                                   localRoutes: { () throws(SystemError) -> [IPPrefix] in try routes.withLock { $0 }.get() })
+        let own = try OwnAddresses(
+            reader: { () throws(SystemError) -> [IPAddress] in [Self.relayOwn] },
+            localRoutes: { () throws(SystemError) -> [IPPrefix] in try routes.withLock { $0 }.get() })
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
-                                 policy: InboundPolicy(packets: PacketPolicy()), counters: counters, ownAddresses: own)
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(),
+            policy: InboundPolicy(packets: PacketPolicy()), counters: counters, ownAddresses: own)
         socket.deliver(Self.packet(to: 0xC612_02FF), from: Self.clientA)  // 198.18.2.255
         socket.deliver(Self.packet(to: 0xC612_0905), from: Self.clientA)  // 198.18.9.5
         Self.drain(&stage, lifecycle)
@@ -406,8 +433,10 @@ struct EngineTests {
         guard case .failed = own.refresh() else { Issue.record("a failed read must say so"); return }
         #expect(own.snapshot.localPrefixes.count == 2, "the last good list stays in force")
         #expect(throws: SystemError.self) {
-            _ = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in [] },
-                                 localRoutes: { () throws(SystemError) -> [IPPrefix] in throw SystemError("RTM_GETROUTE", code: .addressFamilyNotSupported) })
+            _ = try OwnAddresses(
+                reader: { () throws(SystemError) -> [IPAddress] in [] },
+                localRoutes: { () throws(SystemError) -> [IPPrefix] in throw SystemError("RTM_GETROUTE", code: .addressFamilyNotSupported) }
+            )
         }
     }
 
@@ -429,10 +458,11 @@ extension EngineTests {
     @Test("with a change probe, own addresses are read again only when it reports a change")
     func ownAddressesReadOnlyOnChange() throws {
         let reads = Atomic<Int>(0), changed = Atomic<Bool>(false)
-        let own = try OwnAddresses(reader: { () throws(SystemError) -> [IPAddress] in
-            reads.add(1, ordering: .relaxed)
-            return [Self.relayOwn]
-        }, changes: { changed.exchange(false, ordering: .relaxed) })
+        let own = try OwnAddresses(
+            reader: { () throws(SystemError) -> [IPAddress] in
+                reads.add(1, ordering: .relaxed)
+                return [Self.relayOwn]
+            }, changes: { changed.exchange(false, ordering: .relaxed) })
         #expect(reads.load(ordering: .relaxed) == 1)
         for _ in 0..<5 { #expect(own.refreshIfChanged() == .unchanged) }
         #expect(reads.load(ordering: .relaxed) == 1, "no change announced, nothing read")
@@ -450,10 +480,12 @@ extension EngineTests {
         let key0 = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
         let key1 = TunnelKey(base64: "q0Zs6N3lQpUjV2mYb1n8cT5rWx4eHf7gKd9aLs2uYiA=")!
         let relay = AuthenticatedFraming(keys: [key0, key1], encrypt: false)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
-                                   counters: TunnelCounters(), clients: clients, sessionCounters: counters)
-        var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: relay, route: .clients(clients),
-                                     counters: TunnelCounters(), sessionCounters: counters)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: relay, policy: InboundPolicy(),
+            counters: TunnelCounters(), clients: clients, sessionCounters: counters)
+        var outbound = OutboundStage(
+            tunQueue: tun, socket: socket, framing: relay, route: .clients(clients),
+            counters: TunnelCounters(), sessionCounters: counters)
         var sealer = AuthenticatedFraming(key: key1, encrypt: false).makeSealer()
         for sequence in 0..<3 {
             var buffer = [UInt8](repeating: 0, count: 20) + Self.packet(sequence: UInt64(sequence)) + [UInt8](repeating: 0, count: 16)
@@ -477,17 +509,23 @@ extension EngineTests {
         let clients = ClientTable(capacity: 16), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
         let first = IPAddress("198.18.1.2")!, second = IPAddress("198.18.1.4")!
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: AnsweringFraming(), policy: InboundPolicy(),
-                                   counters: counters, clients: clients)
-        var outbound = OutboundStage(tunQueue: tun, socket: socket, framing: RawFraming(), route: .clients(clients),
-                                     counters: counters)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: AnsweringFraming(), policy: InboundPolicy(),
+            counters: counters, clients: clients)
+        var outbound = OutboundStage(
+            tunQueue: tun, socket: socket, framing: RawFraming(), route: .clients(clients),
+            counters: counters)
         socket.deliver(Self.packet(from: 0xC613_0001), from: Self.clientA, to: first)
         socket.deliver(Self.packet(from: 0xC613_0002), from: Self.clientB, to: second)
         socket.deliver([AnsweringFraming.echoRequest, 1], from: Self.clientB, to: second)
         Self.drain(&inbound, lifecycle)
         #expect(clients.withLookup { $0(.v4(0xC613_0002)) }?.localAddress == second)
-        #expect(socket.sent == [FakeDatagramSocket.Datagram(peer: Self.clientB, bytes: [AnsweringFraming.echoResponse, 1],
-                                                            source: second)])
+        #expect(
+            socket.sent == [
+                FakeDatagramSocket.Datagram(
+                    peer: Self.clientB, bytes: [AnsweringFraming.echoResponse, 1],
+                    source: second)
+            ])
         // Equal-length replies to both clients are not gathered into one message: their sources differ.
         tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0002))
         tun.inject(Self.packet(from: 0xC612_0202, to: 0xC613_0001))

@@ -1,7 +1,8 @@
+import Testing
+
 @testable import KernelIO
 @testable import TestSupport
 @testable import WireFormat
-import Testing
 
 /// Which TUN queue a packet is written through: one queue per flow, and flows spread over the queues.
 @Suite("Flow steering: every flow keeps one TUN queue, and flows spread over the queues")
@@ -50,7 +51,7 @@ struct FlowSteeringTests {
     @Test("the fragments of one datagram take one queue (later fragments carry no ports)")
     func fragmentsStayTogether() {
         let udp = PacketBuilder.udp(sourcePort: 40_002, destinationPort: 8080, payload: [UInt8](repeating: 1, count: 32))
-        let firstFragment = PacketBuilder.ipv4(flagsAndOffset: 0x2000, transport: udp)       // MF, offset 0
+        let firstFragment = PacketBuilder.ipv4(flagsAndOffset: 0x2000, transport: udp)  // MF, offset 0
         let laterFragment = PacketBuilder.ipv4(flagsAndOffset: 0x0005, transport: [UInt8](repeating: 2, count: 40))
         for queues in [2, 4, 8] { #expect(queue(firstFragment, of: queues) == queue(laterFragment, of: queues)) }
     }
@@ -63,8 +64,8 @@ struct FlowSteeringTests {
             perQueue[queue(PacketBuilder.ipv6(transport: udp), of: 2)] += 1
         }
         #expect(perQueue.allSatisfy { $0 > 0 }, "\(perQueue)")
-        #expect(queue([UInt8](repeating: 0, count: 60), of: 4) == 0)   // version 0
-        #expect(queue([0x45, 0, 0], of: 4) == 0)                       // too short
+        #expect(queue([UInt8](repeating: 0, count: 60), of: 4) == 0)  // version 0
+        #expect(queue([0x45, 0, 0], of: 4) == 0)  // too short
         #expect(queue([0x60] + [UInt8](repeating: 0, count: 30), of: 4) == 0)  // IPv6, cut
     }
 }

@@ -1,8 +1,9 @@
 import KernelIO
-@testable import Engine
-@testable import WireFormat
-@testable import TestSupport
 import Testing
+
+@testable import Engine
+@testable import TestSupport
+@testable import WireFormat
 
 /// The GTP-U codec (TS 29.281) and its framing, against hand-built messages.
 @Suite("GTP-U codec and framing")
@@ -36,7 +37,8 @@ struct GTPUTests {
     func extensionChains() throws {
         let udpPort: [UInt8] = [1, 0x08, 0x68, GTPU.ExtensionType.pduSessionContainer]  // port 2152, next PSC
         let uplink: [UInt8] = [1, 0x10, 9, 0]  // UL, QFI 9, end
-        let bytes = Self.message(flags: GTPU.version1 | GTPU.extensionFlag, [0, 0, 0, GTPU.ExtensionType.udpPort] + udpPort + uplink + inner)
+        let bytes = Self.message(
+            flags: GTPU.version1 | GTPU.extensionFlag, [0, 0, 0, GTPU.ExtensionType.udpPort] + udpPort + uplink + inner)
         let header = try Self.parse(bytes).get()
         #expect(header.udpPort == 2152 && header.qfi == 9 && header.pduType == GTPU.PDUType.uplink)
         #expect(Array(bytes[header.content]) == inner)
@@ -64,7 +66,10 @@ struct GTPUTests {
             ("extension length 0", Self.message(flags: 0x34, [0, 0, 0, 0x85, 0, 0x10, 9, 0])),
             ("extension past the end", Self.message(flags: 0x34, [0, 0, 0, 0x85, 3, 0x10, 9, 0])),
             ("chain running off the end", Self.message(flags: 0x34, [0, 0, 0, 0x85, 1, 0x10, 9, 0x40])),
-            ("PDU session container too short", Self.message(flags: 0x34, [0, 0, 0, 0x85, 1, 0x10, 9, 0x85, 1, 0x10, 9, 0].dropLast(4) + [])),
+            (
+                "PDU session container too short",
+                Self.message(flags: 0x34, [0, 0, 0, 0x85, 1, 0x10, 9, 0x85, 1, 0x10, 9, 0].dropLast(4) + [])
+            )
         ]
         var lengthWrong = good
         lengthWrong[3] = 0xff
@@ -107,7 +112,8 @@ struct GTPUTests {
         #expect(GTPU.errorIndicationTEID(indication.span, parsed.content) == 0x1234_5678)
         let v6 = written { GTPU.writeErrorIndication(&$0, teid: 1, localAddress: IPAddress("2001:db8::1")!) }
         #expect(v6.count == 36 && Array(v6[18...19]) == [0, 16])
-        #expect(written { GTPU.writeSupportedExtensionHeadersNotification(&$0, sequence: 7) }
+        #expect(
+            written { GTPU.writeSupportedExtensionHeadersNotification(&$0, sequence: 7) }
                 == [0x32, 31, 0, 8, 0, 0, 0, 0, 0, 7, 0, 0, 141, 2, 0x40, 0x85])
         #expect(try Self.parse(written { GTPU.writeEchoRequest(&$0, sequence: 9) }).get().sequence == 9)
     }
@@ -116,9 +122,13 @@ struct GTPUTests {
     func sessionsParse() {
         #expect(GTPUSession.teid("0x100") == 256 && GTPUSession.teid("4294967295") == .max)
         for bad in ["0", "0x0", "4294967296", "-1", "x", "0x"] { #expect(GTPUSession.teid(bad) == nil, "\(bad)") }
-        #expect(GTPUSession("0x100=198.19.0.1/32") == GTPUSession(uplinkTEID: 256, downlinkTEID: 256, innerSources: [IPPrefix("198.19.0.1/32")!]))
+        #expect(
+            GTPUSession("0x100=198.19.0.1/32")
+                == GTPUSession(uplinkTEID: 256, downlinkTEID: 256, innerSources: [IPPrefix("198.19.0.1/32")!]))
         #expect(GTPUSession("1:2=198.19.0.0/24,2001:db8::/64")?.downlinkTEID == 2)
-        for bad in ["0x100", "=198.19.0.1", "0=198.19.0.1", "1:2:3=198.19.0.1", "1=", "1=nope"] { #expect(GTPUSession(bad) == nil, "\(bad)") }
+        for bad in ["0x100", "=198.19.0.1", "0=198.19.0.1", "1:2:3=198.19.0.1", "1=", "1=nope"] {
+            #expect(GTPUSession(bad) == nil, "\(bad)")
+        }
     }
 
     func open(_ opener: inout any PacketOpener, _ bytes: [UInt8], from peer: SocketAddress = peer) -> (OpenedDatagram, [UInt8]) {
@@ -134,8 +144,9 @@ struct GTPUTests {
 
     @Test("the UPF forwards its sessions' G-PDUs, answers echoes, refuses unknown TEIDs with an Error Indication")
     func upfOpener() throws {
-        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("0x101=198.19.0.2/32")!]),
-                                    qfi: nil, localAddress: IPAddress("198.18.1.2")!)
+        let upf = GTPUFraming(
+            role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!, GTPUSession("0x101=198.19.0.2/32")!]),
+            qfi: nil, localAddress: IPAddress("198.18.1.2")!)
         var opener = upf.makeOpener()
         let gpdu = Self.message(flags: 0x34, teid: 0x101, [0, 0, 0, 0x85, 1, 0x10, 7, 0] + inner)
         #expect(open(&opener, gpdu).0 == .forward(16..<gpdu.count, session: PeerSession(index: 1)))
@@ -145,7 +156,8 @@ struct GTPUTests {
         // Every unknown TEID is answered here (the engine's reply budget decides what is sent), but
         // never with more bytes than came in: an empty G-PDU draws nothing.
         for _ in 0..<20 {
-            #expect(open(&opener, Self.message(flags: 0x30, teid: 0x999, inner)).0
+            #expect(
+                open(&opener, Self.message(flags: 0x30, teid: 0x999, inner)).0
                     == .drop(.unknownTEID, reply: ControlReply(.errorIndication, length: 24)))
         }
         #expect(open(&opener, Self.message(flags: 0x30, teid: 0x999, [])).0 == .drop(.unknownTEID, reply: nil))
@@ -158,8 +170,9 @@ struct GTPUTests {
 
     @Test("the UPF answers a session with its downlink TEID and, by default, the QFI of its latest uplink G-PDU")
     func upfSealer() throws {
-        let upf = GTPUFraming(role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil,
-                                    localAddress: IPAddress("198.18.1.2")!)
+        let upf = GTPUFraming(
+            role: .upf([GTPUSession("0x100:0x200=198.19.0.1/32")!]), qfi: nil,
+            localAddress: IPAddress("198.18.1.2")!)
         var sealer = upf.makeSealer(), opener = upf.makeOpener()
         func seal() throws -> GTPU.Header {
             var slot = [UInt8](repeating: 0, count: 16) + inner
@@ -190,8 +203,9 @@ struct GTPUTests {
         guard case .drop(.unknownTEID, _) = open(&opener, Self.message(flags: 0x30, teid: 0x100, inner)).0 else {
             Issue.record("its own uplink TEID is not a downlink session"); return
         }
-        let plain = GTPUFraming(role: .ran(uplinkTEID: 1, downlinkTEID: 1), qfi: nil, sessionContainer: false,
-                                      localAddress: IPAddress("198.18.1.1")!)
+        let plain = GTPUFraming(
+            role: .ran(uplinkTEID: 1, downlinkTEID: 1), qfi: nil, sessionContainer: false,
+            localAddress: IPAddress("198.18.1.1")!)
         #expect(plain.overhead == 8)
     }
 
@@ -231,7 +245,9 @@ struct GTPUTests {
         _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
         watch.run()
         #expect(clients.endpoint(for: inner) == nil, "the genuine Error Indication is acted on: the return path is forgotten")
-        #expect(warnings.withLock { $0 }.contains { $0.contains("gtp-u session rejected") && $0.contains("0x200") }, "\(warnings.withLock { $0 })")
+        #expect(
+            warnings.withLock { $0 }.contains { $0.contains("gtp-u session rejected") && $0.contains("0x200") },
+            "\(warnings.withLock { $0 })")
         // Learned again, and rejected again: nothing latched.
         clients.learn(inner, at: Self.peer, now: 2)
         _ = open(&opener, Self.errorIndication(naming: 0x200), from: Self.peer)
@@ -243,12 +259,16 @@ struct GTPUTests {
     @Test("a RAN node acts on Error Indications from its UPF only")
     func ranErrorIndicationFromItsRelayOnly() throws {
         let relay = SocketAddress(ip: IPAddress("198.18.1.2")!, port: 2152)
-        let ran = GTPUFraming(role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!,
-                              peer: relay.ip)
+        let ran = GTPUFraming(
+            role: .ran(uplinkTEID: 0x100, downlinkTEID: 0x200), qfi: 9, localAddress: IPAddress("198.18.1.1")!,
+            peer: relay.ip)
         var opener = ran.makeOpener()
         let socket = try UDPSocket(for: SocketAddress(ip: .v4(0x7F00_0001), port: 0), bind: true)
-        let watch = try #require(GTPUEcho.tasks(interval: 0, socket: socket, monitor: ran.monitor, counters: TunnelCounters(),
-                                                peers: { [relay] }, log: .silent).first)
+        let watch = try #require(
+            GTPUEcho.tasks(
+                interval: 0, socket: socket, monitor: ran.monitor, counters: TunnelCounters(),
+                peers: { [relay] }, log: .silent
+            ).first)
         _ = open(&opener, Self.errorIndication(naming: 0x100), from: SocketAddress(ip: IPAddress("198.18.1.66")!, port: 2152))
         watch.run()
         #expect(ran.monitor.summary.rejectedTEIDs == 0, "not from its UPF")

@@ -1,7 +1,8 @@
+import Testing
+
 @testable import Engine
 @testable import TestSupport
 @testable import WireFormat
-import Testing
 
 @Suite("Inner packet validation")
 struct IPPacketTests {
@@ -24,7 +25,8 @@ struct IPPacketTests {
     }
 
     @Test func acceptsIPv4WithOptionsAndTCP() throws {
-        let packet = PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, options: [1, 1, 1, 0], transport: PacketBuilder.tcp(payload: [1, 2, 3]))
+        let packet = PacketBuilder.ipv4(
+            proto: IPProtocolNumber.tcp, options: [1, 1, 1, 0], transport: PacketBuilder.tcp(payload: [1, 2, 3]))
         let info = try PacketBuilder.validate(packet).get()
         #expect(info.headerLength == 24)
         #expect(info.transportProtocol == IPProtocolNumber.tcp)
@@ -40,10 +42,12 @@ struct IPPacketTests {
         #expect(failure(PacketBuilder.ipv4(options: Self.looseSourceRoute, transport: transport)) == .sourceRouted)
         #expect(failure(PacketBuilder.ipv4(options: Self.strictSourceRoute, transport: transport)) == .sourceRouted)
         #expect(failure(PacketBuilder.ipv4(options: [1, 1, 1, 1] + Self.looseSourceRoute, transport: transport)) == .sourceRouted)
-        #expect(failure(PacketBuilder.ipv4(options: [7, 7, 4, 0, 0, 0, 0, 1] + Self.strictSourceRoute, transport: transport))
+        #expect(
+            failure(PacketBuilder.ipv4(options: [7, 7, 4, 0, 0, 0, 0, 1] + Self.strictSourceRoute, transport: transport))
                 == .sourceRouted)
         // A fragment carries the (copied) option too.
-        #expect(failure(PacketBuilder.ipv4(flagsAndOffset: 0x0010, options: Self.looseSourceRoute, transport: Array(probe.prefix(64))))
+        #expect(
+            failure(PacketBuilder.ipv4(flagsAndOffset: 0x0010, options: Self.looseSourceRoute, transport: Array(probe.prefix(64))))
                 == .sourceRouted)
         // Record Route, timestamps and NOPs are harmless: forwarded.
         let recordRoute: [UInt8] = [7, 7, 4, 0, 0, 0, 0, 0]
@@ -74,15 +78,22 @@ struct IPPacketTests {
         let routing: UInt8 = 43, hopByHop: UInt8 = 0, destination: UInt8 = 60, fragment: UInt8 = IPProtocolNumber.ipv6Fragment
         let udpNumber = IPProtocolNumber.udp
         #expect(failure(PacketBuilder.ipv6(nextHeader: routing, transport: Self.routingHeader(next: udpNumber) + udp)) == .sourceRouted)
-        #expect(failure(PacketBuilder.ipv6(nextHeader: hopByHop,
-                                           transport: Self.extensionHeader(next: routing) + Self.routingHeader(next: udpNumber) + udp))
+        #expect(
+            failure(
+                PacketBuilder.ipv6(
+                    nextHeader: hopByHop,
+                    transport: Self.extensionHeader(next: routing) + Self.routingHeader(next: udpNumber) + udp))
                 == .sourceRouted)
-        #expect(failure(PacketBuilder.ipv6(nextHeader: destination,
-                                           transport: Self.extensionHeader(next: routing, length: 16) + Self.routingHeader(next: udpNumber) + udp))
+        #expect(
+            failure(
+                PacketBuilder.ipv6(
+                    nextHeader: destination,
+                    transport: Self.extensionHeader(next: routing, length: 16) + Self.routingHeader(next: udpNumber) + udp))
                 == .sourceRouted)
         // A first fragment shows what follows its fragment header.
         let firstFragment: [UInt8] = [routing, 0, 0, 1, 0, 0, 0x12, 0x34]
-        #expect(failure(PacketBuilder.ipv6(nextHeader: fragment, transport: firstFragment + Self.routingHeader(next: udpNumber) + udp))
+        #expect(
+            failure(PacketBuilder.ipv6(nextHeader: fragment, transport: firstFragment + Self.routingHeader(next: udpNumber) + udp))
                 == .sourceRouted)
         // The harmless ones still pass.
         let passing: [(UInt8, [UInt8])] = [
@@ -90,7 +101,7 @@ struct IPPacketTests {
             (destination, Self.extensionHeader(next: udpNumber) + udp),
             (hopByHop, Self.extensionHeader(next: destination) + Self.extensionHeader(next: udpNumber, length: 24) + udp),
             (fragment, [udpNumber, 0, 0, 0, 0, 0, 0x12, 0x34] + udp),
-            (fragment, [routing, 0, 0x01, 0x00, 0, 0, 0x12, 0x34] + Array(probe.prefix(32))),  // a later fragment: its bytes are data
+            (fragment, [routing, 0, 0x01, 0x00, 0, 0, 0x12, 0x34] + Array(probe.prefix(32)))  // a later fragment: its bytes are data
         ]
         for (next, transport) in passing {
             let info = try PacketBuilder.validate(PacketBuilder.ipv6(nextHeader: next, transport: transport)).get()
@@ -191,11 +202,14 @@ struct IPPacketTests {
         PacketBuilder.put16(&udp, 4, UInt16(udp.count + 1))
         #expect(failure(PacketBuilder.ipv4(transport: udp)) == .badTransportHeader)
         #expect(failure(PacketBuilder.ipv4(transport: [1, 2, 3])) == .badTransportHeader)
-        #expect(failure(PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: PacketBuilder.tcp(dataOffsetWords: 4))) == .badTransportHeader)
+        #expect(
+            failure(PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: PacketBuilder.tcp(dataOffsetWords: 4)))
+                == .badTransportHeader)
         var tcp = PacketBuilder.tcp()
         tcp[12] = 0xf0  // 60-byte header claimed in a 20-byte segment
         #expect(failure(PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: tcp)) == .badTransportHeader)
-        #expect(failure(PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: [UInt8](repeating: 0x50, count: 19))) == .badTransportHeader)
+        #expect(
+            failure(PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: [UInt8](repeating: 0x50, count: 19))) == .badTransportHeader)
     }
 
     @Test func acceptsAndChecksIPv6() throws {
@@ -205,7 +219,8 @@ struct IPPacketTests {
         #expect(info.source == IPAddress("2001:db8::1"))
         #expect(failure(Array(packet.dropLast())) == .lengthMismatch)
         #expect(failure(packet + [9]) == .lengthMismatch)
-        #expect(failure(PacketBuilder.ipv6(source: (0xff02_0000_0000_0000, 1), transport: PacketBuilder.udp(payload: probe))) == .badAddress)
+        #expect(
+            failure(PacketBuilder.ipv6(source: (0xff02_0000_0000_0000, 1), transport: PacketBuilder.udp(payload: probe))) == .badAddress)
         #expect(failure(PacketBuilder.ipv6(source: (0, 1), transport: PacketBuilder.udp(payload: probe))) == .badAddress)
         #expect(failure(PacketBuilder.ipv6(transport: [0, 1, 2])) == .badTransportHeader)
         // Jumbogram marker (payload length 0) with a payload present.

@@ -1,10 +1,11 @@
+import Glibc
 import Synchronization
-@testable import KernelIO
+import Testing
+
 @testable import Engine
+@testable import KernelIO
 @testable import TestSupport
 @testable import WireFormat
-import Glibc
-import Testing
 
 /// `--keepalive` and the relay's per-client view: what a keepalive is on the wire, what a relay does
 /// with one, when a client sends one, and the traffic each client is credited with.
@@ -41,19 +42,24 @@ struct KeepaliveTests {
         #expect(KeepalivePacket.source(of: other.span) == nil)
     }
 
-    @Test("the relay counts a keepalive, refreshes only a return path the source rules allow, forwards nothing",
-          arguments: [false, true])
+    @Test(
+        "the relay counts a keepalive, refreshes only a return path the source rules allow, forwards nothing",
+        arguments: [false, true])
     func relayRefreshesOnKeepalive(sealed: Bool) throws {
         let key = TunnelKey(base64: "4bSnGPpLdMwaTD4gZ/K7VF3eNTGhwavHxA7aWTVMwK8=")!
         let framing: any Framing = sealed ? AuthenticatedFraming(key: key, encrypt: true) : RawFraming()
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        let policy = InboundPolicy(allowedSources: [IPPrefix("198.18.1.0/24")!], maximumPacketLength: 1500,
-                                   packets: PacketPolicy(clientRules: [PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24")!]))
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: framing, policy: policy,
-                                   counters: counters, clients: clients)
-        let sender = KeepaliveSender(framing: framing, socket: socket, relay: SocketAddress(ip: .v4(0xC612_0102), port: 8080),
-                                     counters: TunnelCounters()) { [Self.inner, IPAddress("198.19.9.9")!] }
+        let policy = InboundPolicy(
+            allowedSources: [IPPrefix("198.18.1.0/24")!], maximumPacketLength: 1500,
+            packets: PacketPolicy(clientRules: [PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24")!]))
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: framing, policy: policy,
+            counters: counters, clients: clients)
+        let sender = KeepaliveSender(
+            framing: framing, socket: socket, relay: SocketAddress(ip: .v4(0xC612_0102), port: 8080),
+            counters: TunnelCounters()
+        ) { [Self.inner, IPAddress("198.19.9.9")!] }
         #expect(sender.send() == 2)
         let datagrams = socket.sent
         socket.clearSent()
@@ -72,8 +78,9 @@ struct KeepaliveTests {
     func keepaliveWithoutPolicyTeachesNothing() throws {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
-                                   counters: counters, clients: clients)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
+            counters: counters, clients: clients)
         socket.deliver(try Self.keepalive(from: Self.inner), from: Self.client)
         EngineTests.drain(&inbound, lifecycle)
         #expect(counters.snapshot().controlReceived[ControlMessage.keepalive.rawValue] == 1)
@@ -89,8 +96,9 @@ struct KeepaliveTests {
         clients.learn(Self.inner, at: Self.client, now: 1)
         clients.learn(.v4(0xC613_0002), at: Self.client, now: 1)
         clients.learn(.v4(0xC613_0003), at: other, now: 1)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: upf, policy: EngineTests.relayPolicy(),
-                                   counters: counters, clients: clients)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: upf, policy: EngineTests.relayPolicy(),
+            counters: counters, clients: clients)
         var request = [UInt8](repeating: 0, count: 16)
         var span = request.mutableSpan
         let length = GTPU.writeEchoRequest(&span, sequence: 1)
@@ -108,12 +116,15 @@ struct KeepaliveTests {
     func keepaliveWithoutSource() throws {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
-        let sender = KeepaliveSender(framing: RawFraming(), socket: socket, relay: Self.client,
-                                     counters: counters) { [IPAddress("fe80::1")!, IPAddress("127.0.0.1")!] }
+        let sender = KeepaliveSender(
+            framing: RawFraming(), socket: socket, relay: Self.client,
+            counters: counters
+        ) { [IPAddress("fe80::1")!, IPAddress("127.0.0.1")!] }
         #expect(sender.send() == 1)
         #expect(counters.snapshot().controlSent[ControlMessage.keepalive.rawValue] == 1)
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(),
-                                   policy: EngineTests.relayPolicy(), counters: TunnelCounters(), clients: clients)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: RawFraming(),
+            policy: EngineTests.relayPolicy(), counters: TunnelCounters(), clients: clients)
         socket.deliver(socket.sent[0].bytes, from: Self.client)
         EngineTests.drain(&inbound, lifecycle)
         #expect(clients.count == 0 && tun.written.isEmpty)
@@ -122,8 +133,10 @@ struct KeepaliveTests {
     @Test("the keepalive task fires only after the interval passes with nothing sent, then every interval while idle")
     func keepaliveTiming() throws {
         let sent = Atomic<UInt64>(0), now = Atomic<UInt64>(1_000), fired = Atomic<Int>(0)
-        let task = Keepalive.task(interval: 2, dataSent: { sent.load(ordering: .relaxed) },
-                                  now: { now.load(ordering: .relaxed) }) { fired.add(1, ordering: .relaxed) }
+        let task = Keepalive.task(
+            interval: 2, dataSent: { sent.load(ordering: .relaxed) },
+            now: { now.load(ordering: .relaxed) }
+        ) { fired.add(1, ordering: .relaxed) }
         func at(_ seconds: Double, sending: UInt64 = 0) {
             sent.add(sending, ordering: .relaxed)
             now.store(1_000 + UInt64(seconds * 1e9), ordering: .relaxed)
@@ -148,8 +161,9 @@ struct KeepaliveTests {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), sockets = [FakeDatagramSocket(), FakeDatagramSocket()]
         var workers = sockets.map {
-            InboundStage(socket: $0, tunQueues: [tun], framing: RawFraming(), policy: EngineTests.relayPolicy(),
-                         counters: TunnelCounters(), clients: clients)
+            InboundStage(
+                socket: $0, tunQueues: [tun], framing: RawFraming(), policy: EngineTests.relayPolicy(),
+                counters: TunnelCounters(), clients: clients)
         }
         let fromA = EngineTests.packet(from: 0xC613_0001), fromB = EngineTests.packet(from: 0xC613_0002, sequence: 2)
         let peerB = SocketAddress(ip: IPAddress("198.18.1.3")!, port: 40001)
@@ -158,8 +172,9 @@ struct KeepaliveTests {
         sockets[1].deliver(fromB, from: peerB)
         for index in workers.indices { EngineTests.drain(&workers[index], lifecycle) }
         for index in workers.indices { workers[index].finish() }
-        var outbound = OutboundStage(tunQueue: tun, socket: sockets[0], framing: RawFraming(), route: .clients(clients),
-                                     counters: TunnelCounters())
+        var outbound = OutboundStage(
+            tunQueue: tun, socket: sockets[0], framing: RawFraming(), route: .clients(clients),
+            counters: TunnelCounters())
         let reply = EngineTests.packet(from: 0xC612_0202, to: 0xC613_0002)
         tun.inject(reply)
         tun.inject(reply)
@@ -179,8 +194,9 @@ struct KeepaliveTests {
         let clients = ClientTable(capacity: 64), lifecycle = try Lifecycle()
         let tun = FakeTunQueue(), socket = FakeDatagramSocket()
         // Direct-mapped cache of one line: every new address evicts the last.
-        var inbound = InboundStage(socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
-                                   counters: TunnelCounters(), clients: clients, cacheLines: 1)
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: RawFraming(), policy: InboundPolicy(),
+            counters: TunnelCounters(), clients: clients, cacheLines: 1)
         var expected: [IPAddress: UInt64] = [:]
         var generator = SeededGenerator(seed: 7)
         for _ in 0..<300 {

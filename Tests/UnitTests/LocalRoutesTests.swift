@@ -1,14 +1,15 @@
-import TestSupport
-import WireFormat
 import KernelIO
+import TestSupport
 import Testing
+import WireFormat
 
 /// The local routing table read over rtnetlink, parsed from dumps captured in a network namespace
 /// (veth v0 with 198.18.2.1/24 and 2001:db8:2::1/64, IPv6 forwarding on, and
 /// `ip route add local 198.18.9.0/24 dev lo`).
 @Suite("Local routes (rtnetlink)")
 struct LocalRoutesTests {
-    static let ipv4Dump = bytes("""
+    static let ipv4Dump = bytes(
+        """
         "3c0000001800020001000000a548000002180000fe02fd010000000008000f00fe00000008000100c612020008000700c612"
         "020108000400030000003c0000001800020001000000a548000002080000ff02fe020000000008000f00ff00000008000100"
         "7f000000080007007f00000108000400010000003c0000001800020001000000a548000002200000ff02fe02000000000800"
@@ -19,7 +20,8 @@ struct LocalRoutesTests {
         "02010800040003000000340000001800020001000000a548000002180000ff03fe020000000008000f00ff00000008000100"
         "c61209000800040001000000140000000300020001000000a548000000000000"
         """)
-    static let ipv6Dump = bytes("""
+    static let ipv6Dump = bytes(
+        """
         "740000001800020001000000ce4800000a400000fe0200010000000008000f00fe0000001400010020010db8000200000000"
         "0000000000000800060000010000080004000300000024000c00000000000000000000000000000000000000000000000000"
         "00000000000000000500140000000000740000001800020001000000ce4800000a400000fe0200010000000008000f00fe00"
@@ -59,8 +61,11 @@ struct LocalRoutesTests {
     @Test("an IPv4 dump gives the local table's local and broadcast routes, a local prefix whole, and nothing of main")
     func ipv4() throws {
         let prefixes = try #require(LocalRoutes.parse(Self.ipv4Dump[...]))
-        #expect(Set(prefixes.map(\.description)) == ["127.0.0.0/8", "127.0.0.1/32", "127.255.255.255/32", "198.18.2.1/32",
-                                                        "198.18.2.255/32", "198.18.9.0/24"])
+        #expect(
+            Set(prefixes.map(\.description)) == [
+                "127.0.0.0/8", "127.0.0.1/32", "127.255.255.255/32", "198.18.2.1/32",
+                "198.18.2.255/32", "198.18.9.0/24"
+            ])
         #expect(!prefixes.contains { $0.contains(IPAddress("198.18.2.2")!) }, "the connected subnet (table main) is not local")
     }
 

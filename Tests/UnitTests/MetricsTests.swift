@@ -1,11 +1,12 @@
+import Glibc
 import KernelIO
 import Synchronization
-@testable import Measurement
-@testable import WireFormat
-@testable import Engine
-@testable import Monitoring
-import Glibc
 import Testing
+
+@testable import Engine
+@testable import Measurement
+@testable import Monitoring
+@testable import WireFormat
 
 /// The Prometheus exposition (names, counters following the programs' totals, series that come and
 /// go) and its HTTP endpoint, including what a hostile client of the port can and cannot do.
@@ -70,8 +71,9 @@ struct MetricsTests {
         let clients = ClientTable(capacity: 1000)
         func address(_ index: Int) -> IPAddress { .v4(0xC613_0000 + UInt32(index)) }
         for index in 0..<1000 {
-            clients.learn(address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000),
-                          session: PeerSession(index: index % 3), now: 1)
+            clients.learn(
+                address(index), at: SocketAddress(ip: .v4(0xC612_0101), port: 40000),
+                session: PeerSession(index: index % 3), now: 1)
         }
         // Free slots in the middle (they keep their old addresses), some taken again.
         clients.forget(session: PeerSession(index: 1))
@@ -366,7 +368,10 @@ struct MetricsServerTests {
         #expect(answer.hasSuffix(String(repeating: "x", count: 100)) && answer.utf8.count > large.count)
         #expect(MetricsHTTP.isComplete(Array("GET /metrics HTTP/1.0\n\n".utf8)))
         #expect(!MetricsHTTP.isComplete(Array("GET /metrics HTTP/1.0\r\nHost: a\r\n".utf8)))
-        for bad in ["GET metrics HTTP/1.1\r\n\r\n", "GET /metrics\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n", "GET /metrics SPDY/3\r\n\r\n", "\r\n\r\n"] {
+        for bad in [
+            "GET metrics HTTP/1.1\r\n\r\n", "GET /metrics\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n", "GET /metrics SPDY/3\r\n\r\n",
+            "\r\n\r\n"
+        ] {
             let response = String(decoding: MetricsHTTP.response(to: Array(bad.utf8)) { [] }, as: UTF8.self)
             #expect(response.hasPrefix("HTTP/1.1 400"), "\(bad.debugDescription) → \(response)")
         }
@@ -377,6 +382,8 @@ struct MetricsServerTests {
         let first = try Self.server()
         defer { first.stop() }
         #expect(throws: MetricsServerError.self) { try MetricsServer(address: first.localAddress) { [] } }
-        #expect(throws: MetricsServerError.self) { try MetricsServer(address: SocketAddress(ip: IPAddress("198.18.250.250")!, port: 0)) { [] } }
+        #expect(throws: MetricsServerError.self) {
+            try MetricsServer(address: SocketAddress(ip: IPAddress("198.18.250.250")!, port: 0)) { [] }
+        }
     }
 }

@@ -1,22 +1,28 @@
-@testable import KernelIO
-@testable import WireFormat
-@testable import TestSupport
 import Testing
+
+@testable import KernelIO
+@testable import TestSupport
+@testable import WireFormat
 
 @Suite("TCP segmentation and coalescing (TUN offloads)")
 struct OffloadTests {
     static let mss = 1400
     static let timestampOption = PacketBuilder.timestampOption
 
-    func superPacket(version: Int = 4, payload: [UInt8], flags: UInt8 = TCPFlag.ack | TCPFlag.psh,
-                     options: [UInt8] = timestampOption) -> ([UInt8], VirtioNetHeader) {
+    func superPacket(
+        version: Int = 4, payload: [UInt8], flags: UInt8 = TCPFlag.ack | TCPFlag.psh,
+        options: [UInt8] = timestampOption
+    ) -> ([UInt8], VirtioNetHeader) {
         PacketBuilder.tcpSuperPacket(version: version, payload: payload, flags: flags, options: options, segmentSize: Self.mss)
     }
 
-    func asHandedOver(_ packet: inout [UInt8], version: Int, proto: UInt8, type: VirtioNetHeader.GSOType,
-                      transportHeaderLength: Int, segmentSize: Int) -> VirtioNetHeader {
-        PacketBuilder.asHandedOver(&packet, version: version, proto: proto, type: type,
-                                   transportHeaderLength: transportHeaderLength, segmentSize: segmentSize)
+    func asHandedOver(
+        _ packet: inout [UInt8], version: Int, proto: UInt8, type: VirtioNetHeader.GSOType,
+        transportHeaderLength: Int, segmentSize: Int
+    ) -> VirtioNetHeader {
+        PacketBuilder.asHandedOver(
+            &packet, version: version, proto: proto, type: type,
+            transportHeaderLength: transportHeaderLength, segmentSize: segmentSize)
     }
 
     func segment(_ packet: [UInt8], _ header: VirtioNetHeader, capacity: Int = 131_072) throws -> [[UInt8]] {
@@ -43,8 +49,9 @@ struct OffloadTests {
             let info = try IPPacket.validate(segment.span).get()
             #expect(info.totalLength == segment.count)
             #expect(segment.count == headers + (index == 7 ? 10_000 - 7 * Self.mss : Self.mss))
-            #expect(TransportChecksum.compute(segment.span, version: version, proto: IPProtocolNumber.tcp, start: tcpStart) == 0,
-                    "TCP checksum of segment \(index)")
+            #expect(
+                TransportChecksum.compute(segment.span, version: version, proto: IPProtocolNumber.tcp, start: tcpStart) == 0,
+                "TCP checksum of segment \(index)")
             let sequence = segment.span.u32(at: tcpStart + 4)
             #expect(sequence == 0xffff_f000 &+ UInt32(index * Self.mss))
             let flags = segment[tcpStart + 13]
@@ -64,11 +71,12 @@ struct OffloadTests {
         let (packet, header) = superPacket(payload: Self.payload(3 * Self.mss), flags: all)
         let segments = try segment(packet, header)
         #expect(segments.count == 3)  // an exact multiple: the last segment is full
-        #expect(segments.map { $0[33] } == [
-            TCPFlag.ack | TCPFlag.cwr,
-            TCPFlag.ack,
-            TCPFlag.ack | TCPFlag.psh | TCPFlag.fin,
-        ])
+        #expect(
+            segments.map { $0[33] } == [
+                TCPFlag.ack | TCPFlag.cwr,
+                TCPFlag.ack,
+                TCPFlag.ack | TCPFlag.psh | TCPFlag.fin
+            ])
         #expect(segments.allSatisfy { $0.count == 20 + 32 + Self.mss })
     }
 
@@ -218,7 +226,7 @@ struct OffloadTests {
             PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: [UInt8](repeating: 9, count: 1000))),
             PacketBuilder.ipv4(proto: IPProtocolNumber.tcp, transport: PacketBuilder.tcp()),  // a bare ACK
             PacketBuilder.ipv4(proto: IPProtocolNumber.icmp, transport: [8, 0, 0, 0, 0, 0, 0, 0]),
-            PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1])),
+            PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: [1]))
         ]
         var random = SeededGenerator()
         for round in 0..<300 {
@@ -241,8 +249,9 @@ struct OffloadTests {
         return corrupted
     }
 
-    @Test("a packet whose TCP checksum fails is written as it came, never merged; the good ones still are",
-          arguments: [4, 6], [0, 1, 3])
+    @Test(
+        "a packet whose TCP checksum fails is written as it came, never merged; the good ones still are",
+        arguments: [4, 6], [0, 1, 3])
     func corruptTCPSegmentsAreNotMerged(version: Int, index: Int) throws {
         let (packet, header) = superPacket(version: version, payload: Self.payload(4 * Self.mss), flags: TCPFlag.ack)
         let segments = try segment(packet, header)
@@ -253,12 +262,15 @@ struct OffloadTests {
         #expect(groups.map(\.2) == expected, "packets per write, segment \(index) corrupt")
         let corrupt = try #require(groups.first { $0.0 == mixed[index] }, "the corrupt segment written unchanged")
         #expect(corrupt.1 == .plain, "with no checksum offload: the receiver checks it")
-        #expect(TransportChecksum.compute(corrupt.0.span, version: version, proto: IPProtocolNumber.tcp,
-                                          start: version == 4 ? 20 : 40) != 0, "its original checksum, which fails")
+        #expect(
+            TransportChecksum.compute(
+                corrupt.0.span, version: version, proto: IPProtocolNumber.tcp,
+                start: version == 4 ? 20 : 40) != 0, "its original checksum, which fails")
     }
 
-    @Test("a UDP datagram whose checksum fails, or that has none, is written as it came, never merged",
-          arguments: [4, 6])
+    @Test(
+        "a UDP datagram whose checksum fails, or that has none, is written as it came, never merged",
+        arguments: [4, 6])
     func corruptUDPDatagramsAreNotMerged(version: Int) throws {
         let (packet, header) = udpSuperPacket(version: version, payload: Self.payload(4 * 1200))
         let datagrams = try segment(packet, header)
@@ -275,11 +287,13 @@ struct OffloadTests {
 
     /// A UDP super-packet as a local sender using UDP_SEGMENT hands it to a TUN device with USO.
     func udpSuperPacket(version: Int = 4, payload: [UInt8], segmentSize: Int = 1200) -> ([UInt8], VirtioNetHeader) {
-        var packet = version == 4
+        var packet =
+            version == 4
             ? PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: payload))
             : PacketBuilder.ipv6(transport: PacketBuilder.udp(payload: payload))
-        let header = asHandedOver(&packet, version: version, proto: IPProtocolNumber.udp, type: .udpL4,
-                                  transportHeaderLength: IPPacket.udpHeaderLength, segmentSize: segmentSize)
+        let header = asHandedOver(
+            &packet, version: version, proto: IPProtocolNumber.udp, type: .udpL4,
+            transportHeaderLength: IPPacket.udpHeaderLength, segmentSize: segmentSize)
         return (packet, header)
     }
 
@@ -325,8 +339,11 @@ struct OffloadTests {
 
     @Test func segmenterRefusesABrokenIPHeader() throws {
         // Found by the fuzzer: a UDP super-packet whose IPv4 header length is 0.
-        let input: [UInt8] = [0x01, 0x05, 0x1c, 0xe8, 0x14, 0x00, 0x03, 0x00, 0x40, 0x00, 0x40, 0x11, 0x8a, 0xd4, 0x3a, 0x90,
-                              0x61, 0x61, 0x61, 0x61, 0x00, 0x00, 0x25] + [UInt8](repeating: 0x61, count: 9)
+        let input: [UInt8] =
+            [
+                0x01, 0x05, 0x1c, 0xe8, 0x14, 0x00, 0x03, 0x00, 0x40, 0x00, 0x40, 0x11, 0x8a, 0xd4, 0x3a, 0x90,
+                0x61, 0x61, 0x61, 0x61, 0x00, 0x00, 0x25
+            ] + [UInt8](repeating: 0x61, count: 9)
             + [UInt8](repeating: 0xff, count: 8) + [0x61, 0x61, 0xc7]
         let parsed = VirtioNetHeader(input.span)
         let header = try #require(parsed)
@@ -338,7 +355,8 @@ struct OffloadTests {
 
     @Test func partialChecksumsAreCompleted() throws {
         var packet = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: Self.payload(333)))
-        let pseudo = TransportChecksum.pseudoHeader(version: 4, packet: packet.span, proto: IPProtocolNumber.udp, length: packet.count - 20).folded
+        let pseudo = TransportChecksum.pseudoHeader(version: 4, packet: packet.span, proto: IPProtocolNumber.udp, length: packet.count - 20)
+            .folded
         PacketBuilder.put16(&packet, 26, pseudo)
         let length = packet.count
         var span = packet.mutableSpan

@@ -1,8 +1,9 @@
 import KernelIO
+import Testing
+
 @testable import Engine
 @testable import TestSupport
 @testable import WireFormat
-import Testing
 
 @Suite("ICMP fragmentation needed / ICMPv6 packet too big")
 struct PacketTooBigTests {
@@ -76,20 +77,23 @@ struct PacketTooBigTests {
         var buffer = [UInt8](repeating: 0, count: 100)
         var span = buffer.mutableSpan
         let packet = PacketBuilder.ipv4(transport: payload)
-        #expect(PacketTooBig.write(into: &span, at: 0, about: packet.span, info: try Self.info(packet), mtu: 1400, from: Self.relay6) == nil)
+        #expect(
+            PacketTooBig.write(into: &span, at: 0, about: packet.span, info: try Self.info(packet), mtu: 1400, from: Self.relay6) == nil)
         #expect(PacketTooBig.write(into: &span, at: 0, about: packet.span, info: try Self.info(packet), mtu: 1400, from: Self.relay) == nil)
     }
 
     @Test("the relay answers an oversize DF packet through the tunnel, within its budget, and forwards none")
     func relayReportsOversizePackets() throws {
         let device = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters(), lifecycle = try Lifecycle()
-        var stage = InboundStage(socket: socket, tunQueues: [device], framing: RawFraming(),
-                                 policy: EngineTests.relayPolicy(maximumPacketLength: 200), counters: counters,
-                                 clients: ClientTable(capacity: 8))
+        var stage = InboundStage(
+            socket: socket, tunQueues: [device], framing: RawFraming(),
+            policy: EngineTests.relayPolicy(maximumPacketLength: 200), counters: counters,
+            clients: ClientTable(capacity: 8))
         let big = PacketBuilder.ipv4(transport: PacketBuilder.udp(payload: EngineTests.bytes(300)))
         socket.deliver(big, from: EngineTests.clientA)
-        socket.deliver(PacketBuilder.ipv4(flagsAndOffset: 0, transport: PacketBuilder.udp(payload: EngineTests.bytes(300))),
-                       from: EngineTests.clientA)
+        socket.deliver(
+            PacketBuilder.ipv4(flagsAndOffset: 0, transport: PacketBuilder.udp(payload: EngineTests.bytes(300))),
+            from: EngineTests.clientA)
         EngineTests.drain(&stage, lifecycle)
         #expect(socket.sent.count == 1 && socket.sent.first?.peer == EngineTests.clientA)
         let error = try #require(socket.sent.first?.bytes)

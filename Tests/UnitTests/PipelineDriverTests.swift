@@ -1,9 +1,10 @@
-@testable import WireFormat
-@testable import KernelIO
-import Synchronization
-@testable import Engine
 import Glibc
+import Synchronization
 import Testing
+
+@testable import Engine
+@testable import KernelIO
+@testable import WireFormat
 
 /// A stage fed through a pipe: each byte written is one "packet".
 private final class PipeStage: PipelineStage, @unchecked Sendable {
@@ -78,7 +79,8 @@ struct PipelineDriverTests {
         for (stage, count) in zip(stages, feed) { stage.feed(count) }
         let deadline = Clock.monotonicNanoseconds() + 5_000_000_000
         while zip(stages, feed).contains(where: { $0.taken.load(ordering: .relaxed) < $1 }), !lifecycle.isStopping,
-              Clock.monotonicNanoseconds() < deadline {
+            Clock.monotonicNanoseconds() < deadline
+        {
             Clock.sleep(nanoseconds: 1_000_000)
         }
         lifecycle.stop()
@@ -99,9 +101,11 @@ struct PipelineDriverTests {
         }
     }
 
-    @Test("every configuration drains every stage and stops when asked", arguments: [
-        (1, UInt64(0)), (1, UInt64(2_000_000)), (2, UInt64(0)), (2, UInt64(2_000_000)),
-    ])
+    @Test(
+        "every configuration drains every stage and stops when asked",
+        arguments: [
+            (1, UInt64(0)), (1, UInt64(2_000_000)), (2, UInt64(0)), (2, UInt64(2_000_000))
+        ])
     func drains(stageCount: Int, busyPoll: UInt64) throws {
         let stages = (0..<stageCount).map { _ in PipeStage() }
         let feed = [100, 37].prefix(stageCount).map { $0 }
@@ -175,8 +179,9 @@ struct StageLendingTests {
     private struct Unchecked<T>: @unchecked Sendable { let value: T }
 
     /// A policy with a short merge window, so a test waits 50 ms rather than 100 for a merge.
-    private static let policy = SplitPolicy(splitWindowNanoseconds: 10_000_000, splitAtPerMille: 700,
-                                            mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
+    private static let policy = SplitPolicy(
+        splitWindowNanoseconds: 10_000_000, splitAtPerMille: 700,
+        mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
 
     /// Starts the duplex thread over `first` and the helper, as `Tunnel.start` does for `.auto`.
     private func start(_ first: PipeStage, _ lent: LentStage<PipeStage>, _ lifecycle: Lifecycle) -> [WorkerThread] {
@@ -186,7 +191,7 @@ struct StageLendingTests {
                 var driver = LendingDriver(boxed.value, lending: lent, polling: PollingPolicy())
                 driver.run(lifecycle)
             },
-            WorkerThread(name: "helper-test") { HelperDriver(helping: lent, polling: PollingPolicy()).run(lifecycle) },
+            WorkerThread(name: "helper-test") { HelperDriver(helping: lent, polling: PollingPolicy()).run(lifecycle) }
         ]
     }
 
@@ -313,8 +318,9 @@ struct StageLendingTests {
         // of work looks busy until it runs again: the end-to-end suites running beside this test
         // can hold a thread off a vCPU for several milliseconds, so the split window here is 50 ms
         // (35 ms busy to split), far beyond any such pause and far above 40 packets' work.
-        let calm = SplitPolicy(splitWindowNanoseconds: 50_000_000, splitAtPerMille: 700,
-                               mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
+        let calm = SplitPolicy(
+            splitWindowNanoseconds: 50_000_000, splitAtPerMille: 700,
+            mergeWindowNanoseconds: 50_000_000, mergeBelowPerMille: 500)
         let lent = try LentStage(second, policy: calm)
         let workers = start(first, lent, lifecycle)
         for round in 1...40 {

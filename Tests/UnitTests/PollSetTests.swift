@@ -1,6 +1,7 @@
-@testable import KernelIO
 import Glibc
 import Testing
+
+@testable import KernelIO
 
 @Suite("PollSet: the one poll(2) wrapper")
 struct PollSetTests {

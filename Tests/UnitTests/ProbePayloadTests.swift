@@ -1,10 +1,11 @@
-@testable import Monitoring
-@testable import CLI
-@testable import Measurement
-@testable import TestSupport
-@testable import WireFormat
 import Foundation
 import Testing
+
+@testable import CLI
+@testable import Measurement
+@testable import Monitoring
+@testable import TestSupport
+@testable import WireFormat
 
 @Suite("Generator payloads and the sink's accounting")
 struct ProbePayloadTests {
@@ -219,7 +220,9 @@ struct ProbePayloadTests {
         let exposition = MetricsExposition(constantLabels: [])
         let published = accounting
         exposition.addSink { published }
-        #expect(MetricsTests.samples(exposition.render())["udptun_sink_streams_replaced_total"] == Double(1000 + 1 - SinkAccounting.maximumStreams))
+        #expect(
+            MetricsTests.samples(exposition.render())["udptun_sink_streams_replaced_total"]
+                == Double(1000 + 1 - SinkAccounting.maximumStreams))
     }
 
     @Test func generatorPacingIsProportionalToElapsedTime() {

@@ -1,10 +1,11 @@
-@testable import CLI
-@testable import TestSupport
-@testable import WireFormat
-@testable import Engine
-@testable import KernelIO
 import Foundation
 import Testing
+
+@testable import CLI
+@testable import Engine
+@testable import KernelIO
+@testable import TestSupport
+@testable import WireFormat
 
 @Suite("Relay policy, return routes and sysctl checks")
 struct RelayLogicTests {
@@ -69,7 +70,9 @@ struct RelayLogicTests {
     }
 
     @Test func missingDeviceFallsBackToDefault() throws {
-        let (fakeForwarding, forwarding) = try check([ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, ForwardingCheck.defaultRPFilter: 1])
+        let (fakeForwarding, forwarding) = try check([
+            ForwardingCheck.ipForward: 1, ForwardingCheck.allRPFilter: 0, ForwardingCheck.defaultRPFilter: 1
+        ])
         defer { fakeForwarding.remove() }
         #expect(forwarding.failures().map(\.key.description) == ["net.ipv4.conf.default.rp_filter"])
     }
@@ -86,7 +89,8 @@ struct RelayLogicTests {
 
     @Test func interfaceNamesWithDotsUseSlashes() {
         #expect(SysctlKey.interface("ipv4", "eth0.100", "rp_filter").description == "net.ipv4.conf.eth0/100.rp_filter")
-        #expect(Sysctl(root: "/proc/sys").path(of: .interface("ipv4", "eth0.100", "rp_filter")) == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+        #expect(
+            Sysctl(root: "/proc/sys").path(of: .interface("ipv4", "eth0.100", "rp_filter")) == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
     }
 
     @Test func inboundPolicyRefusesOutsiders() throws {
@@ -100,8 +104,9 @@ struct RelayLogicTests {
     }
 
     func info(source: String, destination: String) throws -> IPPacketInfo {
-        IPPacketInfo(version: 4, source: try #require(IPAddress(source)), destination: try #require(IPAddress(destination)),
-                     transportProtocol: IPProtocolNumber.udp, totalLength: 40, headerLength: 20, isFragment: false)
+        IPPacketInfo(
+            version: 4, source: try #require(IPAddress(source)), destination: try #require(IPAddress(destination)),
+            transportProtocol: IPProtocolNumber.udp, totalLength: 40, headerLength: 20, isFragment: false)
     }
 
     @Test func clientRulesParse() throws {
@@ -146,9 +151,11 @@ struct RelayLogicTests {
         #expect(policy.refusal(for: fromBob, from: peer, session: PeerSession(index: 1)) == .spoofedSource)
         #expect(policy.refusal(for: fromBob, from: peer, session: PeerSession(index: 0)) == nil)
         #expect(PacketPolicy().refusal(for: fromBob, from: peer) == nil)  // raw framing: no session rules
-        let both = PacketPolicy(clientRules: [try #require(PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.3/32"))],
-                                innerSourcesBySession: [alice])
-        #expect(both.refusal(for: fromAlice, from: peer, session: PeerSession(index: 0)) == .spoofedSource, "the underlay rule still applies")
+        let both = PacketPolicy(
+            clientRules: [try #require(PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.3/32"))],
+            innerSourcesBySession: [alice])
+        #expect(
+            both.refusal(for: fromAlice, from: peer, session: PeerSession(index: 0)) == .spoofedSource, "the underlay rule still applies")
         #expect(both.refusal(for: fromBob, from: peer, session: PeerSession(index: 0)) == .spoofedSource, "and so does the key's")
     }
 
@@ -157,7 +164,9 @@ struct RelayLogicTests {
         let peer = try #require(IPAddress("198.18.1.1"))
         let open = PacketPolicy(ownAddresses: [own])
         for destination in ["127.0.0.1", "169.254.1.1", "224.0.0.5", "239.1.2.3", "255.255.255.255", "0.1.2.3", "198.18.2.1"] {
-            #expect(open.refusal(for: try info(source: "198.19.0.1", destination: destination), from: peer) == .forbiddenDestination, "\(destination)")
+            #expect(
+                open.refusal(for: try info(source: "198.19.0.1", destination: destination), from: peer) == .forbiddenDestination,
+                "\(destination)")
         }
         #expect(open.refusal(for: try info(source: "198.19.0.1", destination: "198.18.2.2"), from: peer) == nil)
         let narrowed = PacketPolicy(allowedDestinations: [try #require(IPPrefix("198.18.2.0/24"))], ownAddresses: [own])

@@ -1,9 +1,10 @@
+import Synchronization
+import Testing
+
+@testable import Engine
 @testable import KernelIO
 @testable import TestSupport
-import Synchronization
 @testable import WireFormat
-@testable import Engine
-import Testing
 
 /// Replies to datagrams nobody authenticated (GTP-U Echo Responses, Error Indications,
 /// Notifications) are budgeted per source and in total, so the relay cannot be made a reflector.
@@ -13,7 +14,10 @@ struct ReplyBudgetTests {
 
     /// A 12-byte GTP-U Echo Request with sequence number `sequence`.
     static func echoRequest(_ sequence: UInt16) -> [UInt8] {
-        [GTPU.version1 | GTPU.sequenceFlag, GTPU.MessageType.echoRequest, 0, 4, 0, 0, 0, 0, UInt8(sequence >> 8), UInt8(sequence & 0xff), 0, 0]
+        [
+            GTPU.version1 | GTPU.sequenceFlag, GTPU.MessageType.echoRequest, 0, 4, 0, 0, 0, 0, UInt8(sequence >> 8), UInt8(sequence & 0xff),
+            0, 0
+        ]
     }
 
     static func source(_ index: Int) -> SocketAddress { SocketAddress(ip: .v4(0xC612_0000 + UInt32(index)), port: 2152) }
@@ -43,15 +47,18 @@ struct ReplyBudgetTests {
         #expect(counters.snapshot()[.repliesLimited] == UInt64(100_000 - replies))
     }
 
-    @Test("100,000 spoofed Echo Requests from 10,000 sources over 4 s, on two workers: the total budget holds across them, every refusal counted")
+    @Test(
+        "100,000 spoofed Echo Requests from 10,000 sources over 4 s, on two workers: the total budget holds across them, every refusal counted"
+    )
     func spoofedEchoFloodTwoWorkers() throws {
         let clock = FakeClock()
         let budget = ReplyBudget(perSecond: 1000, clock: clock.read)
         let lifecycle = try Lifecycle()
         let workers = (0..<2).map { _ in (socket: FakeDatagramSocket(), counters: TunnelCounters()) }
         var stages = workers.map {
-            InboundStage(socket: $0.socket, tunQueues: [FakeTunQueue()], framing: Self.upf, policy: InboundPolicy(), counters: $0.counters,
-                         replyBudget: budget)
+            InboundStage(
+                socket: $0.socket, tunQueues: [FakeTunQueue()], framing: Self.upf, policy: InboundPolicy(), counters: $0.counters,
+                replyBudget: budget)
         }
         // 25 rounds of 4,000 datagrams, 160 ms apart: every source sends 10 in 4 s, each worker sees half of them.
         for round in 0..<25 {

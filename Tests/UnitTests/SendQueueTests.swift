@@ -1,7 +1,8 @@
-@testable import KernelIO
-@testable import WireFormat
 import Glibc
 import Testing
+
+@testable import KernelIO
+@testable import WireFormat
 
 /// Gathered UDP GSO sends, checked against the kernel over loopback: the receiver (no GRO) must see
 /// every datagram, in order, with its own bytes, whatever the queue merged.
@@ -21,8 +22,10 @@ struct SendQueueTests {
             batch.withMutableSlot(slot) { bytes in
                 for index in 0..<length { bytes[index] = UInt8(truncatingIfNeeded: slot &+ index) }
             }
-            #expect(queue.append(batch, slot: slot, range: 0..<length, to: addresses[peerIndex[slot]],
-                                 family: sender.family, gather: true))
+            #expect(
+                queue.append(
+                    batch, slot: slot, range: 0..<length, to: addresses[peerIndex[slot]],
+                    family: sender.family, gather: true))
         }
         let messages = queue.count
         #expect(queue.datagramTotal == lengths.count)

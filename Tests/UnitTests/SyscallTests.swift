@@ -1,17 +1,19 @@
-@testable import KernelIO
 import Glibc
 import Testing
+
+@testable import KernelIO
 
 @Suite("Syscall: errno by name; EBADF and EFAULT stop the process")
 struct SyscallTests {
     @Test func codesCompareByName() {
         let error = SystemError("read", code: .wouldBlock)
         #expect(error.code.rawValue == EAGAIN && error.code == SystemError.Code(EWOULDBLOCK))
-        let matched = switch SystemError.Code(EBUSY) {
-        case .permissionDenied, .notPermitted: "permission"
-        case .resourceBusy: "busy"
-        default: "other"
-        }
+        let matched =
+            switch SystemError.Code(EBUSY) {
+            case .permissionDenied, .notPermitted: "permission"
+            case .resourceBusy: "busy"
+            default: "other"
+            }
         #expect(matched == "busy")
         #expect(SystemError("open /x", code: .noSuchFileOrDirectory).description == "open /x: No such file or directory")
     }

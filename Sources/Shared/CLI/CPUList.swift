@@ -15,8 +15,8 @@ public struct CPUList: Equatable, Sendable, CustomStringConvertible, Expressible
         for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
             guard (1...2).contains(bounds.count),
-                  let first = Int(bounds[0]), let last = Int(bounds[bounds.count - 1]),
-                  0 <= first, first <= last, last <= Self.maximumCPU
+                let first = Int(bounds[0]), let last = Int(bounds[bounds.count - 1]),
+                0 <= first, first <= last, last <= Self.maximumCPU
             else { return nil }
             for cpu in first...last where !cpus.contains(cpu) { cpus.append(cpu) }
         }

@@ -1,5 +1,5 @@
-import KernelIO
 import ArgumentParser
+import KernelIO
 import Logging
 import Monitoring
 import WireFormat
@@ -15,9 +15,10 @@ public struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: String = "info"
 
-    @Option(help: ArgumentHelp(
-        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; :9101 listens on every address).",
-        valueName: "HOST:PORT"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; :9101 listens on every address).",
+            valueName: "HOST:PORT"))
     public var metrics: String?
 
     public init() {}

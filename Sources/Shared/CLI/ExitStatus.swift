@@ -1,5 +1,5 @@
-import KernelIO
 import Glibc
+import KernelIO
 
 /// Exit codes shared by the three programs (sysexits.h values).
 public enum ExitStatus {
@@ -37,11 +37,13 @@ public func runReportingErrors(program: String, _ body: () throws -> Void) throw
     } catch let error as UserFacingError {
         exitWithError(program, error)
     } catch let error as TunDevice.Failure {
-        exitWithError(program, UserFacingError(error.userMessage, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
+        exitWithError(
+            program, UserFacingError(error.userMessage, exitCode: error.isConfiguration ? ExitStatus.configuration : ExitStatus.runtime))
     } catch let error as SocketFailure {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.configuration))
     } catch let error as AddressResolver.Failure {
-        exitWithError(program, UserFacingError(error.description, exitCode: error.isMalformed ? ExitStatus.usage : ExitStatus.configuration))
+        exitWithError(
+            program, UserFacingError(error.description, exitCode: error.isMalformed ? ExitStatus.usage : ExitStatus.configuration))
     } catch let error as SystemError {
         exitWithError(program, UserFacingError(error.description, exitCode: ExitStatus.runtime))
     }

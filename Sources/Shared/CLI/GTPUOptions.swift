@@ -1,6 +1,6 @@
-import WireFormat
-import Engine
 import ArgumentParser
+import Engine
+import WireFormat
 
 /// Parses a TEID given on the command line (decimal or 0x-hex, 1 to 2^32−1).
 struct TEID: ExpressibleByArgument {
@@ -16,7 +16,10 @@ public struct GTPUClientOptions: ParsableArguments {
     @Flag(help: "GTP-U framing (3GPP TS 29.281): the client acts as a RAN node; the relay port defaults to 2152.")
     public var gtpu = false
 
-    @Option(help: ArgumentHelp("Uplink TEID, assigned by the UPF, on every G-PDU to the relay (decimal or 0x-hex, 1 to 2^32-1). Required with --gtpu.", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Uplink TEID, assigned by the UPF, on every G-PDU to the relay (decimal or 0x-hex, 1 to 2^32-1). Required with --gtpu.",
+            valueName: "N"))
     var teid: TEID?
 
     @Option(help: ArgumentHelp("Downlink TEID the relay must use toward this client (default: the same as --teid).", valueName: "N"))
@@ -48,21 +51,32 @@ public struct GTPUClientOptions: ParsableArguments {
     /// `relay`: the UPF, the one peer whose Error Indications count.
     public func make(localAddress: IPAddress, relay: IPAddress) -> GTPUFraming {
         let up = teid?.value ?? 1
-        return GTPUFraming(role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
-                                 qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
-                                 localAddress: localAddress, peer: relay)
+        return GTPUFraming(
+            role: .ran(uplinkTEID: up, downlinkTEID: localTeid?.value ?? up),
+            qfi: noPduSessionContainer ? nil : qfi, sessionContainer: !noPduSessionContainer,
+            localAddress: localAddress, peer: relay)
     }
 }
 
 /// The relay's GTP-U flags: the relay as a UPF with static sessions.
 public struct GTPURelayOptions: ParsableArguments {
-    @Flag(help: "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise. Echo Responses, Error Indications and Notifications are held to --reply-rate in all and 5 a second per source; an Error Indication is acted on only from the endpoint its session uses.")
+    @Flag(
+        help:
+            "GTP-U framing (3GPP TS 29.281): the relay acts as a UPF; it listens on port 2152 unless --listen says otherwise. Echo Responses, Error Indications and Notifications are held to --reply-rate in all and 5 a second per source; an Error Indication is acted on only from the endpoint its session uses."
+    )
     public var gtpu = false
 
-    @Option(name: .customLong("session"), help: ArgumentHelp("A static session (repeatable): uplink TEID UP carries inner sources in PREFIX, and replies to those addresses go out with downlink TEID DOWN (default UP) to where the session last sent from.", valueName: "UP[:DOWN]=PREFIX[,PREFIX...]"))
+    @Option(
+        name: .customLong("session"),
+        help: ArgumentHelp(
+            "A static session (repeatable): uplink TEID UP carries inner sources in PREFIX, and replies to those addresses go out with downlink TEID DOWN (default UP) to where the session last sent from.",
+            valueName: "UP[:DOWN]=PREFIX[,PREFIX...]"))
     var sessions: [String] = []
 
-    @Option(help: ArgumentHelp("QoS flow id in the DL PDU Session Container (0-63; default: the QFI of the session's latest uplink G-PDU, none if it sent none).", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "QoS flow id in the DL PDU Session Container (0-63; default: the QFI of the session's latest uplink G-PDU, none if it sent none).",
+            valueName: "N"))
     var qfi: UInt8?
 
     @Option(help: ArgumentHelp("Seconds between GTP-U Echo Requests to each active client (0 turns them off).", valueName: "S"))
@@ -76,7 +90,9 @@ public struct GTPURelayOptions: ParsableArguments {
             return
         }
         let parsed = try parsedSessions()
-        guard !parsed.isEmpty else { throw ValidationError("--gtpu needs at least one --session UP[:DOWN]=PREFIX (e.g. --session 0x100=198.19.0.1/32)") }
+        guard !parsed.isEmpty else {
+            throw ValidationError("--gtpu needs at least one --session UP[:DOWN]=PREFIX (e.g. --session 0x100=198.19.0.1/32)")
+        }
         let teids = parsed.map(\.uplinkTEID)
         if let repeated = teids.first(where: { teid in teids.filter { $0 == teid }.count > 1 }) {
             throw ValidationError("--session: uplink TEID \(repeated) is given twice")
@@ -88,7 +104,8 @@ public struct GTPURelayOptions: ParsableArguments {
     public func parsedSessions() throws -> [GTPUSession] {
         try sessions.map { text in
             guard let session = GTPUSession(text) else {
-                throw ValidationError("--session '\(text)' is not UP[:DOWN]=PREFIX[,PREFIX...] with TEIDs 1 to 2^32-1 (e.g. 0x100:0x200=198.19.0.1/32)")
+                throw ValidationError(
+                    "--session '\(text)' is not UP[:DOWN]=PREFIX[,PREFIX...] with TEIDs 1 to 2^32-1 (e.g. 0x100:0x200=198.19.0.1/32)")
             }
             return session
         }
@@ -98,7 +115,9 @@ public struct GTPURelayOptions: ParsableArguments {
     /// on a wildcard listener this host's first address of that family.
     public func make(listening listenAddress: SocketAddress, ownAddresses: [IPAddress]) throws -> GTPUFraming {
         let unspecified = IPAddress.unspecified(like: listenAddress.ip)
-        let local = listenAddress.ip != unspecified ? listenAddress.ip
+        let local =
+            listenAddress.ip != unspecified
+            ? listenAddress.ip
             : ownAddresses.first { $0.isIPv4 == listenAddress.ip.isIPv4 && !PacketPolicy.isLoopback($0) } ?? unspecified
         return GTPUFraming(role: .upf(try parsedSessions()), qfi: qfi, localAddress: local)
     }

@@ -1,4 +1,3 @@
-
 /// A JSON object built field by field in insertion order, so report lines read the same every time.
 public struct JSONLine: Sendable, CustomStringConvertible {
     private var fields: [String] = []
@@ -36,7 +35,8 @@ public struct JSONLine: Sendable, CustomStringConvertible {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            case _ where scalar.value < 0x20:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -1,22 +1,24 @@
+import ArgumentParser
 import Engine
 import KernelIO
-import ArgumentParser
 import Logging
 import WireFormat
 
 /// `--key-file` and `--encrypt`: raw framing, or authenticated (optionally encrypted) framing.
 public struct KeyOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "Shared key (32 random bytes, base64; udptun-relay --genkey prints one). Every datagram is then authenticated and replays are dropped. Without it: raw framing, unauthenticated.",
-        valueName: "PATH"))
+    @Option(
+        help: ArgumentHelp(
+            "Shared key (32 random bytes, base64; udptun-relay --genkey prints one). Every datagram is then authenticated and replays are dropped. Without it: raw framing, unauthenticated.",
+            valueName: "PATH"))
     public var keyFile: String?
 
     @Flag(help: "With --key-file: also encrypt the inner packets (with --cipher).")
     public var encrypt = false
 
-    @Option(help: ArgumentHelp(
-        "With --encrypt: the AEAD this end seals with, chacha20-poly1305 (the default; fast on any CPU) or aes-256-gcm (about three times faster where the CPU has AES instructions, much slower where not). Each end chooses for itself and opens both.",
-        valueName: "NAME"))
+    @Option(
+        help: ArgumentHelp(
+            "With --encrypt: the AEAD this end seals with, chacha20-poly1305 (the default; fast on any CPU) or aes-256-gcm (about three times faster where the CPU has AES instructions, much slower where not). Each end chooses for itself and opens both.",
+            valueName: "NAME"))
     public var cipher: AEADCipher?
 
     public init() {}
@@ -34,9 +36,10 @@ public struct KeyOptions: ParsableArguments {
         guard !paths.isEmpty else { return RawFraming() }
         let keys = try paths.map { try Self.loadKey($0, logger: logger) }
         if let (first, second) = AuthenticatedFraming.clashingKeys(keys) {
-            throw UserFacingError(paths[first] == paths[second]
-                ? "key file \(paths[first]) is given twice"
-                : "key files \(paths[first]) and \(paths[second]) have the same key id (the same key, or 1 chance in 65,536): give one of them a new key (udptun-relay --genkey)",
+            throw UserFacingError(
+                paths[first] == paths[second]
+                    ? "key file \(paths[first]) is given twice"
+                    : "key files \(paths[first]) and \(paths[second]) have the same key id (the same key, or 1 chance in 65,536): give one of them a new key (udptun-relay --genkey)",
                 exitCode: ExitStatus.configuration)
         }
         return AuthenticatedFraming(keys: keys, encrypt: encrypt, cipher: cipher ?? .chacha20Poly1305)
@@ -44,12 +47,14 @@ public struct KeyOptions: ParsableArguments {
 
     static func loadKey(_ path: String, logger: Logger) throws -> TunnelKey {
         guard let text = TextFile.read(path) else {
-            throw UserFacingError("cannot read key file \(path) (create one: udptun-relay --genkey > \(path); chmod 600 \(path))",
-                                  exitCode: ExitStatus.configuration)
+            throw UserFacingError(
+                "cannot read key file \(path) (create one: udptun-relay --genkey > \(path); chmod 600 \(path))",
+                exitCode: ExitStatus.configuration)
         }
         guard let key = TunnelKey(base64: text) else {
-            throw UserFacingError("key file \(path) must hold 32 random bytes in base64 (44 characters), as udptun-relay --genkey prints",
-                                  exitCode: ExitStatus.configuration)
+            throw UserFacingError(
+                "key file \(path) must hold 32 random bytes in base64 (44 characters), as udptun-relay --genkey prints",
+                exitCode: ExitStatus.configuration)
         }
         if TextFile.isReadableByOthers(path) {
             logger.warning("key file \(path) is readable by every user: chmod 600 \(path)")

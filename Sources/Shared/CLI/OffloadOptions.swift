@@ -1,12 +1,13 @@
 import ArgumentParser
-import Logging
 import KernelIO
+import Logging
 
 /// `--offload`: the kernel offloads the data plane uses (client and relay).
 public struct OffloadOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "Kernel offloads: TUN TSO/checksum with virtio-net headers, UDP GSO and GRO. Each is probed at start and left off where the kernel refuses it.",
-        valueName: "on|off"))
+    @Option(
+        help: ArgumentHelp(
+            "Kernel offloads: TUN TSO/checksum with virtio-net headers, UDP GSO and GRO. Each is probed at start and left off where the kernel refuses it.",
+            valueName: "on|off"))
     public var offload: String = "on"
 
     public init() {}
@@ -29,11 +30,18 @@ public struct OffloadOptions: ParsableArguments {
         let gso = sockets.map { $0.enableUDPGSO() }.allSatisfy { $0 }
         let gro = sockets.map { $0.enableUDPGRO() }.allSatisfy { $0 }
         // Each offload by name, whether it is on, and why not; the log line and the result both from it.
-        let states = zip(Self.names, [(tun.hasVirtioHeaders, tun.offloadRefusal ?? "refused"), (tun.acceptsUDPSegmentation, "needs Linux 6.2+"),
-                                      (gso, "unsupported"), (gro, "unsupported")])
-        logger.info("offloads", metadata: Logger.Metadata(uniqueKeysWithValues: states.map { name, state in
-            (name, .string(state.0 ? "on" : "off (\(state.1))"))
-        }))
+        let states = zip(
+            Self.names,
+            [
+                (tun.hasVirtioHeaders, tun.offloadRefusal ?? "refused"), (tun.acceptsUDPSegmentation, "needs Linux 6.2+"),
+                (gso, "unsupported"), (gro, "unsupported")
+            ])
+        logger.info(
+            "offloads",
+            metadata: Logger.Metadata(
+                uniqueKeysWithValues: states.map { name, state in
+                    (name, .string(state.0 ? "on" : "off (\(state.1))"))
+                }))
         return states.map { ($0, $1.0) }
     }
 

@@ -1,12 +1,13 @@
-import KernelIO
 import ArgumentParser
+import KernelIO
 import Logging
 
 /// `--user`: drop root after set-up.
 public struct PrivilegeOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "Switch to this user once the TUN device is open and the socket bound (start as root; the data plane needs no privilege).",
-        valueName: "NAME"))
+    @Option(
+        help: ArgumentHelp(
+            "Switch to this user once the TUN device is open and the socket bound (start as root; the data plane needs no privilege).",
+            valueName: "NAME"))
     public var user: String?
 
     public init() {}

@@ -1,6 +1,6 @@
-import WireFormat
-import Logging
 import KernelIO
+import Logging
+import WireFormat
 
 /// The main thread of every program: reports every `interval` seconds until SIGINT/SIGTERM or a
 /// worker's stop request, then stops and joins the workers and prints the final report.

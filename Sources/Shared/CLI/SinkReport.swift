@@ -1,5 +1,5 @@
-import WireFormat
 import Measurement
+import WireFormat
 
 /// Formats the sink's counters as iperf3-style lines or JSON objects.
 public struct SinkReport {
@@ -36,13 +36,15 @@ public struct SinkReport {
             latencyObject.add("max", latency.count == 0 ? nil : Double(latency.maximum) / 1000)
             object.add("latency_us", latencyObject)
             if event == "final" {
-                object.add("sources", now.sources.sorted { $0.key.description < $1.key.description }.map { source, tally in
-                    var entry = JSONLine()
-                    entry.add("address", source.description)
-                    entry.add("datagrams", tally.datagrams)
-                    entry.add("bytes", tally.bytes)
-                    return entry
-                })
+                object.add(
+                    "sources",
+                    now.sources.sorted { $0.key.description < $1.key.description }.map { source, tally in
+                        var entry = JSONLine()
+                        entry.add("address", source.description)
+                        entry.add("datagrams", tally.datagrams)
+                        entry.add("bytes", tally.bytes)
+                        return entry
+                    })
             }
             return object.description
         }
@@ -50,12 +52,14 @@ public struct SinkReport {
         if event == "final" {
             text += "total \(totals.datagrams) datagrams \(totals.bytes) bytes"
         } else {
-            text += "\(TunnelReport.formatRate(Double(intervalDatagrams) / seconds)) \(TunnelReport.formatBits(Double(intervalBytes) * 8 / seconds))"
+            text +=
+                "\(TunnelReport.formatRate(Double(intervalDatagrams) / seconds)) \(TunnelReport.formatBits(Double(intervalBytes) * 8 / seconds))"
         }
         text += " | received \(totals.received) lost \(totals.lost) dup \(totals.duplicates) reordered \(totals.reordered)"
         text += " corrupt \(totals.corrupt) unsequenced \(totals.unsequenced)"
         if let average = latency.average {
-            text += " | latency min/avg/max \(format3(Double(latency.minimum) / 1e6))/\(format3(average / 1e6))/\(format3(Double(latency.maximum) / 1e6)) ms"
+            text +=
+                " | latency min/avg/max \(format3(Double(latency.minimum) / 1e6))/\(format3(average / 1e6))/\(format3(Double(latency.maximum) / 1e6)) ms"
         }
         if event == "final" {
             for (source, tally) in now.sources.sorted(by: { $0.key.description < $1.key.description }) {

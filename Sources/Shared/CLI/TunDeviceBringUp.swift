@@ -1,5 +1,5 @@
-import Logging
 import KernelIO
+import Logging
 
 extension TunDevice {
     /// `bringUp`, for a role: a device that does not become running is worth a warning, not an exit

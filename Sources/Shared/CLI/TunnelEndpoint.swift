@@ -1,8 +1,8 @@
-import Monitoring
-import WireFormat
+import Engine
 import KernelIO
 import Logging
-import Engine
+import Monitoring
+import WireFormat
 
 extension EngineLog {
     /// The engine's messages, logged at info and warning level.
@@ -26,8 +26,10 @@ public struct TunnelEndpoint {
     let workers: WorkerOptions
     let privileges: PrivilegeOptions
 
-    public init(role: String, logger: Logger, common: CommonOptions, offloads: OffloadOptions, workers: WorkerOptions,
-                privileges: PrivilegeOptions) throws {
+    public init(
+        role: String, logger: Logger, common: CommonOptions, offloads: OffloadOptions, workers: WorkerOptions,
+        privileges: PrivilegeOptions
+    ) throws {
         self.role = role
         self.logger = logger
         log = EngineLog(logger)
@@ -71,8 +73,10 @@ public struct TunnelEndpoint {
         /// The relay's clients (final report).
         public var clients: TunnelReport.ClientList?
 
-        public init(extra: [(String, UInt64)] = [], sessions: [(String, SessionCounts)] = [],
-                    clients: TunnelReport.ClientList? = nil) {
+        public init(
+            extra: [(String, UInt64)] = [], sessions: [(String, SessionCounts)] = [],
+            clients: TunnelReport.ClientList? = nil
+        ) {
             self.extra = extra
             self.sessions = sessions
             self.clients = clients
@@ -84,9 +88,11 @@ public struct TunnelEndpoint {
     /// `tasks` on a housekeeping thread and the threads `more` makes (the generator), and reports
     /// until a signal or a fault: every `--interval` and once at the end, with what `fields` adds.
     /// `ready` runs once the data plane moves packets (the programs log it, tests wait for it).
-    public func run(_ tunnel: Tunnel?, plumbing: Plumbing?, counters: [TunnelCounters], tasks: [Housekeeping.Task] = [],
-                    metrics: (MetricsExposition) -> Void = { _ in }, more: () -> [WorkerThread] = { [] },
-                    ready: () -> Void = {}, fields: (_ final: Bool) -> ReportFields) throws {
+    public func run(
+        _ tunnel: Tunnel?, plumbing: Plumbing?, counters: [TunnelCounters], tasks: [Housekeeping.Task] = [],
+        metrics: (MetricsExposition) -> Void = { _ in }, more: () -> [WorkerThread] = { [] },
+        ready: () -> Void = {}, fields: (_ final: Bool) -> ReportFields
+    ) throws {
         let metricsServer = try common.startMetrics(role: role, logger: logger) { exposition in
             if let plumbing {
                 exposition.addTunnel(counters)
@@ -110,9 +116,11 @@ public struct TunnelEndpoint {
                 let added = fields(final)
                 var extra = counters.perQueueFigures()
                 if let started { extra.append(("thread_hand_overs", UInt64(started.handOvers))) }
-                emitReport(report.line(event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                                       sessions: added.sessions, clients: added.clients, now: now, previous: previous,
-                                       extra: extra + added.extra))
+                emitReport(
+                    report.line(
+                        event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
+                        sessions: added.sessions, clients: added.clients, now: now, previous: previous,
+                        extra: extra + added.extra))
                 previous = now
             }
     }

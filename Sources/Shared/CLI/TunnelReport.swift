@@ -1,5 +1,5 @@
-import WireFormat
 import Engine
+import WireFormat
 
 /// Formats a tunnel endpoint's counters as iperf3-style lines or JSON objects.
 public struct TunnelReport {
@@ -14,9 +14,11 @@ public struct TunnelReport {
     /// `extra` adds role-specific fields (the client's generator, the relay's client count).
     /// `sessions` names each session with its counts (the relay's final report: per key or GTP-U session).
     /// `clients` lists the relay's clients (final report), most recently seen first.
-    public func line(event: String, elapsed: Double, interval: Double,
-                     sessions: [(String, SessionCounts)] = [], clients: ClientList? = nil,
-                     now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []) -> String {
+    public func line(
+        event: String, elapsed: Double, interval: Double,
+        sessions: [(String, SessionCounts)] = [], clients: ClientList? = nil,
+        now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []
+    ) -> String {
         if json {
             var object = JSONLine()
             object.add("event", event)
@@ -38,28 +40,32 @@ public struct TunnelReport {
             object.add("control_out", controlOut)
             for (key, value) in extra { object.add(key, value) }
             if !sessions.isEmpty {
-                object.add("sessions", sessions.map { name, counts in
-                    var session = JSONLine()
-                    session.add("session", name)
-                    session.add("forwarded", counts.forwarded)
-                    session.add("forwarded_bytes", counts.forwardedBytes)
-                    session.add("sent", counts.sent)
-                    session.add("sent_bytes", counts.sentBytes)
-                    return session
-                })
+                object.add(
+                    "sessions",
+                    sessions.map { name, counts in
+                        var session = JSONLine()
+                        session.add("session", name)
+                        session.add("forwarded", counts.forwarded)
+                        session.add("forwarded_bytes", counts.forwardedBytes)
+                        session.add("sent", counts.sent)
+                        session.add("sent_bytes", counts.sentBytes)
+                        return session
+                    })
             }
             if let clients {
-                object.add("client_list", clients.listed.map { client in
-                    var entry = JSONLine()
-                    entry.add("inner", client.address.description)
-                    entry.add("endpoint", client.entry.endpoint.description)
-                    entry.add("idle_s", clients.idleSeconds(client))
-                    entry.add("from_client", client.received.packets)
-                    entry.add("from_client_bytes", client.received.bytes)
-                    entry.add("to_client", client.sent.packets)
-                    entry.add("to_client_bytes", client.sent.bytes)
-                    return entry
-                })
+                object.add(
+                    "client_list",
+                    clients.listed.map { client in
+                        var entry = JSONLine()
+                        entry.add("inner", client.address.description)
+                        entry.add("endpoint", client.entry.endpoint.description)
+                        entry.add("idle_s", clients.idleSeconds(client))
+                        entry.add("from_client", client.received.packets)
+                        entry.add("from_client_bytes", client.received.bytes)
+                        entry.add("to_client", client.sent.packets)
+                        entry.add("to_client_bytes", client.sent.bytes)
+                        return entry
+                    })
                 object.add("clients_not_listed", UInt64(clients.notListed))
             }
             return object.description
@@ -69,7 +75,8 @@ public struct TunnelReport {
         func bits(_ current: UInt64, _ before: UInt64) -> String { Self.formatBits(Double(current &- before) * 8 / seconds) }
         var text = "[\(Self.pad(String(format1(elapsed)) + "s", 7))] " + (event == "final" ? "total " : "")
         if event == "final" {
-            text += "udp→tun \(now[.received]) rx / \(now[.forwarded]) fwd | tun→udp \(now[.tunRead]) rd / \(now[.sent]) tx | dropped \(now.dropped)"
+            text +=
+                "udp→tun \(now[.received]) rx / \(now[.forwarded]) fwd | tun→udp \(now[.tunRead]) rd / \(now[.sent]) tx | dropped \(now.dropped)"
         } else {
             text += "udp→tun \(rate(now[.forwarded], previous[.forwarded])) \(bits(now[.forwardedBytes], previous[.forwardedBytes]))"
             text += " | tun→udp \(rate(now[.sent], previous[.sent])) \(bits(now[.sentBytes], previous[.sentBytes]))"
@@ -90,7 +97,9 @@ public struct TunnelReport {
                     + " in \(client.received.packets)/\(client.received.bytes)B out \(client.sent.packets)/\(client.sent.bytes)B"
             }
             let more = clients.listed.count - shown.count + clients.notListed
-            text += " clients [" + shown.joined(separator: "; ") + (more > 0 ? "; \(more) more (--json lists \(ClientList.jsonLimit))" : "") + "]"
+            text +=
+                " clients [" + shown.joined(separator: "; ") + (more > 0 ? "; \(more) more (--json lists \(ClientList.jsonLimit))" : "")
+                + "]"
         }
         if !sessions.isEmpty {
             text += " sessions fwd/sent [" + sessions.map { "\($0)=\($1.forwarded)/\($1.sent)" }.joined(separator: " ") + "]"
@@ -119,11 +128,14 @@ public struct TunnelReport {
     }
 
     public static func formatRate(_ perSecond: Double) -> String {
-        perSecond >= 1e6 ? "\(format1(perSecond / 1e6)) Mpps" : perSecond >= 1e3 ? "\(format1(perSecond / 1e3)) kpps" : "\(Int(perSecond)) pps"
+        perSecond >= 1e6
+            ? "\(format1(perSecond / 1e6)) Mpps" : perSecond >= 1e3 ? "\(format1(perSecond / 1e3)) kpps" : "\(Int(perSecond)) pps"
     }
 
     public static func formatBits(_ perSecond: Double) -> String {
-        perSecond >= 1e9 ? "\(format2(perSecond / 1e9)) Gb/s" : perSecond >= 1e6 ? "\(format2(perSecond / 1e6)) Mb/s" : "\(format2(perSecond / 1e3)) kb/s"
+        perSecond >= 1e9
+            ? "\(format2(perSecond / 1e9)) Gb/s"
+            : perSecond >= 1e6 ? "\(format2(perSecond / 1e6)) Mb/s" : "\(format2(perSecond / 1e3)) kb/s"
     }
 
     static func pad(_ text: String, _ width: Int) -> String {

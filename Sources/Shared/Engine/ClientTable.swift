@@ -32,8 +32,10 @@ public final class ClientTable: Sendable {
         public var localAddress: IPAddress?
         public var refreshedAt: UInt64
 
-        public init(endpoint: SocketAddress, session: PeerSession = PeerSession(), localAddress: IPAddress? = nil,
-                    refreshedAt: UInt64) {
+        public init(
+            endpoint: SocketAddress, session: PeerSession = PeerSession(), localAddress: IPAddress? = nil,
+            refreshedAt: UInt64
+        ) {
             self.endpoint = endpoint
             self.session = session
             self.localAddress = localAddress
@@ -143,17 +145,20 @@ public final class ClientTable: Sendable {
         while size < 2 * capacity { size <<= 1 }
         mask = size - 1
         let burst = min(newBurst ?? newPerSecond, 1_000_000)
-        var initial = Storage(index: [Int32](repeating: Self.none, count: size),
-                              endpoints: [Int32](repeating: Self.none, count: size),
-                              newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
+        var initial = Storage(
+            index: [Int32](repeating: Self.none, count: size),
+            endpoints: [Int32](repeating: Self.none, count: size),
+            newAddresses: TokenBucket(rate: UInt64(max(newPerSecond, 0)), burst: UInt64(max(burst, 0))))
         initial.slots.reserveCapacity(capacity)
         storage = Locked(initial)
     }
 
     /// Records that `address` is reachable at `endpoint`, in `session`, through `localAddress`.
     @discardableResult
-    public func learn(_ address: IPAddress, at endpoint: SocketAddress, session: PeerSession = PeerSession(),
-                      localAddress: IPAddress? = nil, now: UInt64) -> Learned {
+    public func learn(
+        _ address: IPAddress, at endpoint: SocketAddress, session: PeerSession = PeerSession(),
+        localAddress: IPAddress? = nil, now: UInt64
+    ) -> Learned {
         learn(address, Entry(endpoint: endpoint, session: session, localAddress: localAddress, refreshedAt: now))
     }
 
@@ -188,8 +193,9 @@ public final class ClientTable: Sendable {
                 Self.remove(&table, oldest, mask: mask)
                 table.evicted += 1
                 // The removal may have shifted index entries: probe again for the insertion point.
-                Self.insert(&table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none),
-                            at: Self.probe(table.index, mask: mask, for: address, in: table.slots).position, mask: mask)
+                Self.insert(
+                    &table, Slot(address: address, entry: entry, newer: Self.none, older: Self.none),
+                    at: Self.probe(table.index, mask: mask, for: address, in: table.slots).position, mask: mask)
                 return .changed
             }
             guard table.newAddresses.take(now: now) else { return .rateLimited }
@@ -401,8 +407,10 @@ public final class ClientTable: Sendable {
 
     /// Where the entries of `endpoint` are in the endpoint index (`found` the newest of them), or the
     /// empty position where they would go (`found` = none).
-    private static func probeEndpoint(_ endpoints: [Int32], mask: Int, for endpoint: SocketAddress,
-                                      in slots: [Slot]) -> (position: Int, found: Int32) {
+    private static func probeEndpoint(
+        _ endpoints: [Int32], mask: Int, for endpoint: SocketAddress,
+        in slots: [Slot]
+    ) -> (position: Int, found: Int32) {
         var position = home(of: endpoint, mask: mask)
         while true {
             let slot = endpoints[position]
@@ -446,7 +454,8 @@ public final class ClientTable: Sendable {
         var hole = hole, position = (hole + 1) & mask
         while index[position] != none {
             let moving = index[position]
-            let home = byEndpoint ? home(of: slots[Int(moving)].entry.endpoint, mask: mask) : home(of: slots[Int(moving)].address, mask: mask)
+            let home =
+                byEndpoint ? home(of: slots[Int(moving)].entry.endpoint, mask: mask) : home(of: slots[Int(moving)].address, mask: mask)
             // `moving` may fill the hole only if its home is not cyclically within (hole, position].
             let distanceToHole = (hole - home) & mask, distanceToHere = (position - home) & mask
             if distanceToHole < distanceToHere {

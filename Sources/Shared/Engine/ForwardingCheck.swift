@@ -40,9 +40,10 @@ public struct ForwardingCheck: Sendable {
         var findings: [Finding] = []
         let forward = sysctl.read(Self.ipForward)
         if forward != 1 {
-            findings.append(Finding(
-                key: Self.ipForward, value: forward, needed: "1", fixKey: Self.ipForward, fixValue: 1,
-                why: "the kernel will not forward packets written to \(tunName)"))
+            findings.append(
+                Finding(
+                    key: Self.ipForward, value: forward, needed: "1", fixKey: Self.ipForward, fixValue: 1,
+                    why: "the kernel will not forward packets written to \(tunName)"))
         }
         // The kernel applies max(conf.all.rp_filter, conf.<dev>.rp_filter); 1 (strict) drops packets
         // whose source is routed out another interface. Setting the device to 2 (loose) wins over
@@ -55,17 +56,19 @@ public struct ForwardingCheck: Sendable {
         if max(all, device) == 1 {
             let culprit = device == 1 ? deviceKey : Self.allRPFilter
             let note = deviceKey == tunRPFilter() ? "" : " (\(tunName) does not exist yet and will inherit conf.default)"
-            findings.append(Finding(
-                key: culprit, value: 1, needed: "0 or 2 (effective value is max(conf.all, conf.\(tunName)))",
-                fixKey: deviceKey, fixValue: 2,
-                why: "strict reverse-path filtering drops packets arriving on \(tunName) from sources routed elsewhere\(note)"))
+            findings.append(
+                Finding(
+                    key: culprit, value: 1, needed: "0 or 2 (effective value is max(conf.all, conf.\(tunName)))",
+                    fixKey: deviceKey, fixValue: 2,
+                    why: "strict reverse-path filtering drops packets arriving on \(tunName) from sources routed elsewhere\(note)"))
         }
         if forwardIPv6 {
             let v6 = sysctl.read(Self.ipv6Forwarding)
             if v6 != 1 {
-                findings.append(Finding(
-                    key: Self.ipv6Forwarding, value: v6, needed: "1", fixKey: Self.ipv6Forwarding, fixValue: 1,
-                    why: "inner IPv6 packets will not be forwarded"))
+                findings.append(
+                    Finding(
+                        key: Self.ipv6Forwarding, value: v6, needed: "1", fixKey: Self.ipv6Forwarding, fixValue: 1,
+                        why: "inner IPv6 packets will not be forwarded"))
             }
         }
         return findings

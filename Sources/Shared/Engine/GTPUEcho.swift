@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// Periodic GTP-U Echo Requests from a data socket, and the path state they reveal, logged when it
 /// changes and counted as control messages sent.
@@ -9,19 +9,24 @@ public enum GTPUEcho {
     /// that came back, and the Error Indications that named our TEIDs since the last look, each
     /// handed to `rejected`, which acts on it or not (the relay forgets that session's return paths
     /// through the endpoint it came from, if it has any there) and says which.
-    public static func tasks(interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
-                             peers: @escaping @Sendable () -> [SocketAddress], log: EngineLog,
-                             rejected onRejected: @escaping @Sendable (GTPUPathMonitor.Rejection) -> Bool = { _ in true })
-        -> [Housekeeping.Task] {
+    public static func tasks(
+        interval: Double, socket: UDPSocket, monitor: GTPUPathMonitor, counters: TunnelCounters,
+        peers: @escaping @Sendable () -> [SocketAddress], log: EngineLog,
+        rejected onRejected: @escaping @Sendable (GTPUPathMonitor.Rejection) -> Bool = { _ in true }
+    )
+        -> [Housekeeping.Task]
+    {
         let reported = Locked<Set<SocketAddress>>([])
-        let echo = { Housekeeping.Task("gtp-u echo", every: interval) {
-            for peer in peers() {
-                if sendEchoRequest(socket: socket, to: peer, monitor: monitor, counters: counters) {
-                    log.warning("gtp-u path down: no Echo Response from \(peer) to \(GTPUPathMonitor.missedForDown) requests in a row")
-                    reported.withLock { _ = $0.insert(peer) }
+        let echo = {
+            Housekeeping.Task("gtp-u echo", every: interval) {
+                for peer in peers() {
+                    if sendEchoRequest(socket: socket, to: peer, monitor: monitor, counters: counters) {
+                        log.warning("gtp-u path down: no Echo Response from \(peer) to \(GTPUPathMonitor.missedForDown) requests in a row")
+                        reported.withLock { _ = $0.insert(peer) }
+                    }
                 }
             }
-        } }
+        }
         let watch = Housekeeping.Task("gtp-u path report", every: 1) {
             let paths = monitor.paths
             reported.withLock { down in
@@ -50,11 +55,15 @@ public enum GTPUEcho {
     /// The UPF's tasks: echoes to every client endpoint in the return-path table, and a session whose
     /// downlink TEID a peer rejected is forgotten there, but only its return paths through that
     /// peer's endpoint: an Error Indication from anywhere else (anyone can send one) changes nothing.
-    public static func relayTasks(_ framing: GTPUFraming, interval: Double, socket: UDPSocket, counters: TunnelCounters,
-                                  clients: ClientTable, log: EngineLog) -> [Housekeeping.Task] {
+    public static func relayTasks(
+        _ framing: GTPUFraming, interval: Double, socket: UDPSocket, counters: TunnelCounters,
+        clients: ClientTable, log: EngineLog
+    ) -> [Housekeeping.Task] {
         let downlinkSessions = framing.sessions.enumerated().map { ($1.downlinkTEID, PeerSession(index: $0)) }
-        return tasks(interval: interval, socket: socket, monitor: framing.monitor, counters: counters,
-                     peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, log: log) { rejection in
+        return tasks(
+            interval: interval, socket: socket, monitor: framing.monitor, counters: counters,
+            peers: { Array(Set(clients.snapshot().values.map(\.endpoint))) }, log: log
+        ) { rejection in
             var forgotten = 0
             for (downlink, session) in downlinkSessions where downlink == rejection.teid {
                 forgotten += clients.forget(session: session, through: rejection.peer)
@@ -66,8 +75,10 @@ public enum GTPUEcho {
     /// Sends one Echo Request to `peer`, counted; true when the path went down with it (the
     /// previous ones went unanswered).
     @discardableResult
-    public static func sendEchoRequest(socket: any DatagramSocket, to peer: SocketAddress, monitor: GTPUPathMonitor,
-                                       counters: TunnelCounters) -> Bool {
+    public static func sendEchoRequest(
+        socket: any DatagramSocket, to peer: SocketAddress, monitor: GTPUPathMonitor,
+        counters: TunnelCounters
+    ) -> Bool {
         var request = [UInt8](repeating: 0, count: GTPU.mandatoryLength + GTPU.optionalLength)
         let (sequence, wentDown) = monitor.sending(to: peer, at: Clock.monotonicNanoseconds())
         var span = request.mutableSpan
@@ -82,8 +93,10 @@ public enum GTPUEcho {
     /// client has one), TEIDs peers rejected, and Error Indications ignored.
     public static func figures(_ monitor: GTPUPathMonitor) -> [(String, UInt64)] {
         let summary = monitor.summary
-        return [("gtpu_paths_down", UInt64(summary.pathsDown)), ("gtpu_path_down_events", UInt64(summary.downEvents)),
-                ("echo_rtt_us", (summary.shortestRoundTrip ?? 0) / 1000), ("gtpu_rejected_teids", UInt64(summary.rejectedTEIDs)),
-                ("gtpu_ignored_rejections", summary.ignoredRejections)]
+        return [
+            ("gtpu_paths_down", UInt64(summary.pathsDown)), ("gtpu_path_down_events", UInt64(summary.downEvents)),
+            ("echo_rtt_us", (summary.shortestRoundTrip ?? 0) / 1000), ("gtpu_rejected_teids", UInt64(summary.rejectedTEIDs)),
+            ("gtpu_ignored_rejections", summary.ignoredRejections)
+        ]
     }
 }

@@ -1,5 +1,5 @@
-import Synchronization
 import KernelIO
+import Synchronization
 import WireFormat
 
 /// What the periodic echoes and the received signalling tell about each GTP-U peer, shared between
@@ -73,10 +73,11 @@ public final class GTPUPathMonitor: Sendable {
 
     public var summary: Summary {
         state.withLock { state in
-            Summary(pathsDown: state.paths.values.filter(\.isDown).count,
-                    downEvents: state.paths.values.reduce(0) { $0 + $1.downEvents },
-                    shortestRoundTrip: state.paths.values.compactMap(\.roundTrip).min(),
-                    rejectedTEIDs: state.rejectedTEIDs.count, ignoredRejections: state.ignoredRejections)
+            Summary(
+                pathsDown: state.paths.values.filter(\.isDown).count,
+                downEvents: state.paths.values.reduce(0) { $0 + $1.downEvents },
+                shortestRoundTrip: state.paths.values.compactMap(\.roundTrip).min(),
+                rejectedTEIDs: state.rejectedTEIDs.count, ignoredRejections: state.ignoredRejections)
         }
     }
 
@@ -181,8 +182,10 @@ public struct GTPUFraming: Framing {
     /// Shared with the UPF's sealers: each session's latest uplink QFI.
     let uplinkQFIs: QFITable
 
-    public init(role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress, peer: IPAddress? = nil,
-                monitor: GTPUPathMonitor = GTPUPathMonitor()) {
+    public init(
+        role: Role, qfi: UInt8?, sessionContainer: Bool = true, localAddress: IPAddress, peer: IPAddress? = nil,
+        monitor: GTPUPathMonitor = GTPUPathMonitor()
+    ) {
         self.role = role
         self.qfi = qfi
         self.sessionContainer = sessionContainer
@@ -277,8 +280,9 @@ public struct GTPUFraming: Framing {
             // bytes, written just in front of the packet.
             let container = sessionContainer ? qfi.map { (pduType, $0) } : nil
             let used = GTPU.gpduHeaderLength(sessionContainer: container != nil)
-            GTPU.writeGPDUHeader(&slot, at: packet.lowerBound - used, payloadLength: packet.count, teid: teids[session.index],
-                                 sessionContainer: container)
+            GTPU.writeGPDUHeader(
+                &slot, at: packet.lowerBound - used, payloadLength: packet.count, teid: teids[session.index],
+                sessionContainer: container)
             return (packet.lowerBound - used)..<packet.upperBound
         }
     }
@@ -318,8 +322,10 @@ public struct GTPUFraming: Framing {
             self.clock = clock
         }
 
-        mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
-                           reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+        mutating func open(
+            _ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+            reply: inout MutableSpan<UInt8>
+        ) -> OpenedDatagram {
             let header: GTPU.Header
             switch GTPU.parse(slot.span, datagram) {
             case let .success(parsed):
@@ -353,7 +359,8 @@ public struct GTPUFraming: Framing {
                 return .control(.echoResponse, reply: nil)
             case GTPU.MessageType.errorIndication:
                 if let teid = GTPU.errorIndicationTEID(slot.span, header.content), sendingTEIDs.contains(teid),
-                   signallingPeer == nil || signallingPeer == peer.ip {
+                    signallingPeer == nil || signallingPeer == peer.ip
+                {
                     monitor.rejected(teid: teid, from: peer)
                 }
                 return .control(.errorIndication, reply: nil)

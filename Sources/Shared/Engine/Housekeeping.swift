@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// Periodic work off the data plane (own-address refresh today; keepalives, echoes and table
 /// expiry use the same thread): one thread that sleeps until the next task is due or the process

@@ -13,8 +13,10 @@ public struct InboundPolicy: Sendable {
     /// Inner sources per client and reachable destinations (the relay); nil checks neither.
     public var packets: PacketPolicy?
 
-    public init(allowedSources: [IPPrefix]? = nil, onlyPeer: IPAddress? = nil, forwardIPv6: Bool = true,
-                maximumPacketLength: Int = 65535, packets: PacketPolicy? = nil) {
+    public init(
+        allowedSources: [IPPrefix]? = nil, onlyPeer: IPAddress? = nil, forwardIPv6: Bool = true,
+        maximumPacketLength: Int = 65535, packets: PacketPolicy? = nil
+    ) {
         self.allowedSources = allowedSources
         self.onlyPeer = onlyPeer
         self.forwardIPv6 = forwardIPv6
@@ -85,10 +87,12 @@ public struct InboundStage: PipelineStage {
 
     /// `tunQueues` are every queue of the device: packets are written through the queue of their
     /// flow, not the socket's own (see `FlowSteering`).
-    public init(socket: any DatagramSocket, tunQueues: [any TunQueue], framing: any Framing,
-                policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
-                ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
-                cacheLines: Int = InboundStage.defaultCacheLines, replyBudget: ReplyBudget? = nil) {
+    public init(
+        socket: any DatagramSocket, tunQueues: [any TunQueue], framing: any Framing,
+        policy: InboundPolicy, counters: TunnelCounters, clients: ClientTable? = nil,
+        ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil, batchSize: Int = 16,
+        cacheLines: Int = InboundStage.defaultCacheLines, replyBudget: ReplyBudget? = nil
+    ) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
@@ -161,8 +165,10 @@ public struct InboundStage: PipelineStage {
 
     /// One datagram, sent from `peer` to `local` (when the socket reports it): open (verify,
     /// decrypt, answer), validate, learn the sender, hand to the writer.
-    private mutating func deliver(_ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress,
-                                  to local: IPAddress?, now: UInt64) {
+    private mutating func deliver(
+        _ slotBytes: inout MutableSpan<UInt8>, _ datagram: Range<Int>, from peer: SocketAddress,
+        to local: IPAddress?, now: UInt64
+    ) {
         let opened = reply.withMutableSlot(0) { reply in
             opener.open(&slotBytes, datagram: datagram, from: peer, reply: &reply)
         }
@@ -216,7 +222,9 @@ public struct InboundStage: PipelineStage {
             return
         }
         if clients != nil {
-            guard let line = learnReturnPath(info.source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
+            guard
+                let line = learnReturnPath(
+                    info.source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
             else { return }
             learned.count(line: line, bytes: packet.count)
         }
@@ -270,8 +278,10 @@ public struct InboundStage: PipelineStage {
 
     /// Tells the sender of an oversize packet the largest the device takes (RFC 1191, RFC 8201), in
     /// the tunnel it came through, so its TCP lowers the segment size instead of stalling.
-    private mutating func reportTooBig(_ packet: Span<UInt8>, info: IPPacketInfo, from source: IPAddress?, to peer: SocketAddress,
-                                       via local: IPAddress?, session: PeerSession) {
+    private mutating func reportTooBig(
+        _ packet: Span<UInt8>, info: IPPacketInfo, from source: IPAddress?, to peer: SocketAddress,
+        via local: IPAddress?, session: PeerSession
+    ) {
         guard let source else { return }
         let mtu = policy.maximumPacketLength, headroom = headroom
         let sealed = reply.withMutableSlot(0) { slot -> Range<Int>? in

@@ -7,9 +7,11 @@ import WireFormat
 public enum Keepalive {
     /// A task that calls `send` once nothing left for `interval` seconds, and again every `interval`
     /// while that lasts. `dataSent` is the data plane's total of datagrams sent.
-    public static func task(interval: Double, dataSent: @escaping @Sendable () -> UInt64,
-                            now clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() },
-                            send: @escaping @Sendable () -> Void) -> Housekeeping.Task {
+    public static func task(
+        interval: Double, dataSent: @escaping @Sendable () -> UInt64,
+        now clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() },
+        send: @escaping @Sendable () -> Void
+    ) -> Housekeeping.Task {
         let idleFor = UInt64(interval * 1e9)
         // (last total seen, when it last changed or a keepalive left)
         let state = Locked<(total: UInt64, since: UInt64)>((dataSent(), clock()))
@@ -43,8 +45,10 @@ public final class KeepaliveSender: @unchecked Sendable {
     private let innerAddresses: @Sendable () -> [IPAddress]
     public static let maximumSources = 8
 
-    public init(framing: any Framing, socket: any DatagramSocket, relay: SocketAddress, counters: TunnelCounters,
-                innerAddresses: @escaping @Sendable () -> [IPAddress]) {
+    public init(
+        framing: any Framing, socket: any DatagramSocket, relay: SocketAddress, counters: TunnelCounters,
+        innerAddresses: @escaping @Sendable () -> [IPAddress]
+    ) {
         sealer = framing.makeSealer()
         headroom = framing.headroom
         self.socket = socket
@@ -63,7 +67,8 @@ public final class KeepaliveSender: @unchecked Sendable {
             let headroom = headroom
             var span = buffer.mutableSpan
             guard let packet = KeepalivePacket.write(into: &span, at: headroom, from: source),
-                  let datagram = sealer.seal(&span, packet: packet, session: PeerSession()) else { continue }
+                let datagram = sealer.seal(&span, packet: packet, session: PeerSession())
+            else { continue }
             if (try? socket.send(buffer.span.extracting(datagram), to: relay)) != nil {
                 counters.controlSent[ControlMessage.keepalive.rawValue].add(1)
                 sent += 1

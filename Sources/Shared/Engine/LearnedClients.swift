@@ -25,8 +25,9 @@ struct LearnedClients {
         while size < lines { size <<= 1 }
         mask = size - 1
         addresses = [IPAddress?](repeating: nil, count: size)
-        entries = [ClientTable.Entry](repeating: ClientTable.Entry(endpoint: SocketAddress(ip: .v4(0), port: 0), refreshedAt: 0),
-                                      count: size)
+        entries = [ClientTable.Entry](
+            repeating: ClientTable.Entry(endpoint: SocketAddress(ip: .v4(0), port: 0), refreshedAt: 0),
+            count: size)
         pending = [Pending](repeating: Pending(), count: size)
         dirty = []
         dirty.reserveCapacity(size)

@@ -28,16 +28,19 @@ public struct OutboundStage: PipelineStage {
     private var sessionTally: SessionTally
     private var presence = TunPresence()
 
-    public init(tunQueue: any TunQueue, socket: any DatagramSocket, framing: any Framing, route: OutboundRoute,
-                counters: TunnelCounters, sessionCounters: SessionCounters? = nil, batchSize: Int = 16) {
+    public init(
+        tunQueue: any TunQueue, socket: any DatagramSocket, framing: any Framing, route: OutboundRoute,
+        counters: TunnelCounters, sessionCounters: SessionCounters? = nil, batchSize: Int = 16
+    ) {
         self.socket = socket
         self.sessionCounters = sessionCounters
         sessionTally = SessionTally(sessions: sessionCounters?.count ?? 0)
         self.route = route
         self.counters = counters
         headroom = framing.headroom
-        reader = TunReader(queue: tunQueue, batchSize: batchSize, headroom: framing.headroom,
-                           overhead: framing.overhead)
+        reader = TunReader(
+            queue: tunQueue, batchSize: batchSize, headroom: framing.headroom,
+            overhead: framing.overhead)
         queue = SendQueue(capacity: 4 * batchSize)
         destinations = [IPAddress?](repeating: nil, count: batchSize)
         resolved = [ClientTable.Entry?](repeating: nil, count: batchSize)
@@ -54,9 +57,10 @@ public struct OutboundStage: PipelineStage {
             // A device that is down is not gone: nothing to read until it is up again.
             if error.isDeviceGone, !presence.isGone(reader.queue, after: error) { return 0 }
             if !lifecycle.isStopping {
-                lifecycle.fail(error.isDeviceGone
-                    ? "TUN device \(reader.queue.name) disappeared (deleted?): \(error)"
-                    : "TUN device \(reader.queue.name) failed: \(error)")
+                lifecycle.fail(
+                    error.isDeviceGone
+                        ? "TUN device \(reader.queue.name) disappeared (deleted?): \(error)"
+                        : "TUN device \(reader.queue.name) failed: \(error)")
             }
             return nil
         }
@@ -110,8 +114,10 @@ public struct OutboundStage: PipelineStage {
     /// Encapsulates and queues one entry's packets: a single packet (gathered with its equals), or a
     /// run of segments that leaves as UDP GSO messages. `source` is the address the peer sent to
     /// (a wildcard listener's replies leave from it), nil for the kernel's choice.
-    private mutating func send(_ index: Int, to peer: SocketAddress, from source: IPAddress?, session: PeerSession,
-                               _ lifecycle: Lifecycle) {
+    private mutating func send(
+        _ index: Int, to peer: SocketAddress, from source: IPAddress?, session: PeerSession,
+        _ lifecycle: Lifecycle
+    ) {
         guard case let .packets(run) = reader.entry(index) else { return }
         tally[.tunRead] += run.count
         let buffer = reader.buffer(of: run), slot = run.slot, origin = run.start - headroom
@@ -158,12 +164,16 @@ public struct OutboundStage: PipelineStage {
         }
     }
 
-    private mutating func enqueue(_ buffer: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress,
-                                  _ source: IPAddress?, segmentSize: Int?, _ lifecycle: Lifecycle, datagrams: Int = 1) {
+    private mutating func enqueue(
+        _ buffer: PacketBatch, _ slot: Int, _ range: Range<Int>, _ peer: SocketAddress,
+        _ source: IPAddress?, segmentSize: Int?, _ lifecycle: Lifecycle, datagrams: Int = 1
+    ) {
         if queue.isFull { flushQueue(lifecycle) }
         // Equal-length packets to one peer leave as one UDP GSO message where the socket can.
-        if !queue.append(buffer, slot: slot, range: range, to: peer, from: source, family: socket.family, segmentSize: segmentSize,
-                         gather: socket.udpGSOEnabled) {
+        if !queue.append(
+            buffer, slot: slot, range: range, to: peer, from: source, family: socket.family, segmentSize: segmentSize,
+            gather: socket.udpGSOEnabled)
+        {
             tally.drop(.noRoute, count: datagrams)  // a peer the socket's family cannot reach
         }
     }

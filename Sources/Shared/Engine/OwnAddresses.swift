@@ -1,5 +1,5 @@
-import Synchronization
 import KernelIO
+import Synchronization
 import WireFormat
 
 /// The relay's own addresses, which injected packets may never reach, and with `localRoutes` every
@@ -26,8 +26,10 @@ public final class OwnAddresses: Sendable {
     /// read, so no change can fall between the two), `refreshIfChanged` reads them again only when it
     /// says they may have changed.
     /// `localRoutes` (`LocalRoutes.read`) is read with the addresses, and failing like them.
-    public init(reader: @escaping Reader = { () throws(SystemError) in try InterfaceAddresses.all() },
-                changes: ChangeProbe? = nil, localRoutes: RouteReader? = nil) throws(SystemError) {
+    public init(
+        reader: @escaping Reader = { () throws(SystemError) in try InterfaceAddresses.all() },
+        changes: ChangeProbe? = nil, localRoutes: RouteReader? = nil
+    ) throws(SystemError) {
         self.reader = reader
         self.changes = changes
         self.localRoutes = localRoutes
@@ -94,10 +96,14 @@ public final class OwnAddresses: Sendable {
             case let .changed(added, removed, addedRoutes, removedRoutes):
                 lastFailure.withLock { $0 = nil }
                 if !added.isEmpty || !removed.isEmpty {
-                    log.info("own addresses changed: added \(added.map(\.description).joined(separator: ",")), removed \(removed.map(\.description).joined(separator: ","))")
+                    log.info(
+                        "own addresses changed: added \(added.map(\.description).joined(separator: ",")), removed \(removed.map(\.description).joined(separator: ","))"
+                    )
                 }
                 if !addedRoutes.isEmpty || !removedRoutes.isEmpty {
-                    log.info("locally delivered prefixes changed: added \(addedRoutes.map(\.description).joined(separator: ",")), removed \(removedRoutes.map(\.description).joined(separator: ","))")
+                    log.info(
+                        "locally delivered prefixes changed: added \(addedRoutes.map(\.description).joined(separator: ",")), removed \(removedRoutes.map(\.description).joined(separator: ","))"
+                    )
                 }
             case let .failed(reason):
                 let isNew = lastFailure.withLock { last in

@@ -57,7 +57,7 @@ public struct PacketPolicy: Sendable {
     /// and IPv4-mapped IPv6.
     public static let forbiddenDestinations: [IPPrefix] = [
         "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
-        "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96",
+        "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96"
     ].compactMap { IPPrefix($0) }
 
     static let loopback: [IPPrefix] = ["127.0.0.0/8", "::1/128"].compactMap { IPPrefix($0) }
@@ -71,8 +71,10 @@ public struct PacketPolicy: Sendable {
     /// 127.0.0.0/8 and ::1.
     public static func isLoopback(_ address: IPAddress) -> Bool { loopback.contains { $0.contains(address) } }
 
-    public init(clientRules: [ClientRule] = [], innerSourcesBySession: [[IPPrefix]?] = [], allowedDestinations: [IPPrefix]? = nil,
-                ownAddresses: [IPAddress] = [], localPrefixes: [IPPrefix] = []) {
+    public init(
+        clientRules: [ClientRule] = [], innerSourcesBySession: [[IPPrefix]?] = [], allowedDestinations: [IPPrefix]? = nil,
+        ownAddresses: [IPAddress] = [], localPrefixes: [IPPrefix] = []
+    ) {
         self.clientRules = clientRules
         self.innerSourcesBySession = innerSourcesBySession
         self.allowedDestinations = allowedDestinations
@@ -93,7 +95,8 @@ public struct PacketPolicy: Sendable {
     @inline(__always)
     public func sourceRefusal(for source: IPAddress, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
         if session.index < innerSourcesBySession.count, let sources = innerSourcesBySession[session.index],
-           !sources.contains(where: { $0.contains(source) }) {
+            !sources.contains(where: { $0.contains(source) })
+        {
             return .spoofedSource
         }
         if !clientRules.isEmpty {
@@ -112,7 +115,8 @@ public struct PacketPolicy: Sendable {
         if let refusal = sourceRefusal(for: info.source, from: peer, session: session) { return refusal }
         let destination = info.destination
         if Self.forbiddenDestinations.contains(where: { $0.contains(destination) }) || ownAddresses.contains(destination)
-            || localPrefixes.contains(where: { $0.contains(destination) }) {
+            || localPrefixes.contains(where: { $0.contains(destination) })
+        {
             return .forbiddenDestination
         }
         if let allowedDestinations, !allowedDestinations.contains(where: { $0.contains(destination) }) {

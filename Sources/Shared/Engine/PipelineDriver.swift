@@ -1,6 +1,6 @@
-import WireFormat
-import KernelIO
 import Glibc
+import KernelIO
+import WireFormat
 
 /// One direction of the data plane on one thread (`InboundStage`, `OutboundStage`), moved a batch at
 /// a time so that a thread can drive one direction or both, polling their descriptors together.

@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// How many replies datagrams nobody authenticated may draw (GTP-U Echo Responses, Error
 /// Indications and Notifications; ICMP too-big errors of the unauthenticated framings): a few a
@@ -27,8 +27,10 @@ public final class ReplyBudget: Sendable {
     private let total: Locked<TokenBucket>
 
     /// `perSecond` replies a second in all (0: none), after a burst as large; `clock` in nanoseconds.
-    public init(perSecond: Int = ReplyBudget.defaultPerSecond,
-                clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+    public init(
+        perSecond: Int = ReplyBudget.defaultPerSecond,
+        clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }
+    ) {
         let rate = UInt64(min(max(perSecond, 0), 1_000_000))
         self.perSecond = rate
         self.clock = clock

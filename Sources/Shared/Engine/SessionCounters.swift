@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// Packets and bytes per session (a key with `--client-key`, a GTP-U session), both ways: what the
 /// UDP → TUN direction handed to the device for it, and what the TUN → UDP direction sealed for it.
@@ -22,8 +22,9 @@ public final class SessionCounters: Sendable {
     /// Each session's counts, in session order.
     public var figures: [SessionCounts] {
         (0..<count).map {
-            SessionCounts(forwarded: forwarded[$0].load, forwardedBytes: forwardedBytes[$0].load,
-                          sent: sent[$0].load, sentBytes: sentBytes[$0].load)
+            SessionCounts(
+                forwarded: forwarded[$0].load, forwardedBytes: forwardedBytes[$0].load,
+                sent: sent[$0].load, sentBytes: sentBytes[$0].load)
         }
     }
 }
@@ -44,7 +45,8 @@ public struct SessionCounts: Sendable, Equatable {
 
     /// An endpoint with a single session: all it carried is that session's.
     public init(totals: TunnelSnapshot) {
-        self.init(forwarded: totals[.forwarded], forwardedBytes: totals[.forwardedBytes], sent: totals[.sent], sentBytes: totals[.sentBytes])
+        self.init(
+            forwarded: totals[.forwarded], forwardedBytes: totals[.forwardedBytes], sent: totals[.sent], sentBytes: totals[.sentBytes])
     }
 }
 

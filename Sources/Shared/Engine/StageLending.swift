@@ -1,6 +1,6 @@
-import WireFormat
 import KernelIO
 import Synchronization
+import WireFormat
 
 /// When the `--threads auto` layout splits (the duplex thread's second stage, the inbound one, moves
 /// to a helper thread) and when it merges (the stage moves back). Both directions on one thread is
@@ -24,9 +24,11 @@ public struct SplitPolicy: Sendable, Equatable {
     public var flapNanoseconds: UInt64
     public var maximumLightWindows: Int
 
-    public init(splitWindowNanoseconds: UInt64 = 10_000_000, splitAtPerMille: UInt64 = 700,
-                mergeWindowNanoseconds: UInt64 = 100_000_000, mergeBelowPerMille: UInt64 = 500,
-                flapNanoseconds: UInt64 = 1_000_000_000, maximumLightWindows: Int = 64) {
+    public init(
+        splitWindowNanoseconds: UInt64 = 10_000_000, splitAtPerMille: UInt64 = 700,
+        mergeWindowNanoseconds: UInt64 = 100_000_000, mergeBelowPerMille: UInt64 = 500,
+        flapNanoseconds: UInt64 = 1_000_000_000, maximumLightWindows: Int = 64
+    ) {
         precondition(mergeBelowPerMille < splitAtPerMille, "merging must need less load than splitting")
         precondition(maximumLightWindows >= 1)
         self.splitWindowNanoseconds = splitWindowNanoseconds
@@ -116,8 +118,9 @@ struct AutoThreads: Sendable, Equatable {
     /// `flapNanoseconds` of the last merge doubles the light windows the next merge needs.
     mutating func duplexWindowEnded(busy: UInt64, elapsed: UInt64, inboundMoved: Bool, at now: UInt64) -> Decision {
         guard !isSplit, inboundMoved, busy * 1000 >= policy.splitAtPerMille * elapsed else { return .stay }
-        lightWindowsToMerge = policy.lightWindowsToMerge(previous: lightWindowsToMerge,
-                                                         sinceMerge: lastMerge.map { now &- $0 })
+        lightWindowsToMerge = policy.lightWindowsToMerge(
+            previous: lightWindowsToMerge,
+            sinceMerge: lastMerge.map { now &- $0 })
         lightWindows = 0
         isSplit = true
         return .split
@@ -260,8 +263,11 @@ public struct LendingDriver<First: PipelineStage, Second: PipelineStage> {
             if let (busy, elapsed) = window.close(at: now) {
                 lent.addDuplexBusy(busy)
                 // Only the holder feeds `auto`; split, the helper does.
-                if holds, lent.auto.duplexWindowEnded(busy: busy, elapsed: elapsed, inboundMoved: inboundMovedInWindow,
-                                                      at: now) == .split {
+                if holds,
+                    lent.auto.duplexWindowEnded(
+                        busy: busy, elapsed: elapsed, inboundMoved: inboundMovedInWindow,
+                        at: now) == .split
+                {
                     lent.split()
                     holds = false
                 }
@@ -320,8 +326,10 @@ public struct HelperDriver<Stage: PipelineStage> {
                     let duplexBusy = lent.duplexBusyTotal
                     let duplexBusyInWindow = duplexBusy &- duplexBusyAtStart
                     duplexBusyAtStart = duplexBusy
-                    if lent.auto.helperWindowEnded(helperBusy: busy, duplexBusy: duplexBusyInWindow, elapsed: elapsed,
-                                                   at: now) == .merge {
+                    if lent.auto.helperWindowEnded(
+                        helperBusy: busy, duplexBusy: duplexBusyInWindow, elapsed: elapsed,
+                        at: now) == .merge
+                    {
                         lent.merge()
                         break
                     }

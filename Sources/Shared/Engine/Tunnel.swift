@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// A tunnel endpoint's data plane, assembled: for every queue, a TUN queue, a socket and counters,
 /// and the threads that move packets between them both ways. Client and relay differ only in the
@@ -57,12 +57,15 @@ public struct Tunnel: Sendable {
     public let replyBudget: ReplyBudget
 
     /// Queue i moves TUN queue `queues[i]` to `sockets[i]` and back, counting in `counters[i]`.
-    public init(queues: [any TunQueue], sockets: [any DatagramSocket], counters: [TunnelCounters],
-                framing: any Framing, route: OutboundRoute, policy: InboundPolicy,
-                clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil,
-                replyBudget: ReplyBudget = ReplyBudget()) {
-        precondition(!queues.isEmpty && queues.count == sockets.count && queues.count == counters.count,
-                     "one socket and counters per queue")
+    public init(
+        queues: [any TunQueue], sockets: [any DatagramSocket], counters: [TunnelCounters],
+        framing: any Framing, route: OutboundRoute, policy: InboundPolicy,
+        clients: ClientTable? = nil, ownAddresses: OwnAddresses? = nil, sessionCounters: SessionCounters? = nil,
+        replyBudget: ReplyBudget = ReplyBudget()
+    ) {
+        precondition(
+            !queues.isEmpty && queues.count == sockets.count && queues.count == counters.count,
+            "one socket and counters per queue")
         self.queues = queues
         self.sockets = sockets
         self.counters = counters
@@ -76,15 +79,17 @@ public struct Tunnel: Sendable {
     }
 
     public func outboundStage(queue index: Int) -> OutboundStage {
-        OutboundStage(tunQueue: queues[index], socket: sockets[index], framing: framing, route: route,
-                      counters: counters[index], sessionCounters: sessionCounters)
+        OutboundStage(
+            tunQueue: queues[index], socket: sockets[index], framing: framing, route: route,
+            counters: counters[index], sessionCounters: sessionCounters)
     }
 
     /// Every queue writes through the queue of the packet's flow (`FlowSteering`), so it gets them all.
     public func inboundStage(queue index: Int) -> InboundStage {
-        InboundStage(socket: sockets[index], tunQueues: queues, framing: framing, policy: policy,
-                     counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters,
-                     replyBudget: replyBudget)
+        InboundStage(
+            socket: sockets[index], tunQueues: queues, framing: framing, policy: policy,
+            counters: counters[index], clients: clients, ownAddresses: ownAddresses, sessionCounters: sessionCounters,
+            replyBudget: replyBudget)
     }
 
     /// Starts the data-plane threads for every queue, laid out as asked. Thread names stay within
@@ -103,28 +108,33 @@ public struct Tunnel: Sendable {
             // made here, as both of its threads need it.
             switch layout.threads {
             case .one:
-                workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
-                    var driver = PipelineDriver(outboundStage(queue: index), inboundStage(queue: index), policy: polling)
-                    driver.run(lifecycle)
-                })
+                workers.append(
+                    WorkerThread(name: "tun⇄udp\(suffix)") {
+                        var driver = PipelineDriver(outboundStage(queue: index), inboundStage(queue: index), policy: polling)
+                        driver.run(lifecycle)
+                    })
             case .two:
-                workers.append(WorkerThread(name: "tun→udp\(suffix)") {
-                    var driver = PipelineDriver(outboundStage(queue: index), policy: polling)
-                    driver.run(lifecycle)
-                })
-                workers.append(WorkerThread(name: "udp→tun\(suffix)") {
-                    var driver = PipelineDriver(inboundStage(queue: index), policy: polling)
-                    driver.run(lifecycle)
-                })
+                workers.append(
+                    WorkerThread(name: "tun→udp\(suffix)") {
+                        var driver = PipelineDriver(outboundStage(queue: index), policy: polling)
+                        driver.run(lifecycle)
+                    })
+                workers.append(
+                    WorkerThread(name: "udp→tun\(suffix)") {
+                        var driver = PipelineDriver(inboundStage(queue: index), policy: polling)
+                        driver.run(lifecycle)
+                    })
             case .auto:
                 let lent = lentStages[index]
-                workers.append(WorkerThread(name: "tun⇄udp\(suffix)") {
-                    var driver = LendingDriver(outboundStage(queue: index), lending: lent, polling: polling)
-                    driver.run(lifecycle)
-                })
-                workers.append(WorkerThread(name: "udp→tun\(suffix)") {
-                    HelperDriver(helping: lent, polling: polling).run(lifecycle)
-                })
+                workers.append(
+                    WorkerThread(name: "tun⇄udp\(suffix)") {
+                        var driver = LendingDriver(outboundStage(queue: index), lending: lent, polling: polling)
+                        driver.run(lifecycle)
+                    })
+                workers.append(
+                    WorkerThread(name: "udp→tun\(suffix)") {
+                        HelperDriver(helping: lent, polling: polling).run(lifecycle)
+                    })
             }
         }
         var unpinned: [SystemError] = []

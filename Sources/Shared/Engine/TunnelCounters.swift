@@ -1,5 +1,5 @@
-import WireFormat
 import KernelIO
+import WireFormat
 
 /// Every scalar count a tunnel endpoint keeps, described once. The case is the name in code; the
 /// JSON key is the case's name in snake case, the metric is `udptun_` + the JSON key + the unit +
@@ -92,8 +92,9 @@ public final class TunnelCounters: Sendable {
     }
 
     public func snapshot() -> TunnelSnapshot {
-        TunnelSnapshot(counts: counts.map(\.load), drops: drops.map(\.load), controlReceived: controlReceived.map(\.load),
-                       controlSent: controlSent.map(\.load))
+        TunnelSnapshot(
+            counts: counts.map(\.load), drops: drops.map(\.load), controlReceived: controlReceived.map(\.load),
+            controlSent: controlSent.map(\.load))
     }
 }
 
@@ -178,9 +179,10 @@ public struct TunnelSnapshot: Sendable, Equatable {
     /// Counts of two queues together.
     public static func + (lhs: TunnelSnapshot, rhs: TunnelSnapshot) -> TunnelSnapshot {
         func sum(_ a: [UInt64], _ b: [UInt64]) -> [UInt64] { zip(a, b).map { $0 + $1 } }
-        return TunnelSnapshot(counts: sum(lhs.counts, rhs.counts), drops: sum(lhs.drops, rhs.drops),
-                              controlReceived: sum(lhs.controlReceived, rhs.controlReceived),
-                              controlSent: sum(lhs.controlSent, rhs.controlSent))
+        return TunnelSnapshot(
+            counts: sum(lhs.counts, rhs.counts), drops: sum(lhs.drops, rhs.drops),
+            controlReceived: sum(lhs.controlReceived, rhs.controlReceived),
+            controlSent: sum(lhs.controlSent, rhs.controlSent))
     }
 }
 

@@ -1,5 +1,5 @@
-import WireFormat
 import Glibc
+import WireFormat
 
 /// Turns user text (`host:port`, `[v6]:port`, `host`, `:port`) into a socket address, resolving names.
 public enum AddressResolver {

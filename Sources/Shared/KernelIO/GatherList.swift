@@ -63,8 +63,10 @@ public final class GatherList {
 
     /// Runs `body` with the iovecs of `prefix` (the virtio-net header, when there is one), `headers`
     /// and the payloads, and their number.
-    func withVectors<R>(prefix: UnsafeRawBufferPointer?, headers: Span<UInt8>,
-                        _ body: (UnsafePointer<iovec>, Int) throws(SystemError) -> R) throws(SystemError) -> R {
+    func withVectors<R>(
+        prefix: UnsafeRawBufferPointer?, headers: Span<UInt8>,
+        _ body: (UnsafePointer<iovec>, Int) throws(SystemError) -> R
+    ) throws(SystemError) -> R {
         try headers.withUnsafeBytes { headerBytes throws(SystemError) in
             vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress), iov_len: headerBytes.count)
             if let prefix {

@@ -1,5 +1,5 @@
-import WireFormat
 import Glibc
+import WireFormat
 
 /// The addresses configured on this host's (or namespace's) interfaces.
 public enum InterfaceAddresses {

@@ -1,6 +1,6 @@
 import CLinux
-import WireFormat
 import Glibc
+import WireFormat
 
 /// What the kernel delivers to this host instead of forwarding it: the local routing table's
 /// `local`, `broadcast` and `anycast` routes (RT_TABLE_LOCAL; RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST),
@@ -24,7 +24,10 @@ public enum LocalRoutes {
                 capacity *= 4
                 continue
             }
-            if length < 0 { throw SystemError("RTM_GETROUTE dump (needs AF_NETLINK sockets)", code: SystemError.Code(Int32(truncatingIfNeeded: -length))) }
+            if length < 0 {
+                throw SystemError(
+                    "RTM_GETROUTE dump (needs AF_NETLINK sockets)", code: SystemError.Code(Int32(truncatingIfNeeded: -length)))
+            }
             guard let prefixes = parse(buffer[0..<length]) else {
                 throw SystemError("RTM_GETROUTE dump: malformed answer", code: .protocolError)
             }
@@ -72,7 +75,8 @@ public enum LocalRoutes {
             offset += min(align(attributeLength), payload.endIndex - offset)
         }
         guard table == UInt32(CLINUX_RT_TABLE_LOCAL),
-              type == CLINUX_RTN_LOCAL || type == CLINUX_RTN_BROADCAST || type == CLINUX_RTN_ANYCAST else { return .some(nil) }
+            type == CLINUX_RTN_LOCAL || type == CLINUX_RTN_BROADCAST || type == CLINUX_RTN_ANYCAST
+        else { return .some(nil) }
         let width: Int
         switch family {
         case AF_INET: width = 4

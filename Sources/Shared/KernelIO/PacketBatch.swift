@@ -1,6 +1,6 @@
 import CLinux
-import WireFormat
 import Glibc
+import WireFormat
 
 /// A vector of packet buffers allocated once and reused for every batch, with the mmsghdr, iovec,
 /// sockaddr and control arrays recvmmsg needs. One batch belongs to one worker thread.
@@ -131,8 +131,9 @@ public final class PacketBatch {
     /// it again: the kernel writes lengths and flags into received messages only.
     func prepareForReceive() {
         for index in 0..<state.pointee.messagesToPrepare {
-            vector.setMessage(index, bytes: storage + index * slotSize, count: slotSize,
-                              addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
+            vector.setMessage(
+                index, bytes: storage + index * slotSize, count: slotSize,
+                addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
             messages[index].msg_hdr.msg_control = vector.control(index)
             messages[index].msg_hdr.msg_controllen = vector.controlSpace
         }
@@ -149,9 +150,10 @@ public final class PacketBatch {
             var dropped: Int64 = -1
             var local = PacketInfoAddress()
             segmentSizes[index] = withUnsafeMutableBytes(of: &local.bytes) { bytes in
-                Int(withUnsafePointer(to: &messages[index].msg_hdr) {
-                    clinux_msg_udp_control($0, &dropped, &local.family, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                })
+                Int(
+                    withUnsafePointer(to: &messages[index].msg_hdr) {
+                        clinux_msg_udp_control($0, &dropped, &local.family, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    })
             }
             localAddresses[index] = local.address
             if dropped >= 0 { state.pointee.kernelDrops = UInt64(dropped) }

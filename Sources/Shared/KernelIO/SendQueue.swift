@@ -1,6 +1,6 @@
-import WireFormat
 import CLinux
 import Glibc
+import WireFormat
 
 /// The messages of one sendmmsg call. Each message points at bytes in `PacketBatch` slots (no copy)
 /// and may carry a UDP_SEGMENT size, so one message can be many datagrams (UDP GSO): either a
@@ -65,15 +65,18 @@ public final class SendQueue {
     /// in datagrams of the same length (UDP GSO over several iovecs; the socket must have it on).
     /// Returns false when the queue is full or the socket's family cannot reach `destination`.
     @discardableResult
-    public func append(_ batch: PacketBatch, slot: Int, range: Range<Int>, to destination: SocketAddress,
-                       from source: IPAddress? = nil, family: Int32, segmentSize: Int? = nil, gather: Bool = false) -> Bool {
+    public func append(
+        _ batch: PacketBatch, slot: Int, range: Range<Int>, to destination: SocketAddress,
+        from source: IPAddress? = nil, family: Int32, segmentSize: Int? = nil, gather: Bool = false
+    ) -> Bool {
         guard !isFull else { return false }
         let count = state.pointee.count, iovecCount = state.pointee.iovecCount
         let bytes = batch.rawSlot(slot, offset: range.lowerBound)
         precondition(range.count <= bytes.count)
         if gather, segmentSize == nil, let open = state.pointee.open, open.destination == destination, open.source == source,
-           range.count <= open.segmentSize,
-           datagrams[count - 1] < Self.maximumSegments, open.bytes + range.count <= Self.maximumBytes {
+            range.count <= open.segmentSize,
+            datagrams[count - 1] < Self.maximumSegments, open.bytes + range.count <= Self.maximumBytes
+        {
             vector.extendMessage(count - 1, iovecIndex: iovecCount, bytes: bytes.baseAddress, count: range.count)
             state.pointee.iovecCount = iovecCount + 1
             if datagrams[count - 1] == 1 {

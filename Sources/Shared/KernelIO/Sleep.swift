@@ -1,5 +1,5 @@
-import WireFormat
 import Glibc
+import WireFormat
 
 extension WireFormat.Clock {
     /// Sleeps the calling thread for `nanoseconds`, resuming after signals until the time is up.

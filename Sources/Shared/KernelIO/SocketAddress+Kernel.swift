@@ -1,5 +1,5 @@
-import WireFormat
 import Glibc
+import WireFormat
 
 /// Conversions between `SocketAddress` and the kernel's sockaddr structures.
 extension SocketAddress {
@@ -12,8 +12,10 @@ extension SocketAddress {
         case AF_INET6:
             let sin6 = UnsafeRawPointer(storage).load(as: sockaddr_in6.self)
             let (high, low) = withUnsafeBytes(of: sin6.sin6_addr) { raw in
-                (UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                 UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                (
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                )
             }
             self.init(ip: IPAddress.v6(high, low).unmappingIPv4, port: UInt16(bigEndian: sin6.sin6_port))
         default:
@@ -99,7 +101,9 @@ struct PacketInfoAddress {
     }
 
     /// Calls `body` with the family and a pointer to the address bytes (family 0 for nil).
-    static func with<R, Failure: Error>(_ address: IPAddress?, _ body: (Int32, UnsafePointer<UInt8>) throws(Failure) -> R) throws(Failure) -> R {
+    static func with<R, Failure: Error>(_ address: IPAddress?, _ body: (Int32, UnsafePointer<UInt8>) throws(Failure) -> R) throws(Failure)
+        -> R
+    {
         var info = address.map(PacketInfoAddress.init) ?? PacketInfoAddress()
         let family = info.family
         return try withUnsafeBytes(of: &info.bytes) { raw throws(Failure) -> R in

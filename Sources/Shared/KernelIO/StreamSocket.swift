@@ -1,6 +1,6 @@
 import CLinux
-import WireFormat
 import Glibc
+import WireFormat
 
 /// A listening TCP socket (the metrics endpoint): non-blocking, close-on-exec, closed when released.
 /// It is opened and bound as `UDPSocket`s are, and fails the same ways (`SocketFailure`).
@@ -36,9 +36,9 @@ public final class StreamListener {
             do {
                 let accepted = try Syscall.shim("accept") { clinux_accept_stream(fd) }
                 return StreamConnection(OwnedDescriptor(owning: accepted))
-            } catch where error.code == .connectionAbort {
+            } catch  where error.code == .connectionAbort {
                 continue  // the peer gave up before we took it: the next one may be waiting
-            } catch where error.code == .wouldBlock {
+            } catch  where error.code == .wouldBlock {
                 return nil
             }
         }

@@ -1,4 +1,3 @@
-
 /// A kernel parameter named as `sysctl` prints it. Interface names may contain dots, which sysctl
 /// writes as '/', so keys are built from components rather than split on '.'.
 public struct SysctlKey: Hashable, Sendable, CustomStringConvertible {

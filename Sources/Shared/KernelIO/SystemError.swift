@@ -87,8 +87,10 @@ enum Syscall {
 
     /// Runs a call that returns -1 and sets errno on failure.
     @inline(__always)
-    static func call<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
-                                                _ body: () -> Result) throws(SystemError) -> Result {
+    static func call<Result: FixedWidthInteger>(
+        _ operation: @autoclosure () -> String,
+        _ body: () -> Result
+    ) throws(SystemError) -> Result {
         let (result, code) = retryingInterrupts(body) { _ in .current }
         if let code { throw failure(operation(), code) }
         return result
@@ -96,8 +98,10 @@ enum Syscall {
 
     /// As `call`, for a non-blocking descriptor: nil when the call would block (EAGAIN).
     @inline(__always)
-    static func nonBlocking<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
-                                                       _ body: () -> Result) throws(SystemError) -> Result? {
+    static func nonBlocking<Result: FixedWidthInteger>(
+        _ operation: @autoclosure () -> String,
+        _ body: () -> Result
+    ) throws(SystemError) -> Result? {
         let (result, code) = retryingInterrupts(body) { _ in .current }
         if code == .wouldBlock { return nil }
         if let code { throw failure(operation(), code) }
@@ -106,8 +110,10 @@ enum Syscall {
 
     /// Runs a CLinux wrapper, which returns -errno instead of setting errno.
     @inline(__always)
-    static func shim<Result: FixedWidthInteger & SignedInteger>(_ operation: @autoclosure () -> String,
-                                                _ body: () -> Result) throws(SystemError) -> Result {
+    static func shim<Result: FixedWidthInteger & SignedInteger>(
+        _ operation: @autoclosure () -> String,
+        _ body: () -> Result
+    ) throws(SystemError) -> Result {
         let (result, code) = retryingInterrupts(body) { SystemError.Code(Int32(truncatingIfNeeded: -$0)) }
         if let code { throw failure(operation(), code) }
         return result
@@ -115,8 +121,10 @@ enum Syscall {
 
     /// As `call`, on a descriptor this process inherited rather than opened (stdout, stderr): there,
     /// EBADF means whoever started the process closed it, a fact to report rather than a bug.
-    static func onInherited<Result: FixedWidthInteger>(_ operation: @autoclosure () -> String,
-                                                       _ body: () -> Result) throws(SystemError) -> Result {
+    static func onInherited<Result: FixedWidthInteger>(
+        _ operation: @autoclosure () -> String,
+        _ body: () -> Result
+    ) throws(SystemError) -> Result {
         let (result, code) = retryingInterrupts(body) { _ in .current }
         if code == .badFileDescriptor { throw SystemError(operation(), code: .badFileDescriptor) }
         if let code { throw failure(operation(), code) }

@@ -6,9 +6,11 @@ public enum TextFile {
         guard let raw = try? Syscall.call("open \(path)", { open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
         let file = OwnedDescriptor(owning: raw)
         var buffer = [UInt8](repeating: 0, count: limit)
-        guard let count = try? buffer.withUnsafeMutableBytes({ bytes throws(SystemError) in
-            try Syscall.call("read \(path)") { Glibc.read(file.rawValue, bytes.baseAddress, limit) }
-        }) else { return nil }
+        guard
+            let count = try? buffer.withUnsafeMutableBytes({ bytes throws(SystemError) in
+                try Syscall.call("read \(path)") { Glibc.read(file.rawValue, bytes.baseAddress, limit) }
+            })
+        else { return nil }
         return String(decoding: buffer[0..<count], as: UTF8.self)
     }
 

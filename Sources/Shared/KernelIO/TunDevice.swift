@@ -1,6 +1,6 @@
 import CLinux
-import WireFormat
 import Glibc
+import WireFormat
 
 /// One queue of a TUN device as the TUN layer (`TunReader`, `TunWriter`) sees it: frames in and out,
 /// each a packet preceded by a virtio-net header when `hasVirtioHeaders`. `TunDevice` is the real
@@ -160,10 +160,12 @@ public final class TunDevice: TunQueue {
 
     private static func attach(name: String, flags: Int16) throws(Failure) -> Attached {
         guard !name.isEmpty, name.utf8.count < Int(CLINUX_IFNAMSIZ),
-              !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) else { throw .badName(name) }
+            !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace })
+        else { throw .badName(name) }
         let descriptor: OwnedDescriptor
         do throws(SystemError) {
-            descriptor = OwnedDescriptor(owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
+            descriptor = OwnedDescriptor(
+                owning: try Syscall.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK) })
         } catch {
             switch error.code {
             case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noSuchDevice: throw .noTunDriver
@@ -183,10 +185,10 @@ public final class TunDevice: TunQueue {
             default: throw .system(error)
             }
         }
-        return Attached(descriptor: descriptor,
-                        name: String(decoding: actualName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        return Attached(
+            descriptor: descriptor,
+            name: String(decoding: actualName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
-
 
     public var mtu: Int? {
         let value = clinux_if_get_mtu(name)
@@ -199,7 +201,7 @@ public final class TunDevice: TunQueue {
         if self.mtu == mtu { return }
         do throws(SystemError) {
             _ = try Syscall.shim("set MTU \(mtu) on \(name)") { clinux_if_set_mtu(name, Int32(mtu)) }
-        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+        } catch  where error.code == .notPermitted || error.code == .permissionDenied {
             throw .cannotConfigure(name, .setMTU(mtu))
         } catch {
             throw .system(error)
@@ -217,7 +219,7 @@ public final class TunDevice: TunQueue {
     public func bringUp(timeout: Double = 2) throws(Failure) -> Bool {
         do throws(SystemError) {
             _ = try Syscall.shim("bring \(name) up") { clinux_if_set_up(name) }
-        } catch where error.code == .notPermitted || error.code == .permissionDenied {
+        } catch  where error.code == .notPermitted || error.code == .permissionDenied {
             throw .cannotConfigure(name, .bringUp)
         } catch {
             throw .system(error)

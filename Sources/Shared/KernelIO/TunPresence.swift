@@ -1,6 +1,6 @@
-import WireFormat
 import CLinux
 import Glibc
+import WireFormat
 
 extension TunDevice {
     /// Whether an interface of this name still exists (up or down).

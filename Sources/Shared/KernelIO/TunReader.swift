@@ -100,8 +100,10 @@ public struct TunReader {
             switch result {
             case let .success(layout):
                 usedSegments += 1
-                return .packets(PacketRun(isSegmented: true, slot: segmentSlot, start: headroom, stride: layout.stride,
-                                          count: layout.count, length: layout.segmentLength, lastLength: layout.lastLength))
+                return .packets(
+                    PacketRun(
+                        isSegmented: true, slot: segmentSlot, start: headroom, stride: layout.stride,
+                        count: layout.count, length: layout.segmentLength, lastLength: layout.lastLength))
             case let .failure(reason):
                 return .dropped(reason, count: 1)
             }
@@ -116,7 +118,8 @@ public struct TunReader {
     }
 
     private func single(_ slot: Int, _ packet: Range<Int>) -> PacketRun {
-        PacketRun(isSegmented: false, slot: slot, start: packet.lowerBound, stride: packet.count, count: 1,
-                  length: packet.count, lastLength: packet.count)
+        PacketRun(
+            isSegmented: false, slot: slot, start: packet.lowerBound, stride: packet.count, count: 1,
+            length: packet.count, lastLength: packet.count)
     }
 }

@@ -102,8 +102,10 @@ public struct TunWriter {
 
     /// Runs one write of `packets` packets (`bytes` in all) and counts it as written or failed;
     /// rethrows only when the device is gone, not when it is down.
-    private mutating func counting(packets: Int, bytes: Int, on queue: any TunQueue,
-                                   _ write: () throws(SystemError) -> Void) throws(SystemError) {
+    private mutating func counting(
+        packets: Int, bytes: Int, on queue: any TunQueue,
+        _ write: () throws(SystemError) -> Void
+    ) throws(SystemError) {
         do {
             try write()
             counts.written += packets

@@ -1,7 +1,7 @@
 import CLinux
+import Glibc
 import Synchronization
 import WireFormat
-import Glibc
 
 /// What the engine needs of a datagram socket: batch receive and send, and a descriptor to wait on.
 /// `UDPSocket` is the real one; TestSupport has an in-memory fake.
@@ -75,8 +75,10 @@ public final class UDPSocket: DatagramSocket {
     /// Required options (dual-stack on `::`, SO_REUSEPORT when asked) that fail are errors; buffer
     /// sizes and drop reports are taken as granted and reported in `features`. `socketBufferBytes` is
     /// asked for both buffers, receive (SO_RCVBUF) and send (SO_SNDBUF).
-    public init(for address: SocketAddress, bind shouldBind: Bool, socketBufferBytes: Int32 = 4 << 20,
-                reusePort: Bool = false) throws(SocketFailure) {
+    public init(
+        for address: SocketAddress, bind shouldBind: Bool, socketBufferBytes: Int32 = 4 << 20,
+        reusePort: Bool = false
+    ) throws(SocketFailure) {
         let family = address.ip.isIPv4 ? AF_INET : AF_INET6
         let descriptor = try Self.open(family: family, type: SOCK_DGRAM)
         let fd = descriptor.rawValue
@@ -193,7 +195,7 @@ public final class UDPSocket: DatagramSocket {
                 received = try Syscall.nonBlocking("recvmmsg") {
                     clinux_recvmmsg(fd, batch.messages, UInt32(batch.slotCount), Int32(MSG_DONTWAIT))
                 }
-            } catch where error.code == .connectionRefused || error.code == .noRouteToHost || error.code == .networkUnreachable {
+            } catch  where error.code == .connectionRefused || error.code == .noRouteToHost || error.code == .networkUnreachable {
                 // An ICMP error from an earlier send surfaced here; it says nothing about what is queued.
                 continue
             } catch {
@@ -252,16 +254,18 @@ public final class UDPSocket: DatagramSocket {
     /// Sends one datagram (control paths and the probe generator's slow mode).
     public func send(_ bytes: Span<UInt8>, to destination: SocketAddress, from source: IPAddress?) throws(SystemError) {
         let fd = fd, family = family
-        guard let status: Int = try bytes.withUnsafeBytes({ raw throws(SystemError) -> Int? in
-            try destination.withSockaddr(family: family) { address, length throws(SystemError) in
-                // Without a source there is no control message: a plain sendto.
-                try PacketInfoAddress.with(source) { sourceFamily, sourceBytes throws(SystemError) in
-                    try Syscall.call("sendmsg \(destination)") {
-                        clinux_send_from(fd, raw.baseAddress, UInt(raw.count), address, length, sourceFamily, sourceBytes)
+        guard
+            let status: Int = try bytes.withUnsafeBytes({ raw throws(SystemError) -> Int? in
+                try destination.withSockaddr(family: family) { address, length throws(SystemError) in
+                    // Without a source there is no control message: a plain sendto.
+                    try PacketInfoAddress.with(source) { sourceFamily, sourceBytes throws(SystemError) in
+                        try Syscall.call("sendmsg \(destination)") {
+                            clinux_send_from(fd, raw.baseAddress, UInt(raw.count), address, length, sourceFamily, sourceBytes)
+                        }
                     }
                 }
-            }
-        }) else { throw SystemError("sendto \(destination)", code: .addressFamilyNotSupported) }
+            })
+        else { throw SystemError("sendto \(destination)", code: .addressFamilyNotSupported) }
         _ = status
     }
 
@@ -274,7 +278,8 @@ public final class UDPSocket: DatagramSocket {
     /// The path MTU the kernel would use toward `destination` (from the route), or nil if it cannot tell.
     public static func pathMTU(toward destination: SocketAddress) -> Int? {
         withConnectedProbe(toward: destination) { probe, family in
-            let mtu = family == AF_INET
+            let mtu =
+                family == AF_INET
                 ? try? Syscall.option(probe, Int32(IPPROTO_IP), CLINUX_IP_MTU, "IP_MTU")
                 : try? Syscall.option(probe, Int32(IPPROTO_IPV6), CLINUX_IPV6_MTU, "IPV6_MTU")
             guard let mtu, mtu > 0 else { return nil }
@@ -284,8 +289,10 @@ public final class UDPSocket: DatagramSocket {
 
     /// Asks the routing table about `destination` through a UDP socket connected to it, which sends
     /// nothing and is closed on return: `body` gets its descriptor and address family.
-    private static func withConnectedProbe<Answer>(toward destination: SocketAddress,
-                                                   _ body: (Int32, Int32) -> Answer?) -> Answer? {
+    private static func withConnectedProbe<Answer>(
+        toward destination: SocketAddress,
+        _ body: (Int32, Int32) -> Answer?
+    ) -> Answer? {
         let family = destination.ip.isIPv4 ? AF_INET : AF_INET6
         guard let raw = try? Syscall.call("socket", { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         else { return nil }

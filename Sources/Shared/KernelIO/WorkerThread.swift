@@ -16,10 +16,12 @@ public final class WorkerThread: @unchecked Sendable {
     /// so that whoever looks right after start, in /proc or top -H, finds it).
     public init(name: String, _ run: @escaping @Sendable () -> Void) {
         let body = Unmanaged.passRetained(Body(run: run)).toOpaque()
-        let status = pthread_create(&thread, nil, { argument in
-            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, body)
+        let status = pthread_create(
+            &thread, nil,
+            { argument in
+                Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
+                return nil
+            }, body)
         precondition(status == 0, "pthread_create failed: \(status)")
         clinux_set_thread_name(thread, name)
     }

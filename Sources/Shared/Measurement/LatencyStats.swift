@@ -1,4 +1,3 @@
-
 /// One-way latency of probes (receive wall time minus send wall time), in nanoseconds. Only meaningful
 /// where sender and receiver share a clock, as in the one-host lab.
 public struct LatencyStats: Sendable {

@@ -71,8 +71,9 @@ public struct ProbeGenerator: Sendable {
             if count != 0 { burst = min(burst, count - sequence) }
             let wallNow = Clock.wallNanoseconds()
             for slot in 0..<Int(burst) {
-                let probe = ProbePayload(streamID: streamID, sequence: sequence + UInt64(slot),
-                                         sendTimeNanoseconds: wallNow, length: size)
+                let probe = ProbePayload(
+                    streamID: streamID, sequence: sequence + UInt64(slot),
+                    sendTimeNanoseconds: wallNow, length: size)
                 batch.withMutableSlot(slot) { probe.encode(into: &$0) }
                 queue.append(batch, slot: slot, range: 0..<size, to: target, family: socket.family)
             }

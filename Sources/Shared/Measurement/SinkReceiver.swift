@@ -1,6 +1,6 @@
-import WireFormat
-import Synchronization
 import KernelIO
+import Synchronization
+import WireFormat
 
 /// The sink's receive loop: counts every datagram into a `SinkAccounting` it owns, and publishes a
 /// copy for the reporter every `publishInterval` and when it stops.

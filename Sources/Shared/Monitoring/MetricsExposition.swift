@@ -27,15 +27,19 @@ public final class MetricsExposition: Sendable {
     }
 
     /// A monotonic total: `read` returns it. `name` should end in `_total`.
-    public func counter(_ name: String, help: String, labels: [(String, String)] = [],
-                        read: @escaping @Sendable () -> UInt64) {
+    public func counter(
+        _ name: String, help: String, labels: [(String, String)] = [],
+        read: @escaping @Sendable () -> UInt64
+    ) {
         let counter = registry.makeCounter(descriptor: Self.descriptor(name, help), labels: constantLabels + labels)
         sources.withLock { $0.append(.counter(counter, read: read, exported: 0)) }
     }
 
     /// A value that goes up and down, or a fixed one (`_info` gauges).
-    public func gauge(_ name: String, help: String, labels: [(String, String)] = [],
-                      read: @escaping @Sendable () -> Double) {
+    public func gauge(
+        _ name: String, help: String, labels: [(String, String)] = [],
+        read: @escaping @Sendable () -> Double
+    ) {
         let gauge = registry.makeGauge(descriptor: Self.descriptor(name, help), labels: constantLabels + labels)
         sources.withLock { $0.append(.gauge(gauge, read: read)) }
     }
@@ -43,8 +47,10 @@ public final class MetricsExposition: Sendable {
     /// Series that come and go (one per client), labelled `label`: at each scrape `read` returns
     /// every series' label value, its counter totals (one per name in `counters`) and its gauge
     /// values (one per name in `gauges`). Series no longer returned are removed.
-    public func labelledSeries(label: String, counters: [(name: String, help: String)], gauges: [(name: String, help: String)],
-                               read: @escaping @Sendable () -> [LabelledValues]) {
+    public func labelledSeries(
+        label: String, counters: [(name: String, help: String)], gauges: [(name: String, help: String)],
+        read: @escaping @Sendable () -> [LabelledValues]
+    ) {
         let family = LabelledSeries(label: label, counterNames: counters, gaugeNames: gauges, constantLabels: constantLabels, read: read)
         sources.withLock { $0.append(.labelled(family)) }
     }
@@ -106,8 +112,10 @@ private final class LabelledSeries: @unchecked Sendable {
     let read: @Sendable () -> [LabelledValues]
     private var series: [String: (counters: [Prometheus.Counter], exported: [UInt64], gauges: [Prometheus.Gauge])] = [:]
 
-    init(label: String, counterNames: [(name: String, help: String)], gaugeNames: [(name: String, help: String)],
-         constantLabels: [(String, String)], read: @escaping @Sendable () -> [LabelledValues]) {
+    init(
+        label: String, counterNames: [(name: String, help: String)], gaugeNames: [(name: String, help: String)],
+        constantLabels: [(String, String)], read: @escaping @Sendable () -> [LabelledValues]
+    ) {
         self.label = label
         self.counterNames = counterNames
         self.gaugeNames = gaugeNames
@@ -120,10 +128,12 @@ private final class LabelledSeries: @unchecked Sendable {
         for values in read() where values.counters.count == counterNames.count && values.gauges.count == gaugeNames.count {
             seen.insert(values.label)
             let labels = constantLabels + [(label, values.label)]
-            var entry = series[values.label] ?? (
-                counterNames.map { registry.makeCounter(descriptor: MetricsExposition.descriptor($0.name, $0.help), labels: labels) },
-                [UInt64](repeating: 0, count: counterNames.count),
-                gaugeNames.map { registry.makeGauge(descriptor: MetricsExposition.descriptor($0.name, $0.help), labels: labels) })
+            var entry =
+                series[values.label] ?? (
+                    counterNames.map { registry.makeCounter(descriptor: MetricsExposition.descriptor($0.name, $0.help), labels: labels) },
+                    [UInt64](repeating: 0, count: counterNames.count),
+                    gaugeNames.map { registry.makeGauge(descriptor: MetricsExposition.descriptor($0.name, $0.help), labels: labels) }
+                )
             for index in counterNames.indices {
                 entry.counters[index].advance(from: entry.exported[index], to: values.counters[index])
                 entry.exported[index] = values.counters[index]

@@ -1,5 +1,5 @@
-import Synchronization
 import KernelIO
+import Synchronization
 import WireFormat
 
 /// The HTTP endpoint Prometheus scrapes: `GET /metrics` answers the exposition, anything else 404
@@ -275,7 +275,8 @@ public enum MetricsHTTP {
         let firstLine = request.prefix { $0 != 10 }
         let parts = String(decoding: firstLine, as: UTF8.self).trimmingSuffix("\r").split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[1].hasPrefix("/"), parts[2].hasPrefix("HTTP/1."),
-              !parts[0].isEmpty, parts[0].allSatisfy({ $0.isUppercase }) else {
+            !parts[0].isEmpty, parts[0].allSatisfy({ $0.isUppercase })
+        else {
             return answer(400, "Bad Request", text: "bad request\n")
         }
         let method = parts[0], path = parts[1].prefix { $0 != "?" }
@@ -295,14 +296,19 @@ public enum MetricsHTTP {
         return head + body
     }
 
-    private static func answer(_ status: Int, _ reason: String, text: String, headers: String = "",
-                               withBody: Bool = true) -> (head: [UInt8], body: [UInt8]) {
+    private static func answer(
+        _ status: Int, _ reason: String, text: String, headers: String = "",
+        withBody: Bool = true
+    ) -> (head: [UInt8], body: [UInt8]) {
         answer(status, reason, body: Array(text.utf8), type: "text/plain; charset=utf-8", headers: headers, withBody: withBody)
     }
 
-    private static func answer(_ status: Int, _ reason: String, body: [UInt8], type: String, headers: String = "",
-                               withBody: Bool = true) -> (head: [UInt8], body: [UInt8]) {
-        let head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\n"
+    private static func answer(
+        _ status: Int, _ reason: String, body: [UInt8], type: String, headers: String = "",
+        withBody: Bool = true
+    ) -> (head: [UInt8], body: [UInt8]) {
+        let head =
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\n"
             + headers + "Connection: close\r\n\r\n"
         return (Array(head.utf8), withBody ? body : [])
     }

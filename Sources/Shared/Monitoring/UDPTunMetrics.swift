@@ -1,7 +1,7 @@
-import KernelIO
-import WireFormat
-import Measurement
 import Engine
+import KernelIO
+import Measurement
+import WireFormat
 
 /// udptun's metric names: the `udptun_` prefix, base units, `_total` on counters. Every counter of
 /// the programs' JSON reports has one (docs/monitoring.md, "Counters", lists them with their meanings).
@@ -15,29 +15,37 @@ extension MetricsExposition {
     /// figures the JSON report gives per queue when there are several.
     public func addTunnel(_ counters: [TunnelCounters]) {
         let totals = snapshot { counters.snapshot() }
-        func counter(_ name: String, _ help: String, labels: [(String, String)] = [],
-                     _ read: @escaping @Sendable (TunnelSnapshot) -> UInt64) {
+        func counter(
+            _ name: String, _ help: String, labels: [(String, String)] = [],
+            _ read: @escaping @Sendable (TunnelSnapshot) -> UInt64
+        ) {
             self.counter(name, help: help, labels: labels) { read(totals.value) }
         }
         for count in TunnelCount.allCases {
             counter(count.metricName, count.metricHelp) { $0[count] }
         }
         for reason in DropReason.allCases {
-            counter("udptun_dropped_packets_total", "Packets or datagrams dropped, by reason (JSON: drops; their sum: dropped).",
-                    labels: [("reason", reason.description)]) { $0.drops(reason) }
+            counter(
+                "udptun_dropped_packets_total", "Packets or datagrams dropped, by reason (JSON: drops; their sum: dropped).",
+                labels: [("reason", reason.description)]
+            ) { $0.drops(reason) }
         }
         for type in ControlMessage.allCases {
             for (direction, side) in [("in", \TunnelSnapshot.controlReceived), ("out", \TunnelSnapshot.controlSent)] {
-                counter("udptun_control_messages_total",
-                        "The framing's own messages (echo, keepalive, ...) received (in) and sent (out) (JSON: control_in, control_out).",
-                        labels: [("type", type.description), ("direction", direction)]) { $0[keyPath: side][type.rawValue] }
+                counter(
+                    "udptun_control_messages_total",
+                    "The framing's own messages (echo, keepalive, ...) received (in) and sent (out) (JSON: control_in, control_out).",
+                    labels: [("type", type.description), ("direction", direction)]
+                ) { $0[keyPath: side][type.rawValue] }
             }
         }
         guard counters.count > 1 else { return }
         for (index, queue) in counters.enumerated() {
             for count in TunnelCount.perQueue {
-                self.counter(count.queueMetricName, help: "Per queue: " + count.help.dropLast() + " (JSON: \(count.jsonKey)_qN).",
-                             labels: [("queue", String(index))]) { queue[count].load }
+                self.counter(
+                    count.queueMetricName, help: "Per queue: " + count.help.dropLast() + " (JSON: \(count.jsonKey)_qN).",
+                    labels: [("queue", String(index))]
+                ) { queue[count].load }
             }
         }
     }
@@ -45,8 +53,10 @@ extension MetricsExposition {
     /// Which kernel offloads are in use (`udptun_offload_enabled{feature}`, 1 or 0), as probed at start.
     public func addOffloads(_ features: [(feature: String, on: Bool)]) {
         for (feature, on) in features {
-            gauge("udptun_offload_enabled", help: "Kernel offloads in use, as probed at start (the log's offloads line).",
-                  labels: [("feature", feature)]) { on ? 1 : 0 }
+            gauge(
+                "udptun_offload_enabled", help: "Kernel offloads in use, as probed at start (the log's offloads line).",
+                labels: [("feature", feature)]
+            ) { on ? 1 : 0 }
         }
     }
 
@@ -54,14 +64,23 @@ extension MetricsExposition {
     public func addSessions(names: [String], counters: SessionCounters) {
         for (index, name) in names.enumerated() where index < counters.count {
             let labels = [("session", name)]
-            counter("udptun_session_forwarded_packets_total", help: "Inner packets from this session written to the TUN device (JSON: sessions.forwarded).",
-                    labels: labels) { counters.forwarded[index].load }
-            counter("udptun_session_forwarded_bytes_total", help: "Their bytes (JSON: sessions.forwarded_bytes).",
-                    labels: labels) { counters.forwardedBytes[index].load }
-            counter("udptun_session_sent_packets_total", help: "Inner packets sealed and sent in this session (JSON: sessions.sent).",
-                    labels: labels) { counters.sent[index].load }
-            counter("udptun_session_sent_bytes_total", help: "Their bytes (JSON: sessions.sent_bytes).",
-                    labels: labels) { counters.sentBytes[index].load }
+            counter(
+                "udptun_session_forwarded_packets_total",
+                help: "Inner packets from this session written to the TUN device (JSON: sessions.forwarded).",
+                labels: labels
+            ) { counters.forwarded[index].load }
+            counter(
+                "udptun_session_forwarded_bytes_total", help: "Their bytes (JSON: sessions.forwarded_bytes).",
+                labels: labels
+            ) { counters.forwardedBytes[index].load }
+            counter(
+                "udptun_session_sent_packets_total", help: "Inner packets sealed and sent in this session (JSON: sessions.sent).",
+                labels: labels
+            ) { counters.sent[index].load }
+            counter(
+                "udptun_session_sent_bytes_total", help: "Their bytes (JSON: sessions.sent_bytes).",
+                labels: labels
+            ) { counters.sentBytes[index].load }
         }
     }
 
@@ -75,8 +94,10 @@ extension MetricsExposition {
 
     /// Failed re-reads of the relay's own addresses.
     public func addOwnAddresses(_ ownAddresses: OwnAddresses) {
-        counter("udptun_own_address_refresh_failed_total",
-                help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed).") { ownAddresses.failedRefreshes }
+        counter(
+            "udptun_own_address_refresh_failed_total",
+            help: "Failed re-reads of the relay's own addresses (JSON: own_address_refresh_failed)."
+        ) { ownAddresses.failedRefreshes }
     }
 
     /// The client's generator.
@@ -91,20 +112,32 @@ extension MetricsExposition {
     public func addClients(_ table: ClientTable, chunk: Int = 256) {
         labelledSeries(
             label: "client",
-            counters: [("udptun_client_received_packets_total", "Inner packets from this client forwarded to the TUN device (up to a second late)."),
-                       ("udptun_client_received_bytes_total", "Inner bytes from this client forwarded to the TUN device (up to a second late)."),
-                       ("udptun_client_sent_packets_total", "Inner packets routed to this client."),
-                       ("udptun_client_sent_bytes_total", "Inner bytes routed to this client.")],
-            gauges: [("udptun_client_last_seen_timestamp_seconds", "When this client's return path was last refreshed by a packet or a keepalive (Unix time, to the second).")]
+            counters: [
+                (
+                    "udptun_client_received_packets_total",
+                    "Inner packets from this client forwarded to the TUN device (up to a second late)."
+                ),
+                ("udptun_client_received_bytes_total", "Inner bytes from this client forwarded to the TUN device (up to a second late)."),
+                ("udptun_client_sent_packets_total", "Inner packets routed to this client."),
+                ("udptun_client_sent_bytes_total", "Inner bytes routed to this client.")
+            ],
+            gauges: [
+                (
+                    "udptun_client_last_seen_timestamp_seconds",
+                    "When this client's return path was last refreshed by a packet or a keepalive (Unix time, to the second)."
+                )
+            ]
         ) {
             let monotonic = Clock.monotonicNanoseconds(), wall = Clock.wallNanoseconds()
             var values: [LabelledValues] = [], next: Int? = 0
             while let start = next {
                 let (clients, following) = table.clients(from: start, limit: chunk)
                 for client in clients {
-                    values.append(LabelledValues(label: client.address.description,
-                                                 counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
-                                                 gauges: [Double(wall &- client.idle(at: monotonic)) / 1e9]))
+                    values.append(
+                        LabelledValues(
+                            label: client.address.description,
+                            counters: [client.received.packets, client.received.bytes, client.sent.packets, client.sent.bytes],
+                            gauges: [Double(wall &- client.idle(at: monotonic)) / 1e9]))
                 }
                 next = following
             }
@@ -116,20 +149,27 @@ extension MetricsExposition {
     /// `gtpu_*` and `echo_rtt_us`.
     public func addGTPUPaths(_ monitor: GTPUPathMonitor) {
         let summary = snapshot { monitor.summary }
-        gauge("udptun_gtpu_paths_down", help: "GTP-U peers that missed \(GTPUPathMonitor.missedForDown) echoes in a row (JSON: gtpu_paths_down).") {
+        gauge(
+            "udptun_gtpu_paths_down",
+            help: "GTP-U peers that missed \(GTPUPathMonitor.missedForDown) echoes in a row (JSON: gtpu_paths_down)."
+        ) {
             Double(summary.value.pathsDown)
         }
         counter("udptun_gtpu_path_down_events_total", help: "Times a GTP-U path went down (JSON: gtpu_path_down_events).") {
             UInt64(summary.value.downEvents)
         }
-        gauge("udptun_gtpu_echo_rtt_seconds", help: "Shortest last echo round trip over the GTP-U paths, 0 before any (JSON: echo_rtt_us).") {
+        gauge("udptun_gtpu_echo_rtt_seconds", help: "Shortest last echo round trip over the GTP-U paths, 0 before any (JSON: echo_rtt_us).")
+        {
             Double(summary.value.shortestRoundTrip ?? 0) / 1e9
         }
         gauge("udptun_gtpu_rejected_teids", help: "TEIDs a peer answered with an Error Indication (JSON: gtpu_rejected_teids).") {
             Double(summary.value.rejectedTEIDs)
         }
-        counter("udptun_gtpu_ignored_rejections_total",
-                help: "Error Indications naming our TEIDs that were not acted on: from an endpoint the session does not use (JSON: gtpu_ignored_rejections).") {
+        counter(
+            "udptun_gtpu_ignored_rejections_total",
+            help:
+                "Error Indications naming our TEIDs that were not acted on: from an endpoint the session does not use (JSON: gtpu_ignored_rejections)."
+        ) {
             summary.value.ignoredRejections
         }
     }
@@ -151,18 +191,25 @@ extension MetricsExposition {
         counter("udptun_sink_reordered_total", "Generator payloads that arrived after a later one (JSON: reordered).") { $0.reordered }
         counter("udptun_sink_corrupt_total", "Generator payloads whose CRC or length is wrong (JSON: corrupt).") { $0.corrupt }
         counter("udptun_sink_unsequenced_total", "Datagrams that are not generator payloads (JSON: unsequenced).") { $0.unsequenced }
-        gauge("udptun_sink_lost_payloads", "Generator payloads missing below the highest sequence seen; falls when late ones arrive (JSON: lost).") {
+        gauge(
+            "udptun_sink_lost_payloads",
+            "Generator payloads missing below the highest sequence seen; falls when late ones arrive (JSON: lost)."
+        ) {
             Double($0.totals.lost)
         }
         gauge("udptun_sink_streams", "Generator streams being tracked (JSON: streams).") { Double($0.totals.streams) }
-        counter("udptun_sink_streams_replaced_total",
-                "Streams dropped, least recently seen first, to track new ones beyond \(SinkAccounting.maximumStreams) (JSON: streams_replaced).") {
+        counter(
+            "udptun_sink_streams_replaced_total",
+            "Streams dropped, least recently seen first, to track new ones beyond \(SinkAccounting.maximumStreams) (JSON: streams_replaced)."
+        ) {
             $0.streamsReplaced
         }
         gauge("udptun_sink_latency_min_seconds", "Smallest one-way latency seen (JSON: latency_us.min).") {
             $0.latency.count == 0 ? 0 : Double($0.latency.minimum) / 1e9
         }
         gauge("udptun_sink_latency_average_seconds", "Mean one-way latency (JSON: latency_us.avg).") { ($0.latency.average ?? 0) / 1e9 }
-        gauge("udptun_sink_latency_max_seconds", "Largest one-way latency seen (JSON: latency_us.max).") { Double($0.latency.maximum) / 1e9 }
+        gauge("udptun_sink_latency_max_seconds", "Largest one-way latency seen (JSON: latency_us.max).") {
+            Double($0.latency.maximum) / 1e9
+        }
     }
 }

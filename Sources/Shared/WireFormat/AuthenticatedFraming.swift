@@ -128,8 +128,11 @@ public struct AuthenticatedFraming: Framing {
             slot.setU16(keyID, at: start + 2)
             slot.setU64(sender, at: start + 4)
             slot.setU64(counter, at: start + 12)
-            guard PacketCrypto.seal(&slot, header: start..<packet.lowerBound, payload: packet, tagOffset: packet.upperBound,
-                                    encrypt: encrypt, key: senderKey, counter: counter) else { return nil }
+            guard
+                PacketCrypto.seal(
+                    &slot, header: start..<packet.lowerBound, payload: packet, tagOffset: packet.upperBound,
+                    encrypt: encrypt, key: senderKey, counter: counter)
+            else { return nil }
             counter += 1
             return start..<end
         }
@@ -157,17 +160,23 @@ public struct AuthenticatedFraming: Framing {
             var window: ReplayWindow
         }
 
-        public init(key: TunnelKey,
-                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedFraming.newSendersPerSecond,
-                                                          burst: UInt64(AuthenticatedFraming.maximumSenders)),
-                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+        public init(
+            key: TunnelKey,
+            newSenders: TokenBucket = TokenBucket(
+                rate: AuthenticatedFraming.newSendersPerSecond,
+                burst: UInt64(AuthenticatedFraming.maximumSenders)),
+            clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }
+        ) {
             self.init(keys: [key], newSenders: newSenders, clock: clock)
         }
 
-        public init(keys: [TunnelKey],
-                    newSenders: TokenBucket = TokenBucket(rate: AuthenticatedFraming.newSendersPerSecond,
-                                                          burst: UInt64(AuthenticatedFraming.maximumSenders)),
-                    clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }) {
+        public init(
+            keys: [TunnelKey],
+            newSenders: TokenBucket = TokenBucket(
+                rate: AuthenticatedFraming.newSendersPerSecond,
+                burst: UInt64(AuthenticatedFraming.maximumSenders)),
+            clock: @escaping @Sendable () -> UInt64 = { Clock.monotonicNanoseconds() }
+        ) {
             self.keys = keys
             keyIDs = keys.map(\.id)
             self.newSenders = newSenders
@@ -178,8 +187,10 @@ public struct AuthenticatedFraming: Framing {
 
         public var knownSenders: Int { senders.count }
 
-        public mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
-                                  reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+        public mutating func open(
+            _ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+            reply: inout MutableSpan<UInt8>
+        ) -> OpenedDatagram {
             switch open(&slot, datagram: datagram) {
             case let .success((payload, keyIndex)): .forward(payload, session: PeerSession(index: keyIndex))
             case let .failure(reason): .drop(reason, reply: nil)
@@ -214,8 +225,10 @@ public struct AuthenticatedFraming: Framing {
             if known == nil, !newSenders.take(now: clock()) { return .failure(.senderLimit) }
             let senderKey = known.map { senders[$0].key } ?? SenderKey(keys[keyIndex], sender: sender, cipher: sealing.cipher)
             let payload = (start + header)..<(datagram.upperBound - tag)
-            guard PacketCrypto.open(&slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
-                                    encrypted: sealing.encrypted, key: senderKey, counter: counter)
+            guard
+                PacketCrypto.open(
+                    &slot, header: start..<payload.lowerBound, payload: payload, tagOffset: payload.upperBound,
+                    encrypted: sealing.encrypted, key: senderKey, counter: counter)
             else { return .failure(.badTag) }
             let index = known ?? remember(sender, key: senderKey, keyIndex: keyIndex)
             senders[index].window.accept(counter)

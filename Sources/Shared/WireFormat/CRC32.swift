@@ -34,7 +34,8 @@ public struct CRC32: Sendable {
             let word = UInt64(littleEndian: raw.unsafeLoadUnaligned(fromByteOffset: index, as: UInt64.self))
             let low = crc ^ UInt32(truncatingIfNeeded: word)
             let high = UInt32(truncatingIfNeeded: word >> 32)
-            crc = Self.tables[7 * 256 + Int(low & 0xff)] ^ Self.tables[6 * 256 + Int((low >> 8) & 0xff)]
+            crc =
+                Self.tables[7 * 256 + Int(low & 0xff)] ^ Self.tables[6 * 256 + Int((low >> 8) & 0xff)]
                 ^ Self.tables[5 * 256 + Int((low >> 16) & 0xff)] ^ Self.tables[4 * 256 + Int(low >> 24)]
                 ^ Self.tables[3 * 256 + Int(high & 0xff)] ^ Self.tables[2 * 256 + Int((high >> 8) & 0xff)]
                 ^ Self.tables[256 + Int((high >> 16) & 0xff)] ^ Self.tables[Int(high >> 24)]

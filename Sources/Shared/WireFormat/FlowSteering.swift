@@ -33,7 +33,8 @@ public enum FlowSteering {
         for index in addresses { mix(packet[index]) }
         mix(transportProtocol)
         if transportProtocol == IPProtocolNumber.tcp || transportProtocol == IPProtocolNumber.udp,
-           let offset = transportOffset, offset + 4 <= packet.count {
+            let offset = transportOffset, offset + 4 <= packet.count
+        {
             for index in offset..<(offset + 4) { mix(packet[index]) }
         }
         // FNV-1a's low bits are weak (bit 0 is the parity of the bytes' low bits, and Linux gives

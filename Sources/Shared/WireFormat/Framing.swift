@@ -86,8 +86,10 @@ public protocol PacketOpener {
     /// Checks the datagram occupying `datagram` of `slot` (sent from `peer`), and says what it holds:
     /// an inner packet (decrypted in place where the framing encrypts), a control message, or a
     /// drop. A reply, if any, is written into `reply` from its start.
-    mutating func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
-                       reply: inout MutableSpan<UInt8>) -> OpenedDatagram
+    mutating func open(
+        _ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+        reply: inout MutableSpan<UInt8>
+    ) -> OpenedDatagram
 }
 
 /// The seed programs' and socat's format: the UDP payload is exactly one IP packet, nothing added.
@@ -106,8 +108,10 @@ public struct RawFraming: Framing {
 
         public func seal(_ slot: inout MutableSpan<UInt8>, packet: Range<Int>, session: PeerSession) -> Range<Int>? { packet }
 
-        public func open(_ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
-                         reply: inout MutableSpan<UInt8>) -> OpenedDatagram {
+        public func open(
+            _ slot: inout MutableSpan<UInt8>, datagram: Range<Int>, from peer: SocketAddress,
+            reply: inout MutableSpan<UInt8>
+        ) -> OpenedDatagram {
             datagram.isEmpty ? .drop(.truncated, reply: nil) : .forward(datagram, session: PeerSession())
         }
     }

@@ -90,9 +90,10 @@ public enum GSOSegmenter {
             } else {
                 output.setU16(UInt16(length - start), at: base + start + 4)
             }
-            TransportChecksum.complete(&output, packet: base..<(base + length), version: version,
-                                       proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
-                                       start: start, offset: isTCP ? 16 : 6)
+            TransportChecksum.complete(
+                &output, packet: base..<(base + length), version: version,
+                proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
+                start: start, offset: isTCP ? 16 : 6)
         }
         return .success(Layout(count: count, segmentLength: segmentLength, lastLength: lastLength, stride: stride))
     }

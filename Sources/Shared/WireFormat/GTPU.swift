@@ -128,8 +128,10 @@ public enum GTPU {
 
     /// Writes a G-PDU header for the `payloadLength` bytes that follow it at `start`: 8 bytes (flags
     /// 0x30), or 16 with a PDU Session Container (flags 0x34, one 4-octet unit: type, QFI).
-    @inlinable public static func writeGPDUHeader(_ bytes: inout MutableSpan<UInt8>, at start: Int, payloadLength: Int, teid: UInt32,
-                                       sessionContainer: (pduType: UInt8, qfi: UInt8)?) {
+    @inlinable public static func writeGPDUHeader(
+        _ bytes: inout MutableSpan<UInt8>, at start: Int, payloadLength: Int, teid: UInt32,
+        sessionContainer: (pduType: UInt8, qfi: UInt8)?
+    ) {
         let headerLength = gpduHeaderLength(sessionContainer: sessionContainer != nil)
         bytes[start] = sessionContainer == nil ? version1 : version1 | extensionFlag
         bytes[start + 1] = MessageType.gpdu
@@ -146,8 +148,10 @@ public enum GTPU {
     }
 
     /// A signalling message header (S = 1, TEID as given) whose content is `contentLength` bytes.
-    static func writeSignallingHeader(_ bytes: inout MutableSpan<UInt8>, type: UInt8, teid: UInt32 = 0, sequence: UInt16,
-                                      contentLength: Int) {
+    static func writeSignallingHeader(
+        _ bytes: inout MutableSpan<UInt8>, type: UInt8, teid: UInt32 = 0, sequence: UInt16,
+        contentLength: Int
+    ) {
         bytes[0] = version1 | sequenceFlag
         bytes[1] = type
         bytes.setU16(UInt16(optionalLength + contentLength), at: 2)
@@ -198,8 +202,9 @@ public enum GTPU {
     /// cannot understand): IE Extension Header Type List with what it does understand.
     public static func writeSupportedExtensionHeadersNotification(_ bytes: inout MutableSpan<UInt8>, sequence: UInt16) -> Int {
         let types = ExtensionType.supported
-        writeSignallingHeader(&bytes, type: MessageType.supportedExtensionHeadersNotification, sequence: sequence,
-                              contentLength: 2 + types.count)
+        writeSignallingHeader(
+            &bytes, type: MessageType.supportedExtensionHeadersNotification, sequence: sequence,
+            contentLength: 2 + types.count)
         bytes[12] = InformationElement.extensionHeaderTypeList
         bytes[13] = UInt8(types.count)
         for (index, type) in types.enumerated() { bytes[14 + index] = type }

@@ -32,4 +32,3 @@ public struct GTPUSession: Sendable, Equatable {
         return value
     }
 }
-

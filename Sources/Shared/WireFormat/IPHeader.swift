@@ -8,8 +8,10 @@ public enum IPHeader {
     /// Writes an IPv4 (with its checksum) or IPv6 header at the start of `bytes`: `total` bytes in
     /// all, carrying `transportProtocol`, TTL/hop limit 64, not fragmented. Both addresses must be of
     /// one family; `bytes` must hold the header.
-    public static func write(into bytes: inout MutableSpan<UInt8>, total: Int, transportProtocol: UInt8,
-                             from source: IPAddress, to destination: IPAddress) {
+    public static func write(
+        into bytes: inout MutableSpan<UInt8>, total: Int, transportProtocol: UInt8,
+        from source: IPAddress, to destination: IPAddress
+    ) {
         if source.isIPv4 {
             bytes.setU32(0x4500_0000 | UInt32(total), at: 0)
             bytes.setU32(0, at: 4)  // id 0, not fragmented

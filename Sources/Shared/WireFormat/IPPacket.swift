@@ -56,7 +56,8 @@ public enum IPPacket {
         guard InternetChecksum.of(packet.extracting(0..<headerLength)) == 0 else { return .failure(.badChecksum) }
         guard packet[8] > 0 else { return .failure(.ttlExpired) }
         if headerLength > ipv4MinimumHeaderLength,
-           let failure = checkOptions(packet.extracting(ipv4MinimumHeaderLength..<headerLength)) {
+            let failure = checkOptions(packet.extracting(ipv4MinimumHeaderLength..<headerLength))
+        {
             return .failure(failure)
         }
 
@@ -82,9 +83,10 @@ public enum IPPacket {
                 return .failure(failure)
             }
         }
-        return .success(IPPacketInfo(
-            version: 4, source: source, destination: destination, transportProtocol: proto,
-            totalLength: totalLength, headerLength: headerLength, isFragment: moreFragments || fragmentOffset != 0))
+        return .success(
+            IPPacketInfo(
+                version: 4, source: source, destination: destination, transportProtocol: proto,
+                totalLength: totalLength, headerLength: headerLength, isFragment: moreFragments || fragmentOffset != 0))
     }
 
     static func validateIPv6(_ packet: Span<UInt8>) -> Result<IPPacketInfo, DropReason> {
@@ -103,10 +105,11 @@ public enum IPPacket {
         {
             return .failure(failure)
         }
-        return .success(IPPacketInfo(
-            version: 6, source: source, destination: destination, transportProtocol: nextHeader,
-            totalLength: packet.count, headerLength: ipv6HeaderLength,
-            isFragment: nextHeader == IPProtocolNumber.ipv6Fragment))
+        return .success(
+            IPPacketInfo(
+                version: 6, source: source, destination: destination, transportProtocol: nextHeader,
+                totalLength: packet.count, headerLength: ipv6HeaderLength,
+                isFragment: nextHeader == IPProtocolNumber.ipv6Fragment))
     }
 
     /// Walks the IPv4 options: a source route is refused, and so is an option that runs past the

@@ -12,8 +12,9 @@ public enum KeepalivePacket {
         let length = IPHeader.length(like: source)
         guard offset >= 0, offset + length <= buffer.count else { return nil }
         var bytes = buffer.extracting(offset..<(offset + length))
-        IPHeader.write(into: &bytes, total: length, transportProtocol: transportProtocol, from: source,
-                       to: .unspecified(like: source))
+        IPHeader.write(
+            into: &bytes, total: length, transportProtocol: transportProtocol, from: source,
+            to: .unspecified(like: source))
         return offset..<(offset + length)
     }
 
@@ -21,11 +22,13 @@ public enum KeepalivePacket {
     /// or otherwise unusable (a client that knows no inner address of its own): the caller checks.
     public static func source(of packet: Span<UInt8>) -> IPAddress? {
         if packet.count == IPPacket.ipv4MinimumHeaderLength, packet[0] == 0x45, packet.u16(at: 2) == packet.count,
-           packet[9] == transportProtocol, packet.u32(at: 16) == 0, InternetChecksum.of(packet) == 0 {
+            packet[9] == transportProtocol, packet.u32(at: 16) == 0, InternetChecksum.of(packet) == 0
+        {
             return .v4(packet.u32(at: 12))
         }
         if packet.count == IPPacket.ipv6HeaderLength, packet[0] >> 4 == 6, packet.u16(at: 4) == 0, packet[6] == transportProtocol,
-           packet.u64(at: 24) == 0, packet.u64(at: 32) == 0 {
+            packet.u64(at: 24) == 0, packet.u64(at: 32) == 0
+        {
             return .v6(packet.u64(at: 8), packet.u64(at: 16))
         }
         return nil

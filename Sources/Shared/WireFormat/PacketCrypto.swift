@@ -1,9 +1,10 @@
 import CAEAD
 import Crypto
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The shared secret of an authenticated tunnel: 32 random bytes, kept base64-encoded in a key file.
@@ -83,8 +84,10 @@ enum PacketCrypto {
 
     /// Seals `payload` (encrypting it when `encrypt`, else authenticating it with the header) and
     /// writes the tag at `tagOffset`. The header must directly precede the payload.
-    static func seal(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
-                     encrypt: Bool, key: SenderKey, counter: UInt64) -> Bool {
+    static func seal(
+        _ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
+        encrypt: Bool, key: SenderKey, counter: UInt64
+    ) -> Bool {
         precondition(header.upperBound == payload.lowerBound && tagOffset + tagLength <= buffer.count)
         return apply(&buffer, header: header, payload: payload, tagOffset: tagOffset, encrypted: encrypt, counter: counter) {
             caead_seal(key.cipher, $0, $1, $2, $3, $4, $5)
@@ -92,8 +95,10 @@ enum PacketCrypto {
     }
 
     /// Verifies (and decrypts in place, when `encrypted`) what `seal` produced. False on any mismatch.
-    static func open(_ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
-                     encrypted: Bool, key: SenderKey, counter: UInt64) -> Bool {
+    static func open(
+        _ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int,
+        encrypted: Bool, key: SenderKey, counter: UInt64
+    ) -> Bool {
         guard header.upperBound == payload.lowerBound, tagOffset + tagLength <= buffer.count else { return false }
         return apply(&buffer, header: header, payload: payload, tagOffset: tagOffset, encrypted: encrypted, counter: counter) {
             caead_open(key.cipher, $0, $1, $2, $3, $4, $5)
@@ -106,7 +111,8 @@ enum PacketCrypto {
     private static func apply(
         _ buffer: inout MutableSpan<UInt8>, header: Range<Int>, payload: Range<Int>, tagOffset: Int, encrypted: Bool,
         counter: UInt64,
-        _ operation: (UnsafeMutablePointer<UInt8>, Int, UnsafeMutablePointer<UInt8>, UnsafePointer<UInt8>, UnsafePointer<UInt8>, Int) -> Int32
+        _ operation: (UnsafeMutablePointer<UInt8>, Int, UnsafeMutablePointer<UInt8>, UnsafePointer<UInt8>, UnsafePointer<UInt8>, Int) ->
+            Int32
     ) -> Bool {
         let associated = encrypted ? header : header.lowerBound..<payload.upperBound
         let ciphertext = encrypted ? payload : payload.upperBound..<payload.upperBound
@@ -115,9 +121,10 @@ enum PacketCrypto {
         return buffer.withUnsafeMutableBufferPointer { bytes in
             withUnsafeBytes(of: nonce) { nonceBytes in
                 let base = bytes.baseAddress!
-                return operation(base + ciphertext.lowerBound, ciphertext.count, base + tagOffset,
-                                 nonceBytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + 4,
-                                 base + associated.lowerBound, associated.count) == 1
+                return operation(
+                    base + ciphertext.lowerBound, ciphertext.count, base + tagOffset,
+                    nonceBytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + 4,
+                    base + associated.lowerBound, associated.count) == 1
             }
         }
     }

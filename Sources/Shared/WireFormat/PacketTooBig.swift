@@ -28,8 +28,10 @@ public enum PacketTooBig {
     /// Writes the error about `packet` (validated as `info`) for a next hop of `mtu` bytes, sent
     /// from `source` to the packet's source, at `offset` of `buffer`. Returns its range, or nil when
     /// `source` is not of the packet's family or the buffer is too short.
-    public static func write(into buffer: inout MutableSpan<UInt8>, at offset: Int, about packet: Span<UInt8>,
-                             info: IPPacketInfo, mtu: Int, from source: IPAddress) -> Range<Int>? {
+    public static func write(
+        into buffer: inout MutableSpan<UInt8>, at offset: Int, about packet: Span<UInt8>,
+        info: IPPacketInfo, mtu: Int, from source: IPAddress
+    ) -> Range<Int>? {
         guard source.isIPv4 == (info.version == 4), info.source.isIPv4 == source.isIPv4 else { return nil }
         let headerLength = info.version == 4 ? IPPacket.ipv4MinimumHeaderLength : IPPacket.ipv6HeaderLength
         let limit = info.version == 4 ? ipv4ErrorLimit : ipv6ErrorLimit
@@ -39,8 +41,9 @@ public enum PacketTooBig {
         var bytes = buffer.extracting(offset..<(offset + total))
         let icmp = headerLength
         bytes.copy(from: packet.extracting(0..<quoted), to: icmp + 8)
-        IPHeader.write(into: &bytes, total: total, transportProtocol: info.version == 4 ? IPProtocolNumber.icmp : IPProtocolNumber.icmpv6,
-                       from: source, to: info.source)
+        IPHeader.write(
+            into: &bytes, total: total, transportProtocol: info.version == 4 ? IPProtocolNumber.icmp : IPProtocolNumber.icmpv6,
+            from: source, to: info.source)
         if info.version == 4 {
             bytes.setU32(0x0304_0000, at: icmp)  // type 3, code 4, checksum 0 for now
             bytes.setU32(UInt32(min(mtu, 0xffff)), at: icmp + 4)  // unused (16 bits), next-hop MTU

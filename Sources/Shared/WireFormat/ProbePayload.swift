@@ -50,10 +50,12 @@ public struct ProbePayload: Sendable, Equatable {
     public static func decode(_ bytes: Span<UInt8>) -> Decoded {
         guard bytes.count >= 4, bytes.u32(at: 0) == magic else { return .unsequenced }
         guard bytes.count >= headerLength, Int(bytes.u16(at: 24)) == bytes.count,
-              bytes.u32(at: 28) == checksum(bytes) else { return .corrupt }
-        return .probe(ProbePayload(
-            streamID: bytes.u32(at: 4), sequence: bytes.u64(at: 8),
-            sendTimeNanoseconds: bytes.u64(at: 16), length: bytes.count))
+            bytes.u32(at: 28) == checksum(bytes)
+        else { return .corrupt }
+        return .probe(
+            ProbePayload(
+                streamID: bytes.u32(at: 4), sequence: bytes.u64(at: 8),
+                sendTimeNanoseconds: bytes.u64(at: 16), length: bytes.count))
     }
 
     /// CRC-32 of everything except the CRC field itself (bytes 28..<32).

@@ -69,12 +69,15 @@ public struct SegmentCoalescer: Sendable {
     /// Whether the TCP or UDP checksum of the packet whose headers are `headers[0..<headersLength]`
     /// and whose payload is `payload` (the rest, even for the first member where it lies apart) is
     /// right. A UDP checksum of 0 (none, IPv4 only) is not.
-    static func checksumIsValid(headers: Span<UInt8>, headersLength: Int, payload: Span<UInt8>, version: Int, isTCP: Bool,
-                                start: Int) -> Bool {
+    static func checksumIsValid(
+        headers: Span<UInt8>, headersLength: Int, payload: Span<UInt8>, version: Int, isTCP: Bool,
+        start: Int
+    ) -> Bool {
         if !isTCP, headers.u16(at: start + 6) == 0 { return false }
-        var checksum = TransportChecksum.pseudoHeader(version: version, packet: headers,
-                                                      proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
-                                                      length: headersLength - start + payload.count)
+        var checksum = TransportChecksum.pseudoHeader(
+            version: version, packet: headers,
+            proto: isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp,
+            length: headersLength - start + payload.count)
         checksum.add(headers.extracting(start..<headersLength))
         checksum.add(payload)  // at an even offset: transport headers are 8 bytes or a multiple of 4
         return checksum.value == 0
@@ -104,22 +107,30 @@ public struct SegmentCoalescer: Sendable {
     /// Takes `packet` into the group if it continues it (its payload, `packet[headersLength...]`,
     /// is then the group's next); false means flush the group first. `headers` are the group's;
     /// `firstPayload` is its first packet's payload (whose checksum is verified with the second's).
-    public mutating func append(_ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>,
-                                firstPayload: Span<UInt8>) -> Bool {
+    public mutating func append(
+        _ packet: Span<UInt8>, info: IPPacketInfo, headers: inout MutableSpan<UInt8>,
+        firstPayload: Span<UInt8>
+    ) -> Bool {
         guard !closed, count > 0, !info.isFragment, info.version == version, info.headerLength == transportStart,
-              info.transportProtocol == (isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp),
-              count < (isTCP ? Self.maximumSegments : Self.maximumUDPSegments) else { return false }
+            info.transportProtocol == (isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp),
+            count < (isTCP ? Self.maximumSegments : Self.maximumUDPSegments)
+        else { return false }
         let packetHeaders = transportStart + transportHeaderLength(packet)
         let payload = packet.count - packetHeaders
         guard packetHeaders == headersLength, payload > 0, payload <= segmentSize,
-              length + payload <= Self.maximumLength + (version == 6 ? IPPacket.ipv6HeaderLength : 0),
-              !isTCP || packet.u32(at: transportStart + 4) == nextSequence,
-              sameFlow(packet, headers.span),
-              Self.checksumIsValid(headers: packet, headersLength: headersLength, payload: packet.extracting(headersLength..<packet.count),
-                                   version: version, isTCP: isTCP, start: transportStart) else { return false }
+            length + payload <= Self.maximumLength + (version == 6 ? IPPacket.ipv6HeaderLength : 0),
+            !isTCP || packet.u32(at: transportStart + 4) == nextSequence,
+            sameFlow(packet, headers.span),
+            Self.checksumIsValid(
+                headers: packet, headersLength: headersLength, payload: packet.extracting(headersLength..<packet.count),
+                version: version, isTCP: isTCP, start: transportStart)
+        else { return false }
         if !firstVerified {
-            guard Self.checksumIsValid(headers: headers.span, headersLength: headersLength, payload: firstPayload,
-                                       version: version, isTCP: isTCP, start: transportStart) else { return false }
+            guard
+                Self.checksumIsValid(
+                    headers: headers.span, headersLength: headersLength, payload: firstPayload,
+                    version: version, isTCP: isTCP, start: transportStart)
+            else { return false }
             firstVerified = true
         }
         length += payload
@@ -141,7 +152,8 @@ public struct SegmentCoalescer: Sendable {
             for index in range where packet[index] != first[index] { return false }
             return true
         }
-        let ipSame = version == 4
+        let ipSame =
+            version == 4
             ? packet[1] == first[1] && packet[6] == first[6] && packet[8] == first[8] && equal(12..<20)
             : equal(0..<4) && packet[7] == first[7] && equal(8..<40)
         let start = transportStart
@@ -169,8 +181,10 @@ public struct SegmentCoalescer: Sendable {
         let proto = isTCP ? IPProtocolNumber.tcp : IPProtocolNumber.udp
         let checksumOffset = isTCP ? 16 : 6
         if !isTCP { buffer.setU16(UInt16(length - transportStart), at: transportStart + 4) }
-        let pseudo = TransportChecksum.pseudoHeader(version: version, packet: buffer.span, proto: proto,
-                                                    length: length - transportStart).folded
+        let pseudo = TransportChecksum.pseudoHeader(
+            version: version, packet: buffer.span, proto: proto,
+            length: length - transportStart
+        ).folded
         buffer.setU16(pseudo, at: transportStart + checksumOffset)
         var header = VirtioNetHeader()
         header.flags = VirtioNetHeader.needsChecksum

@@ -15,8 +15,10 @@ public enum TransportChecksum {
 
     /// Computes and stores the checksum of the packet occupying `packet` in `buffer`, whose transport
     /// segment starts `start` bytes in, with the checksum field `offset` bytes into the segment.
-    public static func complete(_ buffer: inout MutableSpan<UInt8>, packet: Range<Int>, version: Int, proto: UInt8,
-                                start: Int, offset: Int) {
+    public static func complete(
+        _ buffer: inout MutableSpan<UInt8>, packet: Range<Int>, version: Int, proto: UInt8,
+        start: Int, offset: Int
+    ) {
         let field = packet.lowerBound + start + offset
         buffer.setU16(0, at: field)
         var value = compute(buffer.span.extracting(packet), version: version, proto: proto, start: start)
