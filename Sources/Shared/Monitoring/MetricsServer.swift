@@ -16,8 +16,8 @@ import WireFormat
 /// source's only connection excepted). At most `maximumAnswers` renders of the exposition
 /// are held by connections still being answered; requests beyond share the newest one.
 ///
-/// Not SwiftNIO's HTTP/1 server: linking and running it added 3.6 MB of resident memory to each
-/// program (the relay at 17 MB with metrics on, against a 16 MB budget).
+/// Not SwiftNIO's HTTP/1 server: it cost each program more resident memory than the budget allows
+/// (docs/BENCHMARKS.md, "Figures measured once, behind design choices").
 public final class MetricsServer: Sendable {
     public struct Limits: Sendable {
         public var maximumConnections = 16
