@@ -30,16 +30,22 @@ extension EndToEnd {
                 ] + (bind.map { ["--bind", $0] } ?? []), name: name)
         }
 
+        /// Sink, relay and a generating client, with delivery under way.
+        func startTrio(_ lab: Lab) throws -> (sink: Spawned, relay: Spawned, client: Spawned) {
+            let sink = try startSink(lab)
+            try sink.waitForLog("sink listening")
+            let relay = try lab.relay()
+            let client = try startClient(lab)
+            try client.waitForLog("generator starting")
+            Thread.sleep(forTimeInterval: 1)
+            #expect(sink.latestReceived > 500)
+            return (sink, relay, client)
+        }
+
         @Test("relay killed and restarted: the client keeps running and delivery resumes within a second")
         func relayRestart() throws {
             try Lab.with { lab in
-                let sink = try startSink(lab)
-                try sink.waitForLog("sink listening")
-                let relay = try lab.relay()
-                let client = try startClient(lab)
-                try client.waitForLog("generator starting")
-                Thread.sleep(forTimeInterval: 1)
-                #expect(sink.latestReceived > 500)
+                let (sink, relay, client) = try startTrio(lab)
                 kill(relay.process.processIdentifier, SIGKILL)  // a crash, not a clean stop
                 _ = relay.wait(timeout: 5)
                 Thread.sleep(forTimeInterval: 0.5)
@@ -79,13 +85,7 @@ extension EndToEnd {
         @Test("tun2 set down: the relay drops and counts what it cannot write and runs on; up: delivery resumes; deleted: it exits")
         func relayDeviceDownAndUp() throws {
             try Lab.with { lab in
-                let sink = try startSink(lab)
-                try sink.waitForLog("sink listening")
-                let relay = try lab.relay()
-                let client = try startClient(lab)
-                try client.waitForLog("generator starting")
-                Thread.sleep(forTimeInterval: 1)
-                #expect(sink.latestReceived > 500)
+                let (sink, relay, client) = try startTrio(lab)
                 #expect(lab.run(.b, ["ip", "link", "set", "tun2", "down"]).status == 0)
                 Thread.sleep(forTimeInterval: 1)  // writes to tun2 fail with EIO
                 #expect(relay.isRunning, "a device that is down is not gone: \(relay.stderr)")

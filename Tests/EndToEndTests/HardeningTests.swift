@@ -227,13 +227,19 @@ extension EndToEnd {
                 for destination in ["198.18.2.255:9999", "198.18.9.5:9999"] {
                     try lab.sendDatagram(Array("tunnelled to \(destination)\n".utf8), from: .a, to: destination)
                 }
-                Thread.sleep(forTimeInterval: 1)
-                #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
-                #expect(relay.stop() == 0)
-                #expect(client.stop() == 0)
-                let report = try #require(relay.report())
-                #expect(report.drop("forbidden_destination") == 2, "\(report)")
+                try Self.expectNoLocalDelivery(listener: listener, relay: relay, client: client, forbidden: 2)
             }
+        }
+
+        /// After tunnelled sends to addresses B delivers locally: B's listener heard none of them, and
+        /// the relay dropped each as `forbidden_destination`.
+        static func expectNoLocalDelivery(listener: Spawned, relay: Spawned, client: Spawned, forbidden: Int) throws {
+            Thread.sleep(forTimeInterval: 1)
+            #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
+            #expect(relay.stop() == 0)
+            #expect(client.stop() == 0)
+            let report = try #require(relay.report())
+            #expect(report.drop("forbidden_destination") == forbidden, "\(report)")
         }
 
         @Test("B's IPv6 subnet-router anycast address (an anycast route, no interface address) is no destination")
@@ -254,12 +260,7 @@ extension EndToEnd {
                 try client.waitForLog("client tunnelling")
                 try lab.addInnerIPv6ToClient()
                 try lab.sendDatagram(Array("tunnelled\n".utf8), from: .a, to: "[2001:db8:2::]:9999")
-                Thread.sleep(forTimeInterval: 1)
-                #expect(!listener.stdout.contains("tunnelled"), "B delivered a tunnelled packet locally: \(listener.stdout)")
-                #expect(relay.stop() == 0)
-                #expect(client.stop() == 0)
-                let report = try #require(relay.report())
-                #expect(report.drop("forbidden_destination") == 1, "\(report)")
+                try Self.expectNoLocalDelivery(listener: listener, relay: relay, client: client, forbidden: 1)
             }
         }
 
