@@ -51,7 +51,9 @@ public struct PacketPolicy: Sendable {
     public var ownAddresses: [IPAddress]
     /// What the relay's kernel delivers locally (`LocalRoutes`: local, broadcast and anycast routes,
     /// a whole prefix where a route covers one): never a destination either.
-    public var localPrefixes: [IPPrefix]
+    public var localPrefixes: [IPPrefix] { didSet { localSet = PrefixSet(localPrefixes) } }
+    /// `localPrefixes` as the per-packet check reads them.
+    private var localSet: PrefixSet
 
     /// Never reachable through the relay: loopback, link-local, multicast, broadcast, "this network",
     /// and IPv4-mapped IPv6.
@@ -59,6 +61,9 @@ public struct PacketPolicy: Sendable {
         "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
         "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96"
     ].compactMap { IPPrefix($0) }
+
+    /// `forbiddenDestinations` as the per-packet check reads them.
+    static let forbiddenSet = PrefixSet(forbiddenDestinations)
 
     static let loopback: [IPPrefix] = ["127.0.0.0/8", "::1/128"].compactMap { IPPrefix($0) }
 
@@ -80,6 +85,7 @@ public struct PacketPolicy: Sendable {
         self.allowedDestinations = allowedDestinations
         self.ownAddresses = ownAddresses
         self.localPrefixes = localPrefixes
+        localSet = PrefixSet(localPrefixes)
     }
 
     /// The address the relay's ICMP errors about packets from `destination` come from: the first of
@@ -114,9 +120,7 @@ public struct PacketPolicy: Sendable {
     public func refusal(for info: IPPacketInfo, from peer: IPAddress, session: PeerSession = PeerSession()) -> DropReason? {
         if let refusal = sourceRefusal(for: info.source, from: peer, session: session) { return refusal }
         let destination = info.destination
-        if Self.forbiddenDestinations.contains(where: { $0.contains(destination) }) || ownAddresses.contains(destination)
-            || localPrefixes.contains(where: { $0.contains(destination) })
-        {
+        if Self.forbiddenSet.contains(destination) || ownAddresses.contains(destination) || localSet.contains(destination) {
             return .forbiddenDestination
         }
         if let allowedDestinations, !allowedDestinations.contains(where: { $0.contains(destination) }) {

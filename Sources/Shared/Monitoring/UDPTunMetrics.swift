@@ -45,7 +45,7 @@ extension MetricsExposition {
                 self.counter(
                     count.queueMetricName, help: "Per queue: " + count.help.dropLast() + " (JSON: \(count.jsonKey)_qN).",
                     labels: [("queue", String(index))]
-                ) { queue[count].load }
+                ) { queue[count] }
             }
         }
     }
