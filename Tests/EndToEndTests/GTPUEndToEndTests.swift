@@ -88,9 +88,14 @@ extension EndToEnd {
                 let lines = zip(outer, inner).map { [$0.first == Lab.addressA ? "uplink" : "downlink"] + $1 }
                 let gpdus = lines.filter { $0.count == 7 && $0[2] == "0xff" }
                 let uplink = gpdus.filter { $0[0] == "uplink" }, downlink = gpdus.filter { $0[0] == "downlink" }
+                // Delivery is exact above (the sink's 10,000, the session's counts); the capture is not:
+                // dumpcap on the loaded two-core VM missed 16-49 of 10,003 frames in some full runs, at
+                // 5,000 and at 2,000 a second, while the tunnel carried every one. What stays strict is
+                // that every captured message decodes as sent; the capture must hold nearly all.
                 #expect(
-                    uplink.count >= 10003,
-                    "every uplink G-PDU decoded (\(uplink.count) of \(lines.count) lines: \(lines.prefix(2))); dumpcap: \(capture.stderr)")
+                    uplink.count >= 10003 * 99 / 100,
+                    "uplink G-PDUs captured and decoded: \(uplink.count) of 10,003 (\(lines.count) lines: \(lines.prefix(2))); dumpcap: \(capture.stderr)"
+                )
                 #expect(
                     uplink.allSatisfy {
                         $0[1] == "0x00000100" && $0[3] == "9" && $0[4] == "1" && $0[5] == Lab.innerA && $0[6] == Lab.addressC
