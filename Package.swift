@@ -12,7 +12,7 @@ import PackageDescription
 //   Shared/KernelIO     the kernel: one syscall wrapper, one poll wrapper, owned descriptors, TUN device with its offloads,
 //                       UDP sockets and batches, sysctl, privileges, signals, threads, the run lifecycle
 //   Shared/Engine       the tunnel: stages, driver, return-path table, policy, counters, housekeeping
-//   Shared/Measurement  the generator and the sink's accounting
+//   Shared/Measurement  the generator and the sink's accounting, latency histograms (hdrhistogram-swift)
 //   Shared/Monitoring   the Prometheus exposition of those counters (swift-prometheus) and its endpoint
 //   Shared/CLI          option groups, role runner, exit codes, reports
 //   Client, Relay, Sink the three programs: their options and a few lines
@@ -32,7 +32,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1")
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0")
     ],
     targets: [
         .target(name: "CLinux", path: "Sources/Shared/CLinux"),
@@ -43,7 +44,10 @@ let package = Package(
             path: "Sources/Shared/WireFormat"),
         .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/Shared/KernelIO"),
         .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Engine"),
-        .target(name: "Measurement", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Measurement"),
+        .target(
+            name: "Measurement",
+            dependencies: ["KernelIO", "WireFormat", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Sources/Shared/Measurement"),
         .target(
             name: "Monitoring",
             dependencies: [
