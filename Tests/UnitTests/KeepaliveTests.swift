@@ -74,6 +74,24 @@ struct KeepaliveTests {
         #expect(figures[.received] == figures[.forwarded] + figures.control + figures.dropped)
     }
 
+    @Test("a keepalive the client table refuses counts as a drop only, so received = forwarded + control + dropped")
+    func refusedKeepaliveCountsOnce() throws {
+        let clients = ClientTable(capacity: 1), lifecycle = try Lifecycle()
+        let tun = FakeTunQueue(), socket = FakeDatagramSocket(), counters = TunnelCounters()
+        let policy = InboundPolicy(
+            allowedSources: [IPPrefix("198.18.1.0/24")!], maximumPacketLength: 1500,
+            packets: PacketPolicy(clientRules: [PacketPolicy.ClientRule("198.18.1.1/32=198.19.0.0/24")!]))
+        var inbound = InboundStage(
+            socket: socket, tunQueues: [tun], framing: RawFraming(), policy: policy, counters: counters, clients: clients)
+        socket.deliver(try Self.keepalive(from: Self.inner), from: Self.client)
+        socket.deliver(try Self.keepalive(from: IPAddress("198.19.0.2")!), from: Self.client)  // the table is full
+        EngineTests.drain(&inbound, lifecycle)
+        let figures = counters.snapshot()
+        #expect(figures.drops(.clientTableFull) == 1)
+        #expect(figures.controlReceived[ControlMessage.keepalive.rawValue] == 1, "the refused one is a drop, not a keepalive")
+        #expect(figures[.received] == figures[.forwarded] + figures.control + figures.dropped)
+    }
+
     @Test("a relay stage without a packet policy learns nothing from a keepalive: no source rules to pass is no pass")
     func keepaliveWithoutPolicyTeachesNothing() throws {
         let clients = ClientTable(capacity: 8), lifecycle = try Lifecycle()

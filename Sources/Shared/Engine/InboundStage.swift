@@ -194,12 +194,15 @@ public struct InboundStage: PipelineStage {
         }
         let packet = slotBytes.span.extracting(inner)
         if packet.count <= IPPacket.ipv6HeaderLength, let source = KeepalivePacket.source(of: packet) {
-            tally.received(.keepalive)
             // Refreshes the return path as a packet from that source would (same source checks),
-            // forwards nothing. A keepalive without a usable source only kept the NAT mapping.
-            if clients != nil, policy.mayRefresh(source, from: peer.ip, session: session) {
-                _ = learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now))
+            // forwards nothing. A keepalive without a usable source only kept the NAT mapping. One
+            // the table refuses is counted as that drop alone.
+            if clients != nil, policy.mayRefresh(source, from: peer.ip, session: session),
+                learnReturnPath(source, ClientTable.Entry(endpoint: peer, session: session, localAddress: local, refreshedAt: now)) == nil
+            {
+                return
             }
+            tally.received(.keepalive)
             return
         }
         let info: IPPacketInfo
