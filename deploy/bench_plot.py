@@ -28,7 +28,7 @@ UDP = (("udp64", "UDP 64 B"), ("udp64-4mb", "UDP 64 B, 4 MB buffers"), ("udp1400
 PINGS = (("ping", "10 ms gaps"), ("ping1ms", "1 ms gaps"))
 # RTT figures, drawn for every row that has them, in this order. A statistic the bench records later
 # (the sink's reflector will give percentiles) needs only its key, name and marker here.
-RTT_STATS = (("p50_ms", "p50", "|"), ("avg_ms", "avg", "o"), ("p90_ms", "p90", "^"), ("p99_ms", "p99", "s"),
+RTT_STATS = (("p50_ms", "p50", "v"), ("avg_ms", "avg", "o"), ("p90_ms", "p90", "^"), ("p99_ms", "p99", "s"),
              ("p999_ms", "p99.9", "D"), ("max_ms", "max", "x"))
 
 
