@@ -31,6 +31,11 @@ Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at ful
 (delivered packets/s and loss), ping RTT (avg, p99), CPU seconds per GB moved by the tunnel's own
 processes (single-stream TCP), and their peak RSS. Prints a Markdown table with ratios and writes
 the raw results as JSON. Everything it starts is stopped, and the lab deleted, on every exit path.
+
+With --plot FILE.svg it also draws the run (deploy/bench_plot.py, matplotlib): TCP throughput, UDP
+packet rates and ping RTT per row, the copy-only ceiling marked as a bound. --plot-only RESULTS.json
+draws an earlier run's results file instead of measuring, e.g.
+  deploy/bench.py --plot-only bench-results.json --plot bench.svg
 """
 
 import argparse
@@ -769,6 +774,7 @@ def load_plotter():
     try:
         import bench_plot
     except ImportError as error:
+        shutil.rmtree(workdir, ignore_errors=True)
         sys.exit(f"bench: --plot needs matplotlib ({error}): apt-get install python3-matplotlib, and run Debian's "
                  f"/usr/bin/python3")
     return bench_plot
@@ -830,6 +836,7 @@ def main():
         return draw(load_results(args.plot_only), args.plot)
     if args.plot:
         if args.clients:
+            shutil.rmtree(workdir, ignore_errors=True)
             sys.exit("bench: --plot draws the per-row run, not --clients")
         load_plotter()  # before a run of minutes, not after it
     if args.bin:
