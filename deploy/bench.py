@@ -830,9 +830,9 @@ def main():
                         help="packets for the allocations-per-packet check (0 skips it)")
     args = parser.parse_args()
     if args.plot_only:
+        shutil.rmtree(workdir, ignore_errors=True)  # made at import; nothing is measured
         if not args.plot:
             sys.exit("bench: --plot-only needs --plot FILE.svg")
-        shutil.rmtree(workdir, ignore_errors=True)  # made at import; nothing is measured
         return draw(load_results(args.plot_only), args.plot)
     if args.plot:
         if args.clients:
