@@ -31,6 +31,11 @@ Per row: TCP 1 stream and 4 streams (iperf3), UDP 64 B and 1400 B packets at ful
 (delivered packets/s and loss), ping RTT (avg, p99), CPU seconds per GB moved by the tunnel's own
 processes (single-stream TCP), and their peak RSS. Prints a Markdown table with ratios and writes
 the raw results as JSON. Everything it starts is stopped, and the lab deleted, on every exit path.
+
+With --plot FILE.svg it also draws the run (deploy/bench_plot.py, matplotlib): TCP throughput, UDP
+packet rates and ping RTT per row, the copy-only ceiling marked as a bound. --plot-only RESULTS.json
+draws an earlier run's results file instead of measuring, e.g.
+  deploy/bench.py --plot-only bench-results.json --plot bench.svg
 """
 
 import argparse
@@ -763,6 +768,41 @@ def target_table(rows, allocations):
     return "\n".join(["| target (issue 13) | this run | |", "|---|---|---|", *lines])
 
 
+def load_plotter():
+    """deploy/bench_plot.py, imported only when asked for: the bench runs without matplotlib."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import bench_plot
+    except ImportError as error:
+        shutil.rmtree(workdir, ignore_errors=True)
+        sys.exit(f"bench: --plot needs matplotlib ({error}): apt-get install python3-matplotlib, and run Debian's "
+                 f"/usr/bin/python3")
+    return bench_plot
+
+
+def load_results(path):
+    try:
+        with open(path) as handle:
+            results = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        sys.exit(f"bench: cannot read results {path}: {error}")
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        sys.exit(f"bench: {path} holds no per-row results (a --clients run cannot be drawn)")
+    return results
+
+
+def draw(results, path):
+    """Draws `results` into `path`; the exit status: 0, or 1 with a one-line reason (the table and
+    the JSON stand either way)."""
+    try:
+        panels = load_plotter().plot(results, path)
+    except (OSError, ValueError) as error:
+        print(f"bench: cannot draw {path}: {error}", file=sys.stderr)
+        return 1
+    print(f"bench: drew {panels} panels in {path}", file=sys.stderr)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (default: all)")
@@ -777,6 +817,9 @@ def main():
     parser.add_argument("--bin", metavar="DIR", help="take udptun's programs from DIR instead of .build/release "
                                                     "(A/B rounds against a saved build)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the raw results")
+    parser.add_argument("--plot", metavar="FILE.svg", help="also draw the run as an SVG (matplotlib: Debian's python3-matplotlib)")
+    parser.add_argument("--plot-only", metavar="RESULTS.json",
+                        help="measure nothing: draw --plot from a results file an earlier run wrote (no root needed)")
     parser.add_argument("--wireguard-go", default="wireguard-go", metavar="PATH",
                         help="the wireguard-go to compare with (default: the one on PATH; the 2025 build with offloads "
                              "is much faster than Debian 12's)")
@@ -786,6 +829,16 @@ def main():
     parser.add_argument("--allocation-packets", type=int, default=100_000,
                         help="packets for the allocations-per-packet check (0 skips it)")
     args = parser.parse_args()
+    if args.plot_only:
+        shutil.rmtree(workdir, ignore_errors=True)  # made at import; nothing is measured
+        if not args.plot:
+            sys.exit("bench: --plot-only needs --plot FILE.svg")
+        return draw(load_results(args.plot_only), args.plot)
+    if args.plot:
+        if args.clients:
+            shutil.rmtree(workdir, ignore_errors=True)
+            sys.exit("bench: --plot draws the per-row run, not --clients")
+        load_plotter()  # before a run of minutes, not after it
     if args.bin:
         global BIN_DIR
         BIN_DIR = os.path.abspath(args.bin)
@@ -863,6 +916,8 @@ def main():
         print()
         print(targets)
     print(f"\nraw results: {args.json} ({results['seconds']} s, kernel {results['kernel']}, {results['cpus']} CPUs)")
+    if args.plot:
+        return draw(results, args.plot)
 
 
 def hub_main(args):
@@ -897,4 +952,4 @@ def hub_main(args):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
