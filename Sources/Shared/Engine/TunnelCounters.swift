@@ -80,7 +80,7 @@ public final class TunnelCounters: Sendable {
     public func setSocketDropped(_ value: UInt64) { counts.store(value, at: TunnelCount.socketDropped.rawValue) }
 
     public func add(_ tally: BatchTally) {
-        for index in 0..<TunnelCount.count { counts.add(tally.counts[index], at: index) }
+        counts.add(tally.counts.span.extracting(first: TunnelCount.count))
         if tally.anyDrops {
             for index in drops.indices { drops[index].add(tally.drops[index]) }
         }
