@@ -32,6 +32,22 @@ extension EndToEnd {
             ["--generate", "\(Lab.addressC):8080", "--count", "\(count)", "--rate", "\(rate)", "--measure-rtt", "--exit-when-done"]
         }
 
+        @Test("the flags' usage errors exit 64 with one line naming the flag")
+        func usageErrors() {
+            let cases: [(binary: String, arguments: [String], mentioning: String)] = [
+                ("udptun-sink", ["--allow", "198.19.0.0/24"], "--reflect"),
+                ("udptun-sink", ["--reflect-rate", "500"], "--reflect"),
+                ("udptun-sink", ["--reflect", "--reflect-rate", "0"], "--reflect-rate"),
+                ("udptun-sink", ["--reflect", "--allow", "198.19.0.0/99"], "198.19.0.0/99"),
+                ("udptun-client", ["--relay", Lab.addressB, "--measure-rtt"], "--generate")
+            ]
+            for (binary, arguments, text) in cases {
+                let result = Lab.shell([Lab.binDirectory.appendingPathComponent(binary).path] + arguments, timeout: 20)
+                #expect(result.status == 64, "\(binary) \(arguments): exit \(result.status): \(result.stderr)")
+                #expect(result.stderr.contains(text) && !result.stderr.contains("Fatal error"), "\(result.stderr)")
+            }
+        }
+
         @Test("every probe answered through the tunnel, percentiles ordered, no loss either way", arguments: Mode.allCases)
         func roundTrips(mode: Mode) throws {
             try Lab.with { lab in
