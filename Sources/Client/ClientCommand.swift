@@ -19,6 +19,8 @@ struct ClientCommand: ParsableCommand {
 
             The generator sends ordinary UDP to --generate (through the kernel, so it follows the routes into the tunnel). Each payload carries a stream id, a sequence number, a send time and a CRC, which udptun-sink uses to count loss, duplicates, reordering, corruption and latency.
 
+            With --measure-rtt the generator also reads the answers of a sink started with --reflect and reports round trips measured on this machine's clock alone (rtt_p50_us … rtt_max_us in --json), the answers received, loss on the way out (probes the sink never received), answers the sink's rate limit refused, loss on the way back, and reordered answers. The answers are ordinary UDP too, so this works through every framing, and across three machines without synchronised clocks. Answers are read until 1 s after the last probe.
+
             EXAMPLES
               udptun-client --relay 198.18.1.2:8080
               udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 \\
@@ -33,6 +35,8 @@ struct ClientCommand: ParsableCommand {
                   --cpu 1                                    # low latency
               udptun-client --relay 198.18.1.2 --queues 4   # many flows, many cores
               udptun-client --relay 198.18.1.2 --gtpu --teid 0x100 --qfi 9
+              udptun-client --relay 198.18.1.2 --generate 198.18.2.2:8080 \\
+                  --measure-rtt --rate 500 --duration 10 --exit-when-done
 
             EXIT STATUS
               0   stopped by SIGINT/SIGTERM or finished (--exit-when-done)
@@ -82,6 +86,9 @@ struct ClientCommand: ParsableCommand {
     @Flag(help: "Exit once the generator has finished (after a short drain).")
     var exitWhenDone = false
 
+    @Flag(help: "Generator: read the answers of a sink started with --reflect and report round-trip percentiles and loss each way.")
+    var measureRTT = false
+
     @Option(
         help: ArgumentHelp(
             "Send a keepalive when nothing was sent to the relay for this many seconds (0 = never), so a NAT on the way keeps its mapping and the relay its return path; 25 suits most NATs. With --gtpu it is an Echo Request.",
@@ -124,6 +131,7 @@ struct ClientCommand: ParsableCommand {
         if let duration { guard duration > 0 else { throw ValidationError("--duration must be positive") } }
         guard keepalive >= 0, keepalive <= 86_400 else { throw ValidationError("--keepalive must be 0 (off) to 86400 seconds") }
         if keepalive > 0, noTunnel { throw ValidationError("--keepalive needs the tunnel (not --no-tunnel)") }
+        if measureRTT, generate == nil { throw ValidationError("--measure-rtt needs --generate (to a sink started with --reflect)") }
         if exitWhenDone {
             guard generate != nil, count > 0 || duration != nil else {
                 throw ValidationError("--exit-when-done needs --generate with --count or --duration")
@@ -198,6 +206,11 @@ struct ClientCommand: ParsableCommand {
                 target: target, count: count, rate: rate, size: size, duration: duration,
                 streamID: streamID ?? UInt32.random(in: 1...UInt32.max))
         }
+        // --measure-rtt: the answers come back to the socket the probes leave from, read on a thread of its own.
+        let rtt = try generator.flatMap { generator in
+            try measureRTT
+                ? RTTReceiver(socket: generator.openSocket(), target: generator.target, streamID: generator.streamID) : nil
+        }
         try endpoint.run(
             tunnel, plumbing: plumbing, counters: counters, tasks: tasks,
             metrics: { exposition in
@@ -205,7 +218,16 @@ struct ClientCommand: ParsableCommand {
                 if let gtpuMonitor { exposition.addGTPUPaths(gtpuMonitor) }
             },
             more: {
-                generator.map { [generatorThread($0, counters: generatorCounters, lifecycle: endpoint.lifecycle, logger: logger)] } ?? []
+                var threads =
+                    generator.map {
+                        [generatorThread($0, counters: generatorCounters, rtt: rtt, lifecycle: endpoint.lifecycle, logger: logger)]
+                    }
+                    ?? []
+                if let rtt {
+                    let lifecycle = endpoint.lifecycle
+                    threads.append(WorkerThread(name: "rtt") { rtt.run(lifecycle) })
+                }
+                return threads
             }, ready: tunnelling
         ) { _ in
             var extra: [(String, UInt64)] = []
@@ -213,7 +235,7 @@ struct ClientCommand: ParsableCommand {
                 extra += [("generated", generatorCounters.sent.load), ("generate_failed", generatorCounters.failed.load)]
             }
             if let gtpuMonitor { extra += GTPUEcho.figures(gtpuMonitor) }
-            return TunnelEndpoint.ReportFields(extra: extra)
+            return TunnelEndpoint.ReportFields(extra: extra, rtt: rtt?.accounting.totals)
         }
     }
 
@@ -249,9 +271,10 @@ struct ClientCommand: ParsableCommand {
         return Keepalive.task(interval: keepalive, dataSent: { counters.snapshot()[.sent] }, send: send)
     }
 
-    /// The generator's thread; with --exit-when-done it stops the client once done and drained.
+    /// The generator's thread; with --exit-when-done it stops the client once done and drained (with
+    /// `rtt`, once its answers have had time to come back).
     private func generatorThread(
-        _ generator: ProbeGenerator, counters: ProbeGenerator.Counters, lifecycle: Lifecycle,
+        _ generator: ProbeGenerator, counters: ProbeGenerator.Counters, rtt: RTTReceiver?, lifecycle: Lifecycle,
         logger: Logger
     ) -> WorkerThread {
         logger.info(
@@ -262,14 +285,24 @@ struct ClientCommand: ParsableCommand {
             ])
         let exitWhenDone = exitWhenDone
         return WorkerThread(name: "generator") {
-            generator.run(lifecycle, counters: counters) { logger.warning("generator: send failed: \($0)") }
+            if let rtt {
+                generator.run(lifecycle, counters: counters, socket: rtt.socket) { logger.warning("generator: send failed: \($0)") }
+                rtt.finish()
+            } else {
+                generator.run(lifecycle, counters: counters) { logger.warning("generator: send failed: \($0)") }
+            }
             logger.info(
                 "generator finished",
                 metadata: [
                     "sent": "\(counters.sent.load)", "failed": "\(counters.failed.load)", "stream": "\(generator.streamID)"
                 ])
             if exitWhenDone, !lifecycle.isStopping {
-                Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
+                if let rtt {
+                    // The answers' drain covers the tunnel's; bounded in case the thread is held up.
+                    for _ in 0..<300 where !rtt.isFinished && !lifecycle.isStopping { Clock.sleep(nanoseconds: 10_000_000) }
+                } else {
+                    Clock.sleep(nanoseconds: 500_000_000)  // let the tunnel drain what is in flight
+                }
                 lifecycle.stop()
             }
         }

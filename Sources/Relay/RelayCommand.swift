@@ -157,15 +157,7 @@ struct RelayCommand: ParsableCommand {
     }
 
     /// nil means any source.
-    func allowedSources() throws -> [IPPrefix]? {
-        if allow.contains(where: { $0.lowercased() == "any" }) { return nil }
-        return try allow.map { text in
-            guard let prefix = IPPrefix(text) else {
-                throw ValidationError("--allow '\(text)' is not a prefix such as 198.18.1.0/24 or 2001:db8::/32")
-            }
-            return prefix
-        }
-    }
+    func allowedSources() throws -> [IPPrefix]? { try AllowedSources.parse(allow) }
 
     func packetPolicy(ownAddresses: [IPAddress]) throws -> PacketPolicy {
         let rules = try allowedIPs.map { text in

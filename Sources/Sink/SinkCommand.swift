@@ -15,10 +15,14 @@ struct SinkCommand: ParsableCommand {
         discussion: """
             Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the one-host lab). Anything else counts as unsequenced.
 
+            With --reflect the sink is also a TWAMP-light-style reflector: it answers every generator payload to the address and port it came from, with the probe's stream, sequence and send time echoed and its own count of that sender's probes, so udptun-client --measure-rtt measures round trips on its own clock (no clock sync between the machines) and tells loss on the way out from loss on the way back. Answers are rate limited per source address (--reflect-rate, with a burst of a tenth of a second's worth, at least 32), go only to sources inside --allow when it is given, never to port 0 or an address that is not unicast; other datagrams and corrupt payloads get none. The report counts reflected, refused by --allow, by the rate limit and by address.
+
             EXAMPLES
               udptun-sink
               udptun-sink --listen 198.18.2.2:8080 --json
               udptun-sink --expect 10000 --timeout 30 --interval 0
+              udptun-sink --reflect --allow 198.19.0.0/24     # answer the tunnel's clients
+              udptun-sink --reflect --allow 198.19.0.1 --reflect-rate 20000
 
             EXIT STATUS
               0   stopped by SIGINT/SIGTERM, or --expect reached
@@ -37,11 +41,33 @@ struct SinkCommand: ParsableCommand {
     @Option(help: "Exit after this many seconds (1 if --expect was not reached by then).")
     var timeout: Double?
 
+    @Flag(help: "Answer every generator payload to its sender, for udptun-client --measure-rtt (round trips without a shared clock).")
+    var reflect = false
+
+    @Option(
+        help: ArgumentHelp(
+            "With --reflect: answers per second to each source address (1 to 1000000); more are refused and counted.",
+            valueName: "n"))
+    var reflectRate: UInt64 = Reflector.defaultRate
+
+    @Option(
+        name: .customLong("allow"),
+        help: ArgumentHelp(
+            "With --reflect: answer only sources in this prefix (repeatable; 'any' answers everyone, the default). Everything is still counted.",
+            valueName: "CIDR"))
+    var allow: [String] = []
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
         if let timeout { guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be positive") } }
         if let expect { guard expect > 0 else { throw ValidationError("--expect must be at least 1") } }
+        guard (1...1_000_000).contains(reflectRate) else { throw ValidationError("--reflect-rate must be 1 to 1000000") }
+        if !reflect {
+            if !allow.isEmpty { throw ValidationError("--allow limits the answers of --reflect: give --reflect too") }
+            if reflectRate != Reflector.defaultRate { throw ValidationError("--reflect-rate needs --reflect") }
+        }
+        _ = try AllowedSources.parse(allow)
     }
 
     func run() throws {
@@ -55,10 +81,21 @@ struct SinkCommand: ParsableCommand {
         let socket = try UDPSocket(for: address, bind: true, socketBufferBytes: 16 << 20)
         let lifecycle = try Lifecycle()
         let deadline = timeout.map { Clock.monotonicNanoseconds() + UInt64($0 * 1e9) }
-        let receiver = SinkReceiver(socket: socket, expected: expect, deadline: deadline)
+        // No --allow: anyone (as --allow any).
+        let allowed = allow.isEmpty ? nil : try AllowedSources.parse(allow)
+        let reflector = reflect ? Reflector(rate: reflectRate, allowed: allowed) : nil
+        let receiver = SinkReceiver(socket: socket, expected: expect, deadline: deadline, reflector: reflector)
         let metricsServer = try common.startMetrics(role: "sink", logger: logger) { $0.addSink { receiver.accounting } }
         defer { metricsServer?.stop() }
         logger.info("sink listening", metadata: ["listen": "\(socket.localAddress ?? address)"])
+        if let reflector {
+            logger.info(
+                "reflecting generator payloads",
+                metadata: [
+                    "rate": "\(reflector.rate)/s per source", "burst": "\(reflector.burst)",
+                    "allow": "\(allow.isEmpty ? "any" : allow.joined(separator: ","))"
+                ])
+        }
 
         let report = SinkReport(json: common.json)
         var previous: SinkTotals?
@@ -68,7 +105,7 @@ struct SinkCommand: ParsableCommand {
                 emitReport(
                     report.line(
                         event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
-                        now: now, previous: previous))
+                        now: now, previous: previous, reflector: receiver.reflectorCounts))
                 previous = now.totals
             }
         if let expect, !receiver.expectationMet {

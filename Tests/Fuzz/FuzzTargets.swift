@@ -7,7 +7,7 @@ import Glibc
 //
 //   ip        IPPacket.validate (every inner packet the relay or client receives), FlowSteering, and
 //             the relay's ICMP "too big" about any valid packet (itself a valid packet)
-//   probe     ProbePayload.decode and the sink's accounting
+//   probe     ProbePayload.decode and the sink's accounting; the reflector and ProbeAnswer.decode
 //   gso       virtio-net header + super-packet → GSOSegmenter
 //   coalesce  a run of packets → SegmentCoalescer (TCP and UDP) → GSOSegmenter on the result
 //   open      authenticated and raw framing (AuthenticatedFraming.Opener, replay windows)
@@ -36,7 +36,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
     switch target {
     case "ip": fuzzValidation(input)
-    case "probe": fuzzProbe(input)
+    case "probe":
+        fuzzProbe(input)
+        fuzzReflection(input)
     case "gso": fuzzSegmentation(input)
     case "coalesce": fuzzCoalescing(input)
     case "open": fuzzOpening(input)
@@ -111,6 +113,33 @@ func fuzzProbe(_ input: [UInt8]) {
     let totals = accounting.totals
     check(totals.datagrams == 2, "datagrams")
     check(totals.received + totals.duplicates + totals.corrupt + totals.unsequenced == 2, "every datagram counted once")
+}
+
+/// The reflector answers valid probes only, with an answer that decodes to the probe's echo; the
+/// sender's round-trip accounting counts any bytes exactly once.
+func fuzzReflection(_ input: [UInt8]) {
+    var reflector = Reflector()
+    var answer = [UInt8](repeating: 0, count: ProbeAnswer.length(answering: input.count))
+    var span = answer.mutableSpan
+    let decision = reflector.reflect(input.span, from: SocketAddress(ip: .v4(0xC613_0001), port: 1), now: 0, into: &span)
+    if case let .answer(length) = decision {
+        guard case let .probe(probe) = ProbePayload.decode(input.span),
+            case let .answer(echo) = ProbeAnswer.decode(answer.span.extracting(0..<length))
+        else {
+            check(false, "answered a non-probe, or the answer does not decode")
+            return
+        }
+        check(echo.streamID == probe.streamID && echo.sequence == probe.sequence, "echo")
+        check(echo.sendTimeNanoseconds == probe.sendTimeNanoseconds && echo.reflectorReceived == 1, "echo")
+    } else {
+        check(decision == .notProbe, "a probe from an ordinary source refused")
+    }
+    let peer = SocketAddress(ip: .v4(1), port: 1)
+    var rtt = RTTAccounting(streamID: 1, peer: peer)
+    rtt.record(input.span, from: peer, receivedAt: 0)
+    rtt.record(input.span, from: peer, receivedAt: .max)
+    let totals = rtt.totals
+    check(totals.answers + totals.duplicates + totals.corrupt + totals.ignored == 2, "every answer counted once")
 }
 
 func fuzzSegmentation(_ input: [UInt8]) {

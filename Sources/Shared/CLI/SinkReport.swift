@@ -7,7 +7,11 @@ public struct SinkReport {
 
     public init(json: Bool) { self.json = json }
 
-    public func line(event: String, elapsed: Double, interval: Double, now: SinkAccounting, previous: SinkTotals?) -> String {
+    /// `reflector`: what `--reflect` did (nil without it).
+    public func line(
+        event: String, elapsed: Double, interval: Double, now: SinkAccounting, previous: SinkTotals?,
+        reflector: ReflectorCounts? = nil
+    ) -> String {
         let totals = now.totals
         let seconds = max(interval, 1e-9)
         let intervalDatagrams = totals.datagrams &- (previous?.datagrams ?? 0)
@@ -35,6 +39,7 @@ public struct SinkReport {
             latencyObject.add("avg", latency.average.map { $0 / 1000 })
             latencyObject.add("max", latency.count == 0 ? nil : Double(latency.maximum) / 1000)
             object.add("latency_us", latencyObject)
+            if let reflector { Self.add(reflector, to: &object) }
             if event == "final" {
                 object.add(
                     "sources",
@@ -61,12 +66,25 @@ public struct SinkReport {
             text +=
                 " | latency min/avg/max \(format3(Double(latency.minimum) / 1e6))/\(format3(average / 1e6))/\(format3(Double(latency.maximum) / 1e6)) ms"
         }
+        if let reflector {
+            text +=
+                " | reflected \(reflector.reflected) refused allow/rate/address \(reflector.refusedAllow)/\(reflector.refusedRate)/\(reflector.refusedAddress)"
+            if reflector.sendFailed > 0 { text += " send_failed \(reflector.sendFailed)" }
+        }
         if event == "final" {
             for (source, tally) in now.sources.sorted(by: { $0.key.description < $1.key.description }) {
                 text += "\n  from \(source): \(tally.datagrams) datagrams \(tally.bytes) bytes"
             }
         }
         return text
+    }
+
+    static func add(_ reflector: ReflectorCounts, to object: inout JSONLine) {
+        object.add("reflected", reflector.reflected)
+        object.add("reflect_refused_allow", reflector.refusedAllow)
+        object.add("reflect_refused_rate", reflector.refusedRate)
+        object.add("reflect_refused_address", reflector.refusedAddress)
+        object.add("reflect_send_failed", reflector.sendFailed)
     }
 }
 

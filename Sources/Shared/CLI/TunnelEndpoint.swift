@@ -1,6 +1,7 @@
 import Engine
 import KernelIO
 import Logging
+import Measurement
 import Monitoring
 import WireFormat
 
@@ -72,14 +73,17 @@ public struct TunnelEndpoint {
         public var sessions: [(String, SessionCounts)] = []
         /// The relay's clients (final report).
         public var clients: TunnelReport.ClientList?
+        /// The generator's round trips (`--measure-rtt`).
+        public var rtt: RTTTotals?
 
         public init(
             extra: [(String, UInt64)] = [], sessions: [(String, SessionCounts)] = [],
-            clients: TunnelReport.ClientList? = nil
+            clients: TunnelReport.ClientList? = nil, rtt: RTTTotals? = nil
         ) {
             self.extra = extra
             self.sessions = sessions
             self.clients = clients
+            self.rtt = rtt
         }
     }
 
@@ -120,7 +124,7 @@ public struct TunnelEndpoint {
                     report.line(
                         event: final ? "final" : "report", elapsed: elapsed, interval: sinceLast,
                         sessions: added.sessions, clients: added.clients, now: now, previous: previous,
-                        extra: extra + added.extra))
+                        extra: extra + added.extra, rtt: added.rtt))
                 previous = now
             }
     }

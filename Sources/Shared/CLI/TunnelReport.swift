@@ -1,4 +1,5 @@
 import Engine
+import Measurement
 import WireFormat
 
 /// Formats a tunnel endpoint's counters as iperf3-style lines or JSON objects.
@@ -14,10 +15,11 @@ public struct TunnelReport {
     /// `extra` adds role-specific fields (the client's generator, the relay's client count).
     /// `sessions` names each session with its counts (the relay's final report: per key or GTP-U session).
     /// `clients` lists the relay's clients (final report), most recently seen first.
+    /// `rtt`: the generator's round trips (`--measure-rtt`), since it started.
     public func line(
         event: String, elapsed: Double, interval: Double,
         sessions: [(String, SessionCounts)] = [], clients: ClientList? = nil,
-        now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = []
+        now: TunnelSnapshot, previous: TunnelSnapshot, extra: [(String, UInt64)] = [], rtt: RTTTotals? = nil
     ) -> String {
         if json {
             var object = JSONLine()
@@ -39,6 +41,7 @@ public struct TunnelReport {
             object.add("control_in", controlIn)
             object.add("control_out", controlOut)
             for (key, value) in extra { object.add(key, value) }
+            if let rtt { Self.add(rtt, to: &object) }
             if !sessions.isEmpty {
                 object.add(
                     "sessions",
@@ -91,6 +94,7 @@ public struct TunnelReport {
         if now[.tooBigSent] > 0 { text += " too_big_sent=\(now[.tooBigSent])" }
         if now[.repliesLimited] > 0 { text += " replies_limited=\(now[.repliesLimited])" }
         for (key, value) in extra { text += " \(key)=\(value)" }
+        if let rtt { text += Self.text(rtt) }
         if let clients, !clients.listed.isEmpty {
             let shown = clients.listed.prefix(ClientList.textLimit).map { client in
                 "\(client.address) at \(client.entry.endpoint) idle \(format1(clients.idleSeconds(client)))s"
@@ -125,6 +129,40 @@ public struct TunnelReport {
         func idleSeconds(_ client: ClientTable.Client) -> Double {
             Double(client.idle(at: now)) / 1e9
         }
+    }
+
+    /// The round trips in JSON: percentiles in µs (null before the first answer), the counts, and the
+    /// losses each way (null until an answer tells them).
+    static func add(_ rtt: RTTTotals, to object: inout JSONLine) {
+        let summary = rtt.summary
+        object.add("rtt_answers", rtt.answers)
+        object.add("rtt_min_us", summary.map { Double($0.minimum) }, decimals: 0)
+        object.add("rtt_p50_us", summary.map { Double($0.p50) }, decimals: 0)
+        object.add("rtt_p90_us", summary.map { Double($0.p90) }, decimals: 0)
+        object.add("rtt_p99_us", summary.map { Double($0.p99) }, decimals: 0)
+        object.add("rtt_p999_us", summary.map { Double($0.p999) }, decimals: 0)
+        object.add("rtt_max_us", summary.map { Double($0.maximum) }, decimals: 0)
+        object.add("rtt_mean_us", summary.map(\.mean), decimals: 1)
+        object.add("rtt_loss_forward", rtt.lossForward.map { Double($0) }, decimals: 0)
+        object.add("rtt_refused", rtt.refused.map { Double($0) }, decimals: 0)
+        object.add("rtt_loss_back", rtt.lossBack.map { Double($0) }, decimals: 0)
+        object.add("rtt_duplicates", rtt.duplicates)
+        object.add("rtt_reordered", rtt.reordered)
+        object.add("rtt_corrupt", rtt.corrupt)
+        object.add("rtt_ignored", rtt.ignored)
+        object.add("rtt_clock_errors", rtt.clockErrors)
+    }
+
+    static func text(_ rtt: RTTTotals) -> String {
+        guard let summary = rtt.summary else { return " | rtt no answers" }
+        func ms(_ microseconds: UInt64) -> String { JSONLine.format(Double(microseconds) / 1000, decimals: 3).withDecimals(3) }
+        var text =
+            " | rtt p50/p90/p99/max \(ms(summary.p50))/\(ms(summary.p90))/\(ms(summary.p99))/\(ms(summary.maximum)) ms answers \(rtt.answers)"
+        if let forward = rtt.lossForward, let back = rtt.lossBack { text += " lost fwd/back \(forward)/\(back)" }
+        if let refused = rtt.refused, refused > 0 { text += " refused \(refused)" }
+        if rtt.reordered > 0 { text += " reordered \(rtt.reordered)" }
+        if rtt.corrupt > 0 { text += " corrupt \(rtt.corrupt)" }
+        return text
     }
 
     public static func formatRate(_ perSecond: Double) -> String {

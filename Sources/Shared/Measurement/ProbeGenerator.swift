@@ -43,11 +43,22 @@ public struct ProbeGenerator: Sendable {
     public func run(_ lifecycle: Lifecycle, counters: Counters, sendFailed: (SystemError) -> Void = { _ in }) -> UInt64 {
         let socket: UDPSocket
         do {
-            socket = try UDPSocket(for: target, bind: false)
+            socket = try openSocket()
         } catch {
             lifecycle.fail("generator: \(error)")
             return 0
         }
+        return run(lifecycle, counters: counters, socket: socket, sendFailed: sendFailed)
+    }
+
+    /// The socket the generator sends from (unbound: the kernel picks a port on the first send).
+    public func openSocket() throws(SocketFailure) -> UDPSocket { try UDPSocket(for: target, bind: false) }
+
+    /// Sends from `socket` (from `openSocket`), which another thread may read (`--measure-rtt`).
+    @discardableResult
+    public func run(
+        _ lifecycle: Lifecycle, counters: Counters, socket: UDPSocket, sendFailed: (SystemError) -> Void = { _ in }
+    ) -> UInt64 {
         let batch = PacketBatch(slotCount: Self.batchSize, slotSize: max(size, ProbePayload.headerLength))
         let queue = SendQueue(capacity: Self.batchSize)
         let start = Clock.monotonicNanoseconds()

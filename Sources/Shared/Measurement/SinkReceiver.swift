@@ -14,22 +14,32 @@ public final class SinkReceiver: Sendable {
     // ThreadSanitizer can see only the former (see `Locked`).
     private let published = Locked(SinkAccounting())
     private let reachedExpected = Atomic<Bool>(false)
+    /// `--reflect`: the reflect decision, which each answer goes by (nil: no answers).
+    public let reflector: Reflector?
+    private let publishedReflector = Locked(ReflectorCounts())
     static let publishInterval: UInt64 = 100_000_000
 
-    public init(socket: UDPSocket, expected: UInt64?, deadline: UInt64?) {
+    public init(socket: UDPSocket, expected: UInt64?, deadline: UInt64?, reflector: Reflector? = nil) {
         self.socket = socket
         self.expected = expected
         self.deadline = deadline
+        self.reflector = reflector
     }
 
     public var accounting: SinkAccounting { published.withLock { $0 } }
+    /// What the reflector did; nil without `--reflect`.
+    public var reflectorCounts: ReflectorCounts? { reflector == nil ? nil : publishedReflector.withLock { $0 } }
     public var expectationMet: Bool { reachedExpected.load(ordering: .acquiring) }
 
     public func run(_ lifecycle: Lifecycle) {
         let batch = PacketBatch(slotCount: 64, slotSize: 65536)
         var accounting = SinkAccounting()
         var lastPublish: UInt64 = 0
-        defer { published.withLock { $0 = accounting } }
+        var answers = reflector.map { Answers($0) }
+        defer {
+            published.withLock { $0 = accounting }
+            if let answers { publishedReflector.withLock { $0 = answers.reflector.counts } }
+        }
         while !lifecycle.isStopping {
             let received: Int
             do {
@@ -43,6 +53,7 @@ public final class SinkReceiver: Sendable {
                 let source = batch.peer(of: slot)
                 batch.withPacket(slot) { accounting.record($0, from: source, receivedAt: receivedAt) }
             }
+            if answers != nil { answers!.answer(batch, count: received, on: socket, waker: lifecycle.waker) }
             let now = Clock.monotonicNanoseconds()
             if let expected, received > 0, accounting.totals.received >= expected {
                 reachedExpected.store(true, ordering: .releasing)
@@ -55,8 +66,35 @@ public final class SinkReceiver: Sendable {
             }
             if now &- lastPublish >= Self.publishInterval {
                 published.withLock { $0 = accounting }
+                if let answers { publishedReflector.withLock { $0 = answers.reflector.counts } }
                 lastPublish = now
             }
+        }
+    }
+
+    /// The answers to one received batch, built in a batch of their own allocated once and sent in
+    /// one sendmmsg, each from the address its probe was sent to.
+    struct Answers {
+        var reflector: Reflector
+        let batch = PacketBatch(slotCount: 64, slotSize: 65536)
+        let queue = SendQueue(capacity: 64)
+
+        init(_ reflector: Reflector) { self.reflector = reflector }
+
+        mutating func answer(_ received: PacketBatch, count: Int, on socket: UDPSocket, waker: Waker) {
+            let now = Clock.monotonicNanoseconds()
+            for slot in 0..<min(count, batch.slotCount) {
+                let source = received.peer(of: slot)
+                let decision = received.withPacket(slot) { payload in
+                    batch.withMutableSlot(queue.count) { reflector.reflect(payload, from: source, now: now, into: &$0) }
+                }
+                if case let .answer(length) = decision, let source {
+                    queue.append(
+                        batch, slot: queue.count, range: 0..<length, to: source, from: received.localAddress(of: slot),
+                        family: socket.family)
+                }
+            }
+            if queue.count > 0 { reflector.sendFailed(socket.send(queue, waker: waker).failed) }
         }
     }
 }
