@@ -21,7 +21,7 @@ struct SinkCommand: ParsableCommand {
               udptun-sink
               udptun-sink --listen 198.18.2.2:8080 --json
               udptun-sink --expect 10000 --timeout 30 --interval 0 --histogram
-              udptun-sink --synchronised-clocks          # sender on another host, clocks kept by PTP
+              udptun-sink --synchronised-clocks   # other hosts, clocks kept by PTP
 
             EXIT STATUS
               0   stopped by SIGINT/SIGTERM, or --expect reached

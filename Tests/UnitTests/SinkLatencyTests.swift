@@ -221,7 +221,7 @@ struct SinkLatencyTests {
         }
     }
 
-    @Test func sourcesBeyondTheBoundCountInTheTotalOnly() {
+    @Test func sourcesBeyondTheBoundCountInTheTotalOnly() throws {
         var accounting = SinkAccounting(localClock: Self.clock)
         let count = SinkAccounting.maximumSourceHistograms + 3
         for index in 0..<count {
@@ -234,6 +234,10 @@ struct SinkLatencyTests {
         #expect(accounting.latency(of: last) == nil)
         #expect(accounting.sources[last]?.datagrams == 1, "still tallied")
         #expect(accounting.latency.count == UInt64(count))
+        let object = try Self.json(SinkReport(json: true).line(event: "final", elapsed: 1, interval: 1, now: accounting, previous: nil))
+        let entries = try #require(object["sources"] as? [[String: Any]])
+        #expect(entries.filter { $0["latency_in_total_only"] as? Bool == true }.count == 3)
+        #expect(entries.filter { $0["latency_p50_us"] is NSNumber }.count == SinkAccounting.maximumSourceHistograms)
     }
 
     // MARK: reports

@@ -52,6 +52,7 @@ public struct SinkReport {
                         Self.addLatency(
                             to: &entry, now.latency(of: source), clock: now.clock(of: tally), jitter: tally.jitter.microseconds)
                         entry.add("latency_withheld", tally.latencyWithheld)
+                        if now.latency(of: source) == nil { entry.add("latency_in_total_only", true) }
                         return entry
                     })
                 if histogram {
@@ -77,6 +78,9 @@ public struct SinkReport {
                 text += Self.latencyText(
                     now.latency(of: source), clock: now.clock(of: tally), withheld: tally.latencyWithheld, jitter: tally.jitter.microseconds
                 )
+                if now.latency(of: source) == nil, tally.latencyCompared > 0 {
+                    text += " | latency in the total only (beyond the first \(SinkAccounting.maximumSourceHistograms) sources)"
+                }
             }
             if histogram { text += "\n" + Self.histogramText(now.latency, clock: now.clock) }
         }
