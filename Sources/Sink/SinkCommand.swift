@@ -13,14 +13,17 @@ struct SinkCommand: ParsableCommand {
         abstract: "Receive UDP payloads and count them: loss, duplicates, order, integrity and latency.",
         usage: "udptun-sink [--listen HOST:PORT] [--expect N] [--timeout S] [<options>]",
         discussion: """
-            Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), and one-way latency (valid when sender and sink share a clock, as in the one-host lab). Anything else counts as unsequenced.
+            Every datagram is counted per source. Payloads from udptun-client's generator are also checked: received (unique), lost (gaps below the highest sequence seen), duplicates, reordered, corrupt (CRC or length wrong), one-way latency (p50, p90, p99, p99.9, max) and RFC 3550 interarrival jitter, in total and per source. Anything else counts as unsequenced.
+
+            One-way latency is the sink's receive time minus the payload's send time, so it means something only where both read one clock. Each payload names its sender's clock (a hash of the host's boot id): latency is shown for payloads from the sink's own host, and for others only with --synchronised-clocks (when the hosts run PTP or chrony well enough for the figures that matter); otherwise the report says the clocks are not shared. Jitter uses differences of transit times only and is shown either way.
 
             With --reflect the sink is also a TWAMP-light-style reflector: it answers every generator payload to the address and port it came from, with the probe's stream, sequence and send time echoed and its own count of that sender's probes, so udptun-client --measure-rtt measures round trips on its own clock (no clock sync between the machines) and tells loss on the way out from loss on the way back. Answers are rate limited per source address (--reflect-rate, with a burst of a tenth of a second's worth, at least 32), go only to sources inside --allow when it is given, never to port 0 or an address that is not unicast; other datagrams and corrupt payloads get none. The report counts reflected, refused by --allow, by the rate limit and by address.
 
             EXAMPLES
               udptun-sink
               udptun-sink --listen 198.18.2.2:8080 --json
-              udptun-sink --expect 10000 --timeout 30 --interval 0
+              udptun-sink --expect 10000 --timeout 30 --interval 0 --histogram
+              udptun-sink --synchronised-clocks   # other hosts, clocks kept by PTP
               udptun-sink --reflect --allow 198.19.0.0/24     # answer the tunnel's clients
               udptun-sink --reflect --allow 198.19.0.1 --reflect-rate 20000
 
@@ -57,6 +60,12 @@ struct SinkCommand: ParsableCommand {
             valueName: "CIDR"))
     var allow: [String] = []
 
+    @Flag(help: "Trust one-way latency from senders on other hosts: their clocks and the sink's are synchronised.")
+    var synchronisedClocks = false
+
+    @Flag(help: "At the end, print the latency distribution as a text histogram (with --json: latency_buckets_us).")
+    var histogram = false
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -84,7 +93,10 @@ struct SinkCommand: ParsableCommand {
         // No --allow: anyone (as --allow any).
         let allowed = allow.isEmpty ? nil : try AllowedSources.parse(allow)
         let reflector = reflect ? Reflector(rate: reflectRate, allowed: allowed) : nil
-        let receiver = SinkReceiver(socket: socket, expected: expect, deadline: deadline, reflector: reflector)
+        let receiver = SinkReceiver(
+            socket: socket, expected: expect, deadline: deadline,
+            accounting: SinkAccounting(localClock: ClockIdentity.local(), synchronisedClocks: synchronisedClocks),
+            reflector: reflector)
         let metricsServer = try common.startMetrics(role: "sink", logger: logger) { $0.addSink { receiver.accounting } }
         defer { metricsServer?.stop() }
         logger.info("sink listening", metadata: ["listen": "\(socket.localAddress ?? address)"])
@@ -97,7 +109,7 @@ struct SinkCommand: ParsableCommand {
                 ])
         }
 
-        let report = SinkReport(json: common.json)
+        let report = SinkReport(json: common.json, histogram: histogram)
         var previous: SinkTotals?
         try RoleRunner(lifecycle: lifecycle, signals: signals, interval: common.interval, logger: logger)
             .run(workers: [WorkerThread(name: "sink") { receiver.run(lifecycle) }]) { final, elapsed, sinceLast in

@@ -46,8 +46,10 @@ extension EndToEnd {
                 // Traffic is over: let Prometheus scrape the final figures (two intervals, and it reports
                 // every target up).
                 Thread.sleep(forTimeInterval: 2.5)
+                var sinkExposition = ""
                 for (role, target) in targets {
                     let exposition = try Self.fetch(lab, "http://\(target)/metrics")
+                    if role == "sink" { sinkExposition = exposition }
                     let file = try lab.file("\(role).prom", Array(exposition.utf8))
                     let check = lab.run(.b, [tools.promtool, "check", "metrics"], input: file)
                     #expect(check.status == 0, "promtool on the \(role)'s exposition: \(check.stdout)\(check.stderr)")
@@ -76,6 +78,21 @@ extension EndToEnd {
                 #expect(
                     perClient == Double(listed.first?["from_client"] as? Int ?? -1), "per client: Prometheus \(perClient), JSON \(listed)")
                 #expect(forwarded >= Double(Self.payloads))
+                // One host, one clock: every payload's one-way latency is in the histogram, and the
+                // final report's percentiles are in order.
+                let latencyCount = sinkExposition.split(separator: "\n").first {
+                    $0.hasPrefix(#"udptun_sink_latency_seconds_count{role="sink"} "#)
+                }
+                #expect(
+                    latencyCount.flatMap { Double($0.split(separator: " ")[1]) } == Double(sinkReport.int("received")),
+                    "latency count \(latencyCount ?? "missing") against \(sinkReport.int("received")) received")
+                #expect(sinkReport["clock"] as? String == "shared")
+                let percentiles = ["latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_p999_us", "latency_max_us"].map {
+                    (sinkReport[$0] as? NSNumber)?.doubleValue ?? -1
+                }
+                #expect(percentiles.allSatisfy { $0 >= 0 } && percentiles == percentiles.sorted(), "percentiles \(percentiles)")
+                #expect(sinkReport.int("latency_payloads") == Self.payloads)
+                #expect(sinkReport["jitter_us"] is NSNumber)
             }
         }
 

@@ -107,12 +107,16 @@ func fuzzValidation(_ input: [UInt8]) {
 }
 
 func fuzzProbe(_ input: [UInt8]) {
-    var accounting = SinkAccounting()
+    // Trusting every clock, so the latency histograms and jitter see every decoded payload.
+    var accounting = SinkAccounting(synchronisedClocks: true)
     accounting.record(input.span, from: SocketAddress(ip: .v4(1), port: 1), receivedAt: 0)
     accounting.record(input.span, from: nil, receivedAt: UInt64.max)
     let totals = accounting.totals
     check(totals.datagrams == 2, "datagrams")
     check(totals.received + totals.duplicates + totals.corrupt + totals.unsequenced == 2, "every datagram counted once")
+    check(
+        accounting.latency.count + accounting.latencyNegative + accounting.latencyWithheld == totals.received,
+        "every unique payload's latency recorded or counted out")
 }
 
 /// The reflector answers valid probes only, with an answer that decodes to the probe's echo; the

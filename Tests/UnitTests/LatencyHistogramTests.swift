@@ -4,8 +4,11 @@ import Testing
 
 @Suite struct LatencyHistogramTests {
     /// The value at rank ceil(p/100 × n) of the sorted samples: the definition HDR histograms use.
+    /// In integers (p in tenths): in floating point 99.9 / 100 × 4,000 is 3,996.0000000000005, one
+    /// rank too far.
     private func reference(_ sorted: [UInt64], _ percentile: Double) -> UInt64 {
-        let rank = max(1, Int((percentile / 100 * Double(sorted.count)).rounded(.up)))
+        let tenths = Int((percentile * 10).rounded())
+        let rank = max(1, (tenths * sorted.count + 999) / 1000)
         return sorted[rank - 1]
     }
 

@@ -118,11 +118,11 @@ struct MetricsTests {
     @Test("the sink's figures, lost as a gauge (it falls when late payloads arrive)")
     func sinkFigures() throws {
         let exposition = MetricsExposition(constantLabels: [("role", "sink")])
-        var accounting = SinkAccounting()
+        var accounting = SinkAccounting(localClock: 3)
         for sequence: UInt64 in [0, 2, 2] {
             var payload = [UInt8](repeating: 0, count: 64)
             var span = payload.mutableSpan
-            ProbePayload(streamID: 4, sequence: sequence, sendTimeNanoseconds: 1, length: 64).encode(into: &span)
+            ProbePayload(streamID: 4, sequence: sequence, sendTimeNanoseconds: 1, length: 64, clockID: 3).encode(into: &span)
             accounting.record(payload.span, from: nil, receivedAt: 1_000_001)
         }
         let published = accounting
@@ -132,7 +132,11 @@ struct MetricsTests {
         #expect(samples[#"udptun_sink_duplicates_total{role="sink"}"#] == 1)
         #expect(samples[#"udptun_sink_lost_payloads{role="sink"}"#] == 1)
         #expect(samples[#"udptun_sink_datagrams_total{role="sink"}"#] == 3)
-        #expect(samples[#"udptun_sink_latency_max_seconds{role="sink"}"#] == 0.001)
+        // Two unique payloads, 1 ms each: the duplicate is not a latency sample.
+        #expect(samples[#"udptun_sink_latency_seconds_count{role="sink"}"#] == 2)
+        #expect(samples[#"udptun_sink_latency_seconds_sum{role="sink"}"#] == 0.002)
+        #expect(samples[#"udptun_sink_latency_seconds_bucket{role="sink",le="0.001"}"#] == 2)
+        #expect(samples[#"udptun_sink_latency_seconds_bucket{role="sink",le="0.0005"}"#] == 0)
     }
 }
 

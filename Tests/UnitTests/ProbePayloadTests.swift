@@ -165,14 +165,14 @@ struct ProbePayloadTests {
     }
 
     @Test func sinkAccountingTotalsStreamsAndSources() {
-        var accounting = SinkAccounting()
+        var accounting = SinkAccounting(localClock: 7)
         let source = SocketAddress(ip: .v4(0xC613_0001), port: 5000)
         for sequence: UInt64 in [0, 1, 1, 3] {
-            let bytes = encoded(ProbePayload(streamID: 9, sequence: sequence, sendTimeNanoseconds: 100, length: 64))
-            accounting.record(bytes.span, from: source, receivedAt: 150)
+            let bytes = encoded(ProbePayload(streamID: 9, sequence: sequence, sendTimeNanoseconds: 100, length: 64, clockID: 7))
+            accounting.record(bytes.span, from: source, receivedAt: 50_100)
         }
-        let other = encoded(ProbePayload(streamID: 10, sequence: 0, sendTimeNanoseconds: 100, length: 64))
-        accounting.record(other.span, from: source, receivedAt: 300)
+        let other = encoded(ProbePayload(streamID: 10, sequence: 0, sendTimeNanoseconds: 100, length: 64, clockID: 7))
+        accounting.record(other.span, from: source, receivedAt: 200_100)
         var damaged = other
         damaged[40] ^= 1
         accounting.record(damaged.span, from: source, receivedAt: 300)
@@ -186,9 +186,12 @@ struct ProbePayloadTests {
         #expect(totals.corrupt == 1)
         #expect(totals.unsequenced == 1)
         #expect(totals.streams == 2)
-        #expect(accounting.sources[source] == SinkAccounting.SourceTally(datagrams: 6, bytes: 6 * 64))
-        #expect(accounting.latency.minimum == 50)
-        #expect(accounting.latency.maximum == 200)
+        #expect(accounting.sources[source]?.datagrams == 6)
+        #expect(accounting.sources[source]?.bytes == 6 * 64)
+        // The duplicate's latency is not recorded: 3 of stream 9, 1 of stream 10.
+        #expect(accounting.latency.count == 4)
+        #expect(accounting.latency.minimumMicroseconds == 50)
+        #expect(accounting.latency.maximumMicroseconds == 200)
     }
 
     @Test func madeUpStreamIdsReplaceEachOtherNotAStreamThatKeepsSending() throws {

@@ -11,6 +11,10 @@ public struct JSONLine: Sendable, CustomStringConvertible {
     public mutating func add(_ key: String, _ values: [JSONLine]) {
         fields.append("\(Self.quote(key)):[\(values.map(\.description).joined(separator: ","))]")
     }
+    /// Rows of integers, such as a histogram's buckets.
+    public mutating func add(_ key: String, _ rows: [[UInt64]]) {
+        fields.append("\(Self.quote(key)):[\(rows.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ","))]")
+    }
     public mutating func add(_ key: String, _ value: Double?, decimals: Int = 3) {
         guard let value, value.isFinite else { fields.append("\(Self.quote(key)):null"); return }
         fields.append("\(Self.quote(key)):\(Self.format(value, decimals: decimals))")

@@ -13,7 +13,8 @@ public struct LatencyHistogram: Sendable {
         lowestDiscernibleValue: 1, highestTrackableValue: highestMicroseconds, numberOfSignificantValueDigits: .two)
     /// Values recorded above `highestMicroseconds` (counted there).
     public private(set) var beyondRange: UInt64 = 0
-    private var sumMicroseconds: UInt64 = 0
+    /// The recorded values' sum (those beyond the range as `highestMicroseconds`).
+    public private(set) var sumMicroseconds: UInt64 = 0
 
     public init() {}
 

@@ -13,16 +13,23 @@ public struct ProbeGenerator: Sendable {
     /// Seconds; nil = no limit.
     public var duration: Double?
     public var streamID: UInt32
+    /// Names this host's wall clock in every payload, so the sink shows one-way latency only when
+    /// it shares the clock (`ClockIdentity`).
+    public var clockID: UInt16
 
     public static let batchSize = 32
 
-    public init(target: SocketAddress, count: UInt64, rate: Double, size: Int, duration: Double?, streamID: UInt32) {
+    public init(
+        target: SocketAddress, count: UInt64, rate: Double, size: Int, duration: Double?, streamID: UInt32,
+        clockID: UInt16 = ClockIdentity.local()
+    ) {
         self.target = target
         self.count = count
         self.rate = rate
         self.size = size
         self.duration = duration
         self.streamID = streamID
+        self.clockID = clockID
     }
 
     public final class Counters: Sendable {
@@ -84,7 +91,7 @@ public struct ProbeGenerator: Sendable {
             for slot in 0..<Int(burst) {
                 let probe = ProbePayload(
                     streamID: streamID, sequence: sequence + UInt64(slot),
-                    sendTimeNanoseconds: wallNow, length: size)
+                    sendTimeNanoseconds: wallNow, length: size, clockID: clockID)
                 batch.withMutableSlot(slot) { probe.encode(into: &$0) }
                 queue.append(batch, slot: slot, range: 0..<size, to: target, family: socket.family)
             }

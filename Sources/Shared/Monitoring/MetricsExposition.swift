@@ -19,6 +19,7 @@ public final class MetricsExposition: Sendable {
         case gauge(Prometheus.Gauge, read: @Sendable () -> Double)
         case labelled(LabelledSeries)
         case beforeRender(@Sendable () -> Void)
+        case histogram(name: String, help: String, labels: [(String, String)], read: @Sendable () -> HistogramValues?)
     }
 
     public init(constantLabels: [(String, String)] = []) {
@@ -55,6 +56,16 @@ public final class MetricsExposition: Sendable {
         sources.withLock { $0.append(.labelled(family)) }
     }
 
+    /// A histogram kept by its owner (swift-prometheus's own can only count observations one by
+    /// one): at each scrape `read` returns its cumulative bucket counts, or nil to show no series.
+    /// Written after the library's families, in the same text format.
+    public func histogram(
+        _ name: String, help: String, labels: [(String, String)] = [],
+        read: @escaping @Sendable () -> HistogramValues?
+    ) {
+        sources.withLock { $0.append(.histogram(name: name, help: help, labels: constantLabels + labels, read: read)) }
+    }
+
     /// `name` is the whole name; the library's parts (namespace, unit) are not used.
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
@@ -68,6 +79,7 @@ public final class MetricsExposition: Sendable {
     /// The exposition text (format 0.0.4), every figure read now.
     public func render() -> [UInt8] {
         sources.withLock { sources in
+            var histograms: [UInt8] = []
             for index in sources.indices {
                 switch sources[index] {
                 case let .counter(counter, read, exported):
@@ -80,12 +92,48 @@ public final class MetricsExposition: Sendable {
                     family.refresh(registry)
                 case let .beforeRender(body):
                     body()
+                case let .histogram(name, help, labels, read):
+                    if let values = read() { values.emit(name: name, help: help, labels: labels, into: &histograms) }
                 }
             }
             var text: [UInt8] = []
             registry.emit(into: &text)
-            return text
+            return text + histograms
         }
+    }
+}
+
+/// A histogram's figures at one scrape: cumulative counts at or below each upper bound (ascending;
+/// `+Inf` is `count`), their sum, and how many.
+public struct HistogramValues: Sendable {
+    /// (upper bound as written in `le`, count at or below it).
+    public var buckets: [(bound: String, count: UInt64)]
+    public var sum: Double
+    public var count: UInt64
+
+    public init(buckets: [(bound: String, count: UInt64)], sum: Double, count: UInt64) {
+        self.buckets = buckets
+        self.sum = sum
+        self.count = count
+    }
+
+    /// The text format's lines: HELP, TYPE, `_bucket` per bound and `+Inf`, `_sum`, `_count`.
+    func emit(name: String, help: String, labels: [(String, String)], into text: inout [UInt8]) {
+        let escapedHelp = help.replacing("\\", with: "\\\\").replacing("\n", with: "\\n")
+        let rendered = labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }
+        func series(_ suffix: String, _ extra: String?, _ value: String) {
+            let all = rendered + (extra.map { [$0] } ?? [])
+            text += Array("\(name)\(suffix)\(all.isEmpty ? "" : "{" + all.joined(separator: ",") + "}") \(value)\n".utf8)
+        }
+        text += Array("# HELP \(name) \(escapedHelp)\n# TYPE \(name) histogram\n".utf8)
+        for bucket in buckets { series("_bucket", "le=\"\(bucket.bound)\"", String(bucket.count)) }
+        series("_bucket", "le=\"+Inf\"", String(count))
+        series("_sum", nil, "\(sum)")
+        series("_count", nil, String(count))
+    }
+
+    static func escape(_ value: String) -> String {
+        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
     }
 }
 

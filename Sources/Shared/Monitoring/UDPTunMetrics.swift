@@ -204,12 +204,51 @@ extension MetricsExposition {
         ) {
             $0.streamsReplaced
         }
-        gauge("udptun_sink_latency_min_seconds", "Smallest one-way latency seen (JSON: latency_us.min).") {
-            $0.latency.count == 0 ? 0 : Double($0.latency.minimum) / 1e9
+        counter(
+            "udptun_sink_latency_withheld_total",
+            "Generator payloads whose one-way latency is not in udptun_sink_latency_seconds: their sender's clock is not the sink's and --synchronised-clocks was not given (JSON: latency_withheld)."
+        ) { _ in accounting.value.latencyWithheld }
+        counter(
+            "udptun_sink_latency_negative_total",
+            "Generator payloads that arrived before they were sent by the clocks, left out of udptun_sink_latency_seconds (JSON: latency_negative)."
+        ) { _ in accounting.value.latencyNegative }
+        histogram(
+            "udptun_sink_latency_seconds",
+            help:
+                "One-way latency of generator payloads whose sender shares the sink's clock, or all with --synchronised-clocks; empty when the clocks are not shared (JSON: latency_p50_us ... latency_max_us, latency_payloads)."
+        ) {
+            Self.latencyBuckets(accounting.value.latency)
         }
-        gauge("udptun_sink_latency_average_seconds", "Mean one-way latency (JSON: latency_us.avg).") { ($0.latency.average ?? 0) / 1e9 }
-        gauge("udptun_sink_latency_max_seconds", "Largest one-way latency seen (JSON: latency_us.max).") {
-            Double($0.latency.maximum) / 1e9
+        gauge(
+            "udptun_sink_jitter_seconds",
+            "RFC 3550 interarrival jitter, the largest over the sources, 0 before any (JSON: jitter_us)."
+        ) {
+            ($0.largestJitterMicroseconds ?? 0) / 1e6
         }
+    }
+
+    /// `udptun_sink_latency_seconds`'s upper bounds, in µs: 10 µs to 10 s.
+    public static let latencyBoundsMicroseconds: [UInt64] = [
+        10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+        1_000_000, 2_500_000, 5_000_000, 10_000_000
+    ]
+
+    /// The histogram's cumulative counts at the bounds (each within the histogram's 1 % of its bound)
+    /// and its exact sum; all 0 while nothing is recorded.
+    static func latencyBuckets(_ latency: LatencyHistogram) -> HistogramValues {
+        let counts = latency.cumulativeCounts(atOrBelow: latencyBoundsMicroseconds)
+        return HistogramValues(
+            buckets: zip(latencyBoundsMicroseconds, counts).map { (seconds(microseconds: $0), $1) },
+            sum: Double(latency.sumMicroseconds) / 1e6, count: latency.count)
+    }
+
+    /// `microseconds` as a decimal number of seconds, exactly ("0.00001", "2.5", "10").
+    static func seconds(microseconds: UInt64) -> String {
+        let whole = microseconds / 1_000_000, fraction = microseconds % 1_000_000
+        guard fraction > 0 else { return String(whole) }
+        var digits = String(fraction)
+        digits = String(repeating: "0", count: 6 - digits.count) + digits
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return "\(whole).\(digits)"
     }
 }

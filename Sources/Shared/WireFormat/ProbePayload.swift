@@ -1,11 +1,13 @@
 /// The generator's measurable payload, carried as ordinary UDP through the tunnel:
 ///
 ///     0  magic "UTP1"        4  stream id (u32)     8  sequence (u64)
-///     16 send time, ns since the Unix epoch (u64)   24 total length (u16)  26 reserved (u16)
+///     16 send time, ns since the Unix epoch (u64)   24 total length (u16)  26 clock id (u16)
 ///     28 CRC-32 of every other byte (u32)           32 filler: byte i = (sequence + i) & 0xff
 ///
 /// All fields are big-endian. The CRC covers the header and the filler, so any flipped bit, cut or
-/// padding is seen as corruption.
+/// padding is seen as corruption. The clock id names the sender's wall clock (a hash of the host's
+/// boot id, see `ClockIdentity`), so the sink can tell whether a one-way latency means anything;
+/// 0 means unknown (older generators wrote 0 there, as a reserved field).
 public struct ProbePayload: Sendable, Equatable {
     public static let magic: UInt32 = 0x5554_5031  // "UTP1"
     public static let headerLength = 32
@@ -15,12 +17,17 @@ public struct ProbePayload: Sendable, Equatable {
     public var sequence: UInt64
     public var sendTimeNanoseconds: UInt64
     public var length: Int
+    /// The sender's clock, `unknownClock` when it did not say.
+    public var clockID: UInt16
 
-    public init(streamID: UInt32, sequence: UInt64, sendTimeNanoseconds: UInt64, length: Int) {
+    public static let unknownClock: UInt16 = 0
+
+    public init(streamID: UInt32, sequence: UInt64, sendTimeNanoseconds: UInt64, length: Int, clockID: UInt16 = unknownClock) {
         self.streamID = streamID
         self.sequence = sequence
         self.sendTimeNanoseconds = sendTimeNanoseconds
         self.length = length
+        self.clockID = clockID
     }
 
     public enum Decoded: Equatable, Sendable {
@@ -39,7 +46,7 @@ public struct ProbePayload: Sendable, Equatable {
         buffer.setU64(sequence, at: 8)
         buffer.setU64(sendTimeNanoseconds, at: 16)
         buffer.setU16(UInt16(length), at: 24)
-        buffer.setU16(0, at: 26)
+        buffer.setU16(clockID, at: 26)
         let start = UInt8(truncatingIfNeeded: sequence)
         for index in Self.headerLength..<length {
             buffer[index] = start &+ UInt8(truncatingIfNeeded: index)
@@ -55,7 +62,7 @@ public struct ProbePayload: Sendable, Equatable {
         return .probe(
             ProbePayload(
                 streamID: bytes.u32(at: 4), sequence: bytes.u64(at: 8),
-                sendTimeNanoseconds: bytes.u64(at: 16), length: bytes.count))
+                sendTimeNanoseconds: bytes.u64(at: 16), length: bytes.count, clockID: bytes.u16(at: 26)))
     }
 
     /// CRC-32 of everything except the CRC field itself (bytes 28..<32).
