@@ -9,6 +9,8 @@ import PackageDescription
 //                       coalescing, addresses, GTP-U, framings and their crypto, generator payload
 //                       (pure functions and values: no system calls; the one lock type, Locked, for
 //                       the little state that is shared, such as GTP-U sessions)
+//   Shared/WireGuard    the WireGuard protocol as pure values: BLAKE2s, the Noise IKpsk2 handshake,
+//                       messages, MACs and cookies, transport seal/open and the replay filter
 //   Shared/KernelIO     the kernel: one syscall wrapper, one poll wrapper, owned descriptors, TUN device with its offloads,
 //                       UDP sockets and batches, sysctl, privileges, signals, threads, the run lifecycle
 //   Shared/Engine       the tunnel: stages, driver, return-path table, policy, counters, housekeeping
@@ -42,6 +44,9 @@ let package = Package(
         .target(
             name: "WireFormat", dependencies: ["CAEAD", .product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/Shared/WireFormat"),
+        .target(
+            name: "WireGuard", dependencies: ["CAEAD", "WireFormat", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/Shared/WireGuard"),
         .target(name: "KernelIO", dependencies: ["CLinux", "WireFormat"], path: "Sources/Shared/KernelIO"),
         .target(name: "Engine", dependencies: ["KernelIO", "WireFormat"], path: "Sources/Shared/Engine"),
         .target(
@@ -73,12 +78,13 @@ let package = Package(
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         // libFuzzer targets; Tests/Fuzz/run.sh builds this with -sanitize=fuzzer,address. No CLI code.
         .executableTarget(
-            name: "Fuzz", dependencies: ["Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport"],
+            name: "Fuzz",
+            dependencies: ["Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "WireGuard", "TestSupport"],
             path: "Tests/Fuzz", exclude: ["run.sh", "corpus"]),
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "TestSupport",
+                "CLI", "Engine", "Measurement", "Monitoring", "KernelIO", "WireFormat", "WireGuard", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto")
             ],
             path: "Tests/UnitTests"),

@@ -14,6 +14,8 @@ import Glibc
 //   address   address, prefix, host:port and --allowed-ips parsing
 //   gtpu      GTP-U header parsing and the extension walk, and the UPF's and RAN's openers
 //   http      the metrics endpoint's request handling (what any client of the port may send)
+//   wg-initiation  a WireGuard responder: MAC1/MAC2 checks, openInitiation, consumeInitiation
+//   wg-response    a WireGuard initiator: consumeResponse and cookie replies; a session's transport opener
 import KernelIO
 import Measurement
 import Monitoring
@@ -45,6 +47,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case "address": fuzzAddresses(input)
     case "gtpu": fuzzGTPU(input)
     case "http": fuzzHTTP(input)
+    case "wg-initiation": fuzzWireGuardInitiation(input)
+    case "wg-response": fuzzWireGuardResponse(input)
     default: fatalError("unknown UDPTUN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -333,6 +337,8 @@ func seeds() -> [String: [[UInt8]]] {
             "GET /metrics HTTP/1.1\r\nHost: relay:9101\r\nAccept: text/plain\r\n\r\n", "HEAD /metrics?x=1 HTTP/1.0\n\n",
             "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "GET / HTTP/1.1\r\n\r\n"
         ].map { Array($0.utf8) },
+        "wg-initiation": [wireGuard.initiation],
+        "wg-response": [wireGuard.response, wireGuard.cookieReply, wireGuard.transport],
         "address": [
             "198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"
         ].map { Array($0.utf8) }

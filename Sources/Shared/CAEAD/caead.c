@@ -10,6 +10,7 @@ typedef struct evp_aead_ctx_st EVP_AEAD_CTX;
 
 extern const EVP_AEAD *CCryptoBoringSSL_EVP_aead_chacha20_poly1305(void);
 extern const EVP_AEAD *CCryptoBoringSSL_EVP_aead_aes_256_gcm(void);
+extern const EVP_AEAD *CCryptoBoringSSL_EVP_aead_xchacha20_poly1305(void);
 extern EVP_AEAD_CTX *CCryptoBoringSSL_EVP_AEAD_CTX_new(const EVP_AEAD *aead, const uint8_t *key, size_t key_len,
                                                        size_t tag_len);
 extern void CCryptoBoringSSL_EVP_AEAD_CTX_free(EVP_AEAD_CTX *ctx);
@@ -22,7 +23,7 @@ extern int CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
     size_t in_len, const uint8_t *in_tag, size_t in_tag_len, const uint8_t *ad, size_t ad_len);
 extern void CCryptoBoringSSL_ERR_clear_error(void);
 
-enum { KEY_LENGTH = 32, TAG_LENGTH = 16, NONCE_LENGTH = 12 };
+enum { KEY_LENGTH = 32, TAG_LENGTH = 16, NONCE_LENGTH = 12, EXTENDED_NONCE_LENGTH = 24 };
 
 caead_key *caead_chacha20_poly1305_new(const uint8_t *key32) {
     return (caead_key *)CCryptoBoringSSL_EVP_AEAD_CTX_new(CCryptoBoringSSL_EVP_aead_chacha20_poly1305(), key32,
@@ -32,6 +33,11 @@ caead_key *caead_chacha20_poly1305_new(const uint8_t *key32) {
 caead_key *caead_aes_256_gcm_new(const uint8_t *key32) {
     return (caead_key *)CCryptoBoringSSL_EVP_AEAD_CTX_new(CCryptoBoringSSL_EVP_aead_aes_256_gcm(), key32, KEY_LENGTH,
                                                           TAG_LENGTH);
+}
+
+caead_key *caead_xchacha20_poly1305_new(const uint8_t *key32) {
+    return (caead_key *)CCryptoBoringSSL_EVP_AEAD_CTX_new(CCryptoBoringSSL_EVP_aead_xchacha20_poly1305(), key32,
+                                                          KEY_LENGTH, TAG_LENGTH);
 }
 
 void caead_free(caead_key *key) { CCryptoBoringSSL_EVP_AEAD_CTX_free((EVP_AEAD_CTX *)key); }
@@ -51,6 +57,25 @@ int caead_open(const caead_key *key, uint8_t *data, size_t length, const uint8_t
         return 1;
     }
     // A forged or damaged datagram is routine here: do not let BoringSSL's error queue keep it.
+    CCryptoBoringSSL_ERR_clear_error();
+    return 0;
+}
+
+int caead_xseal(const caead_key *key, uint8_t *data, size_t length, uint8_t *tag,
+                const uint8_t *nonce24, const uint8_t *ad, size_t ad_length) {
+    size_t tag_length = 0;
+    int ok = CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter((const EVP_AEAD_CTX *)key, data, tag, &tag_length, TAG_LENGTH,
+                                                        nonce24, EXTENDED_NONCE_LENGTH, data, length, NULL, 0, ad,
+                                                        ad_length);
+    return ok == 1 && tag_length == TAG_LENGTH;
+}
+
+int caead_xopen(const caead_key *key, uint8_t *data, size_t length, const uint8_t *tag,
+                const uint8_t *nonce24, const uint8_t *ad, size_t ad_length) {
+    if (CCryptoBoringSSL_EVP_AEAD_CTX_open_gather((const EVP_AEAD_CTX *)key, data, nonce24, EXTENDED_NONCE_LENGTH, data,
+                                                  length, tag, TAG_LENGTH, ad, ad_length) == 1) {
+        return 1;
+    }
     CCryptoBoringSSL_ERR_clear_error();
     return 0;
 }
