@@ -80,7 +80,14 @@ public final class TunnelCounters: Sendable {
     public func setSocketDropped(_ value: UInt64) { counts.store(value, at: TunnelCount.socketDropped.rawValue) }
 
     public func add(_ tally: BatchTally) {
-        counts.add(tally.counts.span.extracting(first: TunnelCount.count))
+        // Only the counts this batch touched: a call per count, across the module boundary, is
+        // most of what adding costs when a batch holds one packet.
+        var touched = tally.touched
+        while touched != 0 {
+            let index = touched.trailingZeroBitCount
+            touched &= touched &- 1
+            counts.add(tally.counts[index], at: index)
+        }
         if tally.anyDrops {
             for index in drops.indices { drops[index].add(tally.drops[index]) }
         }
@@ -102,8 +109,11 @@ public final class TunnelCounters: Sendable {
 
 /// One worker's counts for the batch in hand; a value type kept on the worker's stack.
 public struct BatchTally {
-    /// Indexed by `TunnelCount.rawValue`; inline so a tally never allocates.
+    /// Indexed by `TunnelCount.rawValue`; inline so a tally never allocates. Written through the
+    /// subscript, which keeps `touched`.
     public var counts = InlineArray<16, Int>(repeating: 0)
+    /// Bit `rawValue` set for each count written in this batch (through the subscript).
+    public var touched: UInt16 = 0
     /// Indexed by `DropReason.rawValue`.
     public var drops = InlineArray<32, Int>(repeating: 0)
     public private(set) var anyDrops = false
@@ -116,13 +126,19 @@ public struct BatchTally {
 
     @inlinable public subscript(count: TunnelCount) -> Int {
         get { counts[count.rawValue] }
-        set { counts[count.rawValue] = newValue }
+        set {
+            counts[count.rawValue] = newValue
+            touched |= 1 << count.rawValue
+        }
     }
 
     /// Back to zero for the next batch, touching the per-reason counts only when some were taken (a
     /// fresh tally is a few hundred bytes to copy, paid per batch).
     public mutating func reset() {
-        for index in 0..<TunnelCount.count { counts[index] = 0 }
+        while touched != 0 {
+            counts[touched.trailingZeroBitCount] = 0
+            touched &= touched &- 1
+        }
         if anyDrops {
             drops = InlineArray(repeating: 0)
             anyDrops = false

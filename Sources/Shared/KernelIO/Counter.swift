@@ -35,13 +35,10 @@ public final class CounterBlock: @unchecked Sendable {
         values.deallocate()
     }
 
-    /// Adds each of `amounts` to the count at its position, skipping zeros: one call per batch for
-    /// all of a tally's counts (a call per count, across the module boundary, cost more than the adds).
-    public func add(_ amounts: Span<Int>) {
-        precondition(amounts.count <= count)
-        for index in amounts.indices where amounts[index] != 0 {
-            values[index].wrappingAdd(UInt64(amounts[index]), ordering: .relaxed)
-        }
+    /// Adds `amount` to count `index` (nothing when it is 0).
+    public func add(_ amount: Int, at index: Int) {
+        precondition(index >= 0 && index < count)
+        if amount != 0 { values[index].wrappingAdd(UInt64(amount), ordering: .relaxed) }
     }
 
     /// Takes a total someone else keeps (the kernel's drop count of a socket).
