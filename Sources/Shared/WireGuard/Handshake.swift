@@ -137,23 +137,15 @@ public struct Handshake: Sendable {
         guard constantTimeEqual(MACs.mac1(bytes, key: identity.mac1Key).span, message.mac1.span) else { throw .badMAC1 }
         guard state == .initiationSent, message.receiverIndex == localIndex, let localEphemeral else { throw .unexpected }
         guard let ephemeral = PublicKey(bytes: message.ephemeral) else { throw .invalidKey }
-        var hash = BLAKE2s.hash(self.hash, message.ephemeral)
-        var chainingKey = WireGuardKDF.kdf1(key: self.chainingKey, input: message.ephemeral)
         guard var ee = localEphemeral.sharedSecret(with: ephemeral), var se = identity.privateKey.sharedSecret(with: ephemeral)
         else { throw .invalidKey }
-        defer {
-            wipe(&ee)
-            wipe(&se)
-        }
-        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: ee)
-        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: se)
-        var (next, tau, key) = WireGuardKDF.kdf3(key: chainingKey, input: presharedKey.bytes)
+        var (hash, next, key) = responseKeySchedule(ephemeral: message.ephemeral, ee: &ee, se: &se)
         defer { wipe(&key) }
-        hash = BLAKE2s.hash(hash, tau)
-        wipe(&tau)
-        guard HandshakeAEAD.open(key: key, message.encryptedNothing, authenticating: hash) != nil else { throw .decryptFailed }
+        guard HandshakeAEAD.open(key: key, message.encryptedNothing, authenticating: hash) != nil else {
+            wipe(&next)
+            throw .decryptFailed
+        }
         hash = BLAKE2s.hash(hash, message.encryptedNothing)
-        wipe(&chainingKey)
         self.hash = hash
         self.chainingKey = next
         wipe(&next)
@@ -194,22 +186,11 @@ public struct Handshake: Sendable {
         localIndex: UInt32 = UInt32.random(in: 0...UInt32.max), ephemeral: PrivateKey = PrivateKey(), now: UInt64
     ) throws(HandshakeError) -> [UInt8] {
         guard state == .initiationConsumed, let remoteEphemeral else { throw .unexpected }
-        var hash = BLAKE2s.hash(self.hash, ephemeral.publicKey.bytes)
-        var chainingKey = WireGuardKDF.kdf1(key: self.chainingKey, input: ephemeral.publicKey.bytes)
         guard var ee = ephemeral.sharedSecret(with: remoteEphemeral), var se = ephemeral.sharedSecret(with: remoteStatic) else {
             throw .invalidKey
         }
-        defer {
-            wipe(&ee)
-            wipe(&se)
-        }
-        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: ee)
-        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: se)
-        var (next, tau, key) = WireGuardKDF.kdf3(key: chainingKey, input: presharedKey.bytes)
+        var (hash, next, key) = responseKeySchedule(ephemeral: ephemeral.publicKey.bytes, ee: &ee, se: &se)
         defer { wipe(&key) }
-        wipe(&chainingKey)
-        hash = BLAKE2s.hash(hash, tau)
-        wipe(&tau)
         let encryptedNothing = HandshakeAEAD.seal(key: key, [], authenticating: hash)
         hash = BLAKE2s.hash(hash, encryptedNothing)
         var bytes = ResponseMessage(
@@ -227,6 +208,27 @@ public struct Handshake: Sendable {
     }
 
     // MARK: both
+
+    /// The response's key schedule, the same on both sides (Noise's e, ee, se, psk): the hash and
+    /// chaining key after it, and the key that seals the empty payload. Wipes `ee` and `se`.
+    private func responseKeySchedule(
+        ephemeral: [UInt8], ee: inout [UInt8], se: inout [UInt8]
+    ) -> (hash: [UInt8], chainingKey: [UInt8], key: [UInt8]) {
+        defer {
+            wipe(&ee)
+            wipe(&se)
+        }
+        var hash = BLAKE2s.hash(self.hash, ephemeral)
+        var chainingKey = WireGuardKDF.kdf1(key: self.chainingKey, input: ephemeral)
+        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: ee)
+        chainingKey = WireGuardKDF.kdf1(key: chainingKey, input: se)
+        // (next chaining key, tau, key): tau is mixed into the hash and wiped in place.
+        var derived = WireGuardKDF.kdf3(key: chainingKey, input: presharedKey.bytes)
+        wipe(&chainingKey)
+        hash = BLAKE2s.hash(hash, derived.1)
+        wipe(&derived.1)
+        return (hash, derived.0, derived.2)
+    }
 
     /// The session's keys once the handshake is complete (initiator: response consumed; responder:
     /// response sent); the handshake is then reset, its secrets wiped. Nil before that.
