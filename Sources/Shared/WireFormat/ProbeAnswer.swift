@@ -59,18 +59,12 @@ public struct ProbeAnswer: Sendable, Equatable {
         buffer.setU16(0, at: 26)
         buffer.setU64(reflectorReceived, at: 32)
         buffer.setU64(answerSequence, at: 40)
-        let start = UInt8(truncatingIfNeeded: sequence)
-        for index in Self.headerLength..<length {
-            buffer[index] = start &+ UInt8(truncatingIfNeeded: index)
-        }
-        buffer.setU32(ProbePayload.checksum(buffer.span.extracting(0..<length)), at: 28)
+        ProbePayload.fillAndSeal(&buffer, from: Self.headerLength, length: length, sequence: sequence)
     }
 
     public static func decode(_ bytes: Span<UInt8>) -> Decoded {
-        guard bytes.count >= 4, bytes.u32(at: 0) == magic else { return .other }
-        guard bytes.count >= headerLength, Int(bytes.u16(at: 24)) == bytes.count,
-            bytes.u32(at: 28) == ProbePayload.checksum(bytes)
-        else { return .corrupt }
+        guard let intact = ProbePayload.isIntact(bytes, magic: magic, headerLength: headerLength) else { return .other }
+        guard intact else { return .corrupt }
         return .answer(
             ProbeAnswer(
                 streamID: bytes.u32(at: 4), sequence: bytes.u64(at: 8), sendTimeNanoseconds: bytes.u64(at: 16),

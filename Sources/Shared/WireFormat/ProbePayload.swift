@@ -47,18 +47,29 @@ public struct ProbePayload: Sendable, Equatable {
         buffer.setU64(sendTimeNanoseconds, at: 16)
         buffer.setU16(UInt16(length), at: 24)
         buffer.setU16(clockID, at: 26)
-        let start = UInt8(truncatingIfNeeded: sequence)
-        for index in Self.headerLength..<length {
-            buffer[index] = start &+ UInt8(truncatingIfNeeded: index)
+        Self.fillAndSeal(&buffer, from: Self.headerLength, length: length, sequence: sequence)
+    }
+
+    /// The filler from `start` (byte i = (sequence + i) & 0xff) and the CRC over the first `length`
+    /// bytes: the tail of a payload's encoding, which `ProbeAnswer` shares.
+    static func fillAndSeal(_ buffer: inout MutableSpan<UInt8>, from start: Int, length: Int, sequence: UInt64) {
+        let first = UInt8(truncatingIfNeeded: sequence)
+        for index in start..<length {
+            buffer[index] = first &+ UInt8(truncatingIfNeeded: index)
         }
-        buffer.setU32(Self.checksum(buffer.span.extracting(0..<length)), at: 28)
+        buffer.setU32(checksum(buffer.span.extracting(0..<length)), at: 28)
+    }
+
+    /// Whether `bytes` starts with `magic` (nil: not this kind at all) and, if so, is whole: at
+    /// least `headerLength`, its length field equal to its size, its CRC right.
+    static func isIntact(_ bytes: Span<UInt8>, magic: UInt32, headerLength: Int) -> Bool? {
+        guard bytes.count >= 4, bytes.u32(at: 0) == magic else { return nil }
+        return bytes.count >= headerLength && Int(bytes.u16(at: 24)) == bytes.count && bytes.u32(at: 28) == checksum(bytes)
     }
 
     public static func decode(_ bytes: Span<UInt8>) -> Decoded {
-        guard bytes.count >= 4, bytes.u32(at: 0) == magic else { return .unsequenced }
-        guard bytes.count >= headerLength, Int(bytes.u16(at: 24)) == bytes.count,
-            bytes.u32(at: 28) == checksum(bytes)
-        else { return .corrupt }
+        guard let intact = isIntact(bytes, magic: magic, headerLength: headerLength) else { return .unsequenced }
+        guard intact else { return .corrupt }
         return .probe(
             ProbePayload(
                 streamID: bytes.u32(at: 4), sequence: bytes.u64(at: 8),
