@@ -22,7 +22,8 @@ public final class Counter: Sendable {
 /// whole table of counts, without a reference to retain per count.
 public final class CounterBlock: @unchecked Sendable {
     public let count: Int
-    private let values: UnsafeMutablePointer<Atomic<UInt64>>
+    // Inlinable: the engine adds a batch's few touched counts without a call each.
+    @usableFromInline let values: UnsafeMutablePointer<Atomic<UInt64>>
 
     public init(count: Int) {
         self.count = count
@@ -36,7 +37,7 @@ public final class CounterBlock: @unchecked Sendable {
     }
 
     /// Adds `amount` to count `index` (nothing when it is 0).
-    public func add(_ amount: Int, at index: Int) {
+    @inlinable @inline(__always) public func add(_ amount: Int, at index: Int) {
         precondition(index >= 0 && index < count)
         if amount != 0 { values[index].wrappingAdd(UInt64(amount), ordering: .relaxed) }
     }
