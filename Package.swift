@@ -89,7 +89,7 @@ let package = Package(
             ],
             path: "Tests/UnitTests"),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "Client", "Relay", "Sink"],
+            name: "EndToEndTests", dependencies: ["CLI", "TestSupport", "CLinux", "WireGuard", "Client", "Relay", "Sink"],
             path: "Tests/EndToEndTests")
     ],
     swiftLanguageModes: [.v6]
