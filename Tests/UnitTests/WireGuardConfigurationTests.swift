@@ -277,6 +277,9 @@ struct WireGuardUAPITests {
             public_key=\(c)
             endpoint=198.18.0.9:7
             allowed_ip=198.18.99.0/24
+            allowed_ip=198.18.97.0/24
+            allowed_ip=-198.18.97.0/24
+            allowed_ip=-198.18.20.0/24
             protocol_version=1
 
             ignored=after the blank line
@@ -286,8 +289,21 @@ struct WireGuardUAPITests {
         #expect(device.peers.map(\.publicKey.description) == [peerA, PublicKey(bytes: [UInt8](repeating: 0xab, count: 32))!.base64])
         #expect(device.peers[0].allowedIPs.isEmpty)  // its one prefix went to the later peer
         #expect(device.peers[0].persistentKeepalive == 0 && device.peers[0].presharedKey != nil)
+        // Its -198.18.20.0/24 removed nothing: that prefix was peer b's, and b is gone with it.
         #expect(device.peers[1].allowedIPs == [IPPrefix("198.18.99.0/24")!])
         #expect(device.peers[1].endpoint == .address(SocketAddress(ip: IPAddress("198.18.0.9")!, port: 7)))
+    }
+
+    /// `allowed_ip=-prefix` removes a prefix from the peer named, never from another peer.
+    @Test func removingAnAllowedIP() throws {
+        var device = try WireGuardConfiguration(parsing: fullExample)
+        let a = hex(PublicKey(base64: peerA)!.bytes), b = hex(PublicKey(base64: peerB)!.bytes)
+        try UAPI.apply(
+            try UAPI.parseSet(
+                "public_key=\(b)\nallowed_ip=-198.18.11.1/32\nallowed_ip=-198.18.20.0/24\npublic_key=\(a)\nallowed_ip=-2001:db8:a::/48\n"),
+            to: &device)
+        #expect(device.peers[0].allowedIPs == [IPPrefix("198.18.11.1/32")!])
+        #expect(device.peers[1].allowedIPs == [IPPrefix("198.18.10.0/24")!])
     }
 
     @Test func ownKeyIsNotAPeer() throws {

@@ -31,6 +31,7 @@ public enum UAPIOperation: Equatable, Sendable {
     case persistentKeepalive(UInt16)
     case replaceAllowedIPs
     case allowedIP(IPPrefix)
+    case removeAllowedIP(IPPrefix)  // `allowed_ip=-prefix` (wireguard-go): drops it if this peer has it
     case protocolVersion
 
     public static func == (a: UAPIOperation, b: UAPIOperation) -> Bool {
@@ -42,7 +43,7 @@ public enum UAPIOperation: Equatable, Sendable {
         case (.peer(let x), .peer(let y)): x == y
         case (.endpoint(let x), .endpoint(let y)): x == y
         case (.persistentKeepalive(let x), .persistentKeepalive(let y)): x == y
-        case (.allowedIP(let x), .allowedIP(let y)): x == y
+        case (.allowedIP(let x), .allowedIP(let y)), (.removeAllowedIP(let x), .removeAllowedIP(let y)): x == y
         case (.replacePeers, .replacePeers), (.updateOnly, .updateOnly), (.removePeer, .removePeer),
             (.replaceAllowedIPs, .replaceAllowedIPs), (.protocolVersion, .protocolVersion):
             true
@@ -146,8 +147,10 @@ public enum UAPI {
                 try flag()
                 operations.append(.replaceAllowedIPs)
             case "allowed_ip":
-                guard value.contains("/"), let prefix = IPPrefix(value) else { throw invalid("prefix \"\(value)\"") }
-                operations.append(.allowedIP(prefix))
+                let removing = value.hasPrefix("-")
+                let text = removing ? value.dropFirst() : value
+                guard text.contains("/"), let prefix = IPPrefix(text) else { throw invalid("prefix \"\(value)\"") }
+                operations.append(removing ? .removeAllowedIP(prefix) : .allowedIP(prefix))
             case "protocol_version":
                 guard value == "1" else { throw invalid("version \"\(value)\"") }
                 operations.append(.protocolVersion)
@@ -222,6 +225,10 @@ public enum UAPI {
                 do { try config.addAllowedIP(prefix, toPeer: i, owners: &owners) } catch {
                     throw UAPIError(errno: UAPIError.invalid, message: error.message)
                 }
+            case .removeAllowedIP(let prefix):
+                guard let i = current, owners[prefix] == i else { continue }
+                owners[prefix] = nil
+                config.peers[i].allowedIPs.removeAll { $0 == prefix }
             case .protocolVersion: break
             }
         }
