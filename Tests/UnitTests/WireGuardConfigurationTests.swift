@@ -52,6 +52,18 @@ struct WireGuardConfigurationTests {
         #expect(b.persistentKeepalive == 0 && b.presharedKey == nil)
     }
 
+    @Test func crlfLinesAreLines() throws {
+        let crlf = try WireGuardConfiguration(parsing: fullExample.split(separator: "\n").joined(separator: "\r\n"))
+        #expect(crlf == (try WireGuardConfiguration(parsing: fullExample)))
+        #expect(
+            throws: WireGuardConfigurationError(
+                line: 3, message: "unknown [Interface] key Colour (expected PrivateKey, ListenPort or FwMark)")
+        ) {
+            try WireGuardConfiguration(parsing: "[Interface]\r\nListenPort=1\r\nColour=blue\r\n")
+        }
+        #expect(try UAPI.parseSet("listen_port=1\r\nfwmark=2\r\n\r\nlisten_port=x") == [.listenPort(1), .fwmark(2)])
+    }
+
     @Test func hostEndpointsAreLeftForTheCLI() throws {
         let config = try WireGuardConfiguration(parsing: "[Peer]\nPublicKey=\(peerA)\nEndpoint = relay.example:51820\n")
         #expect(config.peers[0].endpoint == .host("relay.example", port: 51820))

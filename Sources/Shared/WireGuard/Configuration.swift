@@ -175,7 +175,8 @@ extension WireGuardConfiguration {
             WireGuardConfigurationError(line: lineNumber, message: message)
         }
         var peerOpen = false
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift: a file written on Windows has lines too.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
             guard rawLine.utf8.count <= Limits.lineBytes else { throw fail("line over \(Limits.lineBytes) bytes") }
             let line = String(rawLine.prefix { $0 != "#" }.filter { !$0.isWhitespace })

@@ -80,7 +80,8 @@ public enum UAPI {
         }
         var operations: [UAPIOperation] = []
         var inPeer = false
-        for line in body.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Go's bufio.ScanLines, which wireguard-go reads with, also ends a line at "\r\n".
+        for line in body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             if line.isEmpty { break }
             guard line.utf8.count <= Limits.lineBytes else {
                 throw UAPIError(errno: UAPIError.protocolError, message: "line over \(Limits.lineBytes) bytes")
@@ -285,7 +286,7 @@ public enum UAPI {
         var stats: [PublicKey: UAPIPeerStats] = [:]
         var current: PublicKey?
         var body = ""
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             guard let equals = line.firstIndex(of: "=") else {
                 throw UAPIError(errno: UAPIError.protocolError, message: "failed to parse line \"\(line)\"")
             }
