@@ -16,6 +16,8 @@ import Glibc
 //   http      the metrics endpoint's request handling (what any client of the port may send)
 //   wg-initiation  a WireGuard responder: MAC1/MAC2 checks, openInitiation, consumeInitiation
 //   wg-response    a WireGuard initiator: consumeResponse and cookie replies; a session's transport opener
+//   wg-config      a `wg setconf` configuration file (WireGuardConfiguration(parsing:)) and its showconf text
+//   wg-uapi        a UAPI set=1 body applied to a device; its get=1 answer and set=1 request read back
 import KernelIO
 import Measurement
 import Monitoring
@@ -49,6 +51,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case "http": fuzzHTTP(input)
     case "wg-initiation": fuzzWireGuardInitiation(input)
     case "wg-response": fuzzWireGuardResponse(input)
+    case "wg-config": fuzzWireGuardConfig(input)
+    case "wg-uapi": fuzzWireGuardUAPI(input)
     default: fatalError("unknown UDPTUN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -339,6 +343,8 @@ func seeds() -> [String: [[UInt8]]] {
         ].map { Array($0.utf8) },
         "wg-initiation": [wireGuard.initiation],
         "wg-response": [wireGuard.response, wireGuard.cookieReply, wireGuard.transport],
+        "wg-config": wireGuardConfigSeeds(),
+        "wg-uapi": wireGuardUAPISeeds(),
         "address": [
             "198.18.1.2:8080", "[2001:db8::1]:53", "198.18.0.0/15", "::ffff:198.18.0.1", "198.18.1.1/32=198.19.0.1/32,198.19.1.0/24"
         ].map { Array($0.utf8) }

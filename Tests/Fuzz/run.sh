@@ -7,13 +7,13 @@
 # of targets rather than per target.
 #
 # Usage: Tests/Fuzz/run.sh [SECONDS] [TARGET...]     targets: ip probe gso coalesce open address gtpu http
-#                                                    wg-initiation wg-response
+#                                                    wg-initiation wg-response wg-config wg-uapi
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(ip probe gso coalesce open address gtpu http wg-initiation wg-response)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(ip probe gso coalesce open address gtpu http wg-initiation wg-response wg-config wg-uapi)
 
 echo "fuzz: building with -sanitize=fuzzer,address (.build-fuzz)" >&2
 swift build --package-path "$ROOT" --scratch-path "$ROOT/.build-fuzz" -c release --product udptun-fuzz \
