@@ -32,7 +32,7 @@ struct CounterTableTests {
         var tally = BatchTally()
         // A distinct value per count, so a count reported under another's name shows.
         for count in TunnelCount.allCases where count != .socketDropped { tally[count] = 100 + count.rawValue }
-        counters.add(tally)
+        counters.add(&tally)
         counters.setSocketDropped(UInt64(100 + TunnelCount.socketDropped.rawValue))
         let snapshot = [counters].snapshot()
 
@@ -55,7 +55,7 @@ struct CounterTableTests {
         var tally = BatchTally()
         tally[.tunRead] = 3
         tally[.received] = 5
-        queues[1].add(tally)
+        queues[1].add(&tally)
         let figures = Dictionary(uniqueKeysWithValues: queues.perQueueFigures())
         #expect(figures == ["tun_read_q0": 0, "received_q0": 0, "tun_read_q1": 3, "received_q1": 5])
         let exposition = MetricsExposition(constantLabels: [])

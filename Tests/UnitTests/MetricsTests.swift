@@ -32,8 +32,8 @@ struct MetricsTests {
         tally[.forwarded] = 7
         tally.drop(.spoofedSource, count: 2)
         tally.received(.keepalive)
-        counters[0].add(tally)
-        counters[1].add(tally)
+        counters[0].add(&tally)
+        counters[1].add(&tally)
         var first = Self.samples(exposition.render())
         #expect(first[#"udptun_build_info{role="relay",version="9.9.9"}"#] == 1)
         #expect(first[#"udptun_forwarded_packets_total{role="relay"}"#] == 14)
@@ -41,7 +41,7 @@ struct MetricsTests {
         #expect(first[#"udptun_dropped_packets_total{role="relay",reason="truncated"}"#] == 0)
         #expect(first[#"udptun_control_messages_total{role="relay",type="keepalive",direction="in"}"#] == 2)
         #expect(first[#"udptun_queue_tun_read_packets_total{role="relay",queue="1"}"#] == 0)
-        counters[1].add(tally)
+        counters[1].add(&tally)
         first = Self.samples(exposition.render())
         #expect(first[#"udptun_forwarded_packets_total{role="relay"}"#] == 21, "a second scrape adds only the difference")
         // Every report counter is there: one series per drop reason and per control type and direction.

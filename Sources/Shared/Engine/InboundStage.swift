@@ -153,7 +153,7 @@ public struct InboundStage: PipelineStage {
         }
         countWrites()
         if learned.hasPending, now &- lastCredit >= Self.refreshInterval { creditClients(at: now) }
-        counters.add(tally)
+        counters.add(&tally)
         if let sessionCounters { sessionTally.flush(into: sessionCounters, sent: false) }
         if let kernelDrops = batch.kernelDrops { counters.setSocketDropped(kernelDrops) }
         if let deviceError, !lifecycle.isStopping {

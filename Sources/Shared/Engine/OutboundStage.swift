@@ -106,7 +106,7 @@ public struct OutboundStage: PipelineStage {
             }
         }
         flushQueue(lifecycle)
-        counters.add(tally)
+        counters.add(&tally)
         if let sessionCounters { sessionTally.flush(into: sessionCounters, sent: true) }
         return read
     }
