@@ -7,6 +7,13 @@ import Crypto
     import Foundation
 #endif
 
+/// The 32 bytes of a key written in base64 (whitespace ignored), as key files and WireGuard's
+/// configuration hold them; nil when the text is not base64 of exactly 32 bytes.
+public func keyBytes(base64 text: some StringProtocol) -> [UInt8]? {
+    guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })), data.count == 32 else { return nil }
+    return Array(data)
+}
+
 /// The shared secret of an authenticated tunnel: 32 random bytes, kept base64-encoded in a key file.
 public struct TunnelKey: Sendable {
     let key: SymmetricKey
@@ -15,8 +22,8 @@ public struct TunnelKey: Sendable {
     public let id: UInt16
 
     public init?(base64 text: some StringProtocol) {
-        guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })), data.count == 32 else { return nil }
-        key = SymmetricKey(data: data)
+        guard let bytes = keyBytes(base64: text) else { return nil }
+        key = SymmetricKey(data: bytes)
         id = HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Array("udptun v1 key id".utf8), outputByteCount: 2)
             .withUnsafeBytes { UInt16($0[0]) << 8 | UInt16($0[1]) }
     }

@@ -1,4 +1,5 @@
 import Crypto
+import WireFormat
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -16,8 +17,8 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     public init?(base64 text: some StringProtocol) {
-        guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })) else { return nil }
-        self.init(bytes: Array(data))
+        guard let bytes = keyBytes(base64: text) else { return nil }
+        self.init(bytes: bytes)
     }
 
     public var base64: String { Data(bytes).base64EncodedString() }
@@ -40,8 +41,8 @@ public struct PrivateKey: Sendable {
     }
 
     public init?(base64 text: some StringProtocol) {
-        guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })) else { return nil }
-        self.init(bytes: Array(data))
+        guard let bytes = keyBytes(base64: text) else { return nil }
+        self.init(bytes: bytes)
     }
 
     private init(key: Curve25519.KeyAgreement.PrivateKey) {
@@ -73,8 +74,8 @@ public struct PresharedKey: Sendable {
     }
 
     public init?(base64 text: some StringProtocol) {
-        guard let data = Data(base64Encoded: String(text.filter { !$0.isWhitespace })) else { return nil }
-        self.init(bytes: Array(data))
+        guard let bytes = keyBytes(base64: text) else { return nil }
+        self.init(bytes: bytes)
     }
 
     private init(uncheckedBytes: [UInt8]) { bytes = uncheckedBytes }
